@@ -1,0 +1,91 @@
+//! A `Patch` is the only way a pass mutates the graph: nodes to remove,
+//! nodes to replace in place, nodes to add, new initializers. `apply`
+//! rewires, checks for cycles and dangling inputs, sweeps constants the
+//! patch made dead, and re-runs shape inference.
+
+use std::collections::HashSet;
+
+use petgraph::stable_graph::NodeIndex;
+
+use crate::error::{Error, Result};
+use crate::ir::Graph;
+use crate::onnx::NodeProto;
+use crate::tensor::Tensor;
+
+#[derive(Debug, Default, Clone)]
+pub struct Patch {
+    pub remove: Vec<NodeIndex>,
+    pub replace: Vec<(NodeIndex, NodeProto)>,
+    /// New nodes, each placed just after the given position key.
+    pub add: Vec<(NodeProto, u64)>,
+    pub initializers: Vec<Tensor>,
+}
+
+impl Patch {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.replace.is_empty() && self.add.is_empty() && self.initializers.is_empty()
+    }
+
+    pub fn apply(self, g: &mut Graph) -> Result<()> {
+        let mut candidates: HashSet<String> = HashSet::new();
+        for &ix in self.remove.iter().chain(self.replace.iter().map(|(ix, _)| ix)) {
+            let n = g.g.node_weight(ix).ok_or_else(|| Error::InvalidGraph("patch names a node that is gone".into()))?;
+            candidates.extend(n.proto.input.iter().filter(|s| !s.is_empty()).cloned());
+        }
+        for t in self.initializers {
+            let name = t.name().to_string();
+            if g.initializers.contains_key(&name) {
+                return Err(Error::tensor(name, "patch adds an initializer whose name is taken"));
+            }
+            g.initializers.insert(name, t);
+        }
+        for (ix, proto) in self.replace {
+            if let Some(n) = g.g.node_weight_mut(ix) {
+                n.proto = proto;
+            }
+        }
+        for ix in self.remove {
+            g.g.remove_node(ix);
+        }
+        for (proto, after) in self.add {
+            let pos = g.pos_after(after);
+            g.add_node(proto, pos);
+        }
+        g.rebuild()?;
+        g.toposort()?;
+        sweep(g, candidates)?;
+        crate::ir::shape::infer(g)?;
+        Ok(())
+    }
+}
+
+/// Remove initializers and constant-producing nodes among `candidates` that
+/// nothing uses any more (transitively).
+pub fn sweep(g: &mut Graph, mut candidates: HashSet<String>) -> Result<()> {
+    loop {
+        let mut changed = false;
+        let mut next = HashSet::new();
+        for v in candidates.drain() {
+            if !g.consumers(&v).is_empty() || g.is_graph_output(&v) {
+                continue;
+            }
+            if g.initializers.contains_key(&v) {
+                g.initializers.shift_remove(&v);
+                g.inputs.retain(|i| i.name() != v);
+                changed = true;
+            } else if let Some((ix, _)) = g.producer(&v) {
+                let all_dead = g.g[ix].proto.output.iter().all(|o| g.consumers(o).is_empty() && !g.is_graph_output(o));
+                if all_dead && g.is_const_node(ix) {
+                    next.extend(g.g[ix].proto.input.iter().filter(|s| !s.is_empty()).cloned());
+                    g.g.remove_node(ix);
+                    changed = true;
+                }
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+        g.rebuild()?;
+        candidates = next;
+    }
+}
