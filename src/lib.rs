@@ -2,10 +2,16 @@
 //! form and cost them on systolic arrays.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod builder;
+pub mod cli;
+pub mod convert;
 pub mod error;
+pub mod eval;
+pub mod inspect;
 pub mod ir;
 pub mod onnx;
 pub mod passes;
+pub mod stats;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -78,6 +78,9 @@ pub struct Graph {
     /// Everything else of the GraphProto (name, doc string, sparse initializers...).
     pub rest: GraphProto,
     pub opset: i64,
+    /// Concrete shapes given by the user for graph inputs (for inference only;
+    /// the saved model keeps its own declarations).
+    pub input_overrides: HashMap<String, Vec<Dim>>,
     producer: HashMap<String, (NodeIndex, usize)>,
     consumers: HashMap<String, Vec<(NodeIndex, usize)>>,
     next_pos: u64,
@@ -159,6 +162,7 @@ impl Graph {
             facts: HashMap::new(),
             rest,
             opset,
+            input_overrides: HashMap::new(),
             producer: HashMap::new(),
             consumers: HashMap::new(),
             next_pos: 0,
@@ -264,6 +268,33 @@ impl Graph {
             return Err(Error::InvalidGraph(format!("the graph has a cycle (involving {stuck})")));
         }
         Ok(order)
+    }
+
+    /// Fix the shape of graph inputs for inference: `shape` applies to the
+    /// named input, or to the first one when `name` is None. Symbolic batch
+    /// dims not given stay symbolic.
+    pub fn set_input_shape(&mut self, name: Option<&str>, shape: &[i64]) -> Result<()> {
+        let real: Vec<String> = self.inputs.iter().map(|v| v.name().to_string()).filter(|n| !self.initializers.contains_key(n)).collect();
+        let target = match name {
+            Some(n) if real.iter().any(|r| r == n) => n.to_string(),
+            Some(n) => return Err(Error::option("--input-shape", format!("the model has no input '{n}' (inputs: {})", real.join(", ")))),
+            None => real.first().cloned().ok_or_else(|| Error::option("--input-shape", "the model has no inputs"))?,
+        };
+        if let Some(declared) = self.facts.get(&target).and_then(|f| f.shape.clone()) {
+            if declared.len() != shape.len() {
+                return Err(Error::option("--input-shape", format!("input '{target}' has rank {}, got {} dims", declared.len(), shape.len())));
+            }
+            for (d, &s) in declared.iter().zip(shape) {
+                if d.known().is_some_and(|k| k != s) {
+                    return Err(Error::option("--input-shape", format!("input '{target}' is declared {}, got {shape:?}", onnx::fmt_shape(&declared))));
+                }
+            }
+        }
+        if shape.iter().any(|&d| !(1..=shape::MAX_DIM).contains(&d)) {
+            return Err(Error::option("--input-shape", format!("dimensions must be between 1 and {}", shape::MAX_DIM)));
+        }
+        self.input_overrides.insert(target, shape.iter().map(|&d| Dim::Known(d)).collect());
+        shape::infer(self)
     }
 
     pub fn node(&self, ix: NodeIndex) -> &Node {

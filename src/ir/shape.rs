@@ -41,6 +41,10 @@ pub fn infer(g: &mut Graph) -> Result<()> {
         }
         facts.insert(vi.name().to_string(), ValueFact::new(dt, shape));
     }
+    for (name, shape) in &g.input_overrides {
+        let f = facts.entry(name.clone()).or_default();
+        f.shape = Some(shape.clone());
+    }
     for (name, t) in &g.initializers {
         facts.insert(name.clone(), ValueFact::new(Some(t.dtype()), Some(t.dims().iter().map(|&d| Dim::Known(d)).collect())));
     }
@@ -100,10 +104,8 @@ fn known_all(s: &[Dim]) -> Option<Vec<i64>> {
 }
 
 fn broadcast(ins: &[ValueFact]) -> Option<Vec<Dim>> {
-    let shapes: Vec<&Vec<Dim>> = ins.iter().filter_map(|f| f.shape.as_ref()).collect();
-    if shapes.len() != ins.iter().filter(|f| f.dtype.is_some() || f.shape.is_some()).count() || shapes.is_empty() {
-        return None;
-    }
+    let shapes: Option<Vec<&Vec<Dim>>> = ins.iter().map(|f| f.shape.as_ref()).collect();
+    let shapes = shapes.filter(|s| !s.is_empty())?;
     let rank = shapes.iter().map(|s| s.len()).max()?;
     let mut out = vec![Dim::Known(1); rank];
     for s in shapes {

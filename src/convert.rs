@@ -1,0 +1,107 @@
+//! The convert job: load → run the FuSe pipeline → record what was done.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ir::Graph;
+use crate::onnx::{self, Model};
+use crate::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
+use crate::passes::{self, LayerSelection, Pass, PassCx, PassReport};
+use crate::stats::{stats, Stats};
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    pub variant: Variant,
+    pub init: Init,
+    pub layers: LayerSelection,
+    pub skip: Vec<String>,
+    /// A pipeline file replacing the built-in one for `variant`.
+    pub pipeline: Option<PathBuf>,
+    pub max_rewrites: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvertSummary {
+    pub input: String,
+    pub variant: String,
+    pub init: String,
+    pub passes: Vec<(String, PassReport)>,
+    pub before: Stats,
+    pub after: Stats,
+}
+
+impl ConvertSummary {
+    pub fn converted(&self) -> usize {
+        self.passes.iter().map(|(_, r)| r.rewrites.len()).sum()
+    }
+}
+
+/// Default output path beside the input: `model.fuse-half.onnx`.
+pub fn default_output(input: &Path, variant: Variant) -> PathBuf {
+    let stem = input.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
+    input.with_file_name(format!("{stem}.fuse-{variant}.onnx"))
+}
+
+pub fn build_passes(opts: &ConvertOptions) -> Result<Vec<Box<dyn Pass>>> {
+    match &opts.pipeline {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            passes::parse_pipeline(&text, &p.display().to_string())
+        }
+        None => {
+            let o = Options { variant: opts.variant, init: opts.init, layers: opts.layers.clone(), skip: opts.skip.clone() };
+            Ok(vec![Box::new(FuseDepthwise::new(o)?)])
+        }
+    }
+}
+
+/// Convert a loaded model in memory.
+pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) -> Result<ConvertSummary> {
+    let pipeline = build_passes(opts)?;
+    let before = stats(g);
+    let cx = PassCx { max_rewrites: opts.max_rewrites };
+    let reports = passes::run_pipeline(g, &pipeline, &cx)?;
+    let after = stats(g);
+    let converted: Vec<String> = reports.iter().flat_map(|(_, r)| r.rewrites.iter().map(|w| w.node.clone())).collect();
+    model.proto.graph = Some(g.to_proto()?);
+    let meta = [
+        ("fusec.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("fusec.variant", opts.variant.to_string()),
+        ("fusec.init", opts.init.to_string()),
+        ("fusec.converted", converted.join(",")),
+    ];
+    model.proto.metadata_props.retain(|p| !p.key().starts_with("fusec."));
+    for (k, v) in meta {
+        model.proto.metadata_props.push(onnx::kv(k, &v));
+    }
+    Ok(ConvertSummary {
+        input: model.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        variant: opts.variant.to_string(),
+        init: opts.init.to_string(),
+        passes: reports,
+        before,
+        after,
+    })
+}
+
+/// Load, convert and save. Refuses to write over the input unless `force`.
+pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions, force: bool) -> Result<(Model, ConvertSummary)> {
+    if same_file(input, output) && !force {
+        return Err(Error::option("-o", format!("{} is the input model; refusing to overwrite it (use --force)", output.display())));
+    }
+    // options are checked before any file is read
+    build_passes(opts)?;
+    let (mut model, mut g) = crate::ir::load_graph(input)?;
+    let summary = convert_model(&mut model, &mut g, opts).map_err(|e| e.in_file(input))?;
+    onnx::save(&model, output, &onnx::SaveOptions { overwrite: true })?;
+    Ok((model, summary))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}

@@ -1,0 +1,67 @@
+//! Parameter and MAC counts of a graph.
+
+use serde::Serialize;
+
+use crate::ir::Graph;
+use crate::onnx::{attr_int, dtype, Dim};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Float weights (initializers and Constant nodes), in elements.
+    pub params: u64,
+    /// Multiply-accumulates of Conv, Gemm and MatMul at batch 1.
+    pub macs: u64,
+}
+
+/// Dims as numbers, with a symbolic leading (batch) dim taken as 1.
+fn known_b1(s: &[Dim]) -> Option<Vec<u64>> {
+    s.iter()
+        .enumerate()
+        .map(|(i, d)| match d.known() {
+            Some(v) => Some(v.max(0) as u64),
+            None if i == 0 => Some(1),
+            None => None,
+        })
+        .collect()
+}
+
+/// MACs of one node at batch 1, when its shapes are known.
+pub fn node_macs(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> Option<u64> {
+    let n = g.node(ix);
+    match n.op() {
+        "Conv" => {
+            let w = known_b1(g.shape_of(n.input(1)?)?)?;
+            let y = known_b1(g.shape_of(n.output(0)?)?)?;
+            // per output element: (C_in / group) x kernel
+            Some(w[1..].iter().product::<u64>() * y.iter().product::<u64>())
+        }
+        "Gemm" | "MatMul" => {
+            let a = known_b1(g.shape_of(n.input(0)?)?)?;
+            let y = known_b1(g.shape_of(n.output(0)?)?)?;
+            let k = if n.op() == "Gemm" && attr_int(&n.proto, "transA").unwrap_or(0) != 0 { a[0] } else { *a.last()? };
+            Some(k * y.iter().product::<u64>())
+        }
+        _ => None,
+    }
+}
+
+pub fn stats(g: &Graph) -> Stats {
+    let mut s = Stats::default();
+    for t in g.initializers.values() {
+        if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE | dtype::BFLOAT16) {
+            s.params += t.len();
+        }
+    }
+    for ix in g.g.node_indices() {
+        let n = g.node(ix);
+        if n.op() == "Constant" {
+            if let Some(t) = crate::ir::constant_node_value(&n.proto) {
+                if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE) && t.len() > 1 {
+                    s.params += t.len();
+                }
+            }
+        }
+        s.macs += node_macs(g, ix).unwrap_or(0);
+    }
+    s
+}
