@@ -272,7 +272,11 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
             }
             let w = Window::from_node(node, kernel)?;
             let mut out = vec![xs[0].clone(), ws[0].clone()];
-            out.extend(w.out_dims(&xs[2..], false));
+            let spatial = w.out_dims(&xs[2..], false);
+            if spatial.iter().any(|d| d.known() == Some(0)) {
+                return Err(Error::InvalidGraph(format!("Conv window (kernel {:?}, dilations {:?}) does not fit the padded input {}", w.kernel, w.dilations, onnx::fmt_shape(&xs))));
+            }
+            out.extend(spatial);
             one(Some(out))
         }
         "MaxPool" | "AveragePool" | "LpPool" => {

@@ -1,0 +1,156 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use fusec::builder::{Act, ModelBuilder};
+use fusec::ir::Graph;
+use fusec::onnx::{Dim, Model, ModelProto};
+use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
+use fusec::passes::{run_pipeline, LayerSelection, Pass, PassCx, PassReport};
+use ndarray::{ArrayD, IxDyn};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+pub fn testdata(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
+}
+
+/// What kernel pattern the depthwise weights get.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kernel {
+    /// Random everywhere.
+    Dense,
+    /// Zero outside the centre row for the first ⌈C/2⌉ channels and outside
+    /// the centre column for the rest (exactly representable by Half).
+    HalfExact,
+    /// Zero outside the centre tap (exactly representable by Full).
+    CenterOnly,
+}
+
+/// A depthwise block: [pw expand] → dw K×K → [BN] → [act] → [SE] → [act] → pw.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub c: usize,
+    pub k: (usize, usize),
+    pub stride: (usize, usize),
+    pub pads: Option<[i64; 4]>,
+    pub auto_pad: Option<&'static str>,
+    pub dil: (usize, usize),
+    pub h: usize,
+    pub w: usize,
+    pub bias: bool,
+    pub bn: bool,
+    pub act: Act,
+    pub se: Option<bool>,
+    /// SE after the activation (MobileNetV3 export order) instead of before.
+    pub se_after_act: bool,
+    pub symbolic_batch: bool,
+    pub opset: i64,
+    pub kernel: Kernel,
+    pub cout: usize,
+    pub weights_as_constants: bool,
+    pub weights_through_identity: bool,
+}
+
+impl Default for Block {
+    fn default() -> Self {
+        Block {
+            c: 8,
+            k: (3, 3),
+            stride: (1, 1),
+            pads: None,
+            auto_pad: None,
+            dil: (1, 1),
+            h: 9,
+            w: 11,
+            bias: false,
+            bn: true,
+            act: Act::Relu,
+            se: None,
+            se_after_act: false,
+            symbolic_batch: false,
+            opset: 13,
+            kernel: Kernel::Dense,
+            cout: 6,
+            weights_as_constants: false,
+            weights_through_identity: false,
+        }
+    }
+}
+
+impl Block {
+    pub fn model(&self, seed: u64) -> ModelProto {
+        let mut b = ModelBuilder::new(self.opset, seed);
+        b.weights_as_constants = self.weights_as_constants;
+        b.weights_through_identity = self.weights_through_identity;
+        let batch = if self.symbolic_batch { Dim::Sym("batch".into()) } else { Dim::Known(1) };
+        let x = b.input("x", &[batch, Dim::Known(3), Dim::Known(self.h as i64), Dim::Known(self.w as i64)]);
+        let e = b.conv(&x, 3, self.c, (1, 1), (1, 1), (0, 0), 1, true);
+        let pads = self.pads.unwrap_or([(self.k.0 as i64 - 1) / 2 * self.dil.0 as i64, (self.k.1 as i64 - 1) / 2 * self.dil.1 as i64, (self.k.0 as i64 - 1) / 2 * self.dil.0 as i64, (self.k.1 as i64 - 1) / 2 * self.dil.1 as i64]);
+        let pads_opt = if self.auto_pad.is_some() { None } else { Some(&pads[..]) };
+        let d = b.conv_full(&e, self.c, self.c, self.k, self.stride, pads_opt, self.auto_pad, self.c, self.bias, self.dil);
+        let (kh, kw) = self.k;
+        let c1 = self.c.div_ceil(2);
+        let pattern = self.kernel;
+        if pattern != Kernel::Dense {
+            let dense = b.uniform(&[self.c, 1, kh, kw], 0.8);
+            b.set_weight(&d, move |i| {
+                let (ch, r, col) = (i[0], i[2], i[3]);
+                let keep = match pattern {
+                    Kernel::HalfExact if ch < c1 => r == (kh - 1) / 2,
+                    Kernel::HalfExact => col == (kw - 1) / 2,
+                    Kernel::CenterOnly => r == (kh - 1) / 2 && col == (kw - 1) / 2,
+                    Kernel::Dense => true,
+                };
+                if keep { dense[[ch, 0, r, col]] + 0.2 } else { 0.0 }
+            });
+        }
+        let mut y = if self.bn { b.bn(&d, self.c) } else { d };
+        let hidden = (self.c / 4).max(2);
+        if let (Some(gemm), false) = (self.se, self.se_after_act) {
+            y = b.se(&y, self.c, hidden, Act::HardSigmoid, gemm);
+        }
+        y = b.act(&y, self.act);
+        if let (Some(gemm), true) = (self.se, self.se_after_act) {
+            y = b.se(&y, self.c, hidden, Act::Sigmoid, gemm);
+        }
+        let out = b.conv(&y, self.c, self.cout, (1, 1), (1, 1), (0, 0), 1, true);
+        b.output(&out);
+        b.build()
+    }
+
+    pub fn input(&self, seed: u64) -> ArrayD<f32> {
+        random_input(&[1, 3, self.h, self.w], seed)
+    }
+}
+
+pub fn random_input(shape: &[usize], seed: u64) -> ArrayD<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()).unwrap()
+}
+
+pub fn graph_of(m: &ModelProto) -> Graph {
+    Graph::from_proto(m.graph.as_ref().unwrap(), fusec::onnx::opset_of(m)).unwrap()
+}
+
+pub fn fuse_pass(variant: Variant, init: Init) -> Box<dyn Pass> {
+    Box::new(FuseDepthwise::new(Options { variant, init, layers: LayerSelection::All, skip: vec![] }).unwrap())
+}
+
+/// Run the FuSe pass on a model in memory; returns the new model and the report.
+pub fn convert(m: &ModelProto, variant: Variant, init: Init) -> (ModelProto, PassReport) {
+    let mut g = graph_of(m);
+    let mut reports = run_pipeline(&mut g, &[fuse_pass(variant, init)], &PassCx::default()).unwrap();
+    let mut out = m.clone();
+    out.graph = Some(g.to_proto().unwrap());
+    (out, reports.remove(0).1)
+}
+
+pub fn model_of(m: ModelProto) -> Model {
+    Model { proto: m, ..Default::default() }
+}
+
+pub fn assert_close(a: &ArrayD<f32>, b: &ArrayD<f32>, rtol: f32, atol: f32, what: &str) {
+    let d = fusec::eval::compare(a, b, rtol, atol).unwrap();
+    assert!(d.ok(), "{what}: max abs diff {} (worst ratio {})", d.max_abs, d.worst_ratio);
+}
