@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::convert::{self, ConvertOptions, ConvertSummary};
+use crate::convert::{self, ConvertOptions, ConvertSummary, InputShape};
 use crate::passes::fuse_depthwise::{Init, Variant};
 use crate::passes::LayerSelection;
 
@@ -64,6 +64,10 @@ pub struct ConvertArgs {
     /// Allow writing over an existing file, including the input itself.
     #[arg(long)]
     pub force: bool,
+    /// Concrete input shape for shape inference and MAC counts
+    /// (`1x3x224x224`, or `NAME=1x3x224x224`); the saved model keeps its own.
+    #[arg(long)]
+    pub input_shape: Option<InputShape>,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -73,6 +77,9 @@ pub struct ConvertArgs {
 pub struct InspectArgs {
     /// ONNX model.
     pub model: PathBuf,
+    /// Concrete input shape (`1x3x224x224` or `NAME=1x3x224x224`).
+    #[arg(long)]
+    pub input_shape: Option<InputShape>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -122,6 +129,7 @@ fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
         skip: a.skip.clone(),
         pipeline: a.pipeline.clone(),
         max_rewrites: a.max_rewrites,
+        input_shape: a.input_shape.clone(),
     };
     let (_, summary) = convert::convert_file(&a.model, &output, &opts, a.force)?;
     if a.json {
@@ -166,7 +174,10 @@ pub fn print_summary(s: &ConvertSummary, output: &std::path::Path) {
 }
 
 fn cmd_inspect(a: InspectArgs) -> anyhow::Result<()> {
-    let (model, g) = crate::ir::load_graph(&a.model)?;
+    let (model, mut g) = crate::ir::load_graph(&a.model)?;
+    if let Some(s) = &a.input_shape {
+        s.apply(&mut g).map_err(|e| e.in_file(&a.model))?;
+    }
     let r = crate::inspect::inspect(&model, &g)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -20,6 +20,36 @@ pub struct ConvertOptions {
     /// A pipeline file replacing the built-in one for `variant`.
     pub pipeline: Option<PathBuf>,
     pub max_rewrites: Option<usize>,
+    /// Concrete input shape for inference (`name=1x3x224x224` or `1x3x224x224`).
+    pub input_shape: Option<InputShape>,
+}
+
+/// A user-given input shape: optional input name and dims.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputShape {
+    pub name: Option<String>,
+    pub dims: Vec<i64>,
+}
+
+impl std::str::FromStr for InputShape {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let (name, dims) = match s.rsplit_once('=') {
+            Some((n, d)) => (Some(n.to_string()), d),
+            None => (None, s),
+        };
+        let dims = dims
+            .split(['x', ','])
+            .map(|d| d.trim().parse::<i64>().map_err(|_| Error::option("--input-shape", format!("'{s}' is not like 1x3x224x224"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(InputShape { name, dims })
+    }
+}
+
+impl InputShape {
+    pub fn apply(&self, g: &mut Graph) -> Result<()> {
+        g.set_input_shape(self.name.as_deref(), &self.dims)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +124,9 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions, force: b
     // options are checked before any file is read
     build_passes(opts)?;
     let (mut model, mut g) = crate::ir::load_graph(input)?;
+    if let Some(s) = &opts.input_shape {
+        s.apply(&mut g)?;
+    }
     let summary = convert_model(&mut model, &mut g, opts).map_err(|e| e.in_file(input))?;
     onnx::save(&model, output, &onnx::SaveOptions { overwrite: true })?;
     Ok((model, summary))
