@@ -264,8 +264,10 @@ impl ModelBuilder {
         self.op("Gemm", &refs, vec![a_int("transB", 1)])
     }
 
+    /// The model, with graph outputs typed by shape inference.
     pub fn build(self) -> ModelProto {
-        let graph = onnx::GraphProto {
+        let opset = self.opset;
+        let mut graph = onnx::GraphProto {
             name: Some(self.name.clone()),
             node: self.nodes,
             initializer: self.inits,
@@ -273,6 +275,13 @@ impl ModelBuilder {
             output: self.outputs,
             ..Default::default()
         };
+        if let Ok(g) = crate::ir::Graph::from_proto(&graph, opset) {
+            for o in graph.output.iter_mut() {
+                if let Some(shape) = g.shape_of(o.name()) {
+                    *o = onnx::make_value_info(o.name(), dtype::FLOAT, Some(shape));
+                }
+            }
+        }
         ModelProto {
             ir_version: Some(if self.opset >= 21 { 10 } else if self.opset >= 15 { 8 } else { 7 }),
             producer_name: Some("fusec".into()),

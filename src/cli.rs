@@ -33,6 +33,24 @@ pub enum Command {
     /// Show inputs, outputs, ops and every depthwise conv (convertible or not, and why).
     #[command(after_help = "Examples:\n  fusec inspect model.onnx\n  fusec inspect model.onnx --json | jq '.depthwise[] | select(.convertible)'")]
     Inspect(InspectArgs),
+    /// Write a reference architecture of the FuSeConv paper as ONNX.
+    #[command(after_help = "Examples:\n  fusec zoo mobilenet-v2 -o mnv2.onnx")]
+    Zoo(ZooArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ZooArgs {
+    /// Network name (mobilenet-v2).
+    pub name: String,
+    /// Output path.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Seed of the deterministic weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -114,6 +132,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Convert(a) => cmd_convert(a),
         Command::Inspect(a) => cmd_inspect(a),
+        Command::Zoo(a) => cmd_zoo(a),
     }
 }
 
@@ -213,5 +232,13 @@ fn cmd_inspect(a: InspectArgs) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
+    let proto = crate::zoo::build(&a.name, a.seed)?;
+    let model = crate::onnx::Model { proto, ..Default::default() };
+    crate::onnx::save(&model, &a.output, &crate::onnx::SaveOptions { overwrite: a.force })?;
+    println!("wrote {} ({})", a.output.display(), a.name);
     Ok(())
 }

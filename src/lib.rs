@@ -13,5 +13,6 @@ pub mod onnx;
 pub mod passes;
 pub mod stats;
 pub mod tensor;
+pub mod zoo;
 
 pub use error::{Error, Result};

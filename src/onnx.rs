@@ -291,19 +291,41 @@ pub fn save(model: &Model, out: &Path, opts: &SaveOptions) -> Result<()> {
                 offset += raw.len() as u64;
             }
             tmp.flush().map_err(|e| Error::io(tmp.path(), e))?;
+            set_permissions_like(tmp.as_file(), &dir.join(&data_name));
             data_tmp = Some(tmp);
         }
     }
     let buf = proto.encode_to_vec();
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    set_permissions_like(tmp.as_file(), out);
     tmp.write_all(&buf).map_err(|e| Error::io(out, e))?;
-    tmp.as_file().sync_all().map_err(|e| Error::io(out, e))?;
+    // No fsync: the rename makes the write atomic for other processes and for a
+    // crash of fusec itself; durability across power loss is the caller's call.
     if let Some(d) = data_tmp {
-        d.as_file().sync_all().map_err(|e| Error::io(dir.join(&data_name), e))?;
         d.persist(dir.join(&data_name)).map_err(|e| Error::io(dir.join(&data_name), e.error))?;
     }
     tmp.persist(out).map_err(|e| Error::io(out, e.error))?;
     Ok(())
+}
+
+/// Temporary files are created 0600; give the result the permissions of the
+/// file it replaces, or the usual 0644.
+fn set_permissions_like(f: &std::fs::File, target: &Path) {
+    let perms = match std::fs::metadata(target) {
+        Ok(m) => m.permissions(),
+        Err(_) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::Permissions::from_mode(0o644)
+            }
+            #[cfg(not(unix))]
+            {
+                return;
+            }
+        }
+    };
+    let _ = f.set_permissions(perms);
 }
 
 fn clear_typed(t: &mut TensorProto) {

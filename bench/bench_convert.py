@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Benchmark: whole-process `fusec convert --variant half` against the Python
+peer (bench/peer_half.py) on a MobileNetV2-sized model (fusec zoo mobilenet-v2,
+about 14 MB). Prints the median wall time of each, the ratio, and the targets
+(fusec at least 10x faster than the peer, and under 30 ms).
+
+usage: .venv/bin/python bench/bench_convert.py [--runs N]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FUSEC = os.path.join(ROOT, "target", "release", "fusec")
+
+
+def timed(cmd, runs):
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times), min(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], check=True, cwd=ROOT)
+    with tempfile.TemporaryDirectory() as d:
+        model = os.path.join(d, "mnv2.onnx")
+        subprocess.run([FUSEC, "zoo", "mobilenet-v2", "-o", model], check=True, stdout=subprocess.DEVNULL)
+        size = os.path.getsize(model) / 1e6
+        out_f, out_p = os.path.join(d, "f.onnx"), os.path.join(d, "p.onnx")
+        f_med, f_min = timed([FUSEC, "convert", model, "--variant", "half", "-o", out_f, "--force"], a.runs)
+        p_med, p_min = timed([sys.executable, os.path.join(ROOT, "bench", "peer_half.py"), model, out_p], a.runs)
+        # both outputs must be valid models that run
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "check_onnx.py"), "--shape", "1,3,224,224",
+                        "--expect-out", "1,1000", out_f, out_p], check=True)
+    ratio = p_med / f_med
+    print(f"model: MobileNetV2 from `fusec zoo`, {size:.1f} MB, {a.runs} runs each, whole process")
+    print(f"fusec convert --variant half : median {f_med:7.1f} ms (min {f_min:.1f})")
+    print(f"python onnx+numpy peer       : median {p_med:7.1f} ms (min {p_min:.1f})")
+    print(f"speedup: {ratio:.1f}x (target >= 10x: {'met' if ratio >= 10 else 'NOT met'}); "
+          f"fusec under 30 ms: {'met' if f_med < 30 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
