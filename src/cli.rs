@@ -33,9 +33,45 @@ pub enum Command {
     /// Show inputs, outputs, ops and every depthwise conv (convertible or not, and why).
     #[command(after_help = "Examples:\n  fusec inspect model.onnx\n  fusec inspect model.onnx --json | jq '.depthwise[] | select(.convertible)'")]
     Inspect(InspectArgs),
+    /// Cost every layer on a modeled systolic array (the paper's analytical model).
+    #[command(after_help = "Examples:\n  fusec report model.fuse-half.onnx --baseline model.onnx --array 64x64 --hw fuse\n  fusec report model.onnx --format json | jq .total_cycles")]
+    Report(ReportArgs),
     /// Write a reference architecture of the FuSeConv paper as ONNX.
     #[command(after_help = "Examples:\n  fusec zoo mobilenet-v2 -o mnv2.onnx")]
     Zoo(ZooArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Model to cost.
+    pub model: PathBuf,
+    /// Original model, costed on plain systolic hardware, for the speedup.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    /// Array size ROWSxCOLS.
+    #[arg(long, default_value = "64x64")]
+    pub array: String,
+    /// Hardware the model runs on (the baseline always runs on `systolic`).
+    #[arg(long, value_enum, default_value_t = crate::hw::HwKind::Fuse)]
+    pub hw: crate::hw::HwKind,
+    /// Clock for converting cycles to time.
+    #[arg(long, default_value_t = 1000.0)]
+    pub freq_mhz: f64,
+    /// Batch size for a symbolic batch dimension.
+    #[arg(long, default_value_t = 1)]
+    pub batch: u64,
+    /// Concrete input shape (`1x3x224x224` or `NAME=1x3x224x224`).
+    #[arg(long)]
+    pub input_shape: Option<InputShape>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -133,6 +169,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Convert(a) => cmd_convert(a),
         Command::Inspect(a) => cmd_inspect(a),
         Command::Zoo(a) => cmd_zoo(a),
+        Command::Report(a) => cmd_report(a),
     }
 }
 
@@ -240,5 +277,72 @@ fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
     let model = crate::onnx::Model { proto, ..Default::default() };
     crate::onnx::save(&model, &a.output, &crate::onnx::SaveOptions { overwrite: a.force })?;
     println!("wrote {} ({})", a.output.display(), a.name);
+    Ok(())
+}
+
+fn cost(path: &std::path::Path, hw: &crate::hw::ArrayConfig, batch: u64, shape: Option<&InputShape>) -> anyhow::Result<Vec<crate::hw::schedule::LayerCost>> {
+    let (_, mut g) = crate::ir::load_graph(path)?;
+    if let Some(s) = shape {
+        s.apply(&mut g).map_err(|e| e.in_file(path))?;
+    }
+    Ok(crate::hw::schedule::schedule(&g, hw, batch).map_err(|e| e.in_file(path))?)
+}
+
+fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
+    use crate::hw::{ArrayConfig, HwKind};
+    let (rows, cols) = ArrayConfig::parse_size(&a.array)?;
+    let hw = ArrayConfig::new(rows, cols, a.hw, a.freq_mhz)?;
+    if a.batch == 0 {
+        anyhow::bail!("option --batch: must be at least 1");
+    }
+    let layers = cost(&a.model, &hw, a.batch, a.input_shape.as_ref())?;
+    let total: u64 = layers.iter().map(|l| l.cycles).sum();
+    let baseline = match &a.baseline {
+        Some(b) => {
+            let base_hw = ArrayConfig { kind: HwKind::Systolic, ..hw.clone() };
+            Some(cost(b, &base_hw, a.batch, a.input_shape.as_ref())?.iter().map(|l| l.cycles).sum::<u64>())
+        }
+        None => None,
+    };
+    let speedup = baseline.map(|b| b as f64 / total.max(1) as f64);
+    match a.format {
+        ReportFormat::Json => {
+            let v = serde_json::json!({
+                "model": a.model.display().to_string(),
+                "array": {"rows": rows, "cols": cols, "hw": a.hw, "freq_mhz": a.freq_mhz},
+                "total_cycles": total,
+                "time_us": hw.micros(total),
+                "baseline_cycles": baseline,
+                "speedup": speedup,
+                "layers": layers,
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ReportFormat::Table => {
+            println!("{}: {}x{} {:?} array at {} MHz", a.model.display(), rows, cols, a.hw, a.freq_mhz);
+            println!("  {:<36} {:<12} {:<10} {:>18} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6}", "node", "op", "kind", "input", "kernel", "stride", "MACs", "cycles", "share", "util");
+            for l in layers.iter().filter(|l| l.cycles > 0) {
+                println!(
+                    "  {:<36} {:<12} {:<10} {:>18} {:>7} {:>6} {:>10} {:>12} {:>5.1}% {:>5.1}%",
+                    l.name,
+                    l.op,
+                    serde_json::to_value(l.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                    format!("{:?}", l.input_shape),
+                    l.kernel.map(|k| format!("{}x{}", k[0], k[1])).unwrap_or_default(),
+                    l.stride.map(|s| format!("{}x{}", s[0], s[1])).unwrap_or_default(),
+                    human(l.macs),
+                    l.cycles,
+                    l.cycles as f64 / total.max(1) as f64 * 100.0,
+                    l.utilization * 100.0
+                );
+            }
+            let idle = layers.iter().filter(|l| l.cycles == 0).count();
+            println!("  {idle} other nodes (activations, pooling, elementwise, concat, split) take no array cycles in this model");
+            println!("  total: {total} cycles = {:.1} µs", hw.micros(total));
+            if let (Some(b), Some(s)) = (baseline, speedup) {
+                println!("  baseline (systolic): {b} cycles; speedup {s:.2}x");
+            }
+        }
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod convert;
 pub mod error;
 pub mod eval;
+pub mod hw;
 pub mod inspect;
 pub mod ir;
 pub mod onnx;

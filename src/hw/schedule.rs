@@ -1,0 +1,139 @@
+//! Map every node of a graph onto the array in topological order.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::hw::analytical::{fuse_cycles, gemm_cycles, ConvDims};
+use crate::hw::{ArrayConfig, HwKind};
+use crate::ir::Graph;
+use crate::onnx::{attr_int, Dim};
+
+/// How a layer maps onto the array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerKind {
+    Pointwise,
+    Depthwise,
+    #[serde(rename = "fuse-1xk")]
+    FuseRow,
+    #[serde(rename = "fuse-kx1")]
+    FuseCol,
+    OtherConv,
+    Fc,
+    /// Not run on the array under this model (activations, pooling, ...).
+    Other,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerCost {
+    pub name: String,
+    pub op: String,
+    pub kind: LayerKind,
+    pub input_shape: Vec<i64>,
+    pub kernel: Option<[i64; 2]>,
+    pub stride: Option<[i64; 2]>,
+    pub macs: u64,
+    pub params: u64,
+    pub cycles: u64,
+    pub start: u64,
+    pub end: u64,
+    /// MACs / (cycles × rows × cols).
+    pub utilization: f64,
+}
+
+fn dims(g: &Graph, v: &str, batch: u64, node: &str) -> Result<Vec<u64>> {
+    let s = g.shape_of(v).ok_or_else(|| Error::node(node, format!("shape of '{v}' is unknown; pass --input-shape")))?;
+    s.iter()
+        .enumerate()
+        .map(|(i, d)| match d {
+            Dim::Known(k) => Ok(*k as u64),
+            Dim::Sym(_) if i == 0 => Ok(batch),
+            Dim::Sym(_) => Err(Error::node(node, format!("'{v}' has a symbolic dimension {}; pass --input-shape", crate::onnx::fmt_shape(s)))),
+        })
+        .collect()
+}
+
+/// Cost every node; nodes the array does not run cost 0 cycles.
+pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost>> {
+    let (rows, cols) = (hw.rows, hw.cols);
+    let mut out = Vec::new();
+    let mut clock = 0u64;
+    for ix in g.toposort()? {
+        let n = g.node(ix);
+        if n.op() == "Constant" || g.is_const_node(ix) {
+            continue;
+        }
+        let label = n.label();
+        let params: u64 = n.proto.input.iter().skip(1).filter_map(|i| g.const_tensor(i)).map(|t| t.len()).sum();
+        let macs = crate::stats::node_macs(g, ix).unwrap_or(0);
+        let mut cost = LayerCost {
+            name: label.clone(),
+            op: n.op().to_string(),
+            kind: LayerKind::Other,
+            input_shape: vec![],
+            kernel: None,
+            stride: None,
+            macs,
+            params,
+            cycles: 0,
+            start: clock,
+            end: clock,
+            utilization: 0.0,
+        };
+        match n.op() {
+            "Conv" => {
+                let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
+                let w = dims(g, n.input(1).unwrap_or_default(), batch, &label)?;
+                if x.len() != 4 || w.len() != 4 {
+                    return Err(Error::node(&label, "only 2-D convolutions are costed"));
+                }
+                let win = crate::ir::shape::Window::from_node(n, vec![w[2] as i64, w[3] as i64])?;
+                let pads = win.explicit_pads(&[x[2] as i64, x[3] as i64]);
+                let (hp, wp) = (x[2] + (pads[0] + pads[2]) as u64, x[3] + (pads[1] + pads[3]) as u64);
+                let (kh, kw) = (w[2], w[3]);
+                let (sh, sw) = (win.strides[0] as u64, win.strides[1] as u64);
+                let group = attr_int(&n.proto, "group").unwrap_or(1).max(1) as u64;
+                let cin = x[1];
+                let cout = w[0];
+                let gemm = |c: u64, m: u64| gemm_cycles(rows, cols, &ConvDims { ifmap_h: hp, ifmap_w: wp, filt_h: kh, filt_w: kw, channels: c, stride_h: sh, stride_w: sw, filters: m, batch });
+                cost.input_shape = x.iter().map(|&v| v as i64).collect();
+                cost.kernel = Some([kh as i64, kw as i64]);
+                cost.stride = Some([sh as i64, sw as i64]);
+                if group == 1 {
+                    cost.kind = if kh == 1 && kw == 1 { LayerKind::Pointwise } else { LayerKind::OtherConv };
+                    cost.cycles = gemm(cin, cout);
+                } else if hw.kind == HwKind::Systolic || (kh != 1 && kw != 1) {
+                    cost.kind = LayerKind::Depthwise;
+                    cost.cycles = gemm(1, 1) * cout;
+                } else if kh == 1 {
+                    cost.kind = LayerKind::FuseRow;
+                    cost.cycles = fuse_cycles(rows, cols, &ConvDims { ifmap_h: hp, ifmap_w: wp, filt_h: kh, filt_w: kw, channels: cin, stride_h: sh, stride_w: sw, filters: 1, batch });
+                } else {
+                    cost.kind = LayerKind::FuseCol;
+                    cost.cycles = fuse_cycles(rows, cols, &ConvDims { ifmap_h: wp, ifmap_w: hp, filt_h: kw, filt_w: kh, channels: cin, stride_h: sw, stride_w: sh, filters: 1, batch });
+                }
+            }
+            "Gemm" | "MatMul" => {
+                let wname = n.input(1).unwrap_or_default();
+                if g.const_tensor(wname).is_some() {
+                    let w = dims(g, wname, batch, &label)?;
+                    let trans_b = n.op() == "Gemm" && attr_int(&n.proto, "transB").unwrap_or(0) != 0;
+                    let (k, m) = if trans_b { (w[1], w[0]) } else { (w[0], w[w.len() - 1]) };
+                    let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
+                    let rows_in: u64 = x[..x.len() - 1].iter().product();
+                    cost.kind = LayerKind::Fc;
+                    cost.input_shape = x.iter().map(|&v| v as i64).collect();
+                    cost.cycles = gemm_cycles(rows, cols, &ConvDims { ifmap_h: 1, ifmap_w: 1, filt_h: 1, filt_w: 1, channels: k, stride_h: 1, stride_w: 1, filters: m, batch: rows_in });
+                }
+            }
+            _ => {}
+        }
+        cost.end = clock + cost.cycles;
+        clock = cost.end;
+        if cost.cycles > 0 {
+            cost.utilization = cost.macs as f64 / (cost.cycles as f64 * (rows * cols) as f64);
+        }
+        out.push(cost);
+    }
+    Ok(out)
+}

@@ -1,0 +1,72 @@
+//! The analytical latency model: exact cycle counts for hand-computed cases.
+
+mod common;
+
+use fusec::hw::analytical::{fuse_cycles, gemm_cycles, ConvDims};
+
+fn conv(h: u64, w: u64, k: (u64, u64), c: u64, s: (u64, u64), m: u64) -> ConvDims {
+    ConvDims { ifmap_h: h, ifmap_w: w, filt_h: k.0, filt_w: k.1, channels: c, stride_h: s.0, stride_w: s.1, filters: m, batch: 1 }
+}
+
+#[test]
+fn gemm_fold_and_remainder_branches() {
+    // MobileNetV2 stem: 3x3/2 on 224 padded to 226, 3 -> 32 channels, 64x64 array.
+    // E = F = (226-3+2)//2 = 112; inputs 12544 = 196 full row folds; 32 filters < 64:
+    // only the filter-remainder term: 196 * (27 + 64 + 32 - 1) = 23912
+    assert_eq!(gemm_cycles(64, 64, &conv(226, 226, (3, 3), 3, (2, 2), 32)), 23912);
+    // all four terms: 10x10 output (100 = 64 + 36 inputs), 70 filters (64 + 6), 1x1, 8 channels
+    // full: 1*1*(8+64+64-1)=135; input rem: 1*(8+36+64-1)=107; filter rem: 1*(8+64+6-1)=77; both: 8+36+6-1=49
+    assert_eq!(gemm_cycles(64, 64, &conv(10, 10, (1, 1), 8, (1, 1), 70)), 135 + 107 + 77 + 49);
+    // exact multiples: only the full-fold term: 128 inputs, 64 filters, 16 channels
+    assert_eq!(gemm_cycles(64, 64, &conv(8, 16, (1, 1), 16, (1, 1), 64)), 2 * (16 + 64 + 64 - 1));
+    // a 3x3 depthwise channel on 112 padded to 114, stride 1: 196 * (9 + 64 + 1 - 1) = 14308
+    assert_eq!(gemm_cycles(64, 64, &conv(114, 114, (3, 3), 1, (1, 1), 1)), 14308);
+    // fully connected 1280 -> 1000 as a 1x1 GEMM: input remainder 1 and filter folds 15 + remainder 40
+    // 15*(1280+1+64-1) + (1280+1+40-1) = 20160 + 1320
+    assert_eq!(gemm_cycles(64, 64, &conv(1, 1, (1, 1), 1280, (1, 1), 1000)), 21480);
+}
+
+#[test]
+fn fuse_cycles_both_orientations_and_strides() {
+    // 1x3 on 16 channels of 112 rows, width 112 padded to 114: 1792/64 = 28 folds,
+    // ceil(114/64) = 2 column folds of (64 + 3) cycles: 28 * 134 = 3752
+    assert_eq!(fuse_cycles(64, 64, &conv(112, 114, (1, 3), 16, (1, 1), 1)), 3752);
+    // stride 2 halves the row folds: 48 channels -> 84 folds / 2 = 42; 42 * 134 = 5628
+    assert_eq!(fuse_cycles(64, 64, &conv(112, 114, (1, 3), 48, (1, 2), 1)), 5628);
+    // odd fold count with stride 2 rounds up at the end: ceil(280/64) = 5 -> 2.5 * 67 = 167.5 -> 168
+    assert_eq!(fuse_cycles(64, 64, &conv(7, 9, (1, 3), 40, (1, 2), 1)), 168);
+    // 5-tap kernel: one fold of 64 + 5 cycles per column fold, 1 row fold
+    assert_eq!(fuse_cycles(64, 64, &conv(4, 20, (1, 5), 8, (1, 1), 1)), 69);
+}
+
+#[test]
+fn schedule_costs_a_fuse_block_as_the_reference_does() {
+    use fusec::hw::schedule::{schedule, LayerKind};
+    use fusec::hw::{ArrayConfig, HwKind};
+    use fusec::passes::fuse_depthwise::{Init, Variant};
+    // input 1x32x112x112 -> dw 3x3 (stride 1) -> pw 32->16
+    let mut b = fusec::builder::ModelBuilder::new(13, 0);
+    let x = b.input("x", &[fusec::onnx::Dim::Known(1), fusec::onnx::Dim::Known(32), fusec::onnx::Dim::Known(112), fusec::onnx::Dim::Known(112)]);
+    let d = b.conv(&x, 32, 32, (3, 3), (1, 1), (1, 1), 32, false);
+    let y = b.conv(&d, 32, 16, (1, 1), (1, 1), (0, 0), 1, false);
+    b.output(&y);
+    let m = b.build();
+    let systolic = ArrayConfig::new(64, 64, HwKind::Systolic, 1000.0).unwrap();
+    let fuse = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let base = schedule(&common::graph_of(&m), &systolic, 1).unwrap();
+    let dw = base.iter().find(|l| l.kind == LayerKind::Depthwise).unwrap();
+    assert_eq!(dw.cycles, 14308 * 32);
+    let pw = base.iter().find(|l| l.kind == LayerKind::Pointwise).unwrap();
+    // 12544 inputs = 196 folds; 16 filters: 196 * (32 + 64 + 16 - 1)
+    assert_eq!(pw.cycles, 196 * 111);
+    assert_eq!(dw.end, pw.start, "layers run back to back in topological order");
+    let (half, _) = common::convert(&m, Variant::Half, Init::Center);
+    let conv = schedule(&common::graph_of(&half), &fuse, 1).unwrap();
+    let row = conv.iter().find(|l| l.kind == LayerKind::FuseRow).unwrap();
+    let col = conv.iter().find(|l| l.kind == LayerKind::FuseCol).unwrap();
+    assert_eq!((row.cycles, col.cycles), (3752, 3752));
+    let total: u64 = conv.iter().map(|l| l.cycles).sum();
+    assert_eq!(total, 3752 * 2 + 196 * 111);
+    // activations, split and concat cost nothing
+    assert!(conv.iter().filter(|l| matches!(l.op.as_str(), "Split" | "Concat")).all(|l| l.cycles == 0 && l.kind == LayerKind::Other));
+}
