@@ -37,7 +37,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  fusec report model.fuse-half.onnx --baseline model.onnx --array 64x64 --hw fuse\n  fusec report model.onnx --format json | jq .total_cycles")]
     Report(ReportArgs),
     /// Write a reference architecture of the FuSeConv paper as ONNX.
-    #[command(after_help = "Examples:\n  fusec zoo mobilenet-v2 -o mnv2.onnx")]
+    #[command(after_help = "Examples:\n  fusec zoo mobilenet-v2 -o mnv2.onnx\n  fusec zoo --paper-table")]
     Zoo(ZooArgs),
 }
 
@@ -76,17 +76,28 @@ pub enum ReportFormat {
 
 #[derive(Args, Debug)]
 pub struct ZooArgs {
-    /// Network name (mobilenet-v2).
-    pub name: String,
+    /// Network: mobilenet-v1, mobilenet-v2, mnasnet-b1, mobilenet-v3-small, mobilenet-v3-large.
+    #[arg(required_unless_present = "paper_table")]
+    pub name: Option<String>,
     /// Output path.
-    #[arg(short, long)]
-    pub output: PathBuf,
+    #[arg(short, long, required_unless_present = "paper_table")]
+    pub output: Option<PathBuf>,
     /// Seed of the deterministic weights.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Replace an existing output file.
     #[arg(long)]
     pub force: bool,
+    /// Build all five networks, convert each to Full, Half, 50% Full and 50% Half,
+    /// cost them, and print the speedup table next to the paper's.
+    #[arg(long, conflicts_with_all = ["name", "output"])]
+    pub paper_table: bool,
+    /// Array size (square) for --paper-table.
+    #[arg(long, default_value_t = 64)]
+    pub array: u64,
+    /// Print the table as JSON (every model's per-layer costs included).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -273,10 +284,22 @@ fn cmd_inspect(a: InspectArgs) -> anyhow::Result<()> {
 }
 
 fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
-    let proto = crate::zoo::build(&a.name, a.seed)?;
+    if a.paper_table {
+        let rows = crate::paper::table(a.array)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            print!("{}", crate::paper::render_markdown(&rows));
+        }
+        return Ok(());
+    }
+    let (Some(name), Some(output)) = (a.name, a.output) else {
+        anyhow::bail!("zoo needs a network name and -o OUTPUT (or --paper-table)");
+    };
+    let proto = crate::zoo::build(&name, a.seed)?;
     let model = crate::onnx::Model { proto, ..Default::default() };
-    crate::onnx::save(&model, &a.output, &crate::onnx::SaveOptions { overwrite: a.force })?;
-    println!("wrote {} ({})", a.output.display(), a.name);
+    crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force })?;
+    println!("wrote {} ({name})", output.display());
     Ok(())
 }
 

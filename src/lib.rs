@@ -11,6 +11,7 @@ pub mod hw;
 pub mod inspect;
 pub mod ir;
 pub mod onnx;
+pub mod paper;
 pub mod passes;
 pub mod stats;
 pub mod tensor;

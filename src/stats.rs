@@ -7,7 +7,8 @@ use crate::onnx::{attr_int, dtype, Dim};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
-    /// Float weights (initializers and Constant nodes), in elements.
+    /// Float weights (initializers and Constant nodes, without BatchNormalization
+    /// running statistics), in elements.
     pub params: u64,
     /// Multiply-accumulates of Conv, Gemm and MatMul at batch 1.
     pub macs: u64,
@@ -47,14 +48,19 @@ pub fn node_macs(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> Option<u64
 
 pub fn stats(g: &Graph) -> Stats {
     let mut s = Stats::default();
-    for t in g.initializers.values() {
-        if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE | dtype::BFLOAT16) {
+    // BatchNormalization running statistics are buffers, not parameters (as PyTorch counts)
+    let mut buffers = std::collections::HashSet::new();
+    for n in g.g.node_weights().filter(|n| n.op() == "BatchNormalization") {
+        buffers.extend(n.proto.input.iter().skip(3).take(2).cloned());
+    }
+    for (name, t) in &g.initializers {
+        if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE | dtype::BFLOAT16) && !buffers.contains(name) {
             s.params += t.len();
         }
     }
     for ix in g.g.node_indices() {
         let n = g.node(ix);
-        if n.op() == "Constant" {
+        if n.op() == "Constant" && !n.proto.output.iter().any(|o| buffers.contains(o)) {
             if let Some(t) = crate::ir::constant_node_value(&n.proto) {
                 if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE) && t.len() > 1 {
                     s.params += t.len();

@@ -70,3 +70,25 @@ fn schedule_costs_a_fuse_block_as_the_reference_does() {
     // activations, split and concat cost nothing
     assert!(conv.iter().filter(|l| matches!(l.op.as_str(), "Split" | "Concat")).all(|l| l.cycles == 0 && l.kind == LayerKind::Other));
 }
+
+/// Every layer of the 25 paper models (5 networks × baseline, Full, Half,
+/// 50% Full, 50% Half), built from our ONNX exports and our FuSe pass, costs
+/// exactly what the reference implementation computes.
+#[test]
+fn paper_models_match_the_reference_implementation_layer_by_layer() {
+    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::testdata("paper/reference_cycles.json")).unwrap()).unwrap();
+    let rows = fusec::paper::table(64).unwrap();
+    assert_eq!(rows.len(), 5);
+    for row in &rows {
+        for m in &row.models {
+            let g = &golden["networks"][&row.network][&m.variant];
+            let want: Vec<u64> = g["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+            let got: Vec<u64> = m.layers.iter().filter(|l| l.kind != fusec::hw::schedule::LayerKind::Other).map(|l| l.cycles).collect();
+            assert_eq!(got, want, "{} {}: per-layer cycles differ from the reference", row.network, m.variant);
+            assert_eq!(m.total_cycles, g["total_cycles"].as_u64().unwrap(), "{} {}", row.network, m.variant);
+        }
+    }
+    // the speedups the reference code prints (not the README's rounded table)
+    let v1 = &rows[0];
+    assert_eq!(format!("{:.4}", v1.speedup[2]), "2.2049");
+}
