@@ -11,7 +11,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
 
-cargo build --release --locked
+# all targets at once: tests then reuse the same build (dev-dependencies change feature sets)
+cargo build --release --locked --all-targets
 
 if [ "${1:-}" != "--no-demo" ]; then
   mkdir -p out

@@ -42,36 +42,73 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
+pub struct HwArgs {
+    /// Array size ROWSxCOLS [default: 64x64].
+    #[arg(long)]
+    pub array: Option<String>,
+    /// Hardware the model runs on [default: fuse]; a baseline always runs on `systolic`.
+    #[arg(long, value_enum)]
+    pub hw: Option<crate::hw::HwKind>,
+    /// Clock for converting cycles to time [default: 1000].
+    #[arg(long)]
+    pub freq_mhz: Option<f64>,
+    /// A preset (paper-64x64, paper-16x16, paper-32x32, paper-128x128, paper-256x256) or a
+    /// TOML file with rows, cols, kind, freq_mhz; --array/--hw/--freq-mhz override it.
+    #[arg(long)]
+    pub hw_config: Option<String>,
+}
+
+impl HwArgs {
+    pub fn config(&self) -> crate::Result<crate::hw::ArrayConfig> {
+        use crate::hw::{ArrayConfig, HwKind};
+        let base = match &self.hw_config {
+            Some(c) => ArrayConfig::load(c)?,
+            None => ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0)?,
+        };
+        let (rows, cols) = match &self.array {
+            Some(a) => ArrayConfig::parse_size(a)?,
+            None => (base.rows, base.cols),
+        };
+        ArrayConfig::new(rows, cols, self.hw.unwrap_or(base.kind), self.freq_mhz.unwrap_or(base.freq_mhz))
+    }
+}
+
+#[derive(Args, Debug)]
 pub struct ReportArgs {
     /// Model to cost.
     pub model: PathBuf,
     /// Original model, costed on plain systolic hardware, for the speedup.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// Array size ROWSxCOLS.
-    #[arg(long, default_value = "64x64")]
-    pub array: String,
-    /// Hardware the model runs on (the baseline always runs on `systolic`).
-    #[arg(long, value_enum, default_value_t = crate::hw::HwKind::Fuse)]
-    pub hw: crate::hw::HwKind,
-    /// Clock for converting cycles to time.
-    #[arg(long, default_value_t = 1000.0)]
-    pub freq_mhz: f64,
+    #[command(flatten)]
+    pub hw: HwArgs,
     /// Batch size for a symbolic batch dimension.
     #[arg(long, default_value_t = 1)]
     pub batch: u64,
-    /// Concrete input shape (`1x3x224x224` or `NAME=1x3x224x224`).
+    /// Concrete input shape (`1x3x224x224` or `NAME=1x3x224x224`), for both models.
     #[arg(long)]
     pub input_shape: Option<InputShape>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     pub format: ReportFormat,
+    /// Write the report to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Fail (exit 1) when the speedup over --baseline is below this.
+    #[arg(long)]
+    pub min_speedup: Option<f64>,
+    /// Fail (exit 1) when the model takes more cycles than this.
+    #[arg(long)]
+    pub max_cycles: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {
     Table,
+    Md,
     Json,
+    Csv,
+    Svg,
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +173,11 @@ pub struct ConvertArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also cost the result against the input on a modeled array and print the speedup.
+    #[arg(long)]
+    pub report: bool,
+    #[command(flatten)]
+    pub hw: HwArgs,
 }
 
 #[derive(Args, Debug)]
@@ -198,13 +240,36 @@ fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
         max_rewrites: a.max_rewrites,
         input_shape: a.input_shape.clone(),
     };
+    let hw = a.hw.config()?;
     let (_, summary) = convert::convert_file(&a.model, &output, &opts, a.force)?;
+    let speed = if a.report {
+        let base = load_for_report(&a.model, a.input_shape.as_ref())?;
+        let conv = load_for_report(&output, a.input_shape.as_ref())?;
+        let r = crate::report::build(&output.display().to_string(), &conv, Some((&a.model.display().to_string(), &base)), &hw, 1)?;
+        Some(r)
+    } else {
+        None
+    };
     if a.json {
         let mut v = serde_json::to_value(&summary).context("serialising summary")?;
         v["output"] = serde_json::Value::String(output.display().to_string());
+        if let Some(r) = &speed {
+            v["report"] = serde_json::json!({"total_cycles": r.total_cycles, "baseline_cycles": r.baseline.as_ref().map(|b| b.total_cycles), "speedup": r.speedup, "array": r.array});
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print_summary(&summary, &output);
+        if let Some(r) = &speed {
+            println!(
+                "  latency on a {}x{} {:?} array: {} → {} cycles, speedup {:.2}x",
+                r.array.rows,
+                r.array.cols,
+                r.array.kind,
+                r.baseline.as_ref().map_or(0, |b| b.total_cycles),
+                r.total_cycles,
+                r.speedup.unwrap_or(0.0)
+            );
+        }
     }
     Ok(())
 }
@@ -303,69 +368,49 @@ fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cost(path: &std::path::Path, hw: &crate::hw::ArrayConfig, batch: u64, shape: Option<&InputShape>) -> anyhow::Result<Vec<crate::hw::schedule::LayerCost>> {
+fn load_for_report(path: &std::path::Path, shape: Option<&InputShape>) -> anyhow::Result<crate::ir::Graph> {
     let (_, mut g) = crate::ir::load_graph(path)?;
     if let Some(s) = shape {
         s.apply(&mut g).map_err(|e| e.in_file(path))?;
     }
-    Ok(crate::hw::schedule::schedule(&g, hw, batch).map_err(|e| e.in_file(path))?)
+    Ok(g)
 }
 
 fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
-    use crate::hw::{ArrayConfig, HwKind};
-    let (rows, cols) = ArrayConfig::parse_size(&a.array)?;
-    let hw = ArrayConfig::new(rows, cols, a.hw, a.freq_mhz)?;
+    let hw = a.hw.config()?;
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
-    let layers = cost(&a.model, &hw, a.batch, a.input_shape.as_ref())?;
-    let total: u64 = layers.iter().map(|l| l.cycles).sum();
-    let baseline = match &a.baseline {
-        Some(b) => {
-            let base_hw = ArrayConfig { kind: HwKind::Systolic, ..hw.clone() };
-            Some(cost(b, &base_hw, a.batch, a.input_shape.as_ref())?.iter().map(|l| l.cycles).sum::<u64>())
-        }
+    if a.min_speedup.is_some() && a.baseline.is_none() {
+        anyhow::bail!("option --min-speedup: needs --baseline");
+    }
+    let g = load_for_report(&a.model, a.input_shape.as_ref())?;
+    let base = match &a.baseline {
+        Some(b) => Some(load_for_report(b, a.input_shape.as_ref())?),
         None => None,
     };
-    let speedup = baseline.map(|b| b as f64 / total.max(1) as f64);
-    match a.format {
-        ReportFormat::Json => {
-            let v = serde_json::json!({
-                "model": a.model.display().to_string(),
-                "array": {"rows": rows, "cols": cols, "hw": a.hw, "freq_mhz": a.freq_mhz},
-                "total_cycles": total,
-                "time_us": hw.micros(total),
-                "baseline_cycles": baseline,
-                "speedup": speedup,
-                "layers": layers,
-            });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+    let name = a.model.display().to_string();
+    let bname = a.baseline.as_ref().map(|b| b.display().to_string()).unwrap_or_default();
+    let report = crate::report::build(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &hw, a.batch).map_err(|e| e.in_file(&a.model))?;
+    let text = match a.format {
+        ReportFormat::Table => report.to_table(),
+        ReportFormat::Md => report.to_markdown(),
+        ReportFormat::Json => report.to_json()?,
+        ReportFormat::Csv => report.to_csv()?,
+        ReportFormat::Svg => report.to_svg()?,
+    };
+    match &a.output {
+        Some(p) => {
+            let mut tmp = tempfile::NamedTempFile::new_in(p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")))
+                .with_context(|| format!("{}: cannot create the report", p.display()))?;
+            std::io::Write::write_all(&mut tmp, text.as_bytes()).with_context(|| format!("{}: write failed", p.display()))?;
+            tmp.persist(p).with_context(|| format!("{}: write failed", p.display()))?;
         }
-        ReportFormat::Table => {
-            println!("{}: {}x{} {:?} array at {} MHz", a.model.display(), rows, cols, a.hw, a.freq_mhz);
-            println!("  {:<36} {:<12} {:<10} {:>18} {:>7} {:>6} {:>10} {:>12} {:>6} {:>6}", "node", "op", "kind", "input", "kernel", "stride", "MACs", "cycles", "share", "util");
-            for l in layers.iter().filter(|l| l.cycles > 0) {
-                println!(
-                    "  {:<36} {:<12} {:<10} {:>18} {:>7} {:>6} {:>10} {:>12} {:>5.1}% {:>5.1}%",
-                    l.name,
-                    l.op,
-                    serde_json::to_value(l.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
-                    format!("{:?}", l.input_shape),
-                    l.kernel.map(|k| format!("{}x{}", k[0], k[1])).unwrap_or_default(),
-                    l.stride.map(|s| format!("{}x{}", s[0], s[1])).unwrap_or_default(),
-                    human(l.macs),
-                    l.cycles,
-                    l.cycles as f64 / total.max(1) as f64 * 100.0,
-                    l.utilization * 100.0
-                );
-            }
-            let idle = layers.iter().filter(|l| l.cycles == 0).count();
-            println!("  {idle} other nodes (activations, pooling, elementwise, concat, split) take no array cycles in this model");
-            println!("  total: {total} cycles = {:.1} µs", hw.micros(total));
-            if let (Some(b), Some(s)) = (baseline, speedup) {
-                println!("  baseline (systolic): {b} cycles; speedup {s:.2}x");
-            }
-        }
+        None => print!("{text}{}", if text.ends_with('\n') { "" } else { "\n" }),
+    }
+    report.append_github_summary()?;
+    if let Err(reason) = crate::report::check_gates(&report, a.min_speedup, a.max_cycles) {
+        anyhow::bail!("gate failed: {reason}");
     }
     Ok(())
 }

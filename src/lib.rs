@@ -13,6 +13,7 @@ pub mod ir;
 pub mod onnx;
 pub mod paper;
 pub mod passes;
+pub mod report;
 pub mod stats;
 pub mod tensor;
 pub mod zoo;

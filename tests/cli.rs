@@ -163,3 +163,80 @@ fn pipeline_files_and_presets_all_load() {
     }
     assert!(fusec::passes::pipeline_names().contains(&"half"));
 }
+
+fn zoo(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let p = dir.join(format!("{name}.onnx"));
+    fusec().args(["zoo", name, "-o", p.to_str().unwrap()]).assert().success();
+    p
+}
+
+#[test]
+fn report_formats_gates_and_step_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = zoo(dir.path(), "mobilenet-v3-small");
+    let half = dir.path().join("half.onnx");
+    fusec().args(["convert", base.to_str().unwrap(), "--variant", "half", "-o", half.to_str().unwrap()]).assert().success();
+    let (b, h) = (base.to_str().unwrap(), half.to_str().unwrap());
+    // JSON: total, speedup, layers with name/op/cycles; numbers equal the paper-table computation
+    let out = fusec().args(["report", h, "--baseline", b, "--format", "json"]).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total_cycles"], 167739);
+    assert_eq!(v["baseline"]["total_cycles"], 693549);
+    assert!((v["speedup"].as_f64().unwrap() - 693549.0 / 167739.0).abs() < 1e-9);
+    let layers = v["layers"].as_array().unwrap();
+    assert!(layers.iter().all(|l| l["name"].is_string() && l["op"].is_string() && l["cycles"].is_u64()));
+    assert_eq!(layers.iter().map(|l| l["cycles"].as_u64().unwrap()).sum::<u64>(), 167739);
+    assert_eq!(v["blocks"].as_array().unwrap().len(), 12, "stem + 11 depthwise blocks");
+    // table, markdown, csv, svg
+    fusec().args(["report", h, "--baseline", b]).assert().success().stdout(predicate::str::contains("speedup 4.13x").and(predicate::str::contains("per block")));
+    fusec().args(["report", h, "--format", "md"]).assert().success().stdout(predicate::str::contains("| node | kind |"));
+    let csv = fusec().args(["report", h, "--format", "csv"]).output().unwrap();
+    let text = String::from_utf8(csv.stdout).unwrap();
+    assert!(text.starts_with("node,op,kind,input,kernel,stride,macs,params,cycles,start,end,utilization"));
+    let svg = dir.path().join("r.svg");
+    fusec().args(["report", h, "--baseline", b, "--format", "svg", "-o", svg.to_str().unwrap()]).assert().success();
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<svg") && s.contains("baseline (systolic)") && s.contains("4.13x speedup"));
+    // gates
+    fusec().args(["report", h, "--baseline", b, "--min-speedup", "4"]).assert().success();
+    fusec().args(["report", h, "--baseline", b, "--min-speedup", "4.5"]).assert().code(1).stderr(predicate::str::contains("below --min-speedup 4.5"));
+    fusec().args(["report", h, "--max-cycles", "100000"]).assert().code(1).stderr(predicate::str::contains("exceed --max-cycles"));
+    fusec().args(["report", h, "--min-speedup", "2"]).assert().code(1).stderr(predicate::str::contains("needs --baseline"));
+    // GitHub step summary
+    let summary = dir.path().join("summary.md");
+    fusec().env("GITHUB_STEP_SUMMARY", &summary).args(["report", h, "--baseline", b, "--format", "json"]).assert().success();
+    assert!(std::fs::read_to_string(&summary).unwrap().contains("speedup 4.13x"));
+    // hardware from flags, presets and files
+    let j = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["report", h, "--format", "json"];
+        all.extend_from_slice(args);
+        serde_json::from_slice(&fusec().args(&all).output().unwrap().stdout).unwrap()
+    };
+    assert_eq!(j(&["--hw-config", "paper-32x32"])["array"]["rows"], 32);
+    let cfg = testdata("hw/edge-32x16.toml");
+    let e = j(&["--hw-config", cfg.to_str().unwrap()]);
+    assert_eq!((e["array"]["rows"].as_u64(), e["array"]["cols"].as_u64(), e["array"]["freq_mhz"].as_f64()), (Some(32), Some(16), Some(800.0)));
+    assert_eq!(j(&["--hw-config", cfg.to_str().unwrap(), "--array", "8x8"])["array"]["cols"], 8);
+    assert!(j(&["--hw", "systolic"])["total_cycles"].as_u64().unwrap() > 167739, "1-D convs are slow without the FuSe extension");
+    fusec().args(["report", h, "--array", "0x64"]).assert().code(1).stderr(predicate::str::contains("--array"));
+    fusec().args(["report", h, "--hw-config", "paper-7x7"]).assert().code(1).stderr(predicate::str::contains("preset"));
+}
+
+#[test]
+fn convert_with_report_prints_the_speedup() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = zoo(dir.path(), "mobilenet-v2");
+    fusec()
+        .args(["convert", base.to_str().unwrap(), "--variant", "half", "--layers", "paper-50-mobilenet-v2", "--report"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("9 converted").and(predicate::str::contains("2961936 → 1370794 cycles, speedup 2.16x")));
+    // the paper preset refuses a network with a different number of depthwise layers
+    let v1 = zoo(dir.path(), "mobilenet-v1");
+    fusec()
+        .args(["convert", v1.to_str().unwrap(), "--variant", "half", "--layers", "paper-50-mobilenet-v2"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("17 depthwise convs; this model has 13"));
+}

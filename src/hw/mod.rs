@@ -56,3 +56,31 @@ impl ArrayConfig {
         cycles as f64 / self.freq_mhz
     }
 }
+
+/// Named configurations: the paper's 64×64 array and the sizes around it.
+pub const PRESETS: &[(&str, u64, HwKind)] = &[
+    ("paper-64x64", 64, HwKind::Fuse),
+    ("paper-16x16", 16, HwKind::Fuse),
+    ("paper-32x32", 32, HwKind::Fuse),
+    ("paper-128x128", 128, HwKind::Fuse),
+    ("paper-256x256", 256, HwKind::Fuse),
+];
+
+impl ArrayConfig {
+    /// A preset name or a TOML file (`rows`, `cols`, `kind`, `freq_mhz`).
+    pub fn load(name_or_path: &str) -> Result<ArrayConfig> {
+        if let Some((_, side, kind)) = PRESETS.iter().find(|(n, _, _)| *n == name_or_path) {
+            return ArrayConfig::new(*side, *side, *kind, default_freq());
+        }
+        let text = std::fs::read_to_string(name_or_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound && !name_or_path.ends_with(".toml") {
+                let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+                Error::option("--hw-config", format!("'{name_or_path}' is neither a preset ({}) nor a file", names.join(", ")))
+            } else {
+                Error::io(name_or_path, e)
+            }
+        })?;
+        let c: ArrayConfig = toml::from_str(&text).map_err(|e| Error::option("--hw-config", format!("{name_or_path}: {e}")))?;
+        ArrayConfig::new(c.rows, c.cols, c.kind, c.freq_mhz)
+    }
+}
