@@ -129,13 +129,117 @@ pub fn load(path: &Path) -> Result<Model> {
             reason: format!("file is {} bytes; a protobuf model cannot exceed 2 GiB (use external data)", meta.len()),
         });
     }
-    let buf = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let mut model = decode(bytes::Bytes::from(buf), path)?;
+    let buf = read_bytes(path, meta.len())?;
+    let mut model = decode(buf, path)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
     resolve_external(&mut model, &dir, path)?;
     model.path = Some(path.to_path_buf());
     Ok(model)
+}
+
+/// The file's contents. Large files are memory-mapped (populated up front, so
+/// the kernel maps them in one call instead of a page fault per page; tensors
+/// then borrow the mapping), small or unmappable ones are read.
+fn read_bytes(path: &Path, len: u64) -> Result<bytes::Bytes> {
+    if len >= 1 << 20 {
+        if let Ok(f) = std::fs::File::open(path) {
+            // SAFETY: the mapping is read-only and private to this process; fusec
+            // never writes to its inputs (outputs go through a temporary file and a
+            // rename, which leaves a mapped inode intact).
+            if let Ok(m) = unsafe { memmap2::MmapOptions::new().populate().map(&f) } {
+                return Ok(bytes::Bytes::from_owner(m));
+            }
+        }
+    }
+    std::fs::read(path).map(bytes::Bytes::from).map_err(|e| Error::io(path, e))
+}
+
+/// Write `proto` as prost would encode it, streaming: small fields are
+/// encoded into a buffer, large tensor data goes straight from the loaded
+/// buffer (or the input's mapping) to the file, without an intermediate copy of
+/// the whole model. prost writes fields in tag order, so each message is
+/// split at the streamed field: fields with smaller tags, the field, the rest.
+/// The bytes equal `encode_to_vec` (the round-trip test checks it).
+fn write_encoded(proto: &ModelProto, f: &mut std::fs::File, out: &Path) -> Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+    write_model(proto, &mut w).and_then(|_| w.flush()).map_err(|e| Error::io(out, e))
+}
+
+fn write_key_len<W: Write>(w: &mut W, tag: u32, len: usize) -> std::io::Result<()> {
+    let mut b = Vec::with_capacity(16);
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, &mut b);
+    prost::encoding::encode_varint(len as u64, &mut b);
+    w.write_all(&b)
+}
+
+fn write_model<W: Write>(m: &ModelProto, w: &mut W) -> std::io::Result<()> {
+    let Some(g) = &m.graph else { return w.write_all(&m.encode_to_vec()) };
+    let head = ModelProto {
+        ir_version: m.ir_version,
+        producer_name: m.producer_name.clone(),
+        producer_version: m.producer_version.clone(),
+        domain: m.domain.clone(),
+        model_version: m.model_version,
+        doc_string: m.doc_string.clone(),
+        ..Default::default()
+    };
+    let tail = ModelProto {
+        opset_import: m.opset_import.clone(),
+        metadata_props: m.metadata_props.clone(),
+        training_info: m.training_info.clone(),
+        functions: m.functions.clone(),
+        configuration: m.configuration.clone(),
+        ..Default::default()
+    };
+    w.write_all(&head.encode_to_vec())?;
+    write_key_len(w, 7, g.encoded_len())?;
+    let ghead = GraphProto { node: g.node.clone(), name: g.name.clone(), ..Default::default() };
+    w.write_all(&ghead.encode_to_vec())?;
+    for t in &g.initializer {
+        write_key_len(w, 5, t.encoded_len())?;
+        match &t.raw_data {
+            Some(raw) if raw.len() >= 4096 => {
+                let thead = TensorProto {
+                    dims: t.dims.clone(),
+                    data_type: t.data_type,
+                    segment: t.segment.clone(),
+                    float_data: t.float_data.clone(),
+                    int32_data: t.int32_data.clone(),
+                    string_data: t.string_data.clone(),
+                    int64_data: t.int64_data.clone(),
+                    name: t.name.clone(),
+                    ..Default::default()
+                };
+                w.write_all(&thead.encode_to_vec())?;
+                write_key_len(w, 9, raw.len())?;
+                w.write_all(raw)?;
+                let ttail = TensorProto {
+                    doc_string: t.doc_string.clone(),
+                    external_data: t.external_data.clone(),
+                    data_location: t.data_location,
+                    double_data: t.double_data.clone(),
+                    uint64_data: t.uint64_data.clone(),
+                    metadata_props: t.metadata_props.clone(),
+                    ..Default::default()
+                };
+                w.write_all(&ttail.encode_to_vec())?;
+            }
+            _ => w.write_all(&t.encode_to_vec())?,
+        }
+    }
+    let gtail = GraphProto {
+        sparse_initializer: g.sparse_initializer.clone(),
+        doc_string: g.doc_string.clone(),
+        input: g.input.clone(),
+        output: g.output.clone(),
+        value_info: g.value_info.clone(),
+        quantization_annotation: g.quantization_annotation.clone(),
+        metadata_props: g.metadata_props.clone(),
+        ..Default::default()
+    };
+    w.write_all(&gtail.encode_to_vec())?;
+    w.write_all(&tail.encode_to_vec())
 }
 
 /// Decode a model from bytes (no external data resolution).
@@ -295,10 +399,9 @@ pub fn save(model: &Model, out: &Path, opts: &SaveOptions) -> Result<()> {
             data_tmp = Some(tmp);
         }
     }
-    let buf = proto.encode_to_vec();
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
     set_permissions_like(tmp.as_file(), out);
-    tmp.write_all(&buf).map_err(|e| Error::io(out, e))?;
+    write_encoded(&proto, tmp.as_file_mut(), out)?;
     // No fsync: the rename makes the write atomic for other processes and for a
     // crash of fusec itself; durability across power loss is the caller's call.
     if let Some(d) = data_tmp {

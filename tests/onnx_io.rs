@@ -143,3 +143,20 @@ fn external_data_outside_the_model_folder_is_refused() {
         assert!(e.contains("refused") || e.contains("No such file"), "{location}: {e}");
     }
 }
+
+#[test]
+fn streamed_save_equals_the_protobuf_encoding() {
+    // large initializers take the streaming path; fill the fields around raw_data too
+    let mut m = fusec::zoo::build("mobilenet-v1", 0).unwrap();
+    m.doc_string = Some("doc".into());
+    m.metadata_props.push(onnx::kv("k", "v"));
+    let g = m.graph.as_mut().unwrap();
+    g.doc_string = Some("graph doc".into());
+    let big = g.initializer.iter_mut().find(|t| t.raw_data.as_ref().is_some_and(|r| r.len() > 100_000)).unwrap();
+    big.doc_string = Some("tensor doc".into());
+    big.metadata_props.push(onnx::kv("a", "b"));
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("big.onnx");
+    onnx::save(&model_of(m.clone()), &p, &SaveOptions::default()).unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), m.encode_to_vec());
+}
