@@ -54,7 +54,8 @@ pub fn stats(g: &Graph) -> Stats {
         buffers.extend(n.proto.input.iter().skip(3).take(2).cloned());
     }
     for (name, t) in &g.initializers {
-        if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE | dtype::BFLOAT16) && !buffers.contains(name) {
+        // scalars (Clip bounds, constants of decomposed activations) are not weights
+        if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE | dtype::BFLOAT16) && !buffers.contains(name) && t.len() > 1 {
             s.params += t.len();
         }
     }
