@@ -97,3 +97,26 @@ fn paper_models_match_the_reference_implementation_layer_by_layer() {
     let v1 = &rows[0];
     assert_eq!(format!("{:.4}", v1.speedup[2]), "2.2049");
 }
+
+#[test]
+fn fuse_orientations_swap_height_and_width() {
+    use fusec::hw::schedule::{schedule, LayerKind};
+    use fusec::hw::{ArrayConfig, HwKind};
+    use fusec::passes::fuse_depthwise::{Init, Variant};
+    // 1x16x20x130 input, 3x3 depthwise stride 2: the branches see different extents
+    let mut b = fusec::builder::ModelBuilder::new(13, 0);
+    let d = |v| fusec::onnx::Dim::Known(v);
+    let x = b.input("x", &[d(1), d(16), d(20), d(130)]);
+    let y = b.conv(&x, 16, 16, (3, 3), (2, 2), (1, 1), 16, false);
+    let y = b.conv(&y, 16, 8, (1, 1), (1, 1), (0, 0), 1, false);
+    b.output(&y);
+    let (half, _) = common::convert(&b.build(), Variant::Half, Init::Center);
+    let fuse = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let l = schedule(&common::graph_of(&half), &fuse, 1).unwrap();
+    let row = l.iter().find(|l| l.kind == LayerKind::FuseRow).unwrap();
+    let col = l.iter().find(|l| l.kind == LayerKind::FuseCol).unwrap();
+    // 1x3 on 8 channels: rows N*H*C = 20*8 = 160 -> 3 folds, /2 = 1.5; width 132 -> 3 folds of 67: ceil(1.5*201) = 302
+    assert_eq!(row.cycles, 302);
+    // 3x1 on 8 channels, H and W swapped: rows 130*8 = 1040 -> 17 folds, /2 = 8.5; padded height 22 -> 1 fold of 67: ceil(569.5) = 570
+    assert_eq!(col.cycles, 570);
+}
