@@ -202,6 +202,13 @@ pub fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Ctrl-C: let a save in progress clean up, then exit 130.
+    let _ = ctrlc::set_handler(|| {
+        crate::onnx::interrupt();
+        eprintln!("interrupted");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        std::process::exit(130);
+    });
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -212,7 +219,7 @@ pub fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            if crate::onnx::was_interrupted() { ExitCode::from(130) } else { ExitCode::from(1) }
         }
     }
 }

@@ -333,6 +333,25 @@ fn resolve_external(model: &mut Model, dir: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Called from the Ctrl-C handler: a save in progress discards its temporary
+/// files instead of renaming them into place.
+pub fn interrupt() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub fn was_interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn interrupted(out: &Path) -> Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::io(out, std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted; nothing was written")));
+    }
+    Ok(())
+}
+
 /// How to save: which tensors go to an external data file.
 #[derive(Debug, Clone, Default)]
 pub struct SaveOptions {
@@ -404,6 +423,8 @@ pub fn save(model: &Model, out: &Path, opts: &SaveOptions) -> Result<()> {
     write_encoded(&proto, tmp.as_file_mut(), out)?;
     // No fsync: the rename makes the write atomic for other processes and for a
     // crash of fusec itself; durability across power loss is the caller's call.
+    // On Ctrl-C the temporaries are dropped (deleted) and the target is untouched.
+    interrupted(out)?;
     if let Some(d) = data_tmp {
         d.persist(dir.join(&data_name)).map_err(|e| Error::io(dir.join(&data_name), e.error))?;
     }

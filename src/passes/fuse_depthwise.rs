@@ -221,6 +221,31 @@ pub fn depthwise_convs(g: &Graph) -> Result<Vec<Candidate>> {
     Ok(out)
 }
 
+/// Grouped convs inside If/Loop/Scan bodies, as (owning node, conv label).
+pub fn subgraph_depthwise(g: &Graph) -> Vec<(String, String)> {
+    fn walk(gp: &crate::onnx::GraphProto, owner: &str, out: &mut Vec<(String, String)>) {
+        for n in &gp.node {
+            if n.op_type() == "Conv" && crate::onnx::attr_int(n, "group").unwrap_or(1) > 1 {
+                out.push((owner.to_string(), onnx::node_label(n)));
+            }
+            for a in &n.attribute {
+                for sg in a.g.iter().chain(a.graphs.iter()) {
+                    walk(sg, owner, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for n in g.g.node_weights() {
+        for a in &n.proto.attribute {
+            for sg in a.g.iter().chain(a.graphs.iter()) {
+                walk(sg, &n.label(), &mut out);
+            }
+        }
+    }
+    out
+}
+
 /// Match one grouped Conv. `Ok(Err(reason))` is a non-match, not an error.
 pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<std::result::Result<DepthwiseConv, String>> {
     let n = g.node(ix);
@@ -350,6 +375,9 @@ impl crate::passes::Pass for FuseDepthwise {
 
     fn run(&self, g: &mut Graph, cx: &crate::passes::PassCx) -> Result<PassReport> {
         let mut report = PassReport::default();
+        for (owner, conv) in subgraph_depthwise(g) {
+            report.skipped.push((conv, format!("inside a subgraph of '{owner}': subgraphs are left unchanged")));
+        }
         let cands = depthwise_convs(g)?;
         let selected = self.opts.layers.resolve(&cands)?;
         let skip: Vec<crate::passes::Selector> = self.opts.skip.iter().map(|s| crate::passes::Selector::parse(s)).collect::<Result<_>>()?;
