@@ -7,8 +7,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {err}")]
+    Io { path: PathBuf, err: std::io::Error },
 
     #[error("{path}: not a valid ONNX model: {reason}")]
     Decode { path: PathBuf, reason: String },
@@ -34,8 +34,8 @@ pub enum Error {
     #[error("option {option}: {reason}")]
     Option { option: String, reason: String },
 
-    #[error("after pass '{pass}': {source}")]
-    AfterPass { pass: String, source: Box<Error> },
+    #[error("after pass '{pass}': {inner}")]
+    AfterPass { pass: String, inner: Box<Error> },
 
     #[error("{0}")]
     Limit(String),
@@ -46,7 +46,7 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), err: source }
     }
     pub fn node(node: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Node { node: node.into(), reason: reason.into() }
@@ -58,7 +58,7 @@ impl Error {
         Error::Option { option: option.into(), reason: reason.into() }
     }
     pub fn after_pass(self, pass: &str) -> Self {
-        Error::AfterPass { pass: pass.to_string(), source: Box::new(self) }
+        Error::AfterPass { pass: pass.to_string(), inner: Box::new(self) }
     }
     /// Attach a file path to an error that came from inside a model.
     pub fn in_file(self, path: &std::path::Path) -> Self {

@@ -289,6 +289,7 @@ pub fn check_external_location(location: &str) -> std::result::Result<PathBuf, S
 fn resolve_external(model: &mut Model, dir: &Path, path: &Path) -> Result<()> {
     let Some(graph) = model.proto.graph.as_mut() else { return Ok(()) };
     let canon_dir = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
+    let mut mapped: std::collections::HashMap<PathBuf, bytes::Bytes> = std::collections::HashMap::new();
     for t in graph.initializer.iter_mut() {
         if t.data_location != Some(DATA_LOCATION_EXTERNAL) {
             continue;
@@ -320,12 +321,19 @@ fn resolve_external(model: &mut Model, dir: &Path, path: &Path) -> Result<()> {
                 file.display()
             )));
         }
-        let mut f = std::fs::File::open(&canon).map_err(|e| Error::io(&canon, e))?;
-        use std::io::{Read, Seek, SeekFrom};
-        f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io(&canon, e))?;
-        let mut data = vec![0u8; usize::try_from(length).map_err(|_| bad("external data too large".into()))?];
-        f.read_exact(&mut data).map_err(|e| Error::io(&canon, e))?;
-        t.raw_data = Some(bytes::Bytes::from(data));
+        // each data file is mapped once; tensors are slices of the mapping, so the
+        // weights are paged in and out by the kernel instead of copied into memory
+        let whole = match mapped.get(&canon) {
+            Some(b) => b.clone(),
+            None => {
+                let b = read_bytes(&canon, flen)?;
+                mapped.insert(canon.clone(), b.clone());
+                b
+            }
+        };
+        let (start, end) = (usize::try_from(offset), usize::try_from(offset + length));
+        let (Ok(start), Ok(end)) = (start, end) else { return Err(bad("external data too large".into())) };
+        t.raw_data = Some(whole.slice(start..end));
         t.data_location = None;
         t.external_data.clear();
         model.external_tensors.insert(name);

@@ -34,13 +34,14 @@ pub fn node_macs(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> Option<u64
             let w = known_b1(g.shape_of(n.input(1)?)?)?;
             let y = known_b1(g.shape_of(n.output(0)?)?)?;
             // per output element: (C_in / group) x kernel
-            Some(w[1..].iter().product::<u64>() * y.iter().product::<u64>())
+            let prod = |v: &[u64]| v.iter().fold(1u64, |a, &d| a.saturating_mul(d));
+            Some(prod(&w[1..]).saturating_mul(prod(&y)))
         }
         "Gemm" | "MatMul" => {
             let a = known_b1(g.shape_of(n.input(0)?)?)?;
             let y = known_b1(g.shape_of(n.output(0)?)?)?;
             let k = if n.op() == "Gemm" && attr_int(&n.proto, "transA").unwrap_or(0) != 0 { a[0] } else { *a.last()? };
-            Some(k * y.iter().product::<u64>())
+            Some(y.iter().fold(k, |a, &d| a.saturating_mul(d)))
         }
         _ => None,
     }
@@ -56,7 +57,7 @@ pub fn stats(g: &Graph) -> Stats {
     for (name, t) in &g.initializers {
         // scalars (Clip bounds, constants of decomposed activations) are not weights
         if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE | dtype::BFLOAT16) && !buffers.contains(name) && t.len() > 1 {
-            s.params += t.len();
+            s.params = s.params.saturating_add(t.len());
         }
     }
     for ix in g.g.node_indices() {
@@ -68,7 +69,7 @@ pub fn stats(g: &Graph) -> Stats {
                 }
             }
         }
-        s.macs += node_macs(g, ix).unwrap_or(0);
+        s.macs = s.macs.saturating_add(node_macs(g, ix).unwrap_or(0));
     }
     s
 }

@@ -292,3 +292,31 @@ fn sigint_during_a_write_leaves_the_old_file_or_the_new_one() {
         assert!(stray.is_empty(), "temporary files left: {stray:?}");
     }
 }
+
+#[test]
+fn long_chains_do_not_exhaust_the_stack() {
+    // a 20,000-node chain of Reshapes over a constant, added to the depthwise output,
+    // and a 20,000-node chain of Identity after it
+    let mut b = ModelBuilder::new(13, 3);
+    let x = b.input("x", &[d(1), d(4), d(6), d(6)]);
+    let y = b.conv(&x, 4, 4, (3, 3), (1, 1), (1, 1), 4, false);
+    let mut c = b.constant("bias", &ndarray::ArrayD::from_elem(ndarray::IxDyn(&[1, 4, 1, 1]), 0.5f32));
+    let shape = b.constant_i64("shape", &[4], &[1, 4, 1, 1]);
+    for _ in 0..20_000 {
+        c = b.op("Reshape", &[&c, &shape], vec![]);
+    }
+    let mut z = b.op("Add", &[&y, &c], vec![]);
+    for _ in 0..20_000 {
+        z = b.op("Identity", &[&z], vec![]);
+    }
+    let out = b.conv(&z, 4, 2, (1, 1), (1, 1), (0, 0), 1, false);
+    b.output(&out);
+    let m = b.build();
+    let bytes = m.encode_to_vec();
+    let t = std::time::Instant::now();
+    load_and_convert(&bytes);
+    let (conv, r) = convert(&m, Variant::Half, Init::Center);
+    assert_eq!(r.rewrites.len(), 1);
+    assert_eq!(conv.graph.as_ref().unwrap().node.len(), m.graph.as_ref().unwrap().node.len() + 3);
+    assert!(t.elapsed().as_secs() < 60, "40k-node graph took {:?}", t.elapsed());
+}

@@ -18,21 +18,26 @@ pub struct ConvDims {
 
 /// `gemmCycles`: the conv as an (M × RSC) · (RSC × NEF) product on an
 /// output-stationary array of `rows × cols`, folded with remainders.
+///
+/// Arithmetic saturates instead of overflowing on absurd (hostile) shapes;
+/// for any real layer it is exact.
 pub fn gemm_cycles(rows: u64, cols: u64, d: &ConvDims) -> u64 {
+    let m = |a: u64, b: u64| a.saturating_mul(b);
     let e = (d.ifmap_h.saturating_sub(d.filt_h) + d.stride_h) / d.stride_h;
     let f = (d.ifmap_w.saturating_sub(d.filt_w) + d.stride_w) / d.stride_w;
-    let num_input = d.batch * e * f;
-    let num_time = d.filt_h * d.filt_w * d.channels;
+    let num_input = m(m(d.batch, e), f);
+    let num_time = m(m(d.filt_h, d.filt_w), d.channels);
     let num_filter = d.filters;
-    let mut cycles = (num_input / rows) * (num_filter / cols) * (num_time + rows + cols - 1);
+    let span = |a: u64, b: u64| num_time.saturating_add(a).saturating_add(b) - 1;
+    let mut cycles = m(m(num_input / rows, num_filter / cols), span(rows, cols));
     if num_input % rows > 0 {
-        cycles += (num_filter / cols) * (num_time + (num_input % rows) + cols - 1);
+        cycles = cycles.saturating_add(m(num_filter / cols, span(num_input % rows, cols)));
     }
     if num_filter % cols > 0 {
-        cycles += (num_input / rows) * (num_time + rows + (num_filter % cols) - 1);
+        cycles = cycles.saturating_add(m(num_input / rows, span(rows, num_filter % cols)));
     }
     if num_input % rows > 0 && num_filter % cols > 0 {
-        cycles += num_time + (num_input % rows) + (num_filter % cols) - 1;
+        cycles = cycles.saturating_add(span(num_input % rows, num_filter % cols));
     }
     cycles
 }

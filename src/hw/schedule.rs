@@ -120,7 +120,7 @@ pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost
                     let trans_b = n.op() == "Gemm" && attr_int(&n.proto, "transB").unwrap_or(0) != 0;
                     let (k, m) = if trans_b { (w[1], w[0]) } else { (w[0], w[w.len() - 1]) };
                     let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
-                    let rows_in: u64 = x[..x.len() - 1].iter().product();
+                    let rows_in: u64 = x[..x.len().saturating_sub(1)].iter().fold(1u64, |a, &d| a.saturating_mul(d));
                     cost.kind = LayerKind::Fc;
                     cost.input_shape = x.iter().map(|&v| v as i64).collect();
                     cost.cycles = gemm_cycles(rows, cols, &ConvDims { ifmap_h: 1, ifmap_w: 1, filt_h: 1, filt_w: 1, channels: k, stride_h: 1, stride_w: 1, filters: m, batch: rows_in });
@@ -128,10 +128,10 @@ pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost
             }
             _ => {}
         }
-        cost.end = clock + cost.cycles;
+        cost.end = clock.saturating_add(cost.cycles);
         clock = cost.end;
         if cost.cycles > 0 {
-            cost.utilization = cost.macs as f64 / (cost.cycles as f64 * (rows * cols) as f64);
+            cost.utilization = cost.macs as f64 / (cost.cycles as f64 * rows as f64 * cols as f64);
         }
         out.push(cost);
     }

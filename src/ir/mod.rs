@@ -342,6 +342,14 @@ impl Graph {
     /// The constant tensor behind a value: an initializer, a `Constant` node,
     /// or an `Identity` chain aliasing either (as PyTorch and Paddle exports do).
     pub fn const_tensor(&self, value: &str) -> Option<Tensor> {
+        self.const_tensor_depth(value, 0)
+    }
+
+    fn const_tensor_depth(&self, value: &str, depth: usize) -> Option<Tensor> {
+        // bounded: a hostile chain of aliases must not recurse without end
+        if depth > 64 {
+            return None;
+        }
         let mut name = value.to_string();
         for _ in 0..64 {
             if let Some(t) = self.initializers.get(&name) {
@@ -354,11 +362,11 @@ impl Graph {
                 "Constant" => return constant_node_value(&n.proto),
                 // pure data movement of a constant (Paddle reshapes SE biases this way)
                 "Reshape" | "Unsqueeze" | "Squeeze" | "Flatten" if n.is_default_domain() => {
-                    let src = self.const_tensor(n.input(0)?)?;
+                    let src = self.const_tensor_depth(n.input(0)?, depth + 1)?;
                     let shape = self.shape_of(&name)?;
                     let dims: Option<Vec<i64>> = shape.iter().map(|d| d.known()).collect();
                     let dims = dims?;
-                    if dims.iter().product::<i64>() as u64 != src.len() {
+                    if dims.iter().try_fold(1i64, |a, &d| a.checked_mul(d)) != Some(src.len() as i64) {
                         return None;
                     }
                     let mut p = src.into_proto();

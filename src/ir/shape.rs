@@ -163,8 +163,11 @@ impl Window {
         if pads.len() != 2 * r || pads.iter().any(|&p| p < 0) {
             return Err(bad("pads", &pads));
         }
-        if kernel.iter().any(|&k| k < 1) {
+        if kernel.iter().any(|&k| !(1..=MAX_DIM).contains(&k)) {
             return Err(bad("kernel_shape", &kernel));
+        }
+        if strides.iter().chain(&dilations).chain(&pads).any(|&v| v > MAX_DIM) {
+            return Err(bad("strides/dilations/pads", &[strides.clone(), dilations.clone(), pads.clone()].concat()));
         }
         if !matches!(auto_pad.as_str(), "NOTSET" | "SAME_UPPER" | "SAME_LOWER" | "VALID" | "") {
             return Err(Error::UnsupportedAttr { node: n.label(), name: "auto_pad".into(), value: auto_pad });
@@ -323,7 +326,7 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
         "Flatten" => {
             let Some(xs) = xs else { return Ok(vec![]) };
             let axis = norm_axis(attr_int(p, "axis").unwrap_or(1), xs.len() + 1).unwrap_or(1);
-            let prod = |s: &[Dim]| s.iter().map(Dim::known).try_fold(1i64, |a, d| d.map(|d| a * d));
+            let prod = |s: &[Dim]| s.iter().map(Dim::known).try_fold(1i64, |a, d| d.and_then(|d| a.checked_mul(d)));
             let a = prod(&xs[..axis]).map(Dim::Known).unwrap_or_else(|| if axis == 1 { xs[0].clone() } else { unknown() });
             let b = prod(&xs[axis..]).map(Dim::Known).unwrap_or_else(unknown);
             one(Some(vec![a, b]))
@@ -341,10 +344,10 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
                 });
             }
             if let (Some(pos), Some(total)) = (target.iter().position(|&t| t == -1), xs.as_ref().and_then(|s| known_all(s))) {
-                let total: i64 = total.iter().product();
-                let rest: Option<i64> = out.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, d)| d.known()).product();
-                if let Some(r) = rest.filter(|&r| r > 0) {
-                    out[pos] = Dim::Known(total / r);
+                let total = total.iter().try_fold(1i64, |a, &d| a.checked_mul(d));
+                let rest = out.iter().enumerate().filter(|(i, _)| *i != pos).try_fold(1i64, |a, (_, d)| d.known().and_then(|d| a.checked_mul(d)));
+                if let (Some(t), Some(r)) = (total, rest.filter(|&r| r > 0)) {
+                    out[pos] = Dim::Known(t / r);
                 }
             }
             one(Some(out))
@@ -378,7 +381,7 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
                 return Err(Error::InvalidGraph("Concat inputs have different ranks".into()));
             }
             let mut out = shapes[0].clone();
-            out[axis] = shapes.iter().map(|s| s[axis].known()).sum::<Option<i64>>().map(Dim::Known).unwrap_or_else(unknown);
+            out[axis] = shapes.iter().try_fold(0i64, |a, s| s[axis].known().and_then(|d| a.checked_add(d))).map(Dim::Known).unwrap_or_else(unknown);
             Ok(vec![Some(ValueFact::new(ins.iter().find_map(|f| f.dtype), Some(out)))])
         }
         "Split" => {
@@ -434,8 +437,9 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
                 } else {
                     (clampi(norm(starts[i]), 0, d - 1), clampi(norm(ends[i]), -1, d - 1))
                 };
-                let len = if step > 0 { (e - s + step - 1).max(0) / step } else { (s - e + (-step) - 1).max(0) / (-step) };
-                out[ax] = Dim::Known(len);
+                let (s, e, step) = (s as i128, e as i128, step as i128);
+                let len = if step > 0 { (e - s + step - 1).max(0) / step } else { (s - e - step - 1).max(0) / (-step) };
+                out[ax] = Dim::Known(len as i64);
             }
             one(Some(out))
         }
@@ -479,7 +483,7 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
                 return Ok(vec![]);
             }
             let r = xs.len();
-            one(Some(xs.iter().enumerate().map(|(i, d)| d.known().map(|v| Dim::Known(v + pads[i] + pads[i + r])).unwrap_or_else(unknown)).collect()))
+            one(Some(xs.iter().enumerate().map(|(i, d)| d.known().and_then(|v| v.checked_add(pads[i])?.checked_add(pads[i + r])).map(Dim::Known).unwrap_or_else(unknown)).collect()))
         }
         _ => Ok(vec![]),
     }
