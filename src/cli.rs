@@ -370,7 +370,7 @@ fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
     };
     let proto = crate::zoo::build(&name, a.seed)?;
     let model = crate::onnx::Model { proto, ..Default::default() };
-    crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force })?;
+    crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
     println!("wrote {} ({name})", output.display());
     Ok(())
 }

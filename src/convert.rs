@@ -128,7 +128,7 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions, force: b
         s.apply(&mut g)?;
     }
     let summary = convert_model(&mut model, &mut g, opts).map_err(|e| e.in_file(input))?;
-    onnx::save(&model, output, &onnx::SaveOptions { overwrite: true })?;
+    onnx::save(&model, output, &onnx::SaveOptions { overwrite: true, ..Default::default() })?;
     Ok((model, summary))
 }
 

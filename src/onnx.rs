@@ -365,6 +365,9 @@ fn interrupted(out: &Path) -> Result<()> {
 pub struct SaveOptions {
     /// Allow replacing an existing file at the output path.
     pub overwrite: bool,
+    /// Total initializer size above which every tensor of 1 KiB or more goes to
+    /// external data (None: just under protobuf's 2 GiB limit).
+    pub external_threshold: Option<u64>,
 }
 
 /// Write the model atomically (temporary file in the target folder, then
@@ -385,7 +388,7 @@ pub fn save(model: &Model, out: &Path, opts: &SaveOptions) -> Result<()> {
 
     let mut proto = model.proto.clone();
     let total: u64 = proto.graph.as_ref().map(|g| g.initializer.iter().map(|t| t.encoded_len() as u64).sum()).unwrap_or(0);
-    let all_external = total > EXTERNAL_THRESHOLD;
+    let all_external = total > opts.external_threshold.unwrap_or(EXTERNAL_THRESHOLD);
     let mut data_tmp = None;
     let data_name = format!("{file_name}.data");
     if let Some(g) = proto.graph.as_mut() {

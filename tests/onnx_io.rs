@@ -27,7 +27,7 @@ fn round_trip_without_a_pass_is_byte_identical() {
         let mut m = model.clone();
         m.proto.graph = Some(g.to_proto().unwrap());
         let out = dir.path().join("rt.onnx");
-        onnx::save(&m, &out, &SaveOptions { overwrite: true }).unwrap();
+        onnx::save(&m, &out, &SaveOptions { overwrite: true, ..Default::default() }).unwrap();
         let saved = std::fs::read(&out).unwrap();
         assert_eq!(saved, original, "{}: load → IR → save changed the bytes", src.display());
     }
@@ -159,4 +159,19 @@ fn streamed_save_equals_the_protobuf_encoding() {
     let p = dir.path().join("big.onnx");
     onnx::save(&model_of(m.clone()), &p, &SaveOptions::default()).unwrap();
     assert_eq!(std::fs::read(&p).unwrap(), m.encode_to_vec());
+}
+
+#[test]
+fn models_over_the_size_limit_are_saved_with_external_data() {
+    // the 2 GB limit, scaled down: a threshold of 100 kB makes the MobileNetV1 weights go external
+    let m = fusec::zoo::build("mobilenet-v1", 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.onnx");
+    onnx::save(&model_of(m.clone()), &p, &SaveOptions { overwrite: false, external_threshold: Some(100_000) }).unwrap();
+    let small = std::fs::metadata(&p).unwrap().len();
+    let data = std::fs::metadata(dir.path().join("m.onnx.data")).unwrap().len();
+    assert!(small < 100_000 && data > 16_000_000, "model {small} bytes, data {data} bytes");
+    let back = onnx::load(&p).unwrap();
+    let x = random_input(&[1, 3, 224, 224], 0);
+    assert_close(&fusec::eval::run(&back.proto, &[x.clone()]).unwrap()[0], &fusec::eval::run(&m, &[x]).unwrap()[0], 0.0, 0.0, "external");
 }
