@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::convert::{self, ConvertOptions, ConvertSummary, InputShape};
 use crate::passes::fuse_depthwise::{Init, Variant};
 use crate::passes::LayerSelection;
+use crate::stats::human;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -288,14 +289,6 @@ fn pct(before: u64, after: u64) -> String {
     format!("({:+.1}%)", (after as f64 - before as f64) / before as f64 * 100.0)
 }
 
-fn human(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.2}G", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
-        n if n >= 10_000 => format!("{:.1}k", n as f64 / 1e3),
-        n => n.to_string(),
-    }
-}
 
 pub fn print_summary(s: &ConvertSummary, output: &std::path::Path) {
     println!("fusec convert: {} → {} (FuSe-{}, init {})", s.input, output.display(), s.variant, s.init);

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::hw::schedule::{schedule, LayerCost, LayerKind};
 use crate::hw::{ArrayConfig, HwKind};
 use crate::ir::Graph;
-use crate::stats::stats;
+use crate::stats::{human, stats};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -111,14 +111,6 @@ pub fn build(model_name: &str, g: &Graph, baseline: Option<(&str, &Graph)>, hw: 
     Ok(LatencyReport { schema_version: SCHEMA_VERSION, array: hw.clone(), batch, total_cycles: model.total_cycles, model, baseline: base, speedup, blocks, layers })
 }
 
-fn human(n: u64) -> String {
-    match n {
-        n if n >= 1_000_000_000 => format!("{:.2}G", n as f64 / 1e9),
-        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
-        n if n >= 10_000 => format!("{:.1}k", n as f64 / 1e3),
-        n => n.to_string(),
-    }
-}
 
 fn kind_name(k: LayerKind) -> &'static str {
     match k {

@@ -73,3 +73,13 @@ pub fn stats(g: &Graph) -> Stats {
     }
     s
 }
+
+/// 1234567 → "1.23M": counts for people.
+pub fn human(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000_000 => format!("{:.2}G", n as f64 / 1e9),
+        n if n >= 1_000_000 => format!("{:.2}M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{:.1}k", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
