@@ -142,8 +142,8 @@ pub fn load(path: &Path) -> Result<Model> {
 /// the kernel maps them in one call instead of a page fault per page; tensors
 /// then borrow the mapping), small or unmappable ones are read.
 fn read_bytes(path: &Path, len: u64) -> Result<bytes::Bytes> {
-    if len >= 1 << 20 {
-        if let Ok(f) = std::fs::File::open(path) {
+    if len >= 1 << 20
+        && let Ok(f) = std::fs::File::open(path) {
             // SAFETY: the mapping is read-only and private to this process; fusec
             // never writes to its inputs (outputs go through a temporary file and a
             // rename, which leaves a mapped inode intact).
@@ -151,7 +151,6 @@ fn read_bytes(path: &Path, len: u64) -> Result<bytes::Bytes> {
                 return Ok(bytes::Bytes::from_owner(m));
             }
         }
-    }
     std::fs::read(path).map(bytes::Bytes::from).map_err(|e| Error::io(path, e))
 }
 
@@ -203,7 +202,7 @@ fn write_model<W: Write>(m: &ModelProto, w: &mut W) -> std::io::Result<()> {
                 let thead = TensorProto {
                     dims: t.dims.clone(),
                     data_type: t.data_type,
-                    segment: t.segment.clone(),
+                    segment: t.segment,
                     float_data: t.float_data.clone(),
                     int32_data: t.int32_data.clone(),
                     string_data: t.string_data.clone(),

@@ -68,12 +68,11 @@ pub fn blocks_of(layers: &[LayerCost]) -> Vec<(String, u64)> {
     let mut out: Vec<(String, u64)> = vec![("stem".into(), 0)];
     let mut current: Option<String> = None;
     for l in layers.iter().filter(|l| l.cycles > 0) {
-        if let Some(o) = origin(l) {
-            if current.as_deref() != Some(o.as_str()) {
+        if let Some(o) = origin(l)
+            && current.as_deref() != Some(o.as_str()) {
                 current = Some(o.clone());
                 out.push((o, 0));
             }
-        }
         if let Some(last) = out.last_mut() {
             last.1 += l.cycles;
         }
@@ -327,10 +326,9 @@ pub fn check_gates(r: &LatencyReport, min_speedup: Option<f64>, max_cycles: Opti
             _ => {}
         }
     }
-    if let Some(m) = max_cycles {
-        if r.total_cycles > m {
+    if let Some(m) = max_cycles
+        && r.total_cycles > m {
             return Err(format!("{} cycles exceed --max-cycles {m}", r.total_cycles));
         }
-    }
     Ok(())
 }

@@ -62,13 +62,11 @@ pub fn stats(g: &Graph) -> Stats {
     }
     for ix in g.g.node_indices() {
         let n = g.node(ix);
-        if n.op() == "Constant" && !n.proto.output.iter().any(|o| buffers.contains(o)) {
-            if let Some(t) = crate::ir::constant_node_value(&n.proto) {
-                if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE) && t.len() > 1 {
+        if n.op() == "Constant" && !n.proto.output.iter().any(|o| buffers.contains(o))
+            && let Some(t) = crate::ir::constant_node_value(&n.proto)
+                && matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE) && t.len() > 1 {
                     s.params += t.len();
                 }
-            }
-        }
         s.macs = s.macs.saturating_add(node_macs(g, ix).unwrap_or(0));
     }
     s

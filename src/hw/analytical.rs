@@ -33,10 +33,10 @@ pub fn gemm_cycles(rows: u64, cols: u64, d: &ConvDims) -> u64 {
     if num_input % rows > 0 {
         cycles = cycles.saturating_add(m(num_filter / cols, span(num_input % rows, cols)));
     }
-    if num_filter % cols > 0 {
+    if !num_filter.is_multiple_of(cols) {
         cycles = cycles.saturating_add(m(num_input / rows, span(rows, num_filter % cols)));
     }
-    if num_input % rows > 0 && num_filter % cols > 0 {
+    if num_input % rows > 0 && !num_filter.is_multiple_of(cols) {
         cycles = cycles.saturating_add(span(num_input % rows, num_filter % cols));
     }
     cycles

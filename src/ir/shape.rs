@@ -34,11 +34,10 @@ pub fn infer(g: &mut Graph) -> Result<()> {
     let mut facts: HashMap<String, ValueFact> = HashMap::new();
     for vi in g.inputs.iter().chain(g.outputs.iter()).chain(g.recorded.values()) {
         let (dt, shape) = onnx::value_info_type(vi);
-        if let Some(s) = &shape {
-            if let Some(d) = s.iter().find_map(|d| d.known().filter(|&v| !(0..=MAX_DIM).contains(&v))) {
+        if let Some(s) = &shape
+            && let Some(d) = s.iter().find_map(|d| d.known().filter(|&v| !(0..=MAX_DIM).contains(&v))) {
                 return Err(Error::InvalidGraph(format!("value '{}' declares dimension {d}, outside 0..={MAX_DIM}", vi.name())));
             }
-        }
         facts.insert(vi.name().to_string(), ValueFact::new(dt, shape));
     }
     for (name, shape) in &g.input_overrides {

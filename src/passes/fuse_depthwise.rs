@@ -271,24 +271,21 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<std::result::Resul
     if m != group {
         return Ok(Err(format!("channel multiplier {} > 1 (group {group}, {m} output channels)", m / group.max(1))));
     }
-    if let Some(xs) = g.shape_of(x) {
-        if let Some(c) = xs.get(1).and_then(Dim::known) {
-            if c != group {
+    if let Some(xs) = g.shape_of(x)
+        && let Some(c) = xs.get(1).and_then(Dim::known)
+            && c != group {
                 return Err(Error::ShapeMismatch { node: label, expected: format!("{group} input channels"), actual: format!("{c}") });
             }
-        }
-    }
     if kh == 1 && kw == 1 {
         return Ok(Err("1×1 depthwise kernel: nothing to separate".into()));
     }
     if kh == 1 || kw == 1 {
         return Ok(Err(format!("kernel {kh}×{kw} is already 1-D")));
     }
-    if let Some(ks) = attr_ints(&n.proto, "kernel_shape") {
-        if ks != [kh, kw] {
+    if let Some(ks) = attr_ints(&n.proto, "kernel_shape")
+        && ks != [kh, kw] {
             return Err(Error::UnsupportedAttr { node: label, name: "kernel_shape".into(), value: format!("{ks:?} (weight is {kh}×{kw})") });
         }
-    }
     let window = Window::from_node(n, vec![kh, kw])?;
     let bias = match n.input(2) {
         None => None,
@@ -816,12 +813,11 @@ pub fn plan_widen(g: &Graph, start: &str, c: i64, names: &mut Names) -> std::res
                 op => return Err(format!("consumer '{label}' ({op}) cannot be widened")),
             }
             edits.insert(ix, p);
-            if let (Some(oc), Some(o)) = (out_channels, out0) {
-                if !widened.contains_key(&o) {
+            if let (Some(oc), Some(o)) = (out_channels, out0)
+                && !widened.contains_key(&o) {
                     widened.insert(o.clone(), oc);
                     queue.push_back((o, oc));
                 }
-            }
         }
     }
     for ix in pending {

@@ -64,14 +64,13 @@ impl Selector {
         if let Ok(i) = s.parse::<usize>() {
             return Ok(Selector::Index(i));
         }
-        if let Some((a, b)) = s.split_once('-') {
-            if let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
+        if let Some((a, b)) = s.split_once('-')
+            && let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
                 if a > b {
                     return Err(Error::option("--layers", format!("range '{s}' is empty")));
                 }
                 return Ok(Selector::Range(a, b));
             }
-        }
         Ok(Selector::Pattern(s.to_string()))
     }
 
@@ -188,16 +187,14 @@ impl LayerSelection {
         let Some((sel, preset)) = self.expand()? else {
             return Ok(cands.iter().map(|c| c.index()).collect());
         };
-        if let Some((name, p)) = &preset {
-            if let Some(n) = p.depthwise_layers {
-                if n != cands.len() {
+        if let Some((name, p)) = &preset
+            && let Some(n) = p.depthwise_layers
+                && n != cands.len() {
                     return Err(Error::option(
                         "--layers",
                         format!("preset '{name}' is for a network with {n} depthwise convs; this model has {}", cands.len()),
                     ));
                 }
-            }
-        }
         for s in &sel {
             let hit = cands.iter().any(|c| s.matches(c.index(), c.name()));
             match s {
