@@ -37,6 +37,9 @@ pub enum Command {
     /// Cost every layer on a modeled systolic array (the paper's analytical model).
     #[command(after_help = "Examples:\n  fusec report model.fuse-half.onnx --baseline model.onnx --array 64x64 --hw fuse\n  fusec report model.onnx --format json | jq .total_cycles")]
     Report(ReportArgs),
+    /// Accuracy of a classifier on a dataset, and agreement with a teacher model.
+    #[command(after_help = "Examples:\n  fusec eval cls.onnx --data textlines/labels.tsv --task rot180 --preprocess ppocr-cls\n  fusec eval cls.fuse-half.onnx --data textlines/ --task rot180 --preprocess ppocr-cls --teacher cls.onnx --json\n  fusec eval net.onnx --data imagenet-val/ --preprocess imagenet   (class subfolders)")]
+    Eval(EvalArgs),
     /// Write a reference architecture of the FuSeConv paper as ONNX.
     #[command(after_help = "Examples:\n  fusec zoo mobilenet-v2 -o mnv2.onnx\n  fusec zoo --paper-table")]
     Zoo(ZooArgs),
@@ -113,6 +116,30 @@ pub enum ReportFormat {
 }
 
 #[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Classifier to evaluate.
+    pub model: PathBuf,
+    /// A folder of images (class subfolders give labels) or a TSV/CSV list (file[, label]).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Derive labels from the images: rot180 gives each image as is (class 0) and rotated (class 1).
+    #[arg(long, value_enum)]
+    pub task: Option<crate::data::Task>,
+    /// Preprocessing: ppocr-cls, imagenet, or a TOML file (height, width, resize, scale, mean, std, bgr).
+    #[arg(long, default_value = "imagenet")]
+    pub preprocess: String,
+    /// Report agreement of top-1 predictions with this model.
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Use only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct ZooArgs {
     /// Network: mobilenet-v1, mobilenet-v2, mnasnet-b1, mobilenet-v3-small, mobilenet-v3-large.
     #[arg(required_unless_present = "paper_table")]
@@ -174,6 +201,18 @@ pub struct ConvertArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Calibration images for `--init lsq` (folder or TSV/CSV list, as for `fusec eval`).
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// Use the first N calibration images.
+    #[arg(long, default_value_t = 64)]
+    pub calib_limit: usize,
+    /// Preprocessing of the calibration images (ppocr-cls, imagenet or a TOML file).
+    #[arg(long, default_value = "imagenet")]
+    pub preprocess: String,
+    /// Derive more calibration samples from each image (rot180: also the image rotated).
+    #[arg(long, value_enum)]
+    pub task: Option<crate::data::Task>,
     /// Also cost the result against the input on a modeled array and print the speedup.
     #[arg(long)]
     pub report: bool,
@@ -231,6 +270,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Inspect(a) => cmd_inspect(a),
         Command::Zoo(a) => cmd_zoo(a),
         Command::Report(a) => cmd_report(a),
+        Command::Eval(a) => cmd_eval(a),
     }
 }
 
@@ -247,6 +287,7 @@ fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
         pipeline: a.pipeline.clone(),
         max_rewrites: a.max_rewrites,
         input_shape: a.input_shape.clone(),
+        calib: a.calib.as_ref().map(|d| convert::Calib { data: d.clone(), preprocess: a.preprocess.clone(), task: a.task, limit: Some(a.calib_limit) }),
     };
     let hw = a.hw.config()?;
     let (_, summary) = convert::convert_file(&a.model, &output, &opts, a.force)?;
@@ -299,6 +340,13 @@ pub fn print_summary(s: &ConvertSummary, output: &std::path::Path) {
         }
         for (node, reason) in &r.skipped {
             println!("    · {node:<45} {reason}");
+        }
+    }
+    if !s.fits.is_empty() {
+        println!("  relative output error of the 1-D kernels on the calibration data:");
+        println!("    {:<40} {:>8} {:>8} {:>8}", "layer", "center", "sum", "lsq");
+        for f in &s.fits {
+            println!("    {:<40} {:>8.4} {:>8.4} {:>8.4}", f.node, f.center, f.sum, f.lsq);
         }
     }
     println!("  params {:>9} → {:>9} {}", human(s.before.params), human(s.after.params), pct(s.before.params, s.after.params));
@@ -411,6 +459,37 @@ fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
     report.append_github_summary()?;
     if let Err(reason) = crate::report::check_gates(&report, a.min_speedup, a.max_cycles) {
         anyhow::bail!("gate failed: {reason}");
+    }
+    Ok(())
+}
+
+fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
+    let pre = crate::data::Preprocess::preset(&a.preprocess)?;
+    let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
+    let model = crate::onnx::load(&a.model)?;
+    let teacher = match &a.teacher {
+        Some(t) => Some((t.display().to_string(), crate::onnx::load(t)?)),
+        None => None,
+    };
+    let r = crate::eval::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
+        .map_err(|e| e.in_file(&a.model))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!("{}: {} samples, {:.0} samples/s", r.model, r.samples, r.samples_per_second);
+    match r.top1 {
+        Some(t) => println!("  top-1 accuracy {:.2}%", t * 100.0),
+        None => println!("  no labels (use class subfolders, a label column, or --task)"),
+    }
+    if let Some(t) = r.top5 {
+        println!("  top-5 accuracy {:.2}%", t * 100.0);
+    }
+    for (c, n, acc) in &r.per_class {
+        println!("    class {c:<12} {n:>6} samples  {:.2}%", acc * 100.0);
+    }
+    if let (Some(t), Some(ag)) = (&r.teacher, r.teacher_agreement) {
+        println!("  agreement with {t}: {:.2}%", ag * 100.0);
     }
     Ok(())
 }

@@ -22,6 +22,16 @@ pub struct ConvertOptions {
     pub max_rewrites: Option<usize>,
     /// Concrete input shape for inference (`name=1x3x224x224` or `1x3x224x224`).
     pub input_shape: Option<InputShape>,
+    /// Calibration data for `--init lsq`.
+    pub calib: Option<Calib>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Calib {
+    pub data: PathBuf,
+    pub preprocess: String,
+    pub task: Option<crate::data::Task>,
+    pub limit: Option<usize>,
 }
 
 /// A user-given input shape: optional input name and dims.
@@ -60,6 +70,8 @@ pub struct ConvertSummary {
     pub passes: Vec<(String, PassReport)>,
     pub before: Stats,
     pub after: Stats,
+    /// Per-layer relative output error of each initialization (with `--init lsq`).
+    pub fits: Vec<crate::calibrate::LayerFit>,
 }
 
 impl ConvertSummary {
@@ -74,7 +86,7 @@ pub fn default_output(input: &Path, variant: Variant) -> PathBuf {
     input.with_file_name(format!("{stem}.fuse-{variant}.onnx"))
 }
 
-pub fn build_passes(opts: &ConvertOptions) -> Result<Vec<Box<dyn Pass>>> {
+pub fn build_passes(opts: &ConvertOptions, init: Option<Box<dyn crate::passes::fuse_depthwise::KernelInit>>) -> Result<Vec<Box<dyn Pass>>> {
     match &opts.pipeline {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
@@ -82,14 +94,28 @@ pub fn build_passes(opts: &ConvertOptions) -> Result<Vec<Box<dyn Pass>>> {
         }
         None => {
             let o = Options { variant: opts.variant, init: opts.init, layers: opts.layers.clone(), skip: opts.skip.clone() };
-            Ok(vec![Box::new(FuseDepthwise::new(o)?)])
+            let mut pass = FuseDepthwise::new(o)?;
+            if let Some(i) = init {
+                pass = pass.with_init(i);
+            }
+            Ok(vec![Box::new(pass)])
         }
     }
 }
 
 /// Convert a loaded model in memory.
 pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) -> Result<ConvertSummary> {
-    let pipeline = build_passes(opts)?;
+    let (init, fits) = match (opts.init, &opts.calib) {
+        (Init::Lsq, Some(c)) => {
+            let pre = crate::data::Preprocess::preset(&c.preprocess)?;
+            let data = crate::data::load(&c.data, &pre, c.task, c.limit)?;
+            let (init, fits) = crate::calibrate::calibrate(&model.proto, g, &data, opts.variant)?;
+            (Some(Box::new(init) as Box<dyn crate::passes::fuse_depthwise::KernelInit>), fits)
+        }
+        (Init::Lsq, None) => return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)")),
+        _ => (None, vec![]),
+    };
+    let pipeline = build_passes(opts, init)?;
     let before = stats(g);
     let cx = PassCx { max_rewrites: opts.max_rewrites };
     let reports = passes::run_pipeline(g, &pipeline, &cx)?;
@@ -113,6 +139,7 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
         passes: reports,
         before,
         after,
+        fits,
     })
 }
 
@@ -122,7 +149,12 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions, force: b
         return Err(Error::option("-o", format!("{} is the input model; refusing to overwrite it (use --force)", output.display())));
     }
     // options are checked before any file is read
-    build_passes(opts)?;
+    if opts.init == Init::Lsq && opts.calib.is_none() {
+        return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)"));
+    }
+    if opts.init != Init::Lsq {
+        build_passes(opts, None)?;
+    }
     let (mut model, mut g) = crate::ir::load_graph(input)?;
     if let Some(s) = &opts.input_shape {
         s.apply(&mut g)?;

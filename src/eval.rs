@@ -23,6 +23,59 @@ pub fn run(model: &ModelProto, inputs: &[ArrayD<f32>]) -> Result<Vec<ArrayD<f32>
         .collect()
 }
 
+/// A model prepared once for a fixed input shape, run many times.
+pub struct Runner {
+    plan: std::sync::Arc<TypedSimplePlan>,
+}
+
+impl Runner {
+    pub fn new(model: &ModelProto, input_shape: &[usize]) -> Result<Runner> {
+        use prost::Message;
+        let bytes = model.encode_to_vec();
+        let e = |e: anyhow::Error| Error::Eval(format!("{e:#}"));
+        let m = tract_onnx::onnx().model_for_read(&mut bytes.as_slice()).map_err(e)?;
+        let m = m.with_input_fact(0, f32::fact(input_shape).into()).map_err(e)?;
+        let plan = m.into_optimized().map_err(e)?.into_runnable().map_err(e)?;
+        Ok(Runner { plan })
+    }
+
+    /// Every output for one input.
+    pub fn run_all(&self, x: ArrayD<f32>) -> Result<Vec<ArrayD<f32>>> {
+        let e = |e: anyhow::Error| Error::Eval(format!("{e:#}"));
+        let out = self.plan.run(tvec!(Tensor::from(x).into_tvalue())).map_err(e)?;
+        out.iter().map(|t| t.to_plain_array_view::<f32>().map(|v| v.to_owned()).map_err(e)).collect()
+    }
+
+    /// First output for one input.
+    pub fn run(&self, x: ArrayD<f32>) -> Result<ArrayD<f32>> {
+        let e = |e: anyhow::Error| Error::Eval(format!("{e:#}"));
+        let out = self.plan.run(tvec!(Tensor::from(x).into_tvalue())).map_err(e)?;
+        let first = out.first().ok_or_else(|| Error::Eval("model has no outputs".into()))?;
+        first.to_plain_array_view::<f32>().map(|v| v.to_owned()).map_err(e)
+    }
+}
+
+/// Index of the largest value of each row (last axis) of a [N, K] or [N, K, 1, 1] output.
+pub fn argmax_rows(y: &ArrayD<f32>) -> Vec<usize> {
+    let n = y.shape().first().copied().unwrap_or(0);
+    let k = if n == 0 { 0 } else { y.len() / n };
+    let flat: Vec<f32> = y.iter().copied().collect();
+    (0..n)
+        .map(|i| {
+            let row = &flat[i * k..(i + 1) * k];
+            row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (j, &v)| if v > bv { (j, v) } else { (bi, bv) }).0
+        })
+        .collect()
+}
+
+/// Indices of the `k` largest values of a row.
+pub fn topk(row: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].partial_cmp(&row[a]).unwrap_or(std::cmp::Ordering::Equal));
+    idx.truncate(k);
+    idx
+}
+
 /// Largest absolute difference and largest |a-b| / (atol + rtol |b|).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Diff {
@@ -52,4 +105,69 @@ pub fn compare(a: &ArrayD<f32>, b: &ArrayD<f32>, rtol: f32, atol: f32) -> Result
         d.worst_ratio = d.worst_ratio.max(abs / (atol + rtol * y.abs()));
     }
     Ok(d)
+}
+
+/// Accuracy of a classifier on a dataset (and agreement with a teacher).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EvalReport {
+    pub model: String,
+    pub samples: usize,
+    pub top1: Option<f64>,
+    pub top5: Option<f64>,
+    /// (class, samples, accuracy)
+    pub per_class: Vec<(String, usize, f64)>,
+    pub teacher: Option<String>,
+    /// Share of samples where the model's top-1 equals the teacher's.
+    pub teacher_agreement: Option<f64>,
+    pub samples_per_second: f64,
+}
+
+/// Top-1 predictions and score rows of a model over a dataset.
+pub fn predict(model: &ModelProto, data: &crate::data::Dataset) -> Result<(Vec<usize>, Vec<Vec<f32>>, f64)> {
+    let Some(first) = data.samples.first() else { return Ok((vec![], vec![], 0.0)) };
+    let mut shape = vec![1];
+    shape.extend_from_slice(first.x.shape());
+    let runner = Runner::new(model, &shape)?;
+    let t = std::time::Instant::now();
+    let mut preds = Vec::with_capacity(data.samples.len());
+    let mut rows = Vec::with_capacity(data.samples.len());
+    for s in &data.samples {
+        let x = s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn();
+        let y = runner.run(x)?;
+        rows.push(y.iter().copied().collect::<Vec<f32>>());
+        preds.push(argmax_rows(&y).first().copied().unwrap_or(0));
+    }
+    let rate = data.samples.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
+    Ok((preds, rows, rate))
+}
+
+pub fn evaluate(name: &str, model: &ModelProto, teacher: Option<(&str, &ModelProto)>, data: &crate::data::Dataset) -> Result<EvalReport> {
+    let (preds, rows, rate) = predict(model, data)?;
+    let n = data.samples.len();
+    let labels: Option<Vec<usize>> = data.samples.iter().map(|s| s.label).collect();
+    let (mut top1, mut top5, mut per_class) = (None, None, vec![]);
+    if let Some(labels) = &labels {
+        let hits = preds.iter().zip(labels).filter(|(p, l)| p == l).count();
+        top1 = Some(hits as f64 / n.max(1) as f64);
+        if rows.first().is_some_and(|r| r.len() > 5) {
+            let h5 = rows.iter().zip(labels).filter(|(r, l)| topk(r, 5).contains(l)).count();
+            top5 = Some(h5 as f64 / n.max(1) as f64);
+        }
+        for (ci, cname) in data.classes.iter().enumerate() {
+            let idx: Vec<usize> = (0..n).filter(|&i| labels[i] == ci).collect();
+            if !idx.is_empty() {
+                let ok = idx.iter().filter(|&&i| preds[i] == ci).count();
+                per_class.push((cname.clone(), idx.len(), ok as f64 / idx.len() as f64));
+            }
+        }
+    }
+    let (teacher_name, agreement) = match teacher {
+        Some((tn, tm)) => {
+            let (tp, _, _) = predict(tm, data)?;
+            let same = tp.iter().zip(&preds).filter(|(a, b)| a == b).count();
+            (Some(tn.to_string()), Some(same as f64 / n.max(1) as f64))
+        }
+        None => (None, None),
+    };
+    Ok(EvalReport { model: name.to_string(), samples: n, top1, top5, per_class, teacher: teacher_name, teacher_agreement: agreement, samples_per_second: rate })
 }

@@ -3,8 +3,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod builder;
+pub mod calibrate;
 pub mod cli;
 pub mod convert;
+pub mod data;
 pub mod error;
 pub mod eval;
 pub mod hw;

@@ -58,6 +58,7 @@ fn external_data_is_read_and_kept_external() {
         pipeline: None,
         max_rewrites: None,
         input_shape: None,
+        calib: None,
     };
     fusec::convert::convert_file(&p, &out, &opts, false).unwrap();
     assert!(dir.path().join("conv.onnx.data").exists());

@@ -87,6 +87,8 @@ pub enum Init {
     Center,
     /// Rows (1×K) or columns (K×1) of the original kernel summed.
     Sum,
+    /// Least squares on calibration activations (needs `--calib DATA`).
+    Lsq,
 }
 
 impl std::fmt::Display for Init {
@@ -94,6 +96,7 @@ impl std::fmt::Display for Init {
         f.write_str(match self {
             Init::Center => "center",
             Init::Sum => "sum",
+            Init::Lsq => "lsq",
         })
     }
 }
@@ -122,10 +125,12 @@ impl KernelInit for Init {
         let row_all: ArrayD<f32> = match self {
             Init::Center => w.slice(s![.., .., ch..ch + 1, ..]).to_owned().into_dyn(),
             Init::Sum => w.sum_axis(Axis(2)).insert_axis(Axis(2)).into_dyn(),
+            Init::Lsq => return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)")),
         };
         let col_all: ArrayD<f32> = match self {
             Init::Center => w.slice(s![.., .., .., cw..cw + 1]).to_owned().into_dyn(),
             Init::Sum => w.sum_axis(Axis(3)).insert_axis(Axis(3)).into_dyn(),
+            Init::Lsq => return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)")),
         };
         Ok(split_kernels(dw, variant, row_all, col_all))
     }

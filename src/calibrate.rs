@@ -1,0 +1,280 @@
+//! Data-driven initialization of the FuSe kernels (`--init lsq`): run the
+//! original model on calibration inputs, collect the input and output of every
+//! depthwise conv, and choose each channel's 1-D kernel and bias by least
+//! squares so that the 1-D conv reproduces the K×K conv's output.
+//!
+//! Each branch is fitted to the original output on its own (Half: the channel's
+//! one branch; Full: both branches of every channel), so each branch alone is
+//! a good stand-in for the original before the BN and activation that follow.
+
+use std::collections::HashMap;
+
+use ndarray::{Array4, ArrayD, Axis, IxDyn};
+use serde::Serialize;
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::ir::Graph;
+use crate::onnx::{self, ModelProto};
+use crate::passes::fuse_depthwise::{depthwise_convs, split_kernels, Candidate, DepthwiseConv, FuseKernels, Init, KernelInit, Variant};
+
+/// Fitted kernels by depthwise node name.
+pub struct LsqInit {
+    pub kernels: HashMap<String, (ArrayD<f32>, ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)>,
+}
+
+impl KernelInit for LsqInit {
+    fn kernels(&self, dw: &DepthwiseConv, variant: Variant) -> Result<FuseKernels> {
+        let Some((row, col, rb, cb)) = self.kernels.get(&dw.name) else {
+            return Init::Center.kernels(dw, variant);
+        };
+        let mut k = split_kernels(dw, variant, row.clone(), col.clone());
+        // fitted biases replace the original's share
+        let c1 = dw.half_split();
+        match variant {
+            Variant::Full => {
+                k.row_bias = Some(rb.clone());
+                k.col_bias = Some(cb.clone());
+            }
+            Variant::Half => {
+                k.row_bias = Some(rb.slice_axis(Axis(0), (..c1).into()).to_owned());
+                k.col_bias = Some(cb.slice_axis(Axis(0), (c1..).into()).to_owned());
+            }
+        }
+        Ok(k)
+    }
+}
+
+/// Relative output error ‖ŷ − y‖ / ‖y‖ of each initialization, per layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerFit {
+    pub node: String,
+    pub center: f64,
+    pub sum: f64,
+    pub lsq: f64,
+}
+
+/// Solve the small symmetric system `a x = b` (Gaussian elimination, partial pivoting).
+fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+    let n = b.len();
+    for col in 0..n {
+        let piv = (col..n).max_by(|&i, &j| a[i][col].abs().partial_cmp(&a[j][col].abs()).unwrap_or(std::cmp::Ordering::Equal))?;
+        if a[piv][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, piv);
+        b.swap(col, piv);
+        for r in col + 1..n {
+            let f = a[r][col] / a[col][col];
+            for c in col..n {
+                a[r][c] -= f * a[col][c];
+            }
+            b[r] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; n];
+    for r in (0..n).rev() {
+        let s: f64 = (r + 1..n).map(|c| a[r][c] * x[c]).sum();
+        x[r] = (b[r] - s) / a[r][r];
+    }
+    Some(x)
+}
+
+/// Taps of one 1-D branch at output (i, j): (input row, input col) per tap.
+struct Geometry {
+    kh: usize,
+    kw: usize,
+    sh: i64,
+    sw: i64,
+    dh: i64,
+    dwl: i64,
+    pt: i64,
+    pl: i64,
+}
+
+impl Geometry {
+    fn tap(&self, row: bool, i: usize, j: usize, t: usize) -> (i64, i64) {
+        let (ch, cw) = (((self.kh - 1) / 2) as i64, ((self.kw - 1) / 2) as i64);
+        if row {
+            (i as i64 * self.sh - self.pt + ch * self.dh, j as i64 * self.sw - self.pl + t as i64 * self.dwl)
+        } else {
+            (i as i64 * self.sh - self.pt + t as i64 * self.dh, j as i64 * self.sw - self.pl + cw * self.dwl)
+        }
+    }
+}
+
+/// Fit one channel's branch: kernel taps and bias minimising the squared error to `y`.
+fn fit(xs: &[Array4<f32>], ys: &[Array4<f32>], c: usize, g: &Geometry, row: bool) -> (Vec<f32>, f32) {
+    let k = if row { g.kw } else { g.kh };
+    let n = k + 1;
+    let mut ata = vec![vec![0.0f64; n]; n];
+    let mut aty = vec![0.0f64; n];
+    let mut feat = vec![0.0f64; n];
+    for (x, y) in xs.iter().zip(ys) {
+        let (h, w) = (x.shape()[2] as i64, x.shape()[3] as i64);
+        let (ho, wo) = (y.shape()[2], y.shape()[3]);
+        for b in 0..x.shape()[0] {
+            for i in 0..ho {
+                for j in 0..wo {
+                    for (t, f) in feat.iter_mut().enumerate().take(k) {
+                        let (r, q) = g.tap(row, i, j, t);
+                        *f = if (0..h).contains(&r) && (0..w).contains(&q) { x[[b, c, r as usize, q as usize]] as f64 } else { 0.0 };
+                    }
+                    feat[k] = 1.0;
+                    let target = y[[b, c, i, j]] as f64;
+                    for p in 0..n {
+                        aty[p] += feat[p] * target;
+                        for q in p..n {
+                            ata[p][q] += feat[p] * feat[q];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for p in 0..n {
+        for q in 0..p {
+            ata[p][q] = ata[q][p];
+        }
+    }
+    // a little ridge keeps channels with constant inputs solvable
+    let scale = (0..n).map(|p| ata[p][p]).fold(0.0, f64::max).max(1e-12);
+    for (p, row) in ata.iter_mut().enumerate() {
+        row[p] += 1e-6 * scale;
+    }
+    match solve(ata, aty) {
+        Some(s) => (s[..k].iter().map(|&v| v as f32).collect(), s[k] as f32),
+        None => (vec![0.0; k], 0.0),
+    }
+}
+
+/// Relative error of a branch's kernel (taps, bias) on the calibration data.
+fn rel_error(xs: &[Array4<f32>], ys: &[Array4<f32>], c: usize, g: &Geometry, row: bool, taps: &[f32], bias: f32) -> (f64, f64) {
+    let (mut err, mut norm) = (0.0f64, 0.0f64);
+    for (x, y) in xs.iter().zip(ys) {
+        let (h, w) = (x.shape()[2] as i64, x.shape()[3] as i64);
+        for b in 0..x.shape()[0] {
+            for i in 0..y.shape()[2] {
+                for j in 0..y.shape()[3] {
+                    let mut v = bias as f64;
+                    for (t, &wt) in taps.iter().enumerate() {
+                        let (r, q) = g.tap(row, i, j, t);
+                        if (0..h).contains(&r) && (0..w).contains(&q) {
+                            v += wt as f64 * x[[b, c, r as usize, q as usize]] as f64;
+                        }
+                    }
+                    let target = y[[b, c, i, j]] as f64;
+                    err += (v - target).powi(2);
+                    norm += target.powi(2);
+                }
+            }
+        }
+    }
+    (err, norm)
+}
+
+/// Fit every convertible depthwise conv of `g` on `data` run through `model`.
+pub fn calibrate(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant) -> Result<(LsqInit, Vec<LayerFit>)> {
+    let cands: Vec<DepthwiseConv> = depthwise_convs(g)?
+        .into_iter()
+        .filter_map(|c| match c {
+            Candidate::Convertible(d) => Some(*d),
+            Candidate::Skipped { .. } => None,
+        })
+        .collect();
+    // expose every depthwise input and output as graph outputs
+    let mut probe = model.clone();
+    let gp = probe.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model without graph".into()))?;
+    let first_out = gp.output.len();
+    for d in &cands {
+        for v in [&d.input, &d.output] {
+            gp.output.push(onnx::make_value_info(v, onnx::dtype::FLOAT, None));
+        }
+    }
+    let Some(s0) = data.samples.first() else { return Err(Error::option("--calib", "no calibration samples")) };
+    let mut shape = vec![1];
+    shape.extend_from_slice(s0.x.shape());
+    let runner = crate::eval::Runner::new(&probe, &shape)?;
+    let mut xs: Vec<Vec<Array4<f32>>> = vec![vec![]; cands.len()];
+    let mut ys: Vec<Vec<Array4<f32>>> = vec![vec![]; cands.len()];
+    for s in &data.samples {
+        let outs = runner.run_all(s.x.clone().insert_axis(Axis(0)).into_dyn())?;
+        for (k, _) in cands.iter().enumerate() {
+            let get = |i: usize| -> Result<Array4<f32>> {
+                outs.get(first_out + i)
+                    .cloned()
+                    .ok_or_else(|| Error::Eval("missing probe output".into()))?
+                    .into_dimensionality::<ndarray::Ix4>()
+                    .map_err(|e| Error::Eval(e.to_string()))
+            };
+            xs[k].push(get(2 * k)?);
+            ys[k].push(get(2 * k + 1)?);
+        }
+    }
+    let mut init = LsqInit { kernels: HashMap::new() };
+    let mut fits = vec![];
+    for (k, d) in cands.iter().enumerate() {
+        let sp: Option<Vec<i64>> = d.input_shape.as_ref().map(|s| s[2..].iter().map(|x| x.known().unwrap_or(0)).collect());
+        let pads = d.window.explicit_pads(&sp.unwrap_or_else(|| vec![xs[k][0].shape()[2] as i64, xs[k][0].shape()[3] as i64]));
+        let geo = Geometry {
+            kh: d.kernel[0] as usize,
+            kw: d.kernel[1] as usize,
+            sh: d.window.strides[0],
+            sw: d.window.strides[1],
+            dh: d.window.dilations[0],
+            dwl: d.window.dilations[1],
+            pt: pads[0],
+            pl: pads[1],
+        };
+        let c = d.channels;
+        let (kh, kw) = (geo.kh, geo.kw);
+        let mut row = ArrayD::<f32>::zeros(IxDyn(&[c, 1, 1, kw]));
+        let mut col = ArrayD::<f32>::zeros(IxDyn(&[c, 1, kh, 1]));
+        let mut rb = ArrayD::<f32>::zeros(IxDyn(&[c]));
+        let mut cb = ArrayD::<f32>::zeros(IxDyn(&[c]));
+        let center = Init::Center.kernels(d, Variant::Full)?;
+        let sum = Init::Sum.kernels(d, Variant::Full)?;
+        let (mut e_c, mut e_s, mut e_l, mut norm) = (0.0, 0.0, 0.0, 0.0);
+        let c1 = d.half_split();
+        for ch in 0..c {
+            // Half fits only the branch a channel goes to; Full fits both
+            let branches: &[bool] = match variant {
+                Variant::Half if ch < c1 => &[true],
+                Variant::Half => &[false],
+                Variant::Full => &[true, false],
+            };
+            for &is_row in branches {
+                let (taps, bias) = fit(&xs[k], &ys[k], ch, &geo, is_row);
+                let b0 = d.bias.as_ref().map_or(0.0, |b| b[[ch]]);
+                let pick = |w: &ArrayD<f32>| -> Vec<f32> {
+                    if is_row { (0..kw).map(|t| w[[ch, 0, 0, t]]).collect() } else { (0..kh).map(|t| w[[ch, 0, t, 0]]).collect() }
+                };
+                let (cw_, cn) = (pick(if is_row { &center.row } else { &center.col }), b0);
+                let sw_ = pick(if is_row { &sum.row } else { &sum.col });
+                let (ec, n) = rel_error(&xs[k], &ys[k], ch, &geo, is_row, &cw_, cn);
+                let (es, _) = rel_error(&xs[k], &ys[k], ch, &geo, is_row, &sw_, cn);
+                let (el, _) = rel_error(&xs[k], &ys[k], ch, &geo, is_row, &taps, bias);
+                e_c += ec;
+                e_s += es;
+                e_l += el;
+                norm += n;
+                for (t, &v) in taps.iter().enumerate() {
+                    if is_row {
+                        row[[ch, 0, 0, t]] = v;
+                    } else {
+                        col[[ch, 0, t, 0]] = v;
+                    }
+                }
+                if is_row {
+                    rb[[ch]] = bias;
+                } else {
+                    cb[[ch]] = bias;
+                }
+            }
+        }
+        let n = norm.max(1e-30);
+        fits.push(LayerFit { node: d.name.clone(), center: (e_c / n).sqrt(), sum: (e_s / n).sqrt(), lsq: (e_l / n).sqrt() });
+        init.kernels.insert(d.name.clone(), (row, col, rb, cb));
+    }
+    Ok((init, fits))
+}

@@ -1,0 +1,104 @@
+//! Data-driven initialization (`--init lsq`) and `fusec eval`.
+
+mod common;
+
+use common::*;
+use fusec::data::{Dataset, Sample};
+use fusec::passes::fuse_depthwise::Variant;
+
+/// Spatially smooth inputs (like images: neighbouring rows and columns correlate),
+/// where a fitted 1-D kernel can do better than a fixed slice of the K×K one.
+fn dataset(n: usize, shape: &[usize], seed: u64) -> Dataset {
+    let samples = (0..n)
+        .map(|i| {
+            let noise = random_input(&[16], seed + i as u64);
+            let x = ndarray::Array3::from_shape_fn((shape[0], shape[1], shape[2]), |(c, y, x)| {
+                let p = |k: usize| noise[[(c * 3 + k) % 16]];
+                (p(0) * 2.0 + 0.4 * y as f32 * p(1)).sin() + (p(2) * 3.0 + 0.3 * x as f32 * p(0)).cos() * 0.5
+            });
+            Sample { name: format!("s{i}"), x, label: Some(i % 2) }
+        })
+        .collect();
+    Dataset { samples, classes: vec!["a".into(), "b".into()] }
+}
+
+#[test]
+fn lsq_recovers_representable_kernels_and_beats_the_centre_slice() {
+    for (variant, kernel) in [(Variant::Half, Kernel::HalfExact), (Variant::Full, Kernel::CenterOnly)] {
+        let b = Block { kernel, bias: true, stride: (2, 1), c: 6, ..Default::default() };
+        let m = b.model(4);
+        let g = graph_of(&m);
+        let (_, fits) = fusec::calibrate::calibrate(&m, &g, &dataset(6, &[3, b.h, b.w], 1), variant).unwrap();
+        assert_eq!(fits.len(), 1);
+        assert!(fits[0].lsq < 1e-3, "{variant:?}: lsq error {} on a representable kernel", fits[0].lsq);
+        assert!(fits[0].center < 1e-4, "{variant:?}: centre slice is exact here ({})", fits[0].center);
+    }
+    // dense kernels: lsq fits at least as well as either fixed slice, per layer
+    for variant in [Variant::Half, Variant::Full] {
+        let b = Block { kernel: Kernel::Dense, k: (5, 5), c: 8, ..Default::default() };
+        let m = b.model(9);
+        let (_, fits) = fusec::calibrate::calibrate(&m, &graph_of(&m), &dataset(6, &[3, b.h, b.w], 3), variant).unwrap();
+        let f = &fits[0];
+        assert!(f.lsq <= f.center + 1e-9 && f.lsq <= f.sum + 1e-9, "{variant:?}: {f:?}");
+        assert!(f.lsq < 0.9 * f.center, "{variant:?}: lsq should clearly improve on dense kernels: {f:?}");
+    }
+}
+
+#[test]
+fn lsq_kernels_are_used_by_the_pass() {
+    use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options};
+    let b = Block { kernel: Kernel::Dense, c: 6, ..Default::default() };
+    let m = b.model(2);
+    let g0 = graph_of(&m);
+    let data = dataset(4, &[3, b.h, b.w], 7);
+    let (init, _) = fusec::calibrate::calibrate(&m, &g0, &data, Variant::Half).unwrap();
+    let out = |init: Option<Box<dyn fusec::passes::fuse_depthwise::KernelInit>>| {
+        let mut g = g0.clone();
+        let mut p = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, layers: Default::default(), skip: vec![] }).unwrap();
+        if let Some(i) = init {
+            p = p.with_init(i);
+        }
+        fusec::passes::run_pipeline(&mut g, &[Box::new(p)], &Default::default()).unwrap();
+        let mut mm = m.clone();
+        mm.graph = Some(g.to_proto().unwrap());
+        mm
+    };
+    let (lsq, center) = (out(Some(Box::new(init))), out(None));
+    // on the calibration inputs, the lsq model is closer to the original than the centre slice
+    let err = |mm: &fusec::onnx::ModelProto| -> f32 {
+        data.samples.iter().map(|s| {
+            let x = s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn();
+            let a = fusec::eval::run(mm, &[x.clone()]).unwrap().remove(0);
+            let b = fusec::eval::run(&m, &[x]).unwrap().remove(0);
+            (a - b).mapv(|v| v * v).sum()
+        }).sum()
+    };
+    assert!(err(&lsq) < err(&center), "lsq {} vs center {}", err(&lsq), err(&center));
+}
+
+#[test]
+fn eval_reports_accuracy_and_teacher_agreement_on_images() {
+    // a folder with class subfolders of small PNGs
+    let dir = tempfile::tempdir().unwrap();
+    for (c, shade) in [("dark", 30u8), ("light", 220u8)] {
+        std::fs::create_dir(dir.path().join(c)).unwrap();
+        for i in 0..3 {
+            let img = image::GrayImage::from_fn(40, 20, |x, y| image::Luma([shade.wrapping_add(((x + y + i) % 7) as u8)]));
+            img.save(dir.path().join(c).join(format!("{i}.png"))).unwrap();
+        }
+    }
+    let pre = fusec::data::Preprocess { height: 9, width: 11, resize: fusec::data::Resize::Stretch, scale: 1.0 / 255.0, mean: [0.5; 3], std: [0.5; 3], bgr: false };
+    let data = fusec::data::load(dir.path(), &pre, None, None).unwrap();
+    assert_eq!(data.samples.len(), 6);
+    assert_eq!(data.classes, vec!["dark", "light"]);
+    let rot = fusec::data::load(dir.path(), &pre, Some(fusec::data::Task::Rot180), None).unwrap();
+    assert_eq!(rot.samples.len(), 12);
+    // a 2-output classifier from the builder: GAP of the block output, Gemm to 2 classes
+    let m = Block { cout: 2, ..Default::default() }.model(1);
+    let r = fusec::eval::evaluate("m", &m, Some(("m", &m)), &data).unwrap();
+    assert_eq!(r.samples, 6);
+    assert_eq!(r.teacher_agreement, Some(1.0));
+    let top1 = r.top1.unwrap();
+    let per: f64 = r.per_class.iter().map(|(_, n, a)| *n as f64 * a).sum::<f64>() / 6.0;
+    assert!((per - top1).abs() < 1e-12);
+}
