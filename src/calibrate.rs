@@ -19,6 +19,7 @@ use crate::onnx::{self, ModelProto};
 use crate::passes::fuse_depthwise::{depthwise_convs, split_kernels, Candidate, DepthwiseConv, FuseKernels, Init, KernelInit, Variant};
 
 /// Fitted kernels by depthwise node name.
+#[derive(Clone)]
 pub struct LsqInit {
     pub kernels: HashMap<String, (ArrayD<f32>, ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)>,
 }
@@ -173,8 +174,44 @@ fn rel_error(xs: &[Array4<f32>], ys: &[Array4<f32>], c: usize, g: &Geometry, row
     (err, norm)
 }
 
-/// Fit every convertible depthwise conv of `g` on `data` run through `model`.
+/// Inputs of depthwise conv `d` in the student: the model with the layers
+/// fitted so far already rewritten (with their fitted kernels).
+fn student_inputs(model: &ModelProto, g: &Graph, variant: Variant, fitted: &LsqInit, done: &[usize], input: &str, data: &Dataset) -> Result<Vec<Array4<f32>>> {
+    use crate::passes::fuse_depthwise::{FuseDepthwise, Options};
+    use crate::passes::{LayerSelection, ListItem};
+    let mut sg = g.clone();
+    let opts = Options { variant, init: Init::Center, layers: LayerSelection::List(done.iter().map(|&i| ListItem::Index(i)).collect()), skip: vec![] };
+    let pass = FuseDepthwise::new(opts)?.with_init(Box::new(fitted.clone()));
+    crate::passes::run_pipeline(&mut sg, &[Box::new(pass)], &Default::default())?;
+    let mut probe = model.clone();
+    let mut gp = sg.to_proto()?;
+    let first = gp.output.len();
+    gp.output.push(onnx::make_value_info(input, onnx::dtype::FLOAT, None));
+    probe.graph = Some(gp);
+    let Some(s0) = data.samples.first() else { return Ok(vec![]) };
+    let mut shape = vec![1];
+    shape.extend_from_slice(s0.x.shape());
+    let runner = crate::eval::Runner::new(&probe, &shape)?;
+    data.samples
+        .iter()
+        .map(|s| {
+            let outs = runner.run_all(s.x.clone().insert_axis(Axis(0)).into_dyn())?;
+            outs.get(first).cloned().ok_or_else(|| Error::Eval("missing probe output".into()))?.into_dimensionality::<ndarray::Ix4>().map_err(|e| Error::Eval(e.to_string()))
+        })
+        .collect()
+}
+
+/// Fit every convertible depthwise conv of `g` on `data` run through `model`,
+/// each layer on the original model's activations.
+///
+/// With `calibrate_with(.., sequential = true)` each layer is fitted on the inputs it sees in the student
+/// (earlier layers already rewritten with their fitted kernels) against the
+/// original's outputs, so errors do not compound from layer to layer.
 pub fn calibrate(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant) -> Result<(LsqInit, Vec<LayerFit>)> {
+    calibrate_with(model, g, data, variant, false)
+}
+
+pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant, sequential: bool) -> Result<(LsqInit, Vec<LayerFit>)> {
     let cands: Vec<DepthwiseConv> = depthwise_convs(g)?
         .into_iter()
         .filter_map(|c| match c {
@@ -213,7 +250,11 @@ pub fn calibrate(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant
     }
     let mut init = LsqInit { kernels: HashMap::new() };
     let mut fits = vec![];
+    let mut done: Vec<usize> = vec![];
     for (k, d) in cands.iter().enumerate() {
+        if sequential && !done.is_empty() {
+            xs[k] = student_inputs(model, g, variant, &init, &done, &d.input, data)?;
+        }
         let sp: Option<Vec<i64>> = d.input_shape.as_ref().map(|s| s[2..].iter().map(|x| x.known().unwrap_or(0)).collect());
         let pads = d.window.explicit_pads(&sp.unwrap_or_else(|| vec![xs[k][0].shape()[2] as i64, xs[k][0].shape()[3] as i64]));
         let geo = Geometry {
@@ -275,6 +316,7 @@ pub fn calibrate(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant
         let n = norm.max(1e-30);
         fits.push(LayerFit { node: d.name.clone(), center: (e_c / n).sqrt(), sum: (e_s / n).sqrt(), lsq: (e_l / n).sqrt() });
         init.kernels.insert(d.name.clone(), (row, col, rb, cb));
+        done.push(d.index);
     }
     Ok((init, fits))
 }

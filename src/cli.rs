@@ -207,6 +207,10 @@ pub struct ConvertArgs {
     /// Use the first N calibration images.
     #[arg(long, default_value_t = 64)]
     pub calib_limit: usize,
+    /// Fit each layer on the inputs it sees after the earlier layers were rewritten
+    /// (slower; by default every layer is fitted on the original's activations).
+    #[arg(long)]
+    pub calib_sequential: bool,
     /// Preprocessing of the calibration images (ppocr-cls, imagenet or a TOML file).
     #[arg(long, default_value = "imagenet")]
     pub preprocess: String,
@@ -287,7 +291,7 @@ fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
         pipeline: a.pipeline.clone(),
         max_rewrites: a.max_rewrites,
         input_shape: a.input_shape.clone(),
-        calib: a.calib.as_ref().map(|d| convert::Calib { data: d.clone(), preprocess: a.preprocess.clone(), task: a.task, limit: Some(a.calib_limit) }),
+        calib: a.calib.as_ref().map(|d| convert::Calib { data: d.clone(), preprocess: a.preprocess.clone(), task: a.task, limit: Some(a.calib_limit), sequential: a.calib_sequential }),
     };
     let hw = a.hw.config()?;
     let (_, summary) = convert::convert_file(&a.model, &output, &opts, a.force)?;

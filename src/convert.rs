@@ -32,6 +32,8 @@ pub struct Calib {
     pub preprocess: String,
     pub task: Option<crate::data::Task>,
     pub limit: Option<usize>,
+    /// Fit each layer on the student's own inputs (earlier layers already rewritten).
+    pub sequential: bool,
 }
 
 /// A user-given input shape: optional input name and dims.
@@ -109,7 +111,7 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
         (Init::Lsq, Some(c)) => {
             let pre = crate::data::Preprocess::preset(&c.preprocess)?;
             let data = crate::data::load(&c.data, &pre, c.task, c.limit)?;
-            let (init, fits) = crate::calibrate::calibrate(&model.proto, g, &data, opts.variant)?;
+            let (init, fits) = crate::calibrate::calibrate_with(&model.proto, g, &data, opts.variant, c.sequential)?;
             (Some(Box::new(init) as Box<dyn crate::passes::fuse_depthwise::KernelInit>), fits)
         }
         (Init::Lsq, None) => return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)")),

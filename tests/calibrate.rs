@@ -102,3 +102,25 @@ fn eval_reports_accuracy_and_teacher_agreement_on_images() {
     let per: f64 = r.per_class.iter().map(|(_, n, a)| *n as f64 * a).sum::<f64>() / 6.0;
     assert!((per - top1).abs() < 1e-12);
 }
+
+#[test]
+fn sequential_calibration_fits_each_layer_on_the_students_inputs() {
+    // two depthwise layers: the second is fitted on what the rewritten first one produces
+    let mut b = fusec::builder::ModelBuilder::new(13, 5);
+    let d = |v| fusec::onnx::Dim::Known(v);
+    let x = b.input("x", &[d(1), d(3), d(9), d(11)]);
+    let e = b.conv(&x, 3, 6, (1, 1), (1, 1), (0, 0), 1, true);
+    let y1 = b.conv(&e, 6, 6, (3, 3), (1, 1), (1, 1), 6, true);
+    let y2 = b.conv(&y1, 6, 6, (3, 3), (1, 1), (1, 1), 6, true);
+    b.output(&y2);
+    let m = b.build();
+    let g = graph_of(&m);
+    let data = dataset(4, &[3, 9, 11], 2);
+    let (_, indep) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, false).unwrap();
+    let (_, seq) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, true).unwrap();
+    assert_eq!((indep.len(), seq.len()), (2, 2));
+    // the first layer sees the same inputs either way
+    assert!((indep[0].lsq - seq[0].lsq).abs() < 1e-9);
+    // the second sees the student's inputs, so its errors differ
+    assert!((indep[1].center - seq[1].center).abs() > 1e-6, "{indep:?} {seq:?}");
+}
