@@ -320,3 +320,85 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
     }
     Ok((init, fits))
 }
+
+/// Re-estimate the running mean and variance of every BatchNormalization
+/// from the model's own activations on calibration data (AdaBN). The
+/// rewritten layers produce differently distributed outputs than the K×K
+/// convs whose statistics the BN holds. `rounds` passes let upstream
+/// corrections reach downstream layers. Returns how many BNs were updated.
+pub fn recalibrate_bn(model: &mut ModelProto, opset: i64, data: &Dataset, rounds: usize) -> Result<usize> {
+    let mut updated = 0;
+    for _ in 0..rounds {
+        let gp = model.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model without graph".into()))?;
+        let g = Graph::from_proto(gp, opset)?;
+        let bns: Vec<(String, String, String)> = g
+            .g
+            .node_weights()
+            .filter(|n| n.op() == "BatchNormalization" && n.is_default_domain())
+            .filter_map(|n| Some((n.input(0)?.to_string(), n.input(3)?.to_string(), n.input(4)?.to_string())))
+            .collect();
+        if bns.is_empty() {
+            return Ok(0);
+        }
+        let mut probe = model.clone();
+        let pg = probe.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model without graph".into()))?;
+        let first = pg.output.len();
+        for (x, _, _) in &bns {
+            pg.output.push(onnx::make_value_info(x, onnx::dtype::FLOAT, None));
+        }
+        let Some(s0) = data.samples.first() else { return Err(Error::option("--calib", "no calibration samples")) };
+        let mut shape = vec![1];
+        shape.extend_from_slice(s0.x.shape());
+        let runner = crate::eval::Runner::new(&probe, &shape)?;
+        let mut sums: Vec<(Vec<f64>, Vec<f64>, f64)> = vec![(vec![], vec![], 0.0); bns.len()];
+        for s in &data.samples {
+            let outs = runner.run_all(s.x.clone().insert_axis(Axis(0)).into_dyn())?;
+            for (k, acc) in sums.iter_mut().enumerate() {
+                let Some(a) = outs.get(first + k) else { continue };
+                if a.ndim() < 2 {
+                    continue;
+                }
+                let c = a.shape()[1];
+                if acc.0.is_empty() {
+                    *acc = (vec![0.0; c], vec![0.0; c], 0.0);
+                }
+                let per = a.len() / c.max(1) / a.shape()[0].max(1);
+                for (idx, &v) in a.indexed_iter() {
+                    let ch = idx[1];
+                    acc.0[ch] += v as f64;
+                    acc.1[ch] += (v as f64) * (v as f64);
+                }
+                acc.2 += (per * a.shape()[0]) as f64;
+            }
+        }
+        let gp = model.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model without graph".into()))?;
+        updated = 0;
+        for ((_, mean_name, var_name), (s1, s2, n)) in bns.iter().zip(&sums) {
+            if *n < 2.0 || s1.is_empty() {
+                continue;
+            }
+            let mean: Vec<f32> = s1.iter().map(|s| (s / n) as f32).collect();
+            let var: Vec<f32> = s1.iter().zip(s2).map(|(a, b)| ((b / n) - (a / n) * (a / n)).max(0.0) as f32).collect();
+            for (name, vals) in [(mean_name, mean), (var_name, var)] {
+                let new_name = if name.ends_with(".recalib") { name.clone() } else { format!("{name}.recalib") };
+                let t = crate::tensor::Tensor::from_f32(&new_name, &ndarray::Array1::from(vals).into_dyn()).into_proto();
+                gp.initializer.retain(|i| i.name() != new_name);
+                gp.initializer.push(t);
+                for n in gp.node.iter_mut().filter(|n| n.op_type() == "BatchNormalization") {
+                    for i in n.input.iter_mut().skip(3).take(2) {
+                        if i == name {
+                            *i = new_name.clone();
+                        }
+                    }
+                }
+            }
+            updated += 1;
+        }
+        // drop statistics nobody reads any more (initializers and Constant nodes)
+        let used: std::collections::HashSet<String> = gp.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
+        let outputs: std::collections::HashSet<String> = gp.output.iter().map(|o| o.name().to_string()).collect();
+        gp.initializer.retain(|t| used.contains(t.name()) || outputs.contains(t.name()));
+        gp.node.retain(|n| n.op_type() != "Constant" || n.output.iter().any(|o| used.contains(o) || outputs.contains(o)));
+    }
+    Ok(updated)
+}

@@ -211,6 +211,9 @@ pub struct ConvertArgs {
     /// (slower; by default every layer is fitted on the original's activations).
     #[arg(long)]
     pub calib_sequential: bool,
+    /// Re-estimate BatchNormalization statistics of the result on the calibration images.
+    #[arg(long, requires = "calib")]
+    pub bn_recalib: bool,
     /// Preprocessing of the calibration images (ppocr-cls, imagenet or a TOML file).
     #[arg(long, default_value = "imagenet")]
     pub preprocess: String,
@@ -291,7 +294,7 @@ fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
         pipeline: a.pipeline.clone(),
         max_rewrites: a.max_rewrites,
         input_shape: a.input_shape.clone(),
-        calib: a.calib.as_ref().map(|d| convert::Calib { data: d.clone(), preprocess: a.preprocess.clone(), task: a.task, limit: Some(a.calib_limit), sequential: a.calib_sequential }),
+        calib: a.calib.as_ref().map(|d| convert::Calib { data: d.clone(), preprocess: a.preprocess.clone(), task: a.task, limit: Some(a.calib_limit), sequential: a.calib_sequential, bn_recalib: a.bn_recalib }),
     };
     let hw = a.hw.config()?;
     let (_, summary) = convert::convert_file(&a.model, &output, &opts, a.force)?;

@@ -34,6 +34,8 @@ pub struct Calib {
     pub limit: Option<usize>,
     /// Fit each layer on the student's own inputs (earlier layers already rewritten).
     pub sequential: bool,
+    /// Re-estimate BatchNormalization statistics of the result on the calibration data.
+    pub bn_recalib: bool,
 }
 
 /// A user-given input shape: optional input name and dims.
@@ -107,14 +109,19 @@ pub fn build_passes(opts: &ConvertOptions, init: Option<Box<dyn crate::passes::f
 
 /// Convert a loaded model in memory.
 pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) -> Result<ConvertSummary> {
-    let (init, fits) = match (opts.init, &opts.calib) {
-        (Init::Lsq, Some(c)) => {
+    let data = match &opts.calib {
+        Some(c) => {
             let pre = crate::data::Preprocess::preset(&c.preprocess)?;
-            let data = crate::data::load(&c.data, &pre, c.task, c.limit)?;
-            let (init, fits) = crate::calibrate::calibrate_with(&model.proto, g, &data, opts.variant, c.sequential)?;
+            Some(crate::data::load(&c.data, &pre, c.task, c.limit)?)
+        }
+        None => None,
+    };
+    let (init, fits) = match (opts.init, &opts.calib, &data) {
+        (Init::Lsq, Some(c), Some(data)) => {
+            let (init, fits) = crate::calibrate::calibrate_with(&model.proto, g, data, opts.variant, c.sequential)?;
             (Some(Box::new(init) as Box<dyn crate::passes::fuse_depthwise::KernelInit>), fits)
         }
-        (Init::Lsq, None) => return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)")),
+        (Init::Lsq, _, _) => return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)")),
         _ => (None, vec![]),
     };
     let pipeline = build_passes(opts, init)?;
@@ -124,6 +131,11 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
     let after = stats(g);
     let converted: Vec<String> = reports.iter().flat_map(|(_, r)| r.rewrites.iter().map(|w| w.node.clone())).collect();
     model.proto.graph = Some(g.to_proto()?);
+    if let (Some(c), Some(data)) = (&opts.calib, &data) {
+        if c.bn_recalib {
+            crate::calibrate::recalibrate_bn(&mut model.proto, g.opset, data, 2)?;
+        }
+    }
     let meta = [
         ("fusec.version", env!("CARGO_PKG_VERSION").to_string()),
         ("fusec.variant", opts.variant.to_string()),

@@ -124,3 +124,39 @@ fn sequential_calibration_fits_each_layer_on_the_students_inputs() {
     // the second sees the student's inputs, so its errors differ
     assert!((indep[1].center - seq[1].center).abs() > 1e-6, "{indep:?} {seq:?}");
 }
+
+#[test]
+fn bn_recalibration_stores_the_activation_statistics() {
+    let b = Block { c: 6, ..Default::default() };
+    let mut m = b.model(3);
+    let data = dataset(5, &[3, b.h, b.w], 4);
+    let bn = m.graph.as_ref().unwrap().node.iter().find(|n| n.op_type() == "BatchNormalization").unwrap().clone();
+    // the BN's input, measured directly
+    let mut probe = m.clone();
+    probe.graph.as_mut().unwrap().output = vec![fusec::onnx::make_value_info(&bn.input[0], 1, None)];
+    let mut sum = vec![0f64; 6];
+    let mut sq = vec![0f64; 6];
+    let mut n = 0f64;
+    for s in &data.samples {
+        let y = fusec::eval::run(&probe, &[s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap().remove(0);
+        for (idx, &v) in y.indexed_iter() {
+            sum[idx[1]] += v as f64;
+            sq[idx[1]] += (v as f64).powi(2);
+        }
+        n += (y.len() / 6) as f64;
+    }
+    let updated = fusec::calibrate::recalibrate_bn(&mut m, 13, &data, 1).unwrap();
+    assert_eq!(updated, 1);
+    let g = m.graph.as_ref().unwrap();
+    let bn2 = g.node.iter().find(|x| x.op_type() == "BatchNormalization").unwrap();
+    let get = |name: &str| fusec::tensor::Tensor::from_proto(g.initializer.iter().find(|t| t.name() == name).unwrap().clone()).unwrap().to_f32().unwrap();
+    let (mean, var) = (get(&bn2.input[3]), get(&bn2.input[4]));
+    for c in 0..6 {
+        let mu = sum[c] / n;
+        assert!((mean[[c]] as f64 - mu).abs() < 1e-4, "mean of channel {c}");
+        assert!((var[[c]] as f64 - (sq[c] / n - mu * mu)).abs() < 1e-3, "variance of channel {c}");
+    }
+    // the old statistics are gone and the model still runs
+    assert!(!g.initializer.iter().any(|t| t.name() == bn.input[3]));
+    fusec::eval::run(&m, &[data.samples[0].x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap();
+}
