@@ -123,6 +123,9 @@ fn bad_options_and_outputs_fail_cleanly() {
     std::fs::write(&bad_pipe, "[[pass]]\nname = \"fuse_depthwise\"\nvariant = \"half\"\ncolour = 3\n").unwrap();
     fusec().args(["convert", ms, "--variant", "half", "--pipeline", bad_pipe.to_str().unwrap()]).assert().code(1).stderr(predicate::str::contains("colour"));
     no_files_but(dir.path(), &["cls.onnx", "p.toml"]);
+    // a place nobody can create files in, root included
+    #[cfg(target_os = "linux")]
+    fusec().args(["convert", ms, "--variant", "half", "-o", "/proc/fusec-out.onnx"]).assert().code(1).stderr(predicate::str::contains("/proc"));
     // read-only output folder (skipped when running as a user that ignores permissions)
     #[cfg(unix)]
     {
