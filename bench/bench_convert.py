@@ -8,23 +8,15 @@ usage: .venv/bin/python bench/bench_convert.py [--runs N]
 """
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUSEC = os.path.join(ROOT, "target", "release", "fusec")
-
-
-def timed(cmd, runs):
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times), min(times)
 
 
 def main():

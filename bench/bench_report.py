@@ -7,22 +7,15 @@ usage: python3 bench/bench_report.py [--runs N]
 """
 import argparse
 import os
-import statistics
 import subprocess
+import sys
 import tempfile
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUSEC = os.path.join(ROOT, "target", "release", "fusec")
-
-
-def timed(cmd, runs):
-    t = []
-    for _ in range(runs):
-        s = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        t.append((time.perf_counter() - s) * 1000)
-    return statistics.median(t), min(t)
 
 
 def main():
