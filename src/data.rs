@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array3, Array4, Axis};
+use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -105,29 +105,6 @@ pub struct Sample {
 pub struct Dataset {
     pub samples: Vec<Sample>,
     pub classes: Vec<String>,
-}
-
-impl Dataset {
-    pub fn labelled(&self) -> bool {
-        !self.samples.is_empty() && self.samples.iter().all(|s| s.label.is_some())
-    }
-
-    /// Stack samples [from, to) into an NCHW batch.
-    pub fn batch(&self, idx: &[usize]) -> Array4<f32> {
-        let views: Vec<_> = idx.iter().map(|&i| self.samples[i].x.view()).collect();
-        ndarray::stack(Axis(0), &views).unwrap_or_else(|_| Array4::zeros((0, 0, 0, 0)))
-    }
-
-    /// Deterministic split: every k-th sample (by source image) goes to the second set.
-    pub fn split_every(&self, k: usize) -> (Dataset, Dataset) {
-        let (mut a, mut b) = (vec![], vec![]);
-        for (i, s) in self.samples.iter().enumerate() {
-            // both orientations of one image stay together
-            let src = if self.classes == ["0", "180"] { i / 2 } else { i };
-            if k > 0 && src % k == k - 1 { b.push(s.clone()) } else { a.push(s.clone()) }
-        }
-        (Dataset { samples: a, classes: self.classes.clone() }, Dataset { samples: b, classes: self.classes.clone() })
-    }
 }
 
 fn is_image(p: &Path) -> bool {

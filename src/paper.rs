@@ -47,11 +47,6 @@ pub fn baseline_graph(network: &str) -> Result<Graph> {
     Graph::from_proto(proto.graph.as_ref().ok_or_else(|| crate::Error::InvalidGraph("zoo model without graph".into()))?, crate::onnx::opset_of(&proto))
 }
 
-/// Build one variant of a network as a graph (baseline, full, half, 50-full, 50-half).
-pub fn variant_graph(network: &str, variant: &str) -> Result<Graph> {
-    variant_of(&baseline_graph(network)?, network, variant)
-}
-
 /// Convert a baseline graph to one of the paper's variants.
 pub fn variant_of(base: &Graph, network: &str, variant: &str) -> Result<Graph> {
     let mut g = base.clone();
@@ -66,10 +61,6 @@ pub fn variant_of(base: &Graph, network: &str, variant: &str) -> Result<Graph> {
     let pass = FuseDepthwise::new(Options { variant: v, init: Init::Center, layers, skip: vec![] })?;
     run_pipeline(&mut g, &[Box::new(pass)], &PassCx::default())?;
     Ok(g)
-}
-
-pub fn cost_variant(network: &str, variant: &str, size: u64) -> Result<ModelCost> {
-    cost_graph(&variant_graph(network, variant)?, variant, size)
 }
 
 fn cost_graph(g: &Graph, variant: &str, size: u64) -> Result<ModelCost> {

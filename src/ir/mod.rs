@@ -314,10 +314,6 @@ impl Graph {
         self.outputs.iter().any(|o| o.name() == value)
     }
 
-    pub fn is_graph_input(&self, value: &str) -> bool {
-        self.inputs.iter().any(|o| o.name() == value) && !self.initializers.contains_key(value)
-    }
-
     /// Every name in use (values, node names, initializers), for fresh names.
     pub fn used_names(&self) -> HashSet<String> {
         let mut s: HashSet<String> = self.initializers.keys().cloned().collect();
