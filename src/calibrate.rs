@@ -174,6 +174,30 @@ fn rel_error(xs: &[Array4<f32>], ys: &[Array4<f32>], c: usize, g: &Geometry, row
     (err, norm)
 }
 
+/// Run `model` on every sample of `data` with `values` exposed as extra graph
+/// outputs; `each` receives those values, in order, for one sample at a time.
+fn probe(model: &ModelProto, values: &[&str], data: &Dataset, mut each: impl FnMut(Vec<ArrayD<f32>>) -> Result<()>) -> Result<()> {
+    let mut probe = model.clone();
+    let gp = probe.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model without graph".into()))?;
+    let first = gp.output.len();
+    for v in values {
+        gp.output.push(onnx::make_value_info(v, onnx::dtype::FLOAT, None));
+    }
+    let runner = crate::eval::Runner::for_data(&probe, data)?;
+    for s in &data.samples {
+        let mut outs = runner.run_sample(s)?;
+        if outs.len() != first + values.len() {
+            return Err(Error::Eval("missing probe output".into()));
+        }
+        each(outs.split_off(first))?;
+    }
+    Ok(())
+}
+
+fn as4(a: ArrayD<f32>) -> Result<Array4<f32>> {
+    a.into_dimensionality::<ndarray::Ix4>().map_err(|e| Error::Eval(e.to_string()))
+}
+
 /// Inputs of depthwise conv `d` in the student: the model with the layers
 /// fitted so far already rewritten (with their fitted kernels).
 fn student_inputs(model: &ModelProto, g: &Graph, variant: Variant, fitted: &LsqInit, done: &[usize], input: &str, data: &Dataset) -> Result<Vec<Array4<f32>>> {
@@ -183,22 +207,16 @@ fn student_inputs(model: &ModelProto, g: &Graph, variant: Variant, fitted: &LsqI
     let opts = Options { variant, init: Init::Center, layers: LayerSelection::List(done.iter().map(|&i| ListItem::Index(i)).collect()), skip: vec![] };
     let pass = FuseDepthwise::new(opts)?.with_init(Box::new(fitted.clone()));
     crate::passes::run_pipeline(&mut sg, &[Box::new(pass)], &Default::default())?;
-    let mut probe = model.clone();
-    let mut gp = sg.to_proto()?;
-    let first = gp.output.len();
-    gp.output.push(onnx::make_value_info(input, onnx::dtype::FLOAT, None));
-    probe.graph = Some(gp);
-    let Some(s0) = data.samples.first() else { return Ok(vec![]) };
-    let mut shape = vec![1];
-    shape.extend_from_slice(s0.x.shape());
-    let runner = crate::eval::Runner::new(&probe, &shape)?;
-    data.samples
-        .iter()
-        .map(|s| {
-            let outs = runner.run_all(s.x.clone().insert_axis(Axis(0)).into_dyn())?;
-            outs.get(first).cloned().ok_or_else(|| Error::Eval("missing probe output".into()))?.into_dimensionality::<ndarray::Ix4>().map_err(|e| Error::Eval(e.to_string()))
-        })
-        .collect()
+    let mut student = model.clone();
+    student.graph = Some(sg.to_proto()?);
+    let mut xs = Vec::with_capacity(data.samples.len());
+    probe(&student, &[input], data, |outs| {
+        for a in outs {
+            xs.push(as4(a)?);
+        }
+        Ok(())
+    })?;
+    Ok(xs)
 }
 
 /// Fit every convertible depthwise conv of `g` on `data` run through `model`,
@@ -219,35 +237,19 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
             Candidate::Skipped { .. } => None,
         })
         .collect();
-    // expose every depthwise input and output as graph outputs
-    let mut probe = model.clone();
-    let gp = probe.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model without graph".into()))?;
-    let first_out = gp.output.len();
-    for d in &cands {
-        for v in [&d.input, &d.output] {
-            gp.output.push(onnx::make_value_info(v, onnx::dtype::FLOAT, None));
-        }
-    }
-    let Some(s0) = data.samples.first() else { return Err(Error::option("--calib", "no calibration samples")) };
-    let mut shape = vec![1];
-    shape.extend_from_slice(s0.x.shape());
-    let runner = crate::eval::Runner::new(&probe, &shape)?;
+    // every depthwise input and output, from the original model
+    let values: Vec<&str> = cands.iter().flat_map(|d| [d.input.as_str(), d.output.as_str()]).collect();
     let mut xs: Vec<Vec<Array4<f32>>> = vec![vec![]; cands.len()];
     let mut ys: Vec<Vec<Array4<f32>>> = vec![vec![]; cands.len()];
-    for s in &data.samples {
-        let outs = runner.run_all(s.x.clone().insert_axis(Axis(0)).into_dyn())?;
-        for (k, _) in cands.iter().enumerate() {
-            let get = |i: usize| -> Result<Array4<f32>> {
-                outs.get(first_out + i)
-                    .cloned()
-                    .ok_or_else(|| Error::Eval("missing probe output".into()))?
-                    .into_dimensionality::<ndarray::Ix4>()
-                    .map_err(|e| Error::Eval(e.to_string()))
-            };
-            xs[k].push(get(2 * k)?);
-            ys[k].push(get(2 * k + 1)?);
+    probe(model, &values, data, |outs| {
+        let mut it = outs.into_iter();
+        for k in 0..cands.len() {
+            let (Some(x), Some(y)) = (it.next(), it.next()) else { return Err(Error::Eval("missing probe output".into())) };
+            xs[k].push(as4(x)?);
+            ys[k].push(as4(y)?);
         }
-    }
+        Ok(())
+    })?;
     let mut init = LsqInit { kernels: HashMap::new() };
     let mut fits = vec![];
     let mut done: Vec<usize> = vec![];
@@ -340,21 +342,10 @@ pub fn recalibrate_bn(model: &mut ModelProto, opset: i64, data: &Dataset, rounds
         if bns.is_empty() {
             return Ok(0);
         }
-        let mut probe = model.clone();
-        let pg = probe.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model without graph".into()))?;
-        let first = pg.output.len();
-        for (x, _, _) in &bns {
-            pg.output.push(onnx::make_value_info(x, onnx::dtype::FLOAT, None));
-        }
-        let Some(s0) = data.samples.first() else { return Err(Error::option("--calib", "no calibration samples")) };
-        let mut shape = vec![1];
-        shape.extend_from_slice(s0.x.shape());
-        let runner = crate::eval::Runner::new(&probe, &shape)?;
+        let inputs: Vec<&str> = bns.iter().map(|(x, _, _)| x.as_str()).collect();
         let mut sums: Vec<(Vec<f64>, Vec<f64>, f64)> = vec![(vec![], vec![], 0.0); bns.len()];
-        for s in &data.samples {
-            let outs = runner.run_all(s.x.clone().insert_axis(Axis(0)).into_dyn())?;
-            for (k, acc) in sums.iter_mut().enumerate() {
-                let Some(a) = outs.get(first + k) else { continue };
+        probe(model, &inputs, data, |outs| {
+            for (a, acc) in outs.iter().zip(sums.iter_mut()) {
                 if a.ndim() < 2 {
                     continue;
                 }
@@ -362,15 +353,14 @@ pub fn recalibrate_bn(model: &mut ModelProto, opset: i64, data: &Dataset, rounds
                 if acc.0.is_empty() {
                     *acc = (vec![0.0; c], vec![0.0; c], 0.0);
                 }
-                let per = a.len() / c.max(1) / a.shape()[0].max(1);
                 for (idx, &v) in a.indexed_iter() {
-                    let ch = idx[1];
-                    acc.0[ch] += v as f64;
-                    acc.1[ch] += (v as f64) * (v as f64);
+                    acc.0[idx[1]] += v as f64;
+                    acc.1[idx[1]] += (v as f64) * (v as f64);
                 }
-                acc.2 += (per * a.shape()[0]) as f64;
+                acc.2 += (a.len() / c.max(1)) as f64;
             }
-        }
+            Ok(())
+        })?;
         let gp = model.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model without graph".into()))?;
         updated = 0;
         for ((_, mean_name, var_name), (s1, s2, n)) in bns.iter().zip(&sums) {

@@ -6,21 +6,31 @@ use tract_onnx::prelude::*;
 use crate::error::{Error, Result};
 use crate::onnx::ModelProto;
 
-/// Run `model` in tract on f32 inputs (one per graph input, shapes concrete).
-pub fn run(model: &ModelProto, inputs: &[ArrayD<f32>]) -> Result<Vec<ArrayD<f32>>> {
+fn tract_err(e: anyhow::Error) -> Error {
+    Error::Eval(format!("{e:#}"))
+}
+
+/// Optimize `model` for concrete f32 input shapes (one per graph input).
+fn prepare(model: &ModelProto, shapes: &[&[usize]]) -> Result<std::sync::Arc<TypedSimplePlan>> {
     use prost::Message;
     let bytes = model.encode_to_vec();
-    let e = |e: anyhow::Error| Error::Eval(format!("{e:#}"));
-    let mut m = tract_onnx::onnx().model_for_read(&mut bytes.as_slice()).map_err(e)?;
-    for (i, x) in inputs.iter().enumerate() {
-        m = m.with_input_fact(i, f32::fact(x.shape()).into()).map_err(e)?;
+    let mut m = tract_onnx::onnx().model_for_read(&mut bytes.as_slice()).map_err(tract_err)?;
+    for (i, shape) in shapes.iter().enumerate() {
+        m = m.with_input_fact(i, f32::fact(*shape).into()).map_err(tract_err)?;
     }
-    let plan = m.into_optimized().map_err(e)?.into_runnable().map_err(e)?;
-    let tv: TVec<TValue> = inputs.iter().map(|x| Tensor::from(x.clone()).into_tvalue()).collect();
-    let out = plan.run(tv).map_err(e)?;
-    out.iter()
-        .map(|t| t.to_plain_array_view::<f32>().map(|v| v.to_owned()).map_err(e))
-        .collect()
+    m.into_optimized().map_err(tract_err)?.into_runnable().map_err(tract_err)
+}
+
+fn execute(plan: &std::sync::Arc<TypedSimplePlan>, inputs: TVec<TValue>) -> Result<Vec<ArrayD<f32>>> {
+    let out = plan.run(inputs).map_err(tract_err)?;
+    out.iter().map(|t| t.to_plain_array_view::<f32>().map(|v| v.to_owned()).map_err(tract_err)).collect()
+}
+
+/// Run `model` in tract on f32 inputs (one per graph input, shapes concrete).
+pub fn run(model: &ModelProto, inputs: &[ArrayD<f32>]) -> Result<Vec<ArrayD<f32>>> {
+    let shapes: Vec<&[usize]> = inputs.iter().map(|x| x.shape()).collect();
+    let plan = prepare(model, &shapes)?;
+    execute(&plan, inputs.iter().map(|x| Tensor::from(x.clone()).into_tvalue()).collect())
 }
 
 /// A model prepared once for a fixed input shape, run many times.
@@ -30,28 +40,25 @@ pub struct Runner {
 
 impl Runner {
     pub fn new(model: &ModelProto, input_shape: &[usize]) -> Result<Runner> {
-        use prost::Message;
-        let bytes = model.encode_to_vec();
-        let e = |e: anyhow::Error| Error::Eval(format!("{e:#}"));
-        let m = tract_onnx::onnx().model_for_read(&mut bytes.as_slice()).map_err(e)?;
-        let m = m.with_input_fact(0, f32::fact(input_shape).into()).map_err(e)?;
-        let plan = m.into_optimized().map_err(e)?.into_runnable().map_err(e)?;
-        Ok(Runner { plan })
+        Ok(Runner { plan: prepare(model, &[input_shape])? })
+    }
+
+    /// Prepared for single samples of `data` (batch 1).
+    pub fn for_data(model: &ModelProto, data: &crate::data::Dataset) -> Result<Runner> {
+        let s0 = data.samples.first().ok_or_else(|| Error::option("--data", "no samples"))?;
+        let mut shape = vec![1];
+        shape.extend_from_slice(s0.x.shape());
+        Runner::new(model, &shape)
     }
 
     /// Every output for one input.
     pub fn run_all(&self, x: ArrayD<f32>) -> Result<Vec<ArrayD<f32>>> {
-        let e = |e: anyhow::Error| Error::Eval(format!("{e:#}"));
-        let out = self.plan.run(tvec!(Tensor::from(x).into_tvalue())).map_err(e)?;
-        out.iter().map(|t| t.to_plain_array_view::<f32>().map(|v| v.to_owned()).map_err(e)).collect()
+        execute(&self.plan, tvec!(Tensor::from(x).into_tvalue()))
     }
 
-    /// First output for one input.
-    pub fn run(&self, x: ArrayD<f32>) -> Result<ArrayD<f32>> {
-        let e = |e: anyhow::Error| Error::Eval(format!("{e:#}"));
-        let out = self.plan.run(tvec!(Tensor::from(x).into_tvalue())).map_err(e)?;
-        let first = out.first().ok_or_else(|| Error::Eval("model has no outputs".into()))?;
-        first.to_plain_array_view::<f32>().map(|v| v.to_owned()).map_err(e)
+    /// Every output for one sample, as a batch of 1.
+    pub fn run_sample(&self, s: &crate::data::Sample) -> Result<Vec<ArrayD<f32>>> {
+        self.run_all(s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn())
     }
 }
 
@@ -124,16 +131,15 @@ pub struct EvalReport {
 
 /// Top-1 predictions and score rows of a model over a dataset.
 pub fn predict(model: &ModelProto, data: &crate::data::Dataset) -> Result<(Vec<usize>, Vec<Vec<f32>>, f64)> {
-    let Some(first) = data.samples.first() else { return Ok((vec![], vec![], 0.0)) };
-    let mut shape = vec![1];
-    shape.extend_from_slice(first.x.shape());
-    let runner = Runner::new(model, &shape)?;
+    if data.samples.is_empty() {
+        return Ok((vec![], vec![], 0.0));
+    }
+    let runner = Runner::for_data(model, data)?;
     let t = std::time::Instant::now();
     let mut preds = Vec::with_capacity(data.samples.len());
     let mut rows = Vec::with_capacity(data.samples.len());
     for s in &data.samples {
-        let x = s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn();
-        let y = runner.run(x)?;
+        let y = runner.run_sample(s)?.into_iter().next().ok_or_else(|| Error::Eval("model has no outputs".into()))?;
         rows.push(y.iter().copied().collect::<Vec<f32>>());
         preds.push(argmax_rows(&y).first().copied().unwrap_or(0));
     }
