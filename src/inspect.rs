@@ -68,7 +68,7 @@ pub fn inspect(model: &Model, g: &Graph) -> Result<Inspection> {
         let shape = |v: Option<&str>| v.and_then(|v| g.shape_of(v)).map(fmt_shape).unwrap_or_else(|| "?".into());
         let w = n.input(1).and_then(|w| g.shape_of(w)).map(<[onnx::Dim]>::to_vec).unwrap_or_default();
         let kernel = if w.len() == 4 { format!("{}x{}", w[2], w[3]) } else { "?".into() };
-        let params: u64 = n.proto.input.iter().skip(1).filter_map(|i| g.const_tensor(i)).map(|t| t.len()).sum();
+        let params = crate::stats::node_params(g, ix);
         let pads = match onnx::attr_string(&n.proto, "auto_pad").filter(|a| a != "NOTSET") {
             Some(a) => a,
             None => format!("{:?}", onnx::attr_ints(&n.proto, "pads").unwrap_or_else(|| vec![0; 4])),

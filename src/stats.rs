@@ -26,6 +26,11 @@ fn known_b1(s: &[Dim]) -> Option<Vec<u64>> {
         .collect()
 }
 
+/// Elements of the constant inputs after the first (weights, bias, BN parameters) of one node.
+pub fn node_params(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> u64 {
+    g.node(ix).proto.input.iter().skip(1).filter_map(|i| g.const_tensor(i)).map(|t| t.len()).sum()
+}
+
 /// MACs of one node at batch 1, when its shapes are known.
 pub fn node_macs(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> Option<u64> {
     let n = g.node(ix);

@@ -64,7 +64,7 @@ pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost
             continue;
         }
         let label = n.label();
-        let params: u64 = n.proto.input.iter().skip(1).filter_map(|i| g.const_tensor(i)).map(|t| t.len()).sum();
+        let params = crate::stats::node_params(g, ix);
         let macs = crate::stats::node_macs(g, ix).unwrap_or(0);
         let mut cost = LayerCost {
             name: label.clone(),
