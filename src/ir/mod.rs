@@ -147,12 +147,15 @@ impl Graph {
                 return Err(Error::tensor(name, "initializer defined twice"));
             }
         }
-        let mut rest = gp.clone();
-        rest.node.clear();
-        rest.initializer.clear();
-        rest.input.clear();
-        rest.output.clear();
-        rest.value_info.clear();
+        // the fields the IR does not model (cloning all of `gp` would copy every node twice)
+        let rest = GraphProto {
+            name: gp.name.clone(),
+            doc_string: gp.doc_string.clone(),
+            sparse_initializer: gp.sparse_initializer.clone(),
+            quantization_annotation: gp.quantization_annotation.clone(),
+            metadata_props: gp.metadata_props.clone(),
+            ..Default::default()
+        };
         let mut g = Graph {
             g: StableDiGraph::with_capacity(gp.node.len(), gp.node.len() * 2),
             initializers,
