@@ -119,6 +119,19 @@ impl ModelBuilder {
         output.to_string()
     }
 
+    /// A node with several outputs.
+    pub fn node_multi(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<onnx::AttributeProto>) {
+        let name = self.fresh(op);
+        self.nodes.push(NodeProto {
+            name: Some(name),
+            op_type: Some(op.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            attribute: attrs,
+            ..Default::default()
+        });
+    }
+
     pub fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<onnx::AttributeProto>) -> String {
         let out = self.fresh(&op.to_lowercase());
         self.node(op, inputs, &out, attrs)

@@ -16,8 +16,10 @@ pub mod onnx;
 pub mod paper;
 pub mod passes;
 pub mod report;
+pub mod runtime;
 pub mod stats;
 pub mod tensor;
+pub mod train;
 pub mod zoo;
 
 pub use error::{Error, Result};

@@ -1,0 +1,568 @@
+//! The training graph: the student's forward graph at a fixed batch size, its
+//! loss against the teacher (and labels), and the backward graph from
+//! [`super::grad`], as one ONNX model that a plain ONNX Runtime session runs.
+//! Trainable parameters are graph inputs (fed every step); their gradients,
+//! the loss and the batch statistics of training-mode BatchNormalization are
+//! outputs.
+
+use std::collections::{HashMap, HashSet};
+
+use super::grad::{differentiate, Emitter};
+use crate::error::{Error, Result};
+use crate::ir::Graph;
+use crate::onnx::{self, a_int, a_ints, attr_float, attr_int, attr_ints, dtype, Dim, ModelProto, NodeProto, TensorProto};
+use crate::tensor::Tensor;
+
+/// Opset of the training graph (ScatterElements with reduction needs 16).
+pub const TRAIN_OPSET: i64 = 17;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum BnMode {
+    /// Normalise with batch statistics and update the running averages (like PyTorch's train()).
+    Train,
+    /// Keep the stored statistics; train only scale and bias.
+    Frozen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+pub enum Distill {
+    /// KL divergence between softened teacher and student distributions (× τ²).
+    Kl,
+    /// Mean squared error between logits.
+    Mse,
+    /// No distillation on the outputs (labels and/or features only).
+    None,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LossSpec {
+    pub distill: Distill,
+    pub temperature: f32,
+    pub distill_weight: f32,
+    /// Cross-entropy weight (needs labels).
+    pub label_weight: f32,
+    /// Weight of the intermediate-feature loss (normalised squared error, averaged over the matched tensors).
+    pub feature_weight: f32,
+    /// Student tensors matched to the teacher's tensors of the same name.
+    pub features: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BnStat {
+    pub node: String,
+    pub mean: String,
+    pub var: String,
+    pub batch_mean: String,
+    pub batch_var: String,
+    pub momentum: f32,
+    /// Elements per channel in a batch (for the unbiased variance).
+    pub count: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainGraph {
+    pub model: ModelProto,
+    pub input: String,
+    pub input_shape: Vec<usize>,
+    /// Student logits (the input of a final Softmax, else the output itself).
+    pub logits: String,
+    pub classes: usize,
+    pub params: Vec<String>,
+    pub param_shapes: Vec<Vec<usize>>,
+    /// Output carrying the gradient of each parameter.
+    pub grads: Vec<String>,
+    pub bn: Vec<BnStat>,
+    /// Graph inputs for the teacher: (teacher tensor, input name, shape).
+    pub teacher_inputs: Vec<(String, String, Vec<usize>)>,
+    pub labels_input: Option<String>,
+    /// "loss" first, then each component.
+    pub loss_outputs: Vec<String>,
+    /// Parameters that no loss reaches (gradient always zero).
+    pub unreachable: Vec<String>,
+}
+
+/// The tensor holding a model's logits: the input of a trailing Softmax, else the first output.
+pub fn logits_of(nodes: &[NodeProto], output: &str) -> String {
+    for n in nodes {
+        if n.output.first().is_some_and(|o| o == output) && matches!(n.op_type(), "Softmax" | "LogSoftmax") {
+            return n.input[0].clone();
+        }
+    }
+    output.to_string()
+}
+
+/// Nodes in topological order, constant values and the graph.
+fn sorted_nodes(model: &ModelProto) -> Result<(Vec<NodeProto>, Graph)> {
+    let gp = model.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
+    let g = Graph::from_proto(gp, onnx::opset_of(model))?;
+    let sorted = g.to_proto()?;
+    Ok((sorted.node, g))
+}
+
+/// Rewrite forward nodes written for an older opset into their TRAIN_OPSET form.
+fn upgrade(nodes: Vec<NodeProto>, opset: i64, inits: &mut Vec<TensorProto>) -> Result<Vec<NodeProto>> {
+    if opset >= TRAIN_OPSET {
+        return Ok(nodes);
+    }
+    let mut counter = 0;
+    let c_i64 = |inits: &mut Vec<TensorProto>, counter: &mut usize, v: &[i64]| {
+        *counter += 1;
+        let name = format!("upgrade/c{counter}");
+        inits.push(Tensor::from_i64(&name, &[v.len() as i64], v).into_proto());
+        name
+    };
+    let mut out = Vec::with_capacity(nodes.len());
+    for mut n in nodes {
+        let label = onnx::node_label(&n);
+        let take = |n: &mut NodeProto, name: &str| {
+            let v = attr_ints(n, name);
+            n.attribute.retain(|a| a.name() != name);
+            v
+        };
+        match n.op_type() {
+            "Squeeze" | "Unsqueeze" | "ReduceSum" | "Split" if opset < 13 => {
+                let key = if n.op_type() == "Split" { "split" } else { "axes" };
+                if let Some(v) = take(&mut n, key) {
+                    let c = c_i64(inits, &mut counter, &v);
+                    n.input.truncate(1);
+                    n.input.push(c);
+                }
+            }
+            "Clip" if opset < 11 => {
+                let lo = attr_float(&n, "min").unwrap_or(f32::MIN);
+                let hi = attr_float(&n, "max").unwrap_or(f32::MAX);
+                n.attribute.clear();
+                for (k, v) in [("min", lo), ("max", hi)] {
+                    counter += 1;
+                    let name = format!("upgrade/{k}{counter}");
+                    inits.push(Tensor::from_f32(&name, &ndarray::arr0(v).into_dyn()).into_proto());
+                    n.input.push(name);
+                }
+            }
+            "Dropout" => {
+                n.op_type = Some("Identity".into());
+                n.input.truncate(1);
+                n.output.truncate(1);
+                n.attribute.clear();
+            }
+            "BatchNormalization" => n.attribute.retain(|a| matches!(a.name(), "epsilon" | "momentum")),
+            "Softmax" | "LogSoftmax" if opset < 13 => {
+                // Before 13 the axis flattened the trailing dims; same result when it is the last axis,
+                // which the shape probe checks below.
+                if attr_int(&n, "axis").is_none() {
+                    n.attribute.push(a_int("axis", 1));
+                }
+            }
+            "Pad" if opset < 11 => return Err(Error::node(label, "Pad from opset < 11 (re-export the model with opset ≥ 11 to train it)")),
+            "Slice" if opset < 10 => return Err(Error::node(label, "Slice from opset < 10 (re-export the model with opset ≥ 10 to train it)")),
+            "Upsample" => return Err(Error::node(label, "Upsample (re-export with Resize to train)")),
+            _ => {}
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// Decompose a BatchNormalization into batch-statistics ops (differentiable by the generic rules).
+fn decompose_bn(n: &NodeProto, x_shape: &[i64], out: &mut Vec<NodeProto>, inits: &mut Vec<TensorProto>) -> BnStat {
+    let p = format!("bn/{}", onnx::node_label(n));
+    let c = x_shape[1];
+    let rank = x_shape.len();
+    let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
+    let mut bshape = vec![1i64; rank];
+    bshape[1] = c;
+    let eps = attr_float(n, "epsilon").unwrap_or(1e-5);
+    let momentum = attr_float(n, "momentum").unwrap_or(0.9);
+    let mk = |op: &str, ins: &[&str], o: &str, attrs: Vec<onnx::AttributeProto>| NodeProto {
+        name: Some(format!("{o}/node")),
+        op_type: Some(op.into()),
+        input: ins.iter().map(|s| s.to_string()).collect(),
+        output: vec![o.to_string()],
+        attribute: attrs,
+        ..Default::default()
+    };
+    let v = |s: &str| format!("{p}/{s}");
+    inits.push(Tensor::from_i64(&v("bshape"), &[rank as i64], &bshape).into_proto());
+    inits.push(Tensor::from_f32(&v("eps"), &ndarray::arr0(eps).into_dyn()).into_proto());
+    let red = || vec![a_ints("axes", &axes), a_int("keepdims", 1)];
+    out.push(mk("ReduceMean", &[&n.input[0]], &v("mean"), red()));
+    out.push(mk("Sub", &[&n.input[0], &v("mean")], &v("xc"), vec![]));
+    out.push(mk("Mul", &[&v("xc"), &v("xc")], &v("sq"), vec![]));
+    out.push(mk("ReduceMean", &[&v("sq")], &v("var"), red()));
+    out.push(mk("Add", &[&v("var"), &v("eps")], &v("ve"), vec![]));
+    out.push(mk("Sqrt", &[&v("ve")], &v("sd"), vec![]));
+    out.push(mk("Div", &[&v("xc"), &v("sd")], &v("xh"), vec![]));
+    out.push(mk("Reshape", &[&n.input[1], &v("bshape")], &v("scale"), vec![]));
+    out.push(mk("Reshape", &[&n.input[2], &v("bshape")], &v("bias"), vec![]));
+    out.push(mk("Mul", &[&v("xh"), &v("scale")], &v("scaled"), vec![]));
+    out.push(mk("Add", &[&v("scaled"), &v("bias")], &n.output[0], vec![]));
+    let count = x_shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, &d)| d as usize).product();
+    BnStat { node: onnx::node_label(n), mean: n.input[3].clone(), var: n.input[4].clone(), batch_mean: v("mean"), batch_var: v("var"), momentum, count }
+}
+
+/// Run the forward graph once in ONNX Runtime and record the shape of every float value.
+fn probe_shapes(opset: i64, nodes: &[NodeProto], inits: &[TensorProto], input: &str, shape: &[usize]) -> Result<HashMap<String, Vec<i64>>> {
+    let mut outputs = vec![];
+    let mut seen = HashSet::new();
+    for n in nodes {
+        for o in &n.output {
+            if !o.is_empty() && seen.insert(o.clone()) {
+                outputs.push(onnx::ValueInfoProto { name: Some(o.clone()), ..Default::default() });
+            }
+        }
+    }
+    let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Known(d as i64)).collect();
+    let model = model_proto(opset, nodes.to_vec(), inits.to_vec(), vec![onnx::make_value_info(input, dtype::FLOAT, Some(&dims))], outputs.clone());
+    let mut sess = crate::runtime::session(&model, 1)?;
+    let x = vec![0.0f32; shape.iter().product()];
+    let res = crate::runtime::run_any(&mut sess, &[crate::runtime::Feed { name: input, shape: shape.to_vec(), data: &x }])?;
+    let mut shapes = HashMap::new();
+    for (name, s) in res {
+        shapes.insert(name, s);
+    }
+    for t in inits {
+        if t.data_type() == dtype::FLOAT {
+            shapes.insert(t.name().to_string(), t.dims.clone());
+        }
+    }
+    shapes.insert(input.to_string(), shape.iter().map(|&d| d as i64).collect());
+    Ok(shapes)
+}
+
+pub fn model_proto(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<onnx::ValueInfoProto>, outputs: Vec<onnx::ValueInfoProto>) -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        producer_name: Some("fusec-train".into()),
+        opset_import: vec![onnx::OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
+        graph: Some(onnx::GraphProto { name: Some("train".into()), node: nodes, initializer: inits, input: inputs, output: outputs, ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn f32_info(name: &str, shape: &[i64]) -> onnx::ValueInfoProto {
+    let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Known(d)).collect();
+    onnx::make_value_info(name, dtype::FLOAT, Some(&dims))
+}
+
+/// Everything the training graph needs to know.
+pub struct Spec<'a> {
+    pub batch: usize,
+    pub trainable: &'a [String],
+    pub bn: BnMode,
+    pub loss: &'a LossSpec,
+    pub labels: bool,
+    /// Shapes of the teacher's feature tensors (per sample).
+    pub teacher_logits_shape: Vec<usize>,
+}
+
+/// Build the training graph of `student` (an inference model with a single float input).
+pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
+    let gp = student.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
+    let opset = onnx::opset_of(student);
+    let (nodes, g) = sorted_nodes(student)?;
+    let init_names: HashSet<&str> = gp.initializer.iter().map(|t| t.name()).collect();
+    let real_inputs: Vec<&onnx::ValueInfoProto> = gp.input.iter().filter(|i| !init_names.contains(i.name())).collect();
+    let [input] = real_inputs.as_slice() else {
+        return Err(Error::InvalidGraph(format!("training needs a model with one input, this one has {}", real_inputs.len())));
+    };
+    let input = input.name().to_string();
+    let (_, in_dims) = onnx::value_info_type(gp.input.iter().find(|i| i.name() == input).unwrap_or(&gp.input[0]));
+    let in_dims = in_dims.ok_or_else(|| Error::tensor(&input, "input has no shape"))?;
+    let sample = g.input_overrides.get(&input).cloned().unwrap_or(in_dims);
+    let mut input_shape = vec![spec.batch];
+    for (i, d) in sample.iter().enumerate().skip(1) {
+        input_shape.push(d.known().filter(|&v| v > 0).ok_or_else(|| Error::option("--input-shape", format!("input '{input}' dim {i} is not fixed; give --input-shape")))? as usize);
+    }
+    let output = gp.output.first().ok_or_else(|| Error::InvalidGraph("model has no output".into()))?.name().to_string();
+    let logits = logits_of(&nodes, &output);
+
+    let mut inits: Vec<TensorProto> = gp.initializer.clone();
+    let mut nodes = upgrade(nodes, opset, &mut inits)?;
+    let train_opset = opset.max(TRAIN_OPSET);
+    // MaxPool backward scatters through the Indices output
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if n.op_type() == "MaxPool" && n.output.get(1).is_none_or(|o| o.is_empty()) {
+            n.output.truncate(1);
+            n.output.push(format!("maxpool/{i}/indices"));
+        }
+    }
+    let trainable: HashSet<&str> = spec.trainable.iter().map(String::as_str).collect();
+    // shapes first (the decomposition needs the BN input shapes)
+    let mut shapes = probe_shapes(train_opset, &nodes, &inits, &input, &input_shape)?;
+    let mut bn = vec![];
+    if spec.bn == BnMode::Train {
+        let mut out = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            let train_this = n.op_type() == "BatchNormalization" && (trainable.contains(n.input[1].as_str()) || trainable.contains(n.input[2].as_str()));
+            if train_this {
+                let xs = shapes.get(&n.input[0]).cloned().ok_or_else(|| Error::tensor(&n.input[0], "shape unknown"))?;
+                bn.push(decompose_bn(&n, &xs, &mut out, &mut inits));
+            } else {
+                out.push(n);
+            }
+        }
+        nodes = out;
+        if !bn.is_empty() {
+            shapes = probe_shapes(train_opset, &nodes, &inits, &input, &input_shape)?;
+        }
+    }
+    let lshape = shapes.get(&logits).cloned().ok_or_else(|| Error::tensor(&logits, "logits shape unknown"))?;
+    if lshape.len() != 2 {
+        return Err(Error::tensor(&logits, format!("training expects [batch, classes] logits, got {lshape:?}")));
+    }
+    let classes = lshape[1] as usize;
+
+    let mut consts: HashMap<String, Tensor> = HashMap::new();
+    for t in &inits {
+        if let Ok(t) = Tensor::from_proto(t.clone()) {
+            consts.insert(t.name().to_string(), t);
+        }
+    }
+    for n in &nodes {
+        if n.op_type() == "Constant" {
+            if let Some(v) = crate::ir::constant_node_value(n) {
+                consts.insert(n.output[0].clone(), v);
+            }
+        }
+    }
+    let mut em = Emitter::new(shapes, consts, train_opset, "g/");
+
+    // ----- loss and seeds
+    let b = spec.batch as f32;
+    let mut inputs = vec![f32_info(&input, &input_shape.iter().map(|&d| d as i64).collect::<Vec<_>>())];
+    let mut teacher_inputs = vec![];
+    let mut seeds: Vec<(String, String)> = vec![];
+    let mut loss_parts: Vec<(String, String)> = vec![];
+    let ls = spec.loss;
+    let needs_teacher_logits = ls.distill != Distill::None && ls.distill_weight > 0.0;
+    if needs_teacher_logits {
+        let t_in = "teacher/logits".to_string();
+        let shape = vec![spec.batch as i64, classes as i64];
+        if spec.teacher_logits_shape != [classes] {
+            return Err(Error::option("--teacher", format!("teacher logits have shape {:?}, the student's [{classes}]", spec.teacher_logits_shape)));
+        }
+        inputs.push(f32_info(&t_in, &shape));
+        em.shapes.insert(t_in.clone(), shape.clone());
+        teacher_inputs.push(("logits".to_string(), t_in.clone(), vec![spec.batch, classes]));
+        let w = em.c_f32(ls.distill_weight);
+        match ls.distill {
+            Distill::Kl => {
+                let tau = em.c_f32(ls.temperature);
+                let s = em.bin("Div", &logits, &tau)?;
+                let t = em.bin("Div", &t_in, &tau)?;
+                let ps = em.op("Softmax", &[&s], vec![a_int("axis", 1)], shape.clone());
+                let pt = em.op("Softmax", &[&t], vec![a_int("axis", 1)], shape.clone());
+                let lps = em.op("LogSoftmax", &[&s], vec![a_int("axis", 1)], shape.clone());
+                let lpt = em.op("LogSoftmax", &[&t], vec![a_int("axis", 1)], shape.clone());
+                let d = em.bin("Sub", &lpt, &lps)?;
+                let kl = em.bin("Mul", &pt, &d)?;
+                let tot = em.reduce("ReduceSum", &kl, &[0, 1], false)?;
+                let k = em.c_f32(ls.temperature * ls.temperature / b);
+                let l = em.bin("Mul", &tot, &k)?;
+                let lw = em.bin("Mul", &l, &w)?;
+                loss_parts.push(("loss/kl".into(), lw));
+                let diff = em.bin("Sub", &ps, &pt)?;
+                let gk = em.c_f32(ls.temperature / b * ls.distill_weight);
+                let g = em.bin("Mul", &diff, &gk)?;
+                seeds.push((logits.clone(), g));
+            }
+            Distill::Mse => {
+                let diff = em.bin("Sub", &logits, &t_in)?;
+                let sq = em.bin("Mul", &diff, &diff)?;
+                let tot = em.reduce("ReduceSum", &sq, &[0, 1], false)?;
+                let k = em.c_f32(ls.distill_weight / (b * classes as f32));
+                loss_parts.push(("loss/mse".into(), em.bin("Mul", &tot, &k)?));
+                let gk = em.c_f32(2.0 * ls.distill_weight / (b * classes as f32));
+                let g = em.bin("Mul", &diff, &gk)?;
+                seeds.push((logits.clone(), g));
+            }
+            Distill::None => {}
+        }
+    }
+    let labels_input = if spec.labels && ls.label_weight > 0.0 {
+        let y = "labels/onehot".to_string();
+        let shape = vec![spec.batch as i64, classes as i64];
+        inputs.push(f32_info(&y, &shape));
+        em.shapes.insert(y.clone(), shape.clone());
+        let lps = em.op("LogSoftmax", &[&logits], vec![a_int("axis", 1)], shape.clone());
+        let ps = em.op("Softmax", &[&logits], vec![a_int("axis", 1)], shape.clone());
+        let p = em.bin("Mul", &y, &lps)?;
+        let tot = em.reduce("ReduceSum", &p, &[0, 1], false)?;
+        let k = em.c_f32(-ls.label_weight / b);
+        loss_parts.push(("loss/ce".into(), em.bin("Mul", &tot, &k)?));
+        let diff = em.bin("Sub", &ps, &y)?;
+        let gk = em.c_f32(ls.label_weight / b);
+        let g = em.bin("Mul", &diff, &gk)?;
+        seeds.push((logits.clone(), g));
+        Some(y)
+    } else {
+        None
+    };
+    if ls.feature_weight > 0.0 && !ls.features.is_empty() {
+        let wf = ls.feature_weight / ls.features.len() as f32;
+        let mut parts = vec![];
+        for f in &ls.features {
+            let fs = em.shape(f)?;
+            let t_in = format!("teacher/{f}");
+            inputs.push(f32_info(&t_in, &fs));
+            em.shapes.insert(t_in.clone(), fs.clone());
+            teacher_inputs.push((f.clone(), t_in.clone(), fs.iter().map(|&d| d as usize).collect()));
+            let all: Vec<i64> = (0..fs.len() as i64).collect();
+            let t2 = em.bin("Mul", &t_in, &t_in)?;
+            let den = em.reduce("ReduceSum", &t2, &all, false)?;
+            let eps = em.c_f32(1e-6);
+            let den = em.bin("Add", &den, &eps)?;
+            let diff = em.bin("Sub", f, &t_in)?;
+            let sq = em.bin("Mul", &diff, &diff)?;
+            let num = em.reduce("ReduceSum", &sq, &all, false)?;
+            let l = em.bin("Div", &num, &den)?;
+            let wk = em.c_f32(wf);
+            parts.push(em.bin("Mul", &l, &wk)?);
+            let k2 = em.c_f32(2.0 * wf);
+            let g = em.bin("Mul", &diff, &k2)?;
+            let g = em.bin("Div", &g, &den)?;
+            seeds.push((f.to_string(), g));
+        }
+        loss_parts.push(("loss/feature".into(), em.sum(&parts)?));
+    }
+    if seeds.is_empty() {
+        return Err(Error::option("--distill", "no loss: enable distillation, labels (--label-weight) or --feature-weight"));
+    }
+
+    // ----- backward
+    let params: Vec<String> = spec.trainable.to_vec();
+    let grads = differentiate(&mut em, &nodes, &params, &seeds)?;
+    let mut outputs = vec![];
+    let mut extra = vec![];
+    let comps: Vec<String> = loss_parts.iter().map(|(_, v)| v.clone()).collect();
+    let total = em.sum(&comps)?;
+    let mut loss_outputs = vec!["loss".to_string()];
+    extra.push(identity(&total, "loss"));
+    outputs.push(f32_info("loss", &[]));
+    for (name, v) in &loss_parts {
+        extra.push(identity(v, name));
+        outputs.push(f32_info(name, &[]));
+        loss_outputs.push(name.clone());
+    }
+    outputs.push(f32_info(&logits, &[spec.batch as i64, classes as i64]));
+    let mut grad_names = vec![];
+    let mut param_shapes = vec![];
+    let mut unreachable = vec![];
+    let mut param_inputs = vec![];
+    for p in &params {
+        let shape = em.shape(p)?;
+        let gname = format!("grad/{p}");
+        match grads.get(p).cloned().flatten() {
+            Some(g) => extra.push(identity(&g, &gname)),
+            None => {
+                unreachable.push(p.clone());
+                let z = em.zeros(&shape);
+                extra.push(identity(&z, &gname));
+            }
+        }
+        outputs.push(f32_info(&gname, &shape));
+        grad_names.push(gname);
+        param_shapes.push(shape.iter().map(|&d| d as usize).collect());
+        param_inputs.push(f32_info(p, &shape));
+    }
+    for s in &bn {
+        let c = em.shape(&s.batch_mean)?;
+        outputs.push(f32_info(&s.batch_mean, &c));
+        outputs.push(f32_info(&s.batch_var, &c));
+    }
+    let param_set: HashSet<&str> = params.iter().map(String::as_str).collect();
+    inits.retain(|t| !param_set.contains(t.name()));
+    inits.extend(em.inits.drain(..));
+    inputs.extend(param_inputs);
+    let mut all_nodes = nodes;
+    all_nodes.append(&mut em.nodes);
+    all_nodes.extend(extra);
+    let model = model_proto(train_opset, all_nodes, inits, inputs, outputs);
+    Ok(TrainGraph {
+        model,
+        input,
+        input_shape,
+        logits,
+        classes,
+        params,
+        param_shapes,
+        grads: grad_names,
+        bn,
+        teacher_inputs,
+        labels_input,
+        loss_outputs,
+        unreachable,
+    })
+}
+
+fn identity(from: &str, to: &str) -> NodeProto {
+    NodeProto {
+        name: Some(format!("{to}/identity")),
+        op_type: Some("Identity".into()),
+        input: vec![from.to_string()],
+        output: vec![to.to_string()],
+        ..Default::default()
+    }
+}
+
+/// A gradient-only model for checking backward rules: inputs are the forward
+/// graph inputs, `wrt` (as inputs) and one cotangent `d/<out>` per output;
+/// outputs are `grad/<w>` for every `wrt`.
+pub fn gradient_model(model: &ModelProto, wrt: &[String], input_shapes: &[(String, Vec<usize>)]) -> Result<ModelProto> {
+    let gp = model.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
+    let opset = onnx::opset_of(model);
+    let (nodes, _) = sorted_nodes(model)?;
+    let mut inits: Vec<TensorProto> = gp.initializer.clone();
+    let mut nodes = upgrade(nodes, opset, &mut inits)?;
+    let train_opset = opset.max(TRAIN_OPSET);
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if n.op_type() == "MaxPool" && n.output.get(1).is_none_or(|o| o.is_empty()) {
+            n.output.truncate(1);
+            n.output.push(format!("maxpool/{i}/indices"));
+        }
+    }
+    let (iname, ishape) = input_shapes.first().ok_or_else(|| Error::InvalidGraph("no input".into()))?;
+    let mut shapes = probe_shapes(train_opset, &nodes, &inits, iname, ishape)?;
+    for (n, s) in input_shapes {
+        shapes.insert(n.clone(), s.iter().map(|&d| d as i64).collect());
+    }
+    let mut consts = HashMap::new();
+    for t in &inits {
+        if let Ok(t) = Tensor::from_proto(t.clone()) {
+            consts.insert(t.name().to_string(), t);
+        }
+    }
+    let mut em = Emitter::new(shapes, consts, train_opset, "g/");
+    let mut inputs: Vec<onnx::ValueInfoProto> = input_shapes.iter().map(|(n, s)| f32_info(n, &s.iter().map(|&d| d as i64).collect::<Vec<_>>())).collect();
+    let mut seeds = vec![];
+    for o in &gp.output {
+        let s = em.shape(o.name())?;
+        let d = format!("d/{}", o.name());
+        inputs.push(f32_info(&d, &s));
+        em.shapes.insert(d.clone(), s);
+        seeds.push((o.name().to_string(), d));
+    }
+    let grads = differentiate(&mut em, &nodes, wrt, &seeds)?;
+    let mut outputs = vec![];
+    let mut extra = vec![];
+    for w in wrt {
+        let s = em.shape(w)?;
+        let g = match grads.get(w).cloned().flatten() {
+            Some(g) => g,
+            None => em.zeros(&s),
+        };
+        extra.push(identity(&g, &format!("grad/{w}")));
+        outputs.push(f32_info(&format!("grad/{w}"), &s));
+    }
+    let wset: HashSet<&str> = wrt.iter().map(String::as_str).collect();
+    for w in wrt {
+        if let Some(t) = inits.iter().find(|t| t.name() == w) {
+            inputs.push(f32_info(w, &t.dims));
+        }
+    }
+    inits.retain(|t| !wset.contains(t.name()));
+    inits.extend(em.inits.drain(..));
+    nodes.append(&mut em.nodes);
+    nodes.extend(extra);
+    Ok(model_proto(train_opset, nodes, inits, inputs, outputs))
+}

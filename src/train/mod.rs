@@ -1,0 +1,3 @@
+//! Fine-tuning: distillation (and optionally labels) through ONNX Runtime.
+pub mod grad;
+pub mod graph;
