@@ -40,6 +40,9 @@ pub enum Command {
     /// Accuracy of a classifier on a dataset, and agreement with a teacher model.
     #[command(after_help = "Examples:\n  fusec eval cls.onnx --data textlines/labels.tsv --task rot180 --preprocess ppocr-cls\n  fusec eval cls.fuse-half.onnx --data textlines/ --task rot180 --preprocess ppocr-cls --teacher cls.onnx --json\n  fusec eval net.onnx --data imagenet-val/ --preprocess imagenet   (class subfolders)")]
     Eval(EvalArgs),
+    /// Fine-tune a converted model by distillation from the original (and labels if given).
+    #[command(after_help = "Examples:\n  fusec finetune cls.fuse-half.onnx --teacher cls.onnx --data train.tsv --task rot180 --preprocess ppocr-cls \\\n      --eval-data test.tsv --epochs 10 -o cls.tuned.onnx\n  fusec finetune s.onnx --teacher t.onnx --data imgs/ --label-weight 0.5 --steps 2000 --optimizer sgd --lr 0.01\n  fusec finetune s.onnx --teacher t.onnx --data x.npz --resume s.tuned.onnx.ckpt.npz -o s.tuned.onnx\n\nThe training graph (forward, loss, backward from standard ONNX ops) runs in ONNX Runtime, loaded\nfrom the library scripts/setup.sh installs. Ctrl-C saves a checkpoint; --resume continues from it.")]
+    Finetune(FinetuneArgs),
     /// Write a reference architecture of the FuSeConv paper as ONNX.
     #[command(after_help = "Examples:\n  fusec zoo mobilenet-v2 -o mnv2.onnx\n  fusec zoo --paper-table")]
     Zoo(ZooArgs),
@@ -135,6 +138,106 @@ pub struct EvalArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    /// The converted model to train (the student).
+    pub model: PathBuf,
+    /// The original model to distill from.
+    #[arg(long)]
+    pub teacher: PathBuf,
+    /// Training inputs: image folder, TSV/CSV list, or .npy/.npz arrays (x[, y]).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Held-out data for accuracy after each epoch (needs labels or --task).
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Derive labels from the images (rot180: as is = class 0, rotated = class 1).
+    #[arg(long, value_enum)]
+    pub task: Option<crate::data::Task>,
+    /// Preprocessing: ppocr-cls, imagenet, or a TOML file.
+    #[arg(long, default_value = "imagenet")]
+    pub preprocess: String,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output model [default: <model>.tuned.onnx].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Train for exactly this many steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f32,
+    #[arg(long, value_enum, default_value = "adamw")]
+    pub optimizer: crate::train::Optimizer,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// Decoupled weight decay (AdamW) or L2 (SGD), not applied to biases and BN parameters.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f32,
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: crate::train::Schedule,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 50)]
+    pub warmup: usize,
+    /// Which parameters to train.
+    #[arg(long, value_enum, default_value = "all")]
+    pub train: crate::train::TrainSet,
+    /// BatchNormalization: batch statistics with running averages (train) or stored statistics (frozen).
+    #[arg(long, value_enum, default_value = "train")]
+    pub bn: crate::train::BnMode,
+    /// Distillation loss on the logits.
+    #[arg(long, value_enum, default_value = "kl")]
+    pub distill: crate::train::Distill,
+    /// Softmax temperature of the KL distillation.
+    #[arg(long, default_value_t = 4.0)]
+    pub temperature: f32,
+    /// Weight of the cross-entropy on labels (0: no labels needed).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_weight: f32,
+    /// Weight of matching each rewritten block's output to the teacher's (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub feature_weight: f32,
+    /// Random shifts, contrast/brightness jitter and noise on the training inputs.
+    #[arg(long)]
+    pub augment: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// ONNX Runtime intra-op threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Checkpoint file [default: <output>.ckpt.npz].
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: usize,
+    /// Continue from a checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop after this many steps with a checkpoint, to continue later with --resume (time-boxed jobs).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Loss curve CSV (an SVG plot is written beside it) [default: <output>.curve.csv].
+    #[arg(long)]
+    pub curve: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -249,8 +352,15 @@ pub fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    // Ctrl-C: let a save in progress clean up, then exit 130.
-    let _ = ctrlc::set_handler(|| {
+    // Ctrl-C: let a save in progress clean up, then exit 130. Fine-tuning stops at the end of
+    // the current step and saves a checkpoint itself; a second Ctrl-C exits at once.
+    let graceful = matches!(cli.cmd, Command::Finetune(_));
+    let _ = ctrlc::set_handler(move || {
+        if graceful && !crate::onnx::was_interrupted() {
+            crate::onnx::interrupt();
+            eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
+            return;
+        }
         crate::onnx::interrupt();
         eprintln!("interrupted");
         std::thread::sleep(std::time::Duration::from_secs(2));
@@ -278,6 +388,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Zoo(a) => cmd_zoo(a),
         Command::Report(a) => cmd_report(a),
         Command::Eval(a) => cmd_eval(a),
+        Command::Finetune(a) => cmd_finetune(a),
     }
 }
 
@@ -498,5 +609,101 @@ fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     if let (Some(t), Some(ag)) = (&r.teacher, r.teacher_agreement) {
         println!("  agreement with {t}: {:.2}%", ag * 100.0);
     }
+    Ok(())
+}
+
+fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
+    use crate::train::{Distill, LossSpec, Options};
+    let output = a.output.clone().unwrap_or_else(|| a.model.with_extension("tuned.onnx"));
+    for p in [&a.model, &a.teacher] {
+        if std::fs::canonicalize(p).ok().is_some_and(|c| std::fs::canonicalize(&output).ok().as_ref() == Some(&c)) {
+            anyhow::bail!("option -o: {} is an input; choose another output file", output.display());
+        }
+    }
+    if output.exists() && !a.force {
+        anyhow::bail!("{} exists; pass --force to replace it", output.display());
+    }
+    if a.batch == 0 {
+        anyhow::bail!("option --batch: must be at least 1");
+    }
+    if !(a.lr > 0.0 && a.lr.is_finite()) {
+        anyhow::bail!("option --lr: must be a positive number, got {}", a.lr);
+    }
+    if a.distill == Distill::Kl && a.temperature <= 0.0 {
+        anyhow::bail!("option --temperature: must be positive");
+    }
+    let pre = crate::data::Preprocess::preset(&a.preprocess)?;
+    let student = crate::onnx::load(&a.model)?;
+    let teacher = crate::onnx::load(&a.teacher)?;
+    let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
+    let eval_data = match &a.eval_data {
+        Some(p) => Some(crate::data::load(p, &pre, a.task, None)?),
+        None => None,
+    };
+    let checkpoint = a.checkpoint.clone().unwrap_or_else(|| output.with_extension("ckpt.npz"));
+    let opts = Options {
+        epochs: a.epochs,
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        optimizer: a.optimizer,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        schedule: a.schedule,
+        warmup: a.warmup,
+        train: a.train,
+        bn: a.bn,
+        loss: LossSpec {
+            distill: a.distill,
+            temperature: a.temperature,
+            distill_weight: if a.distill == Distill::None { 0.0 } else { 1.0 },
+            label_weight: a.label_weight,
+            feature_weight: a.feature_weight,
+            features: vec![],
+        },
+        auto_features: true,
+        augment: a.augment,
+        seed: a.seed,
+        threads: a.threads,
+        checkpoint: Some(checkpoint.clone()),
+        checkpoint_every: a.checkpoint_every,
+        resume: a.resume.clone(),
+        stop_after: a.stop_after,
+        progress: !a.quiet && !a.json,
+    };
+    eprintln!(
+        "fine-tuning {} ({} training samples{}) from {} on ONNX Runtime {}",
+        a.model.display(),
+        data.samples.len(),
+        eval_data.as_ref().map(|d| format!(", {} held out", d.samples.len())).unwrap_or_default(),
+        a.teacher.display(),
+        crate::runtime::init()?.display()
+    );
+    let (trained, summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;
+    let curve = a.curve.clone().unwrap_or_else(|| output.with_extension("curve.csv"));
+    let svg = crate::train::write_curve(&summary, &curve)?;
+    if summary.interrupted {
+        eprintln!("stopped at step {}; checkpoint {}; continue with --resume {}", summary.steps, checkpoint.display(), checkpoint.display());
+        return Err(crate::Error::Eval("interrupted".into()).into());
+    }
+    let model = crate::onnx::Model { proto: trained, path: None, external_tensors: Default::default() };
+    crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!("wrote {}", output.display());
+    println!(
+        "  {} steps ({:.1} epochs) in {:.1} s, {:.0} samples/s; {} parameters in {} tensors",
+        summary.steps, summary.epochs, summary.seconds, summary.samples_per_sec, summary.params_trained, summary.tensors_trained
+    );
+    println!("  loss {:.4} -> {:.4} ({})", summary.first_loss, summary.final_loss, summary.loss_names.join(" + ").replace("loss + ", ""));
+    if !summary.features.is_empty() {
+        println!("  matched {} block outputs to the teacher", summary.features.len());
+    }
+    if let (Some(b), Some(e)) = (summary.eval_before, summary.eval_after) {
+        println!("  held-out accuracy {b:.2}% -> {e:.2}%");
+    }
+    println!("  curve {} and {}; checkpoint {}", curve.display(), svg.display(), checkpoint.display());
     Ok(())
 }

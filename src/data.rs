@@ -165,8 +165,71 @@ fn list(path: &Path) -> Result<(Vec<(PathBuf, Option<String>)>, Vec<String>)> {
     Ok((out, classes))
 }
 
+/// Preprocessed arrays: `.npy` holding x [N, C, H, W] (float32), or `.npz`
+/// holding x (also accepted: inputs, data, or the only array) and optional
+/// integer labels y (or labels).
+fn load_arrays(path: &Path, limit: Option<usize>) -> Result<Dataset> {
+    use ndarray_npy::{NpzReader, ReadNpyExt};
+    let bad = |e: String| Error::option("--data", format!("{}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let (x, y): (ndarray::ArrayD<f32>, Option<Vec<i64>>) = if path.extension().is_some_and(|e| e == "npy") {
+        (ndarray::ArrayD::<f32>::read_npy(file).map_err(|e| bad(format!("not a float32 .npy array ({e})")))?, None)
+    } else {
+        let mut r = NpzReader::new(file).map_err(|e| bad(format!("not an .npz archive ({e})")))?;
+        let names: Vec<String> = r.names().map_err(|e| bad(e.to_string()))?;
+        let strip = |n: &str| n.trim_end_matches(".npy").to_string();
+        let pick = |cands: &[&str]| names.iter().find(|n| cands.contains(&strip(n).as_str())).cloned();
+        let xname = pick(&["x", "inputs", "data"])
+            .or_else(|| (names.len() == 1).then(|| names[0].clone()))
+            .ok_or_else(|| bad(format!("no array named x, inputs or data (has {})", names.join(", "))))?;
+        let x: ndarray::ArrayD<f32> = r.by_name(&xname).map_err(|e| bad(format!("{xname}: {e} (expected float32)")))?;
+        let y = match pick(&["y", "labels", "label"]) {
+            Some(yn) => Some(match r.by_name::<ndarray::OwnedRepr<i64>, ndarray::IxDyn>(&yn) {
+                Ok(a) => a.iter().copied().collect(),
+                Err(_) => {
+                    let a: ndarray::ArrayD<i32> = r.by_name(&yn).map_err(|e| bad(format!("{yn}: {e} (expected int64 or int32 labels)")))?;
+                    a.iter().map(|&v| v as i64).collect()
+                }
+            }),
+            None => None,
+        };
+        (x, y)
+    };
+    if x.ndim() < 2 {
+        return Err(bad(format!("x has shape {:?}; expected [N, C, H, W]", x.shape())));
+    }
+    let n = x.shape()[0].min(limit.unwrap_or(usize::MAX));
+    if let Some(y) = &y {
+        if y.len() != x.shape()[0] {
+            return Err(bad(format!("{} labels for {} inputs", y.len(), x.shape()[0])));
+        }
+        if y.iter().any(|&v| v < 0) {
+            return Err(bad("negative label".into()));
+        }
+    }
+    let classes = y.as_ref().map(|y| (0..=y.iter().copied().max().unwrap_or(0)).map(|c| c.to_string()).collect()).unwrap_or_default();
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let xi = x.index_axis(ndarray::Axis(0), i).to_owned();
+        let xi = if xi.ndim() == 3 { xi.into_dimensionality::<ndarray::Ix3>().map_err(|e| bad(e.to_string()))? } else {
+            return Err(bad(format!("x has shape {:?}; expected [N, C, H, W]", x.shape())));
+        };
+        samples.push(Sample { name: format!("{}[{i}]", path.display()), x: xi, label: y.as_ref().map(|y| y[i] as usize) });
+    }
+    if samples.is_empty() {
+        return Err(bad("no samples".into()));
+    }
+    Ok(Dataset { samples, classes })
+}
+
 /// Load and preprocess a dataset. `limit` keeps the first N source images.
 pub fn load(path: &Path, pre: &Preprocess, task: Option<Task>, limit: Option<usize>) -> Result<Dataset> {
+    if path.extension().is_some_and(|e| e == "npy" || e == "npz") {
+        if task.is_some() {
+            return Err(Error::option("--task", "applies to images, not to .npy/.npz arrays"));
+        }
+        return load_arrays(path, limit);
+    }
     let (mut files, mut classes) = list(path)?;
     if let Some(n) = limit {
         files.truncate(n);

@@ -233,3 +233,217 @@ fn dense_and_softmax_rules() {
     check_single("ReduceMean", &[2, 3, 4, 4], &[], vec![a_ints("axes", &[2, 3]), a_int("keepdims", 1)], (-1.0, 1.0));
     check_single("ReduceSum", &[2, 3, 4], &[], vec![a_int("keepdims", 0)], (-1.0, 1.0));
 }
+
+// ------------------------------------------------------------ whole training graph
+
+use fusec::builder::Act;
+use fusec::data::{Dataset, Sample};
+use fusec::passes::fuse_depthwise::{Init, Variant};
+use fusec::train::graph::{self as tgraph, BnMode, Distill, LossSpec};
+
+/// A small MobileNet-style classifier: stem conv, two depthwise-separable
+/// blocks (one with stride 2 and a 5×5 kernel), GAP, Gemm, Softmax.
+fn classifier(seed: u64, classes: usize) -> ModelProto {
+    let mut b = ModelBuilder::new(14, seed);
+    let x = b.input("x", &[Dim::Sym("N".into()), Dim::Known(3), Dim::Known(12), Dim::Known(16)]);
+    let mut h = b.conv(&x, 3, 8, (3, 3), (2, 2), (1, 1), 1, false);
+    h = b.bn(&h, 8);
+    h = b.act(&h, Act::Relu);
+    h = b.conv(&h, 8, 8, (3, 3), (1, 1), (1, 1), 8, false);
+    h = b.bn(&h, 8);
+    h = b.act(&h, Act::HardSwish);
+    h = b.conv(&h, 8, 12, (1, 1), (1, 1), (0, 0), 1, false);
+    h = b.bn(&h, 12);
+    h = b.act(&h, Act::Relu6);
+    h = b.conv(&h, 12, 12, (5, 5), (2, 2), (2, 2), 12, false);
+    h = b.bn(&h, 12);
+    h = b.act(&h, Act::Relu);
+    h = b.conv(&h, 12, 16, (1, 1), (1, 1), (0, 0), 1, true);
+    h = b.act(&h, Act::Relu);
+    h = b.op("GlobalAveragePool", &[&h], vec![]);
+    h = b.op("Flatten", &[&h], vec![a_int("axis", 1)]);
+    h = b.gemm(&h, 16, classes, true);
+    let y = b.op("Softmax", &[&h], vec![a_int("axis", 1)]);
+    b.output(&y);
+    b.build()
+}
+
+/// The classifier with a sharper, balanced head: Gemm weights scaled up and
+/// biases shifted so that each class wins on a fair share of `data`.
+fn balanced(mut teacher: ModelProto, data: &Dataset) -> ModelProto {
+    let gemm = teacher.graph.as_ref().unwrap().node.iter().find(|n| n.op_type() == "Gemm").unwrap().clone();
+    let scale = |m: &mut ModelProto, name: &str, f: &dyn Fn(usize, f32) -> f32| {
+        let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == name).unwrap();
+        let a = Tensor::from_proto(t.clone()).unwrap().to_f32().unwrap();
+        let b = ArrayD::from_shape_vec(a.raw_dim(), a.iter().enumerate().map(|(i, v)| f(i, *v)).collect()).unwrap();
+        *t = Tensor::from_f32(name, &b).into_proto();
+    };
+    scale(&mut teacher, &gemm.input[1], &|_, v| v * 30.0);
+    for _ in 0..3 {
+        let (_, probs, _) = fusec::eval::predict(&teacher, data).unwrap();
+        let k = probs[0].len();
+        let mean: Vec<f32> = (0..k).map(|c| probs.iter().map(|p| p[c].max(1e-12).ln()).sum::<f32>() / probs.len() as f32).collect();
+        scale(&mut teacher, &gemm.input[2], &|i, v| v - mean[i]);
+    }
+    teacher
+}
+
+fn images(n: usize, seed: u64) -> Dataset {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut samples = vec![];
+    for i in 0..n {
+        let p: Vec<f32> = rand_vec(9, -1.0, 1.0, &mut rng);
+        let x = ndarray::Array3::from_shape_fn((3, 12, 16), |(c, y, x)| {
+            (p[c] * 2.0 + 0.5 * y as f32 * p[3 + c]).sin() + (p[6 + c] * 3.0 + 0.4 * x as f32 * p[c]).cos() * 0.7
+        });
+        samples.push(Sample { name: format!("s{i}"), x, label: None });
+    }
+    Dataset { samples, classes: (0..3).map(|c| c.to_string()).collect() }
+}
+
+/// Smooth random images; labels are the teacher's own predictions.
+fn teacher_labelled(teacher: &ModelProto, n: usize, seed: u64) -> Dataset {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut samples = vec![];
+    for i in 0..n {
+        let p: Vec<f32> = rand_vec(9, -1.0, 1.0, &mut rng);
+        let x = ndarray::Array3::from_shape_fn((3, 12, 16), |(c, y, x)| {
+            (p[c] * 2.0 + 0.5 * y as f32 * p[3 + c]).sin() + (p[6 + c] * 3.0 + 0.4 * x as f32 * p[c]).cos() * 0.7
+        });
+        samples.push(Sample { name: format!("s{i}"), x, label: None });
+    }
+    let mut data = Dataset { samples, classes: (0..3).map(|c| c.to_string()).collect() };
+    let (pred, _, _) = fusec::eval::predict(teacher, &data).unwrap();
+    for (s, p) in data.samples.iter_mut().zip(pred) {
+        s.label = Some(p);
+    }
+    data
+}
+
+fn trainable_initializers(m: &ModelProto) -> Vec<String> {
+    fusec::train::trainable(m, fusec::train::TrainSet::All)
+}
+
+#[test]
+fn training_graph_gradients_match_finite_differences() {
+    runtime::init().unwrap();
+    let teacher = classifier(3, 3);
+    let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
+    let params = trainable_initializers(&student);
+    assert!(params.len() >= 10, "{params:?}");
+    // a feature loss on the first block's output (a tensor both models have)
+    let feature = student.graph.as_ref().unwrap().node.iter().find(|n| n.op_type() == "Concat").unwrap().output[0].clone();
+    for bn in [BnMode::Frozen, BnMode::Train] {
+        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, distill_weight: 1.0, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
+        let spec = tgraph::Spec { batch: 4, input_shape: vec![4, 3, 12, 16], trainable: &params, bn, loss: &loss, labels: true, teacher_logits_shape: vec![3] };
+        let tg = tgraph::build(&student, &spec).unwrap();
+        assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
+        assert_eq!(tg.bn.len(), if bn == BnMode::Train { 4 } else { 0 });
+        let mut sess = runtime::session(&tg.model, 1).unwrap();
+        let mut rng = StdRng::seed_from_u64(5);
+        let x = rand_vec(4 * 3 * 12 * 16, -1.0, 1.0, &mut rng);
+        let mut fixed: Vec<(String, Vec<usize>, Vec<f32>)> = vec![(tg.input.clone(), tg.input_shape.clone(), x)];
+        for (_, name, shape) in &tg.teacher_inputs {
+            fixed.push((name.clone(), shape.clone(), rand_vec(shape.iter().product(), -1.0, 1.0, &mut rng)));
+        }
+        let mut onehot = vec![0.0f32; 12];
+        for i in 0..4 {
+            onehot[i * 3 + i % 3] = 1.0;
+        }
+        fixed.push((tg.labels_input.clone().unwrap(), vec![4, 3], onehot));
+        let init: std::collections::HashMap<String, Vec<f32>> = student
+            .graph
+            .as_ref()
+            .unwrap()
+            .initializer
+            .iter()
+            .filter(|t| t.data_type() == fusec::onnx::dtype::FLOAT)
+            .map(|t| (t.name().to_string(), Tensor::from_proto(t.clone()).unwrap().to_f32().unwrap().iter().copied().collect()))
+            .collect();
+        let theta: Vec<Vec<f32>> = tg.params.iter().map(|p| init[p].clone()).collect();
+        let mut run = |theta: &[Vec<f32>], outputs: &[String]| {
+            let mut feeds: Vec<Feed> = fixed.iter().map(|(n, s, v)| Feed { name: n, shape: s.clone(), data: v }).collect();
+            for (i, p) in tg.params.iter().enumerate() {
+                feeds.push(Feed { name: p, shape: tg.param_shapes[i].clone(), data: &theta[i] });
+            }
+            runtime::run(&mut sess, &feeds, outputs).unwrap()
+        };
+        let mut want = vec!["loss".to_string()];
+        want.extend(tg.grads.iter().cloned());
+        let out = run(&theta, &want);
+        for trial in 0..3 {
+            let eps = 1e-3f32;
+            let dir: Vec<Vec<f32>> = theta.iter().map(|v| rand_vec(v.len(), -1.0, 1.0, &mut rng)).collect();
+            let shifted = |sign: f32| -> Vec<Vec<f32>> { theta.iter().zip(&dir).map(|(t, d)| t.iter().zip(d).map(|(a, b)| a + sign * eps * b).collect()).collect() };
+            let lp = run(&shifted(1.0), &["loss".to_string()])[0].iter().next().copied().unwrap() as f64;
+            let lm = run(&shifted(-1.0), &["loss".to_string()])[0].iter().next().copied().unwrap() as f64;
+            let fd = (lp - lm) / (2.0 * eps as f64);
+            let an: f64 = out[1..].iter().zip(&dir).map(|(g, d)| g.iter().zip(d).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>()).sum();
+            let tol = 3e-2 * fd.abs().max(an.abs()) + 1e-3;
+            assert!((fd - an).abs() <= tol, "{bn:?} trial {trial}: finite difference {fd:.6} vs gradient {an:.6}");
+            assert!(an.abs() > 1e-2, "{bn:?}: vacuous check ({an})");
+        }
+    }
+}
+
+fn accuracy(model: &ModelProto, data: &Dataset) -> f64 {
+    let (pred, _, _) = fusec::eval::predict(model, data).unwrap();
+    pred.iter().zip(&data.samples).filter(|(p, s)| Some(**p) == s.label).count() as f64 / data.samples.len() as f64
+}
+
+#[test]
+fn short_finetune_lowers_the_loss_and_recovers_accuracy() {
+    let teacher = balanced(classifier(21, 3), &images(192, 1));
+    let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
+    let data = teacher_labelled(&teacher, 192, 1);
+    let held_out = teacher_labelled(&teacher, 96, 2);
+    for c in 0..3 {
+        let share = held_out.samples.iter().filter(|s| s.label == Some(c)).count();
+        assert!(share >= 96 / 6, "class {c} has {share} of 96 samples: the task is too easy to mean anything");
+    }
+    let before = accuracy(&student, &held_out);
+    let opts = fusec::train::Options { epochs: 12, batch: 16, lr: 1e-2, warmup: 10, progress: false, ..Default::default() };
+    let (tuned, summary) = fusec::train::finetune(&student, &teacher, &data, Some(&held_out), &opts).unwrap();
+    let after = accuracy(&tuned, &held_out);
+    let early: f32 = summary.curve[..12].iter().map(|p| p.loss).sum::<f32>() / 12.0;
+    let late: f32 = summary.curve[summary.curve.len() - 12..].iter().map(|p| p.loss).sum::<f32>() / 12.0;
+    assert!(late < 0.5 * early, "loss {early} -> {late}");
+    assert!(after > before + 0.1, "held-out agreement with the teacher {before} -> {after}");
+    // the in-loop evaluation (ORT, fed weights) agrees with tract on the written model
+    assert!((summary.eval_after.unwrap() - 100.0 * after).abs() < 1e-6, "{:?} vs {after}", summary.eval_after);
+    assert_eq!(summary.steps, 12 * (192 / 16));
+    // same structure as the student: same nodes, same initializer names and shapes
+    let (gs, gt) = (student.graph.as_ref().unwrap(), tuned.graph.as_ref().unwrap());
+    assert_eq!(gs.node, gt.node);
+    let shapes = |g: &fusec::onnx::GraphProto| g.initializer.iter().map(|t| (t.name().to_string(), t.dims.clone())).collect::<Vec<_>>();
+    assert_eq!(shapes(gs), shapes(gt));
+    // ORT and tract agree on the trained model
+    let x = common::random_input(&[2, 3, 12, 16], 3);
+    let a = fusec::eval::run(&tuned, &[x.clone()]).unwrap();
+    let mut s = runtime::session(&tuned, 1).unwrap();
+    let b = runtime::run(&mut s, &[Feed { name: "x", shape: vec![2, 3, 12, 16], data: x.as_slice().unwrap() }], &[]).unwrap();
+    common::assert_close(&a[0], &b[0], 1e-4, 1e-5, "tract vs ORT");
+}
+
+#[test]
+fn resuming_from_a_checkpoint_gives_the_same_weights() {
+    let teacher = classifier(5, 3);
+    let (student, _) = common::convert(&teacher, Variant::Full, Init::Sum);
+    let data = teacher_labelled(&teacher, 64, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.npz");
+    let base = fusec::train::Options { steps: Some(8), batch: 16, lr: 5e-3, warmup: 2, augment: true, seed: 9, progress: false, ..Default::default() };
+    let (straight, _) = fusec::train::finetune(&student, &teacher, &data, None, &base).unwrap();
+    let first = fusec::train::Options { checkpoint: Some(ck.clone()), stop_after: Some(5), ..base.clone() };
+    let (_, s1) = fusec::train::finetune(&student, &teacher, &data, None, &first).unwrap();
+    assert!(s1.interrupted && s1.steps == 5);
+    let second = fusec::train::Options { resume: Some(ck.clone()), ..base.clone() };
+    let (resumed, s2) = fusec::train::finetune(&student, &teacher, &data, None, &second).unwrap();
+    assert_eq!(s2.steps, 8);
+    assert_eq!(straight.graph.as_ref().unwrap().initializer, resumed.graph.as_ref().unwrap().initializer);
+    // a checkpoint of another model is refused
+    let other = classifier(6, 4);
+    let (other_s, _) = common::convert(&other, Variant::Half, Init::Center);
+    let err = fusec::train::finetune(&other_s, &other, &data, None, &second).unwrap_err().to_string();
+    assert!(err.contains("--resume"), "{err}");
+}

@@ -38,13 +38,15 @@ pub struct Emitter {
     /// Constant values of the forward graph (initializers and Constant nodes), for Slice/Pad/Reshape arguments.
     pub consts: HashMap<String, Tensor>,
     pub opset: i64,
+    /// BatchNormalization nodes (by label) normalised with batch statistics computed from their input.
+    pub batch_bn: HashSet<String>,
     prefix: String,
     counter: usize,
 }
 
 impl Emitter {
     pub fn new(shapes: HashMap<String, Vec<i64>>, consts: HashMap<String, Tensor>, opset: i64, prefix: &str) -> Self {
-        Emitter { nodes: vec![], inits: vec![], shapes, consts, opset, prefix: prefix.to_string(), counter: 0 }
+        Emitter { nodes: vec![], inits: vec![], shapes, consts, opset, batch_bn: HashSet::new(), prefix: prefix.to_string(), counter: 0 }
     }
 
     pub fn fresh(&mut self, base: &str) -> String {
@@ -351,6 +353,21 @@ fn conv_backward(em: &mut Emitter, n: &NodeProto, gy: &str, need: &[bool]) -> Re
     if need.get(1).copied().unwrap_or(false) {
         let (nb, c, m) = (x[0], x[1], w[0]);
         let (cg, mg) = (c / g, m / g);
+        let pointwise = g == 1 && k == [1, 1] && s == [1, 1] && pads.iter().all(|&p| p == 0);
+        if pointwise {
+            // one large GEMM over batch and positions: dW[M, C] = dY[M, NHW] · X[C, NHW]^T
+            let nhw = nb * x[2] * x[3];
+            let xt = em.transpose(&n.input[0], &[1, 0, 2, 3])?;
+            let x2 = em.reshape(&xt, &[c, nhw])?;
+            let yt = em.transpose(gy, &[1, 0, 2, 3])?;
+            let y2 = em.reshape(&yt, &[m, nhw])?;
+            let dw = em.op("Gemm", &[&y2, &x2], vec![a_int("transB", 1)], vec![m, c]);
+            out[1] = Some(em.reshape(&dw, &[m, c, 1, 1])?);
+            if need.get(2).copied().unwrap_or(false) {
+                out[2] = Some(em.reduce("ReduceSum", gy, &[0, 2, 3], false)?);
+            }
+            return Ok(out);
+        }
         let xt = if g == 1 {
             em.transpose(&n.input[0], &[1, 0, 2, 3])?
         } else {
@@ -395,6 +412,40 @@ fn bn_backward(em: &mut Emitter, n: &NodeProto, gy: &str, need: &[bool]) -> Resu
     let ve = em.bin("Add", &n.input[4], &e)?;
     let sd = em.op("Sqrt", &[&ve], vec![], vec![c]);
     let mut out = vec![None; 5];
+    if em.batch_bn.contains(&onnx::node_label(n)) {
+        // statistics of this batch: dx = k·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), k = scale/σ
+        let count: i64 = x.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, &d)| d).product();
+        let inv = {
+            let o = em.c_f32(1.0);
+            em.bin("Div", &o, &sd)?
+        };
+        let m4 = em.reshape(&n.input[3], &bshape)?;
+        let inv4 = em.reshape(&inv, &bshape)?;
+        let xc = em.bin("Sub", &n.input[0], &m4)?;
+        let xh = em.bin("Mul", &xc, &inv4)?;
+        let sdy = em.reduce("ReduceSum", gy, &axes, false)?;
+        let p = em.bin("Mul", gy, &xh)?;
+        let sdyxh = em.reduce("ReduceSum", &p, &axes, false)?;
+        if need[0] {
+            let k = em.bin("Mul", &n.input[1], &inv)?;
+            let cm = em.c_f32(1.0 / count as f32);
+            let km = em.bin("Mul", &k, &cm)?;
+            let a = em.bin("Mul", &km, &sdy)?;
+            let b = em.bin("Mul", &km, &sdyxh)?;
+            let (k4, a4, b4) = (em.reshape(&k, &bshape)?, em.reshape(&a, &bshape)?, em.reshape(&b, &bshape)?);
+            let t1 = em.bin("Mul", gy, &k4)?;
+            let t1 = em.bin("Sub", &t1, &a4)?;
+            let t2 = em.bin("Mul", &xh, &b4)?;
+            out[0] = Some(em.bin("Sub", &t1, &t2)?);
+        }
+        if need[1] {
+            out[1] = Some(sdyxh);
+        }
+        if need[2] {
+            out[2] = Some(sdy);
+        }
+        return Ok(out);
+    }
     if need[0] {
         let a = em.bin("Div", &n.input[1], &sd)?;
         let a4 = em.reshape(&a, &bshape)?;

@@ -163,15 +163,14 @@ fn upgrade(nodes: Vec<NodeProto>, opset: i64, inits: &mut Vec<TensorProto>) -> R
     Ok(out)
 }
 
-/// Decompose a BatchNormalization into batch-statistics ops (differentiable by the generic rules).
-fn decompose_bn(n: &NodeProto, x_shape: &[i64], out: &mut Vec<NodeProto>, inits: &mut Vec<TensorProto>) -> BnStat {
+/// A BatchNormalization normalised with the statistics of the batch: the
+/// batch mean and (biased) variance are computed in the graph and fed to an
+/// inference-mode BatchNormalization; its backward rule (see
+/// [`super::grad`]) includes the statistics' dependence on the input.
+fn batch_bn(n: &NodeProto, x_shape: &[i64], out: &mut Vec<NodeProto>) -> BnStat {
     let p = format!("bn/{}", onnx::node_label(n));
-    let c = x_shape[1];
     let rank = x_shape.len();
     let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
-    let mut bshape = vec![1i64; rank];
-    bshape[1] = c;
-    let eps = attr_float(n, "epsilon").unwrap_or(1e-5);
     let momentum = attr_float(n, "momentum").unwrap_or(0.9);
     let mk = |op: &str, ins: &[&str], o: &str, attrs: Vec<onnx::AttributeProto>| NodeProto {
         name: Some(format!("{o}/node")),
@@ -182,20 +181,19 @@ fn decompose_bn(n: &NodeProto, x_shape: &[i64], out: &mut Vec<NodeProto>, inits:
         ..Default::default()
     };
     let v = |s: &str| format!("{p}/{s}");
-    inits.push(Tensor::from_i64(&v("bshape"), &[rank as i64], &bshape).into_proto());
-    inits.push(Tensor::from_f32(&v("eps"), &ndarray::arr0(eps).into_dyn()).into_proto());
-    let red = || vec![a_ints("axes", &axes), a_int("keepdims", 1)];
+    let red = || vec![a_ints("axes", &axes), a_int("keepdims", 0)];
     out.push(mk("ReduceMean", &[&n.input[0]], &v("mean"), red()));
-    out.push(mk("Sub", &[&n.input[0], &v("mean")], &v("xc"), vec![]));
-    out.push(mk("Mul", &[&v("xc"), &v("xc")], &v("sq"), vec![]));
-    out.push(mk("ReduceMean", &[&v("sq")], &v("var"), red()));
-    out.push(mk("Add", &[&v("var"), &v("eps")], &v("ve"), vec![]));
-    out.push(mk("Sqrt", &[&v("ve")], &v("sd"), vec![]));
-    out.push(mk("Div", &[&v("xc"), &v("sd")], &v("xh"), vec![]));
-    out.push(mk("Reshape", &[&n.input[1], &v("bshape")], &v("scale"), vec![]));
-    out.push(mk("Reshape", &[&n.input[2], &v("bshape")], &v("bias"), vec![]));
-    out.push(mk("Mul", &[&v("xh"), &v("scale")], &v("scaled"), vec![]));
-    out.push(mk("Add", &[&v("scaled"), &v("bias")], &n.output[0], vec![]));
+    out.push(mk("Mul", &[&n.input[0], &n.input[0]], &v("sq"), vec![]));
+    out.push(mk("ReduceMean", &[&v("sq")], &v("ex2"), red()));
+    out.push(mk("Mul", &[&v("mean"), &v("mean")], &v("mean2"), vec![]));
+    out.push(mk("Sub", &[&v("ex2"), &v("mean2")], &v("var0"), vec![]));
+    out.push(mk("Relu", &[&v("var0")], &v("var"), vec![]));
+    let mut bn = n.clone();
+    bn.input[3] = v("mean");
+    bn.input[4] = v("var");
+    bn.output.truncate(1);
+    bn.attribute.retain(|a| a.name() == "epsilon");
+    out.push(bn);
     let count = x_shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, &d)| d as usize).product();
     BnStat { node: onnx::node_label(n), mean: n.input[3].clone(), var: n.input[4].clone(), batch_mean: v("mean"), batch_var: v("var"), momentum, count }
 }
@@ -247,6 +245,8 @@ fn f32_info(name: &str, shape: &[i64]) -> onnx::ValueInfoProto {
 /// Everything the training graph needs to know.
 pub struct Spec<'a> {
     pub batch: usize,
+    /// Input shape including the batch.
+    pub input_shape: Vec<usize>,
     pub trainable: &'a [String],
     pub bn: BnMode,
     pub loss: &'a LossSpec,
@@ -259,20 +259,14 @@ pub struct Spec<'a> {
 pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     let gp = student.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
     let opset = onnx::opset_of(student);
-    let (nodes, g) = sorted_nodes(student)?;
+    let (nodes, _) = sorted_nodes(student)?;
     let init_names: HashSet<&str> = gp.initializer.iter().map(|t| t.name()).collect();
     let real_inputs: Vec<&onnx::ValueInfoProto> = gp.input.iter().filter(|i| !init_names.contains(i.name())).collect();
     let [input] = real_inputs.as_slice() else {
         return Err(Error::InvalidGraph(format!("training needs a model with one input, this one has {}", real_inputs.len())));
     };
     let input = input.name().to_string();
-    let (_, in_dims) = onnx::value_info_type(gp.input.iter().find(|i| i.name() == input).unwrap_or(&gp.input[0]));
-    let in_dims = in_dims.ok_or_else(|| Error::tensor(&input, "input has no shape"))?;
-    let sample = g.input_overrides.get(&input).cloned().unwrap_or(in_dims);
-    let mut input_shape = vec![spec.batch];
-    for (i, d) in sample.iter().enumerate().skip(1) {
-        input_shape.push(d.known().filter(|&v| v > 0).ok_or_else(|| Error::option("--input-shape", format!("input '{input}' dim {i} is not fixed; give --input-shape")))? as usize);
-    }
+    let input_shape = spec.input_shape.clone();
     let output = gp.output.first().ok_or_else(|| Error::InvalidGraph("model has no output".into()))?.name().to_string();
     let logits = logits_of(&nodes, &output);
 
@@ -296,7 +290,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
             let train_this = n.op_type() == "BatchNormalization" && (trainable.contains(n.input[1].as_str()) || trainable.contains(n.input[2].as_str()));
             if train_this {
                 let xs = shapes.get(&n.input[0]).cloned().ok_or_else(|| Error::tensor(&n.input[0], "shape unknown"))?;
-                bn.push(decompose_bn(&n, &xs, &mut out, &mut inits));
+                bn.push(batch_bn(&n, &xs, &mut out));
             } else {
                 out.push(n);
             }
@@ -326,6 +320,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         }
     }
     let mut em = Emitter::new(shapes, consts, train_opset, "g/");
+    em.batch_bn = bn.iter().map(|b| b.node.clone()).collect();
 
     // ----- loss and seeds
     let b = spec.batch as f32;
@@ -471,7 +466,8 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         outputs.push(f32_info(&s.batch_var, &c));
     }
     let param_set: HashSet<&str> = params.iter().map(String::as_str).collect();
-    inits.retain(|t| !param_set.contains(t.name()));
+    let used: HashSet<&str> = nodes.iter().chain(em.nodes.iter()).flat_map(|n| n.input.iter().map(String::as_str)).collect();
+    inits.retain(|t| !param_set.contains(t.name()) && used.contains(t.name()));
     inits.extend(em.inits.drain(..));
     inputs.extend(param_inputs);
     let mut all_nodes = nodes;

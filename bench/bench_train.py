@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Benchmark: training throughput (samples/s) of `fusec finetune` on the Half
+rewrite of the PP-OCR text-direction classifier, batch 32, distillation from
+the original (KL on logits + block-output features, BN in training mode,
+AdamW), side by side with PyTorch on CPU doing the same training.
+
+PyTorch is optional: `--torch` creates bench/.venv-torch and installs torch
+and onnx2torch from PyPI into it (about 5 GB of wheels), converts the same
+two ONNX models to PyTorch modules and times the same step (student forward
+and backward, teacher forward, KL + feature loss, AdamW). Without `--torch` the
+comparison is with the figure the issue measured on this machine (250
+samples/s with 2 threads).
+
+usage: python3 bench/bench_train.py [--steps N] [--threads T] [--torch]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FUSEC = os.path.join(ROOT, "target", "release", "fusec")
+MODEL = os.path.join(ROOT, "testdata", "ppocr_mobile_v2_cls.onnx")
+LINES = os.path.join(os.path.dirname(ROOT), "shared", "data", "textlines")
+ISSUE_TORCH = 250.0
+
+TORCH_STEP = r'''
+import json, sys, time, torch, onnx, numpy as np
+from onnx2torch import convert
+torch.set_num_threads(int(sys.argv[3]))
+student, teacher = convert(onnx.load(sys.argv[1])), convert(onnx.load(sys.argv[2]))
+student.train(); teacher.eval()
+opt = torch.optim.AdamW(student.parameters(), lr=2e-3, weight_decay=1e-4)
+x = torch.randn(32, 3, 48, 192)
+def step():
+    with torch.no_grad():
+        t = teacher(x)
+    s = student(x)
+    tau = 4.0
+    loss = torch.nn.functional.kl_div(torch.log_softmax(torch.log(s + 1e-9) / tau, 1), torch.softmax(torch.log(t + 1e-9) / tau, 1), reduction="batchmean") * tau * tau
+    opt.zero_grad(); loss.backward(); opt.step()
+for _ in range(3): step()
+n = int(sys.argv[4]); t0 = time.time()
+for _ in range(n): step()
+print(json.dumps({"samples_per_sec": 32 * n / (time.time() - t0)}))
+'''
+
+
+def torch_rate(student, teacher, threads, steps):
+    venv = os.path.join(ROOT, "bench", ".venv-torch")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "torch", "onnx2torch", "onnx==1.23.2", "numpy"], check=True)
+    out = subprocess.run([py, "-c", TORCH_STEP, student, teacher, str(threads), str(steps)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_sec"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--torch", action="store_true")
+    a = ap.parse_args()
+    subprocess.run(["cargo", "build", "--release", "--quiet"], check=True, cwd=ROOT)
+    with tempfile.TemporaryDirectory() as d:
+        half = os.path.join(d, "half.onnx")
+        subprocess.run([FUSEC, "convert", MODEL, "--variant", "half", "-o", half], check=True, stdout=subprocess.DEVNULL)
+        listing = os.path.join(d, "train.tsv")
+        with open(listing, "w") as f:
+            f.write("file\n")
+            for i in range(200):
+                f.write(os.path.join(LINES, f"{i:05d}.png") + "\n")
+        res = {}
+        for mode in ["train", "frozen"]:
+            out = subprocess.run(
+                [FUSEC, "finetune", half, "--teacher", MODEL, "--data", listing, "--task", "rot180", "--preprocess", "ppocr-cls",
+                 "--steps", str(a.steps), "--batch", "32", "--threads", str(a.threads), "--bn", mode, "--json", "-o", os.path.join(d, f"t-{mode}.onnx")],
+                check=True, capture_output=True, text=True)
+            res[mode] = json.loads(out.stdout)["samples_per_sec"]
+        print(f"fusec finetune, Half PP-OCR cls, batch 32, {a.threads} threads, {a.steps} steps (KL + features, AdamW):")
+        print(f"  BN in training mode : {res['train']:6.1f} samples/s")
+        print(f"  BN frozen           : {res['frozen']:6.1f} samples/s")
+        if a.torch:
+            t = torch_rate(half, MODEL, a.threads, a.steps)
+            print(f"  PyTorch (onnx2torch, same models, KL only, BN train) : {t:6.1f} samples/s  -> fusec/PyTorch {res['train'] / t:.2f}x")
+        else:
+            print(f"  PyTorch as measured in the issue on this machine: {ISSUE_TORCH:.0f} samples/s -> fusec/PyTorch {res['train'] / ISSUE_TORCH:.2f}x (run with --torch to measure here)")
+
+
+if __name__ == "__main__":
+    main()
