@@ -243,3 +243,112 @@ fn convert_with_report_prints_the_speedup() {
         .code(1)
         .stderr(predicate::str::contains("17 depthwise convs; this model has 13"));
 }
+
+/// A few synthetic "text lines" (dark strokes on a light background) as PNGs in a flat folder.
+fn lines_folder(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let d = dir.join("lines");
+    std::fs::create_dir_all(&d).unwrap();
+    for i in 0..n {
+        let img = image::RgbImage::from_fn(120, 32, |x, y| {
+            let ink = (x / 7 + i as u32) % 3 == 0 && y > 8 + (x % 5) && y < 24 - (i as u32 % 4);
+            if ink { image::Rgb([30, 30, 30]) } else { image::Rgb([230, 225, 220]) }
+        });
+        img.save(d.join(format!("{i:03}.png"))).unwrap();
+    }
+    d
+}
+
+#[test]
+fn finetune_runs_writes_a_model_curve_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = ppocr_copy(dir.path());
+    let student = dir.path().join("half.onnx");
+    fusec().args(["convert", teacher.to_str().unwrap(), "--variant", "half", "-o", student.to_str().unwrap()]).assert().success();
+    let lines = lines_folder(dir.path(), 6);
+    let out = dir.path().join("tuned.onnx");
+    let run = fusec()
+        .args(["finetune", student.to_str().unwrap(), "--teacher", teacher.to_str().unwrap(), "--data", lines.to_str().unwrap(), "--eval-data", lines.to_str().unwrap()])
+        .args(["--task", "rot180", "--preprocess", "ppocr-cls", "--steps", "3", "--batch", "4", "--json", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(v["steps"], 3);
+    assert_eq!(v["features"].as_array().unwrap().len(), 11, "one matched output per rewritten block");
+    assert!(v["eval_after"].as_f64().is_some());
+    for f in ["tuned.onnx", "tuned.curve.csv", "tuned.curve.svg", "tuned.ckpt.npz"] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let csv = std::fs::read_to_string(dir.path().join("tuned.curve.csv")).unwrap();
+    assert!(csv.starts_with("step,epoch,lr,loss,loss/kl,loss/feature,eval_accuracy"), "{csv}");
+    assert_eq!(csv.lines().count(), 4);
+    // the result is a model fusec (tract) evaluates
+    fusec().args(["eval", out.to_str().unwrap(), "--data", lines.to_str().unwrap(), "--task", "rot180", "--preprocess", "ppocr-cls"]).assert().success();
+    // an existing output is not replaced without --force
+    fusec()
+        .args(["finetune", student.to_str().unwrap(), "--teacher", teacher.to_str().unwrap(), "--data", lines.to_str().unwrap()])
+        .args(["--task", "rot180", "--preprocess", "ppocr-cls", "--steps", "1", "--batch", "4", "-o", out.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("exists"));
+}
+
+#[test]
+fn finetune_bad_inputs_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = ppocr_copy(dir.path());
+    let lines = lines_folder(dir.path(), 2);
+    let t = teacher.to_str().unwrap();
+    let l = lines.to_str().unwrap();
+    let base = ["--task", "rot180", "--preprocess", "ppocr-cls", "--steps", "1"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["finetune", t, "--teacher", "missing.onnx", "--data", l], "missing.onnx"),
+        (vec!["finetune", t, "--teacher", t, "--data", "nowhere.tsv"], "nowhere.tsv"),
+        (vec!["finetune", t, "--teacher", t, "--data", l, "--batch", "64"], "--batch"),
+        (vec!["finetune", t, "--teacher", t, "--data", l, "--lr", "0"], "--lr"),
+        (vec!["finetune", t, "--teacher", t, "--data", l, "--batch", "2", "--resume", t], "--resume"),
+        (vec!["finetune", t, "--teacher", t, "--data", l, "-o", t, "--force"], "is an input"),
+    ];
+    for (args, needle) in cases {
+        fusec().args(&args).args(base).assert().code(1).stderr(predicate::str::contains(needle));
+    }
+    no_files_but(dir.path(), &["cls.onnx", "lines"]);
+}
+
+#[test]
+fn finetune_ctrl_c_saves_a_checkpoint_and_resume_finishes() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = ppocr_copy(dir.path());
+    let student = dir.path().join("half.onnx");
+    fusec().args(["convert", teacher.to_str().unwrap(), "--variant", "half", "-o", student.to_str().unwrap()]).assert().success();
+    let lines = lines_folder(dir.path(), 4);
+    let out = dir.path().join("tuned.onnx");
+    let ck = dir.path().join("ck.npz");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = ["finetune", student.to_str().unwrap(), "--teacher", teacher.to_str().unwrap(), "--data", lines.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(["--task", "rot180", "--preprocess", "ppocr-cls", "--batch", "4", "--quiet", "--checkpoint", ck.to_str().unwrap(), "-o", out.to_str().unwrap()].iter().map(|s| s.to_string()));
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("fusec")).args(args(&["--steps", "100000"])).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let res = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&res.stderr).to_string();
+    assert_eq!(res.status.code(), Some(130), "{err}");
+    assert!(ck.is_file(), "no checkpoint after Ctrl-C: {err}");
+    assert!(!out.exists(), "an interrupted run must not write the output model");
+    let step: usize = err.split("stopped at step ").nth(1).and_then(|s| s.split(';').next()).and_then(|s| s.trim().parse().ok()).unwrap_or_else(|| panic!("{err}"));
+    let total = (step + 1).to_string();
+    let done = fusec().args(args(&["--steps", &total, "--resume", ck.to_str().unwrap(), "--json"])).output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(v["steps"].as_u64(), Some(step as u64 + 1));
+    assert!(out.is_file());
+}
