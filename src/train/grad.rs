@@ -400,70 +400,74 @@ fn conv_backward(em: &mut Emitter, n: &NodeProto, gy: &str, need: &[bool]) -> Re
 
 fn bn_backward(em: &mut Emitter, n: &NodeProto, gy: &str, need: &[bool]) -> Result<Vec<Option<String>>> {
     if attr_int(n, "training_mode") == Some(1) {
-        return Err(Error::node(onnx::node_label(n), "BatchNormalization with training_mode=1 (fusec decomposes training-mode BN itself)"));
+        return Err(Error::node(onnx::node_label(n), "BatchNormalization with training_mode=1 (fusec computes batch statistics itself)"));
+    }
+    if need.get(3).copied().unwrap_or(false) || need.get(4).copied().unwrap_or(false) {
+        if !em.batch_bn.contains(&onnx::node_label(n)) {
+            return Err(Error::node(onnx::node_label(n), "gradient with respect to BN running statistics"));
+        }
     }
     let x = in_shape(em, n, 0)?;
     let c = x[1];
     let mut bshape = vec![1; x.len()];
     bshape[1] = c;
     let axes: Vec<i64> = (0..x.len() as i64).filter(|&a| a != 1).collect();
+    let count: i64 = x.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, &d)| d).product();
     let eps = attr_float(n, "epsilon").unwrap_or(1e-5);
     let e = em.c_f32(eps);
     let ve = em.bin("Add", &n.input[4], &e)?;
     let sd = em.op("Sqrt", &[&ve], vec![], vec![c]);
+    let one = em.c_f32(1.0);
+    let inv = em.bin("Div", &one, &sd)?;
+    let k = em.bin("Mul", &n.input[1], &inv)?;
+    let batch = em.batch_bn.contains(&onnx::node_label(n));
     let mut out = vec![None; 5];
-    if em.batch_bn.contains(&onnx::node_label(n)) {
-        // statistics of this batch: dx = k·(dy − Σdy/M − x̂·Σ(dy·x̂)/M), k = scale/σ
-        let count: i64 = x.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, &d)| d).product();
-        let inv = {
-            let o = em.c_f32(1.0);
-            em.bin("Div", &o, &sd)?
-        };
-        let m4 = em.reshape(&n.input[3], &bshape)?;
-        let inv4 = em.reshape(&inv, &bshape)?;
-        let xc = em.bin("Sub", &n.input[0], &m4)?;
-        let xh = em.bin("Mul", &xc, &inv4)?;
+    // Σdy and Σdy·x̂ per channel, with Σdy·x̂ = (Σdy·x − μ·Σdy)/σ (no x̂ tensor)
+    let sums = if batch || need[1] || need[2] {
         let sdy = em.reduce("ReduceSum", gy, &axes, false)?;
-        let p = em.bin("Mul", gy, &xh)?;
-        let sdyxh = em.reduce("ReduceSum", &p, &axes, false)?;
-        if need[0] {
-            let k = em.bin("Mul", &n.input[1], &inv)?;
-            let cm = em.c_f32(1.0 / count as f32);
-            let km = em.bin("Mul", &k, &cm)?;
-            let a = em.bin("Mul", &km, &sdy)?;
-            let b = em.bin("Mul", &km, &sdyxh)?;
-            let (k4, a4, b4) = (em.reshape(&k, &bshape)?, em.reshape(&a, &bshape)?, em.reshape(&b, &bshape)?);
-            let t1 = em.bin("Mul", gy, &k4)?;
-            let t1 = em.bin("Sub", &t1, &a4)?;
-            let t2 = em.bin("Mul", &xh, &b4)?;
-            out[0] = Some(em.bin("Sub", &t1, &t2)?);
-        }
+        let sdyxh = if batch || need[1] {
+            let p = em.bin("Mul", gy, &n.input[0])?;
+            let sdyx = em.reduce("ReduceSum", &p, &axes, false)?;
+            let ms = em.bin("Mul", &n.input[3], &sdy)?;
+            let d = em.bin("Sub", &sdyx, &ms)?;
+            Some(em.bin("Mul", &d, &inv)?)
+        } else {
+            None
+        };
+        Some((sdy, sdyxh))
+    } else {
+        None
+    };
+    if need[0] {
+        let k4 = em.reshape(&k, &bshape)?;
+        let kdy = em.bin("Mul", gy, &k4)?;
+        out[0] = Some(match (&sums, batch) {
+            (Some((sdy, Some(sdyxh))), true) => {
+                // statistics of this batch: dx = k·dy − k/M·Σdy − k/M·x̂·Σ(dy·x̂) = k·dy + c1·x + c0,
+                // the affine part c1·x + c0 as one inference-mode BatchNormalization
+                let cm = em.c_f32(-1.0 / count as f32);
+                let km = em.bin("Mul", &k, &cm)?;
+                let a = em.bin("Mul", &km, &sdyxh)?;
+                let c1 = em.bin("Mul", &a, &inv)?;
+                let t = em.bin("Mul", &c1, &n.input[3])?;
+                let b = em.bin("Mul", &km, sdy)?;
+                let c0 = em.bin("Sub", &b, &t)?;
+                let s = em.c_f32((1.0 + eps).sqrt());
+                let c1s = em.bin("Mul", &c1, &s)?;
+                let (zero, ones) = (em.c_array(&ndarray::ArrayD::zeros(ndarray::IxDyn(&[c as usize]))), em.c_array(&ndarray::ArrayD::ones(ndarray::IxDyn(&[c as usize]))));
+                let aff = em.op("BatchNormalization", &[&n.input[0], &c1s, &c0, &zero, &ones], vec![a_float("epsilon", eps)], x.clone());
+                em.bin("Add", &kdy, &aff)?
+            }
+            _ => kdy,
+        });
+    }
+    if let Some((sdy, sdyxh)) = sums {
         if need[1] {
-            out[1] = Some(sdyxh);
+            out[1] = sdyxh;
         }
         if need[2] {
             out[2] = Some(sdy);
         }
-        return Ok(out);
-    }
-    if need[0] {
-        let a = em.bin("Div", &n.input[1], &sd)?;
-        let a4 = em.reshape(&a, &bshape)?;
-        out[0] = Some(em.bin("Mul", gy, &a4)?);
-    }
-    if need[1] {
-        let m4 = em.reshape(&n.input[3], &bshape)?;
-        let sd4 = em.reshape(&sd, &bshape)?;
-        let xc = em.bin("Sub", &n.input[0], &m4)?;
-        let xh = em.bin("Div", &xc, &sd4)?;
-        let p = em.bin("Mul", gy, &xh)?;
-        out[1] = Some(em.reduce("ReduceSum", &p, &axes, false)?);
-    }
-    if need[2] {
-        out[2] = Some(em.reduce("ReduceSum", gy, &axes, false)?);
-    }
-    if need.get(3).copied().unwrap_or(false) || need.get(4).copied().unwrap_or(false) {
-        return Err(Error::node(onnx::node_label(n), "gradient with respect to BN running statistics"));
     }
     Ok(out)
 }
@@ -547,23 +551,9 @@ fn backward(em: &mut Emitter, n: &NodeProto, gys: &[Option<String>], need: &[boo
             one(em.op("Where", &[&m, &g, &ga], vec![], shape))
         }
         "Clip" => {
-            let (lo, hi) = (n.input.get(1).filter(|s| !s.is_empty()).cloned(), n.input.get(2).filter(|s| !s.is_empty()).cloned());
-            let g = gy0()?;
-            let mut mask: Option<String> = None;
-            if let Some(lo) = lo {
-                mask = Some(cmp(em, "Greater", inp(0), &lo)?);
-            }
-            if let Some(hi) = hi {
-                let m = cmp(em, "Less", inp(0), &hi)?;
-                mask = Some(match mask {
-                    Some(a) => cmp(em, "And", &a, &m)?,
-                    None => m,
-                });
-            }
-            one(match mask {
-                Some(m) => where_mask(em, &m, &g)?,
-                None => g,
-            })
+            // the gradient passes where the value was not clipped, i.e. where y == x
+            let m = cmp(em, "Equal", inp(0), &yname)?;
+            one(where_mask(em, &m, &gy0()?)?)
         }
         "HardSigmoid" => {
             let alpha = attr_float(n, "alpha").unwrap_or(0.2);
