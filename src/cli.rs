@@ -128,9 +128,8 @@ pub struct EvalArgs {
     /// Derive labels from the images: rot180 gives each image as is (class 0) and rotated (class 1).
     #[arg(long, value_enum)]
     pub task: Option<crate::data::Task>,
-    /// Preprocessing: ppocr-cls, imagenet, or a TOML file (height, width, resize, scale, mean, std, bgr).
-    #[arg(long, default_value = "imagenet")]
-    pub preprocess: String,
+    #[command(flatten)]
+    pub pre: PreprocessArgs,
     /// Report agreement of top-1 predictions with this model.
     #[arg(long)]
     pub teacher: Option<PathBuf>,
@@ -140,6 +139,69 @@ pub struct EvalArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Image preprocessing: a preset or TOML file, with flags that override single fields.
+#[derive(Args, Debug)]
+pub struct PreprocessArgs {
+    /// Preprocessing: ppocr-cls, imagenet, or a TOML file (height, width, resize, scale, mean, std, bgr).
+    #[arg(long, default_value = "imagenet")]
+    pub preprocess: String,
+    /// Input size HxW (overrides the preset).
+    #[arg(long, value_name = "HxW")]
+    pub size: Option<String>,
+    /// Resizing: pad-right (keep aspect ratio, pad), stretch, center-crop (overrides the preset).
+    #[arg(long, value_enum)]
+    pub resize: Option<crate::data::Resize>,
+    /// Pixel scale applied first, e.g. 0.00392 for 1/255 (overrides the preset).
+    #[arg(long)]
+    pub scale: Option<f32>,
+    /// Per-channel mean R,G,B after scaling (overrides the preset).
+    #[arg(long, value_name = "R,G,B")]
+    pub mean: Option<String>,
+    /// Per-channel std R,G,B (overrides the preset).
+    #[arg(long, value_name = "R,G,B")]
+    pub std: Option<String>,
+    /// Feed channels as BGR.
+    #[arg(long)]
+    pub bgr: bool,
+}
+
+impl PreprocessArgs {
+    pub fn resolve(&self) -> crate::Result<crate::data::Preprocess> {
+        use crate::Error;
+        let mut p = crate::data::Preprocess::preset(&self.preprocess)?;
+        if let Some(s) = &self.size {
+            let (h, w) = s
+                .split_once(['x', 'X'])
+                .and_then(|(h, w)| Some((h.trim().parse::<u32>().ok()?, w.trim().parse::<u32>().ok()?)))
+                .filter(|&(h, w)| h > 0 && w > 0 && h <= 16384 && w <= 16384)
+                .ok_or_else(|| Error::option("--size", format!("'{s}' is not HxW (e.g. 48x192)")))?;
+            p.height = h;
+            p.width = w;
+        }
+        if let Some(r) = self.resize {
+            p.resize = r;
+        }
+        if let Some(v) = self.scale {
+            p.scale = v;
+        }
+        let triple = |opt: &str, v: &str| -> crate::Result<[f32; 3]> {
+            let parts: Vec<f32> = v.split(',').map(|x| x.trim().parse::<f32>()).collect::<std::result::Result<_, _>>().map_err(|_| Error::option(opt, format!("'{v}' is not three numbers")))?;
+            <[f32; 3]>::try_from(parts).map_err(|_| Error::option(opt, format!("'{v}' is not three numbers R,G,B")))
+        };
+        if let Some(m) = &self.mean {
+            p.mean = triple("--mean", m)?;
+        }
+        if let Some(sd) = &self.std {
+            p.std = triple("--std", sd)?;
+            if p.std.iter().any(|&v| v == 0.0) {
+                return Err(Error::option("--std", "must not be 0"));
+            }
+        }
+        p.bgr |= self.bgr;
+        Ok(p)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -158,9 +220,8 @@ pub struct FinetuneArgs {
     /// Derive labels from the images (rot180: as is = class 0, rotated = class 1).
     #[arg(long, value_enum)]
     pub task: Option<crate::data::Task>,
-    /// Preprocessing: ppocr-cls, imagenet, or a TOML file.
-    #[arg(long, default_value = "imagenet")]
-    pub preprocess: String,
+    #[command(flatten)]
+    pub pre: PreprocessArgs,
     /// Use only the first N training images.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -582,7 +643,7 @@ fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
 }
 
 fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
-    let pre = crate::data::Preprocess::preset(&a.preprocess)?;
+    let pre = a.pre.resolve()?;
     let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
     let model = crate::onnx::load(&a.model)?;
     let teacher = match &a.teacher {
@@ -632,7 +693,7 @@ fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     if a.distill == Distill::Kl && a.temperature <= 0.0 {
         anyhow::bail!("option --temperature: must be positive");
     }
-    let pre = crate::data::Preprocess::preset(&a.preprocess)?;
+    let pre = a.pre.resolve()?;
     let student = crate::onnx::load(&a.model)?;
     let teacher = crate::onnx::load(&a.teacher)?;
     let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;

@@ -282,8 +282,14 @@ fn finetune_runs_writes_a_model_curve_and_checkpoint() {
     let csv = std::fs::read_to_string(dir.path().join("tuned.curve.csv")).unwrap();
     assert!(csv.starts_with("step,epoch,lr,loss,loss/kl,loss/feature,eval_accuracy"), "{csv}");
     assert_eq!(csv.lines().count(), 4);
-    // the result is a model fusec (tract) evaluates
+    // the result is a model fusec (tract) evaluates, also with preprocessing given as flags
     fusec().args(["eval", out.to_str().unwrap(), "--data", lines.to_str().unwrap(), "--task", "rot180", "--preprocess", "ppocr-cls"]).assert().success();
+    fusec()
+        .args(["eval", out.to_str().unwrap(), "--data", lines.to_str().unwrap(), "--task", "rot180", "--size", "48x192", "--resize", "pad-right"])
+        .args(["--scale", "0.00392157", "--mean", "0.5,0.5,0.5", "--std", "0.5,0.5,0.5", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"samples\": 12"));
     // an existing output is not replaced without --force
     fusec()
         .args(["finetune", student.to_str().unwrap(), "--teacher", teacher.to_str().unwrap(), "--data", lines.to_str().unwrap()])
@@ -308,6 +314,8 @@ fn finetune_bad_inputs_fail_cleanly() {
         (vec!["finetune", t, "--teacher", t, "--data", l, "--lr", "0"], "--lr"),
         (vec!["finetune", t, "--teacher", t, "--data", l, "--batch", "2", "--resume", t], "--resume"),
         (vec!["finetune", t, "--teacher", t, "--data", l, "-o", t, "--force"], "is an input"),
+        (vec!["finetune", t, "--teacher", t, "--data", l, "--size", "48"], "--size"),
+        (vec!["finetune", t, "--teacher", t, "--data", l, "--mean", "0.5,0.5"], "--mean"),
     ];
     for (args, needle) in cases {
         fusec().args(&args).args(base).assert().code(1).stderr(predicate::str::contains(needle));

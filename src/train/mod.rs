@@ -777,7 +777,7 @@ fn plot(s: &Summary, path: &Path) -> std::result::Result<(), String> {
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..max_x, (lo..hi).log_scale())
+        .build_cartesian_2d(0.0..max_x, lo..hi)
         .map_err(|e| e.to_string())?;
     chart.configure_mesh().x_desc("epoch").y_desc("loss").draw().map_err(|e| e.to_string())?;
     chart.draw_series(LineSeries::new(pts, &BLUE)).map_err(|e| e.to_string())?;
