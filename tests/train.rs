@@ -124,6 +124,8 @@ fn check_single(op: &str, xshape: &[usize], weights: &[(&str, &[usize], f32, f32
 fn conv_rules() {
     // dense, stride 2, asymmetric pads, bias
     check_single("Conv", &[2, 3, 7, 6], &[("w", &[4, 3, 3, 2], -0.5, 0.5), ("b", &[4], -0.5, 0.5)], vec![a_ints("strides", &[2, 2]), a_ints("pads", &[1, 0, 2, 1])], (-1.0, 1.0));
+    // pointwise (the Gemm / MatMul path)
+    check_single("Conv", &[2, 5, 4, 3], &[("w", &[6, 5, 1, 1], -0.5, 0.5), ("b", &[6], -0.5, 0.5)], vec![], (-1.0, 1.0));
     // dilation
     check_single("Conv", &[1, 2, 8, 8], &[("w", &[3, 2, 3, 3], -0.5, 0.5)], vec![a_ints("dilations", &[2, 1]), a_ints("pads", &[2, 1, 2, 1])], (-1.0, 1.0));
     // grouped

@@ -345,7 +345,16 @@ fn conv_backward(em: &mut Emitter, n: &NodeProto, gy: &str, need: &[bool]) -> Re
     let g = attr_int(n, "group").unwrap_or(1);
     let pads = window_pads(n, &x, &y, &k, &s, &d)?;
     let mut out = vec![None, None, None];
-    if need[0] {
+    let pointwise = g == 1 && k == [1, 1] && s == [1, 1] && pads.iter().all(|&p| p == 0);
+    if need[0] && pointwise {
+        // dX[n] = Wᵀ · dY[n], one batched MatMul with the (small) transposed weight
+        let (m, c, hw) = (w[0], w[1], x[2] * x[3]);
+        let w2 = em.reshape(&n.input[1], &[m, c])?;
+        let wt = em.transpose(&w2, &[1, 0])?;
+        let y3 = em.reshape(gy, &[x[0], m, hw])?;
+        let dx = em.op("MatMul", &[&wt, &y3], vec![], vec![x[0], c, hw]);
+        out[0] = Some(em.reshape(&dx, &x)?);
+    } else if need[0] {
         let full: Vec<i64> = vec![x[0], x[1], s[0] * (y[2] - 1) + (k[0] - 1) * d[0] + 1, s[1] * (y[3] - 1) + (k[1] - 1) * d[1] + 1];
         let ct = em.op("ConvTranspose", &[gy, &n.input[1]], vec![a_ints("strides", &s), a_ints("dilations", &d), a_int("group", g)], full);
         out[0] = Some(crop_to_input(em, &ct, &x, &pads)?);
@@ -353,7 +362,6 @@ fn conv_backward(em: &mut Emitter, n: &NodeProto, gy: &str, need: &[bool]) -> Re
     if need.get(1).copied().unwrap_or(false) {
         let (nb, c, m) = (x[0], x[1], w[0]);
         let (cg, mg) = (c / g, m / g);
-        let pointwise = g == 1 && k == [1, 1] && s == [1, 1] && pads.iter().all(|&p| p == 0);
         if pointwise {
             // one large GEMM over batch and positions: dW[M, C] = dY[M, NHW] · X[C, NHW]^T
             let nhw = nb * x[2] * x[3];
