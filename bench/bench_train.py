@@ -30,7 +30,20 @@ TORCH_STEP = r'''
 import json, sys, time, torch, onnx, numpy as np
 from onnx2torch import convert
 torch.set_num_threads(int(sys.argv[3]))
-student, teacher = convert(onnx.load(sys.argv[1])), convert(onnx.load(sys.argv[2]))
+def lifted(path):
+    # onnx2torch wants weights as initializers; Paddle keeps them in Constant nodes
+    m = onnx.load(path)
+    keep = []
+    for n in m.graph.node:
+        if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+            t = onnx.TensorProto(); t.CopyFrom(n.attribute[0].t); t.name = n.output[0]
+            m.graph.initializer.append(t)
+        else:
+            keep.append(n)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    return m
+student, teacher = convert(lifted(sys.argv[1])), convert(lifted(sys.argv[2]))
 student.train(); teacher.eval()
 opt = torch.optim.AdamW(student.parameters(), lr=2e-3, weight_decay=1e-4)
 x = torch.randn(32, 3, 48, 192)
