@@ -234,6 +234,7 @@ fn dense_and_softmax_rules() {
     check_single("LogSoftmax", &[3, 6], &[], vec![a_int("axis", -1)], (-2.0, 2.0));
     check_single("ReduceMean", &[2, 3, 4, 4], &[], vec![a_ints("axes", &[2, 3]), a_int("keepdims", 1)], (-1.0, 1.0));
     check_single("ReduceSum", &[2, 3, 4], &[], vec![a_int("keepdims", 0)], (-1.0, 1.0));
+    check_single("ReduceSumSquare", &[2, 3, 4], &[], vec![a_ints("axes", &[0, 2]), a_int("keepdims", 1)], (-1.0, 1.0));
 }
 
 // ------------------------------------------------------------ whole training graph
@@ -246,7 +247,11 @@ use fusec::train::graph::{self as tgraph, BnMode, Distill, LossSpec};
 /// A small MobileNet-style classifier: stem conv, two depthwise-separable
 /// blocks (one with stride 2 and a 5×5 kernel), GAP, Gemm, Softmax.
 fn classifier(seed: u64, classes: usize) -> ModelProto {
-    let mut b = ModelBuilder::new(14, seed);
+    classifier_at(14, seed, classes)
+}
+
+fn classifier_at(opset: i64, seed: u64, classes: usize) -> ModelProto {
+    let mut b = ModelBuilder::new(opset, seed);
     let x = b.input("x", &[Dim::Sym("N".into()), Dim::Known(3), Dim::Known(12), Dim::Known(16)]);
     let mut h = b.conv(&x, 3, 8, (3, 3), (2, 2), (1, 1), 1, false);
     h = b.bn(&h, 8);
@@ -329,13 +334,14 @@ fn trainable_initializers(m: &ModelProto) -> Vec<String> {
 #[test]
 fn training_graph_gradients_match_finite_differences() {
     runtime::init().unwrap();
-    let teacher = classifier(3, 3);
-    let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
-    let params = trainable_initializers(&student);
-    assert!(params.len() >= 10, "{params:?}");
-    // a feature loss on the first block's output (a tensor both models have)
-    let feature = student.graph.as_ref().unwrap().node.iter().find(|n| n.op_type() == "Concat").unwrap().output[0].clone();
-    for bn in [BnMode::Frozen, BnMode::Train] {
+    // opset 18 moves the reduction axes from attributes to inputs
+    for (opset, bn) in [(14, BnMode::Frozen), (14, BnMode::Train), (18, BnMode::Train)] {
+        let teacher = classifier_at(opset, 3, 3);
+        let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
+        let params = trainable_initializers(&student);
+        assert!(params.len() >= 10, "{params:?}");
+        // a feature loss on the first block's output (a tensor both models have)
+        let feature = student.graph.as_ref().unwrap().node.iter().find(|n| n.op_type() == "Concat").unwrap().output[0].clone();
         let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, distill_weight: 1.0, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
         let spec = tgraph::Spec { batch: 4, input_shape: vec![4, 3, 12, 16], trainable: &params, bn, loss: &loss, labels: true, teacher_logits_shape: vec![3] };
         let tg = tgraph::build(&student, &spec).unwrap();
@@ -382,7 +388,7 @@ fn training_graph_gradients_match_finite_differences() {
             let fd = (lp - lm) / (2.0 * eps as f64);
             let an: f64 = out[1..].iter().zip(&dir).map(|(g, d)| g.iter().zip(d).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>()).sum();
             let tol = 3e-2 * fd.abs().max(an.abs()) + 1e-3;
-            assert!((fd - an).abs() <= tol, "{bn:?} trial {trial}: finite difference {fd:.6} vs gradient {an:.6}");
+            assert!((fd - an).abs() <= tol, "opset {opset} {bn:?} trial {trial}: finite difference {fd:.6} vs gradient {an:.6}");
             assert!(an.abs() > 1e-2, "{bn:?}: vacuous check ({an})");
         }
     }

@@ -25,7 +25,7 @@ const NON_DIFFERENTIABLE: &[&str] = &[
 pub const SUPPORTED: &[&str] = &[
     "Conv", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "Mul", "Add", "Sub", "Div",
     "Neg", "Sqrt", "Exp", "Concat", "Split", "Slice", "Pad", "GlobalAveragePool", "AveragePool", "MaxPool", "Flatten", "Reshape",
-    "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose", "Gemm", "MatMul", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum",
+    "Squeeze", "Unsqueeze", "Identity", "Dropout", "Transpose", "Gemm", "MatMul", "Softmax", "LogSoftmax", "ReduceMean", "ReduceSum", "ReduceSumSquare",
     "Cast",
 ];
 
@@ -801,7 +801,7 @@ fn backward(em: &mut Emitter, n: &NodeProto, gys: &[Option<String>], need: &[boo
                 one(em.bin("Sub", &g, &t)?)
             }
         }
-        "ReduceMean" | "ReduceSum" => {
+        "ReduceMean" | "ReduceSum" | "ReduceSumSquare" => {
             let xs = in_shape(em, n, 0)?;
             let r = xs.len() as i64;
             let axes: Vec<i64> = list_arg(em, n, "axes", 1)
@@ -818,7 +818,13 @@ fn backward(em: &mut Emitter, n: &NodeProto, gys: &[Option<String>], need: &[boo
             } else {
                 g
             };
-            one(em.expand(&g, &xs)?)
+            if op == "ReduceSumSquare" {
+                let two = em.c_f32(2.0);
+                let x2 = em.bin("Mul", inp(0), &two)?;
+                one(em.bin("Mul", &x2, &g)?)
+            } else {
+                one(em.expand(&g, &xs)?)
+            }
         }
         _ => Err(Error::node(&label, format!("no gradient rule for {op} (rules exist for: {})", SUPPORTED.join(", ")))),
     }

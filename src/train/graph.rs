@@ -167,11 +167,12 @@ fn upgrade(nodes: Vec<NodeProto>, opset: i64, inits: &mut Vec<TensorProto>) -> R
 /// batch mean and (biased) variance are computed in the graph and fed to an
 /// inference-mode BatchNormalization; its backward rule (see
 /// [`super::grad`]) includes the statistics' dependence on the input.
-fn batch_bn(n: &NodeProto, x_shape: &[i64], out: &mut Vec<NodeProto>) -> BnStat {
+fn batch_bn(n: &NodeProto, x_shape: &[i64], opset: i64, out: &mut Vec<NodeProto>, inits: &mut Vec<TensorProto>) -> BnStat {
     let p = format!("bn/{}", onnx::node_label(n));
     let rank = x_shape.len();
     let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
     let momentum = attr_float(n, "momentum").unwrap_or(0.9);
+    let count: usize = x_shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, &d)| d as usize).product();
     let mk = |op: &str, ins: &[&str], o: &str, attrs: Vec<onnx::AttributeProto>| NodeProto {
         name: Some(format!("{o}/node")),
         op_type: Some(op.into()),
@@ -181,10 +182,23 @@ fn batch_bn(n: &NodeProto, x_shape: &[i64], out: &mut Vec<NodeProto>) -> BnStat 
         ..Default::default()
     };
     let v = |s: &str| format!("{p}/{s}");
-    let red = || vec![a_ints("axes", &axes), a_int("keepdims", 0)];
-    out.push(mk("ReduceMean", &[&n.input[0]], &v("mean"), red()));
-    out.push(mk("Mul", &[&n.input[0], &n.input[0]], &v("sq"), vec![]));
-    out.push(mk("ReduceMean", &[&v("sq")], &v("ex2"), red()));
+    inits.push(Tensor::from_f32(&v("inv_count"), &ndarray::arr0(1.0 / count as f32).into_dyn()).into_proto());
+    // reductions take their axes as an attribute up to opset 17 and as an input from 18
+    let (red_in, red_attrs): (Vec<String>, Vec<onnx::AttributeProto>) = if opset >= 18 {
+        inits.push(Tensor::from_i64(&v("axes"), &[axes.len() as i64], &axes).into_proto());
+        (vec![v("axes")], vec![a_int("keepdims", 0)])
+    } else {
+        (vec![], vec![a_ints("axes", &axes), a_int("keepdims", 0)])
+    };
+    let red = |op: &str, x: &str, o: &str| {
+        let mut ins = vec![x.to_string()];
+        ins.extend(red_in.iter().cloned());
+        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+        mk(op, &refs, o, red_attrs.clone())
+    };
+    out.push(red("ReduceMean", &n.input[0], &v("mean")));
+    out.push(red("ReduceSumSquare", &n.input[0], &v("sumsq")));
+    out.push(mk("Mul", &[&v("sumsq"), &v("inv_count")], &v("ex2"), vec![]));
     out.push(mk("Mul", &[&v("mean"), &v("mean")], &v("mean2"), vec![]));
     out.push(mk("Sub", &[&v("ex2"), &v("mean2")], &v("var0"), vec![]));
     out.push(mk("Relu", &[&v("var0")], &v("var"), vec![]));
@@ -194,7 +208,6 @@ fn batch_bn(n: &NodeProto, x_shape: &[i64], out: &mut Vec<NodeProto>) -> BnStat 
     bn.output.truncate(1);
     bn.attribute.retain(|a| a.name() == "epsilon");
     out.push(bn);
-    let count = x_shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, &d)| d as usize).product();
     BnStat { node: onnx::node_label(n), mean: n.input[3].clone(), var: n.input[4].clone(), batch_mean: v("mean"), batch_var: v("var"), momentum, count }
 }
 
@@ -290,7 +303,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
             let train_this = n.op_type() == "BatchNormalization" && (trainable.contains(n.input[1].as_str()) || trainable.contains(n.input[2].as_str()));
             if train_this {
                 let xs = shapes.get(&n.input[0]).cloned().ok_or_else(|| Error::tensor(&n.input[0], "shape unknown"))?;
-                bn.push(batch_bn(&n, &xs, &mut out));
+                bn.push(batch_bn(&n, &xs, train_opset, &mut out, &mut inits));
             } else {
                 out.push(n);
             }
