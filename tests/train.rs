@@ -135,6 +135,9 @@ fn conv_rules() {
     // FuSe 1-D kernels, row and column
     check_single("Conv", &[2, 4, 6, 7], &[("w", &[4, 1, 1, 5], -0.5, 0.5)], vec![a_int("group", 4), a_ints("strides", &[2, 1]), a_ints("pads", &[0, 2, 0, 2])], (-1.0, 1.0));
     check_single("Conv", &[2, 4, 6, 7], &[("w", &[4, 1, 3, 1], -0.5, 0.5)], vec![a_int("group", 4), a_ints("pads", &[1, 0, 1, 0])], (-1.0, 1.0));
+    // depthwise 3×3 with dilation 2 and stride 2 (the per-tap slice path), and 7×1
+    check_single("Conv", &[2, 3, 11, 10], &[("w", &[3, 1, 3, 3], -0.5, 0.5)], vec![a_int("group", 3), a_ints("strides", &[2, 2]), a_ints("dilations", &[2, 2]), a_ints("pads", &[2, 1, 2, 2])], (-1.0, 1.0));
+    check_single("Conv", &[2, 3, 9, 4], &[("w", &[3, 1, 7, 1], -0.5, 0.5), ("b", &[3], -0.5, 0.5)], vec![a_int("group", 3), a_ints("pads", &[3, 0, 3, 0])], (-1.0, 1.0));
     // SAME_UPPER auto padding
     check_single("Conv", &[1, 2, 7, 7], &[("w", &[2, 2, 3, 3], -0.5, 0.5)], vec![a_string("auto_pad", "SAME_UPPER"), a_ints("strides", &[2, 2])], (-1.0, 1.0));
 }
