@@ -126,6 +126,7 @@ fn conv_rules() {
     check_single("Conv", &[2, 3, 7, 6], &[("w", &[4, 3, 3, 2], -0.5, 0.5), ("b", &[4], -0.5, 0.5)], vec![a_ints("strides", &[2, 2]), a_ints("pads", &[1, 0, 2, 1])], (-1.0, 1.0));
     // pointwise (the Gemm / MatMul path)
     check_single("Conv", &[2, 5, 4, 3], &[("w", &[6, 5, 1, 1], -0.5, 0.5), ("b", &[6], -0.5, 0.5)], vec![], (-1.0, 1.0));
+    check_single("Conv", &[2, 6, 4, 3], &[("w", &[4, 6, 1, 1], -0.5, 0.5)], vec![], (-1.0, 1.0));
     // dilation
     check_single("Conv", &[1, 2, 8, 8], &[("w", &[3, 2, 3, 3], -0.5, 0.5)], vec![a_ints("dilations", &[2, 1]), a_ints("pads", &[2, 1, 2, 1])], (-1.0, 1.0));
     // grouped

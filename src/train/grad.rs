@@ -363,13 +363,21 @@ fn conv_backward(em: &mut Emitter, n: &NodeProto, gy: &str, need: &[bool]) -> Re
         let (nb, c, m) = (x[0], x[1], w[0]);
         let (cg, mg) = (c / g, m / g);
         if pointwise {
-            // one large GEMM over batch and positions: dW[M, C] = dY[M, NHW] · X[C, NHW]^T
-            let nhw = nb * x[2] * x[3];
-            let xt = em.transpose(&n.input[0], &[1, 0, 2, 3])?;
-            let x2 = em.reshape(&xt, &[c, nhw])?;
-            let yt = em.transpose(gy, &[1, 0, 2, 3])?;
-            let y2 = em.reshape(&yt, &[m, nhw])?;
-            let dw = em.op("Gemm", &[&y2, &x2], vec![a_int("transB", 1)], vec![m, c]);
+            // dW = Σ_n dY[n] · X[n]ᵀ as a batched MatMul, transposing only the smaller of
+            // X and dY (per sample), then a sum over the batch
+            let hw = x[2] * x[3];
+            let x3 = em.reshape(&n.input[0], &[nb, c, hw])?;
+            let y3 = em.reshape(gy, &[nb, m, hw])?;
+            let dw = if m <= c {
+                let yt = em.transpose(&y3, &[0, 2, 1])?;
+                let p = em.op("MatMul", &[&x3, &yt], vec![], vec![nb, c, m]);
+                let q = em.reduce("ReduceSum", &p, &[0], false)?;
+                em.transpose(&q, &[1, 0])?
+            } else {
+                let xt = em.transpose(&x3, &[0, 2, 1])?;
+                let p = em.op("MatMul", &[&y3, &xt], vec![], vec![nb, m, c]);
+                em.reduce("ReduceSum", &p, &[0], false)?
+            };
             out[1] = Some(em.reshape(&dw, &[m, c, 1, 1])?);
             if need.get(2).copied().unwrap_or(false) {
                 out[2] = Some(em.reduce("ReduceSum", gy, &[0, 2, 3], false)?);
