@@ -121,6 +121,7 @@ pub struct Summary {
     pub steps: usize,
     pub epochs: f64,
     pub seconds: f64,
+    /// Training throughput after the first step (ONNX Runtime's first run allocates its buffers).
     pub samples_per_sec: f64,
     pub params_trained: usize,
     pub tensors_trained: usize,
@@ -569,6 +570,8 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     let mut ema: Option<f32> = None;
     let start_step = st.step;
     let train_t0 = Instant::now();
+    // throughput is measured from the end of the first step
+    let mut warm: Option<(Instant, usize)> = None;
     let mut first_loss = f32::NAN;
     let mut order: Vec<usize> = vec![];
     let mut order_epoch = usize::MAX;
@@ -678,6 +681,9 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         }
         timing[2] += tt2.elapsed().as_secs_f64();
         st.step += 1;
+        if warm.is_none() {
+            warm = Some((Instant::now(), st.step));
+        }
         let e = ema.map_or(loss_v, |e| 0.95 * e + 0.05 * loss_v);
         ema = Some(e);
         bar.set_position(st.step as u64);
@@ -728,7 +734,10 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         steps: st.step,
         epochs: st.step as f64 / steps_per_epoch as f64,
         seconds: t0.elapsed().as_secs_f64(),
-        samples_per_sec: ((st.step - start_step) * opts.batch) as f64 / secs.max(1e-9),
+        samples_per_sec: match warm {
+            Some((t, s0)) if st.step > s0 => ((st.step - s0) * opts.batch) as f64 / t.elapsed().as_secs_f64().max(1e-9),
+            _ => ((st.step - start_step) * opts.batch) as f64 / secs.max(1e-9),
+        },
         params_trained: tg.param_shapes.iter().map(|s| s.iter().product::<usize>()).sum(),
         tensors_trained: tg.params.len(),
         loss_names: tg.loss_outputs.clone(),
