@@ -107,29 +107,14 @@ impl ModelBuilder {
     }
 
     pub fn node(&mut self, op: &str, inputs: &[&str], output: &str, attrs: Vec<onnx::AttributeProto>) -> String {
-        let name = self.fresh(op);
-        self.nodes.push(NodeProto {
-            name: Some(name),
-            op_type: Some(op.into()),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.into()],
-            attribute: attrs,
-            ..Default::default()
-        });
+        self.node_multi(op, inputs, &[output], attrs);
         output.to_string()
     }
 
     /// A node with several outputs.
     pub fn node_multi(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<onnx::AttributeProto>) {
         let name = self.fresh(op);
-        self.nodes.push(NodeProto {
-            name: Some(name),
-            op_type: Some(op.into()),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: outputs.iter().map(|s| s.to_string()).collect(),
-            attribute: attrs,
-            ..Default::default()
-        });
+        self.nodes.push(onnx::make_node(&name, op, inputs, outputs, attrs));
     }
 
     pub fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<onnx::AttributeProto>) -> String {

@@ -526,6 +526,18 @@ pub fn a_tensor(name: &str, t: TensorProto) -> AttributeProto {
     AttributeProto { name: Some(name.into()), r#type: Some(attr_type::TENSOR), t: Some(t), ..Default::default() }
 }
 
+/// A default-domain node.
+pub fn make_node(name: &str, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        name: Some(name.to_string()),
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    }
+}
+
 pub fn node_label(n: &NodeProto) -> String {
     if !n.name().is_empty() {
         n.name().to_string()

@@ -118,12 +118,18 @@ pub struct Feed<'a> {
 }
 
 /// Run a session on f32 inputs and return the named f32 outputs (all outputs if `outputs` is empty).
+fn session_inputs<'a>(feeds: &'a [Feed]) -> Result<Vec<(String, ort::session::SessionInputValue<'a>)>> {
+    feeds
+        .iter()
+        .map(|f| {
+            let t = ort::value::TensorRef::from_array_view((f.shape.clone(), f.data)).map_err(|e| ort_err(f.name, e))?;
+            Ok((f.name.to_string(), t.into()))
+        })
+        .collect()
+}
+
 pub fn run(sess: &mut Session, feeds: &[Feed], outputs: &[String]) -> Result<Vec<ArrayD<f32>>> {
-    let mut inputs: Vec<(String, ort::session::SessionInputValue)> = Vec::with_capacity(feeds.len());
-    for f in feeds {
-        let t = ort::value::TensorRef::from_array_view((f.shape.clone(), f.data)).map_err(|e| ort_err(f.name, e))?;
-        inputs.push((f.name.to_string(), t.into()));
-    }
+    let inputs = session_inputs(feeds)?;
     let names: Vec<String> = if outputs.is_empty() { sess.outputs().iter().map(|o| o.name().to_string()).collect() } else { outputs.to_vec() };
     let out = sess.run(inputs).map_err(|e| ort_err("ONNX Runtime run", e))?;
     names
@@ -138,11 +144,7 @@ pub fn run(sess: &mut Session, feeds: &[Feed], outputs: &[String]) -> Result<Vec
 
 /// Run a session and return the name and shape of every f32 and i64 output (other types are skipped).
 pub fn run_any(sess: &mut Session, feeds: &[Feed]) -> Result<Vec<(String, Vec<i64>)>> {
-    let mut inputs: Vec<(String, ort::session::SessionInputValue)> = Vec::with_capacity(feeds.len());
-    for f in feeds {
-        let t = ort::value::TensorRef::from_array_view((f.shape.clone(), f.data)).map_err(|e| ort_err(f.name, e))?;
-        inputs.push((f.name.to_string(), t.into()));
-    }
+    let inputs = session_inputs(feeds)?;
     let out = sess.run(inputs).map_err(|e| ort_err("ONNX Runtime run", e))?;
     let mut res = vec![];
     for (name, v) in out.iter() {

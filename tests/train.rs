@@ -314,16 +314,7 @@ fn images(n: usize, seed: u64) -> Dataset {
 
 /// Smooth random images; labels are the teacher's own predictions.
 fn teacher_labelled(teacher: &ModelProto, n: usize, seed: u64) -> Dataset {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut samples = vec![];
-    for i in 0..n {
-        let p: Vec<f32> = rand_vec(9, -1.0, 1.0, &mut rng);
-        let x = ndarray::Array3::from_shape_fn((3, 12, 16), |(c, y, x)| {
-            (p[c] * 2.0 + 0.5 * y as f32 * p[3 + c]).sin() + (p[6 + c] * 3.0 + 0.4 * x as f32 * p[c]).cos() * 0.7
-        });
-        samples.push(Sample { name: format!("s{i}"), x, label: None });
-    }
-    let mut data = Dataset { samples, classes: (0..3).map(|c| c.to_string()).collect() };
+    let mut data = images(n, seed);
     let (pred, _, _) = fusec::eval::predict(teacher, &data).unwrap();
     for (s, p) in data.samples.iter_mut().zip(pred) {
         s.label = Some(p);

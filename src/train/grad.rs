@@ -68,14 +68,7 @@ impl Emitter {
 
     pub fn node(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<onnx::AttributeProto>) {
         let name = self.fresh(op);
-        self.nodes.push(NodeProto {
-            name: Some(name),
-            op_type: Some(op.into()),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: outputs.iter().map(|s| s.to_string()).collect(),
-            attribute: attrs,
-            ..Default::default()
-        });
+        self.nodes.push(onnx::make_node(&name, op, inputs, outputs, attrs));
     }
 
     pub fn c_i64(&mut self, v: &[i64]) -> String {

@@ -163,6 +163,21 @@ fn upgrade(nodes: Vec<NodeProto>, opset: i64, inits: &mut Vec<TensorProto>) -> R
     Ok(out)
 }
 
+/// The forward nodes as the training graph runs them: upgraded to the training opset, and
+/// every MaxPool with its Indices output (its backward scatters through them). Returns the
+/// nodes, the initializers (with any the upgrade added) and the opset.
+fn forward_for_training(nodes: Vec<NodeProto>, gp: &onnx::GraphProto, opset: i64) -> Result<(Vec<NodeProto>, Vec<TensorProto>, i64)> {
+    let mut inits: Vec<TensorProto> = gp.initializer.clone();
+    let mut nodes = upgrade(nodes, opset, &mut inits)?;
+    for (i, n) in nodes.iter_mut().enumerate() {
+        if n.op_type() == "MaxPool" && n.output.get(1).is_none_or(|o| o.is_empty()) {
+            n.output.truncate(1);
+            n.output.push(format!("maxpool/{i}/indices"));
+        }
+    }
+    Ok((nodes, inits, opset.max(TRAIN_OPSET)))
+}
+
 /// A BatchNormalization normalised with the statistics of the batch: the
 /// batch mean and (biased) variance are computed in the graph and fed to an
 /// inference-mode BatchNormalization; its backward rule (see
@@ -173,14 +188,7 @@ fn batch_bn(n: &NodeProto, x_shape: &[i64], opset: i64, out: &mut Vec<NodeProto>
     let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
     let momentum = attr_float(n, "momentum").unwrap_or(0.9);
     let count: usize = x_shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, &d)| d as usize).product();
-    let mk = |op: &str, ins: &[&str], o: &str, attrs: Vec<onnx::AttributeProto>| NodeProto {
-        name: Some(format!("{o}/node")),
-        op_type: Some(op.into()),
-        input: ins.iter().map(|s| s.to_string()).collect(),
-        output: vec![o.to_string()],
-        attribute: attrs,
-        ..Default::default()
-    };
+    let mk = |op: &str, ins: &[&str], o: &str, attrs: Vec<onnx::AttributeProto>| onnx::make_node(&format!("{o}/node"), op, ins, &[o], attrs);
     let v = |s: &str| format!("{p}/{s}");
     inits.push(Tensor::from_f32(&v("inv_count"), &ndarray::arr0(1.0 / count as f32).into_dyn()).into_proto());
     // reductions take their axes as an attribute up to opset 17 and as an input from 18
@@ -213,25 +221,28 @@ fn batch_bn(n: &NodeProto, x_shape: &[i64], opset: i64, out: &mut Vec<NodeProto>
 
 /// Run the forward graph once in ONNX Runtime and record the shape of every float value.
 fn probe_shapes(opset: i64, nodes: &[NodeProto], inits: &[TensorProto], input: &str, shape: &[usize]) -> Result<HashMap<String, Vec<i64>>> {
-    let mut outputs = vec![];
-    let mut seen = HashSet::new();
-    for n in nodes {
-        for o in &n.output {
-            if !o.is_empty() && seen.insert(o.clone()) {
-                outputs.push(onnx::ValueInfoProto { name: Some(o.clone()), ..Default::default() });
-            }
-        }
-    }
     let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Known(d as i64)).collect();
-    let model = model_proto(opset, nodes.to_vec(), inits.to_vec(), vec![onnx::make_value_info(input, dtype::FLOAT, Some(&dims))], outputs.clone());
-    let mut sess = crate::runtime::session(&model, 1)?;
+    let model = model_proto(opset, nodes.to_vec(), inits.to_vec(), vec![onnx::make_value_info(input, dtype::FLOAT, Some(&dims))], vec![]);
+    value_shapes(&model, input, shape)
+}
+
+/// Shapes of every float and integer value of `model` (node outputs, float initializers,
+/// the input) for an input of `shape`, from one ONNX Runtime run on zeros.
+pub fn value_shapes(model: &ModelProto, input: &str, shape: &[usize]) -> Result<HashMap<String, Vec<i64>>> {
+    let mut m = model.clone();
+    let g = m.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
+    let mut seen = HashSet::new();
+    g.output = g
+        .node
+        .iter()
+        .flat_map(|n| n.output.iter())
+        .filter(|o| !o.is_empty() && seen.insert(o.as_str()))
+        .map(|o| onnx::ValueInfoProto { name: Some(o.clone()), ..Default::default() })
+        .collect();
+    let mut sess = crate::runtime::session(&m, 1)?;
     let x = vec![0.0f32; shape.iter().product()];
-    let res = crate::runtime::run_any(&mut sess, &[crate::runtime::Feed { name: input, shape: shape.to_vec(), data: &x }])?;
-    let mut shapes = HashMap::new();
-    for (name, s) in res {
-        shapes.insert(name, s);
-    }
-    for t in inits {
+    let mut shapes: HashMap<String, Vec<i64>> = crate::runtime::run_any(&mut sess, &[crate::runtime::Feed { name: input, shape: shape.to_vec(), data: &x }])?.into_iter().collect();
+    for t in model.graph.iter().flat_map(|g| g.initializer.iter()) {
         if t.data_type() == dtype::FLOAT {
             shapes.insert(t.name().to_string(), t.dims.clone());
         }
@@ -283,16 +294,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     let output = gp.output.first().ok_or_else(|| Error::InvalidGraph("model has no output".into()))?.name().to_string();
     let logits = logits_of(&nodes, &output);
 
-    let mut inits: Vec<TensorProto> = gp.initializer.clone();
-    let mut nodes = upgrade(nodes, opset, &mut inits)?;
-    let train_opset = opset.max(TRAIN_OPSET);
-    // MaxPool backward scatters through the Indices output
-    for (i, n) in nodes.iter_mut().enumerate() {
-        if n.op_type() == "MaxPool" && n.output.get(1).is_none_or(|o| o.is_empty()) {
-            n.output.truncate(1);
-            n.output.push(format!("maxpool/{i}/indices"));
-        }
-    }
+    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset)?;
     let trainable: HashSet<&str> = spec.trainable.iter().map(String::as_str).collect();
     // shapes first (the decomposition needs the BN input shapes)
     let mut shapes = probe_shapes(train_opset, &nodes, &inits, &input, &input_shape)?;
@@ -505,13 +507,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
 }
 
 fn identity(from: &str, to: &str) -> NodeProto {
-    NodeProto {
-        name: Some(format!("{to}/identity")),
-        op_type: Some("Identity".into()),
-        input: vec![from.to_string()],
-        output: vec![to.to_string()],
-        ..Default::default()
-    }
+    onnx::make_node(&format!("{to}/identity"), "Identity", &[from], &[to], vec![])
 }
 
 /// A gradient-only model for checking backward rules: inputs are the forward
@@ -521,15 +517,7 @@ pub fn gradient_model(model: &ModelProto, wrt: &[String], input_shapes: &[(Strin
     let gp = model.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
     let opset = onnx::opset_of(model);
     let (nodes, _) = sorted_nodes(model)?;
-    let mut inits: Vec<TensorProto> = gp.initializer.clone();
-    let mut nodes = upgrade(nodes, opset, &mut inits)?;
-    let train_opset = opset.max(TRAIN_OPSET);
-    for (i, n) in nodes.iter_mut().enumerate() {
-        if n.op_type() == "MaxPool" && n.output.get(1).is_none_or(|o| o.is_empty()) {
-            n.output.truncate(1);
-            n.output.push(format!("maxpool/{i}/indices"));
-        }
-    }
+    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset)?;
     let (iname, ishape) = input_shapes.first().ok_or_else(|| Error::InvalidGraph("no input".into()))?;
     let mut shapes = probe_shapes(train_opset, &nodes, &inits, iname, ishape)?;
     for (n, s) in input_shapes {

@@ -267,17 +267,6 @@ fn teacher_model(teacher: &ModelProto, tensors: &[String]) -> Result<(ModelProto
     Ok((m, logits))
 }
 
-/// Shapes of every float value of `model` at `input_shape`, from one ONNX Runtime run.
-fn value_shapes(model: &ModelProto, input: &str, input_shape: &[usize]) -> Result<HashMap<String, Vec<i64>>> {
-    let mut m = model.clone();
-    let g = m.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
-    let names: Vec<String> = g.node.iter().flat_map(|n| n.output.iter().filter(|o| !o.is_empty()).cloned()).collect();
-    g.output = names.iter().map(|n| onnx::ValueInfoProto { name: Some(n.clone()), ..Default::default() }).collect();
-    let mut s = runtime::session(&m, 1)?;
-    let x = vec![0.0f32; input_shape.iter().product()];
-    Ok(runtime::run_any(&mut s, &[Feed { name: input, shape: input_shape.to_vec(), data: &x }])?.into_iter().collect())
-}
-
 fn lr_at(o: &Options, step: usize, total: usize) -> f32 {
     let warm = o.warmup.min(total / 5);
     if step < warm {
@@ -468,8 +457,8 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     };
     let mut loss = opts.loss.clone();
     if opts.auto_features && loss.feature_weight > 0.0 && loss.features.is_empty() {
-        let ss = value_shapes(student, &s_input, &input_shape)?;
-        let ts = value_shapes(teacher, &t_input, &input_shape)?;
+        let ss = graph::value_shapes(student, &s_input, &input_shape)?;
+        let ts = graph::value_shapes(teacher, &t_input, &input_shape)?;
         loss.features = block_outputs(student, teacher, &ss, &ts);
     }
     let (tmodel, t_logits) = teacher_model(teacher, &loss.features)?;
