@@ -743,9 +743,12 @@ fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     let (trained, summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;
     let curve = a.curve.clone().unwrap_or_else(|| output.with_extension("curve.csv"));
     let svg = crate::train::write_curve(&summary, &curve)?;
-    if summary.interrupted {
+    if summary.interrupted || summary.paused {
         eprintln!("stopped at step {}; checkpoint {}; continue with --resume {}", summary.steps, checkpoint.display(), checkpoint.display());
-        return Err(crate::Error::Eval("interrupted".into()).into());
+        if summary.interrupted {
+            return Err(crate::Error::Eval("interrupted".into()).into());
+        }
+        return Ok(());
     }
     let model = crate::onnx::Model { proto: trained, path: None, external_tensors: Default::default() };
     crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;

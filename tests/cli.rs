@@ -290,6 +290,15 @@ fn finetune_runs_writes_a_model_curve_and_checkpoint() {
         .assert()
         .success()
         .stdout(predicate::str::contains("\"samples\": 12"));
+    // --stop-after pauses with a checkpoint and exit code 0, without a model
+    let paused = dir.path().join("paused.onnx");
+    fusec()
+        .args(["finetune", student.to_str().unwrap(), "--teacher", teacher.to_str().unwrap(), "--data", lines.to_str().unwrap()])
+        .args(["--task", "rot180", "--preprocess", "ppocr-cls", "--steps", "3", "--stop-after", "1", "--batch", "4", "--quiet", "-o", paused.to_str().unwrap()])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("stopped at step 1"));
+    assert!(!paused.exists() && dir.path().join("paused.ckpt.npz").is_file());
     // an existing output is not replaced without --force
     fusec()
         .args(["finetune", student.to_str().unwrap(), "--teacher", teacher.to_str().unwrap(), "--data", lines.to_str().unwrap()])

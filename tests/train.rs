@@ -439,7 +439,7 @@ fn resuming_from_a_checkpoint_gives_the_same_weights() {
     let (straight, _) = fusec::train::finetune(&student, &teacher, &data, None, &base).unwrap();
     let first = fusec::train::Options { checkpoint: Some(ck.clone()), stop_after: Some(5), ..base.clone() };
     let (_, s1) = fusec::train::finetune(&student, &teacher, &data, None, &first).unwrap();
-    assert!(s1.interrupted && s1.steps == 5);
+    assert!(s1.paused && !s1.interrupted && s1.steps == 5);
     let second = fusec::train::Options { resume: Some(ck.clone()), ..base.clone() };
     let (resumed, s2) = fusec::train::finetune(&student, &teacher, &data, None, &second).unwrap();
     assert_eq!(s2.steps, 8);
@@ -448,5 +448,5 @@ fn resuming_from_a_checkpoint_gives_the_same_weights() {
     let other = classifier(6, 4);
     let (other_s, _) = common::convert(&other, Variant::Half, Init::Center);
     let err = fusec::train::finetune(&other_s, &other, &data, None, &second).unwrap_err().to_string();
-    assert!(err.contains("--resume"), "{err}");
+    assert!(err.contains("--resume") && err.contains("another model"), "{err}");
 }

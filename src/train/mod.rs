@@ -72,7 +72,7 @@ pub struct Options {
     pub checkpoint: Option<PathBuf>,
     pub checkpoint_every: usize,
     pub resume: Option<PathBuf>,
-    /// Stop (as if interrupted, checkpoint saved) once this many steps are done.
+    /// Pause (checkpoint saved, `Summary::paused`) once this many steps are done.
     pub stop_after: Option<usize>,
     pub progress: bool,
 }
@@ -131,7 +131,10 @@ pub struct Summary {
     pub final_loss: f32,
     pub eval_before: Option<f64>,
     pub eval_after: Option<f64>,
+    /// Stopped by Ctrl-C.
     pub interrupted: bool,
+    /// Stopped by `stop_after` before the last step.
+    pub paused: bool,
     pub checkpoint: Option<PathBuf>,
     pub curve: Vec<CurvePoint>,
 }
@@ -338,6 +341,10 @@ fn load_checkpoint(path: &Path, st: &mut State, tg: &graph::TrainGraph, fingerpr
     let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let bad = |what: String| Error::option("--resume", format!("{}: {what}", path.display()));
     let mut r = NpzReader::new(f).map_err(|e| bad(format!("not a fusec checkpoint ({e})")))?;
+    let meta: ndarray::Array1<i64> = r.by_name("meta").map_err(|e| bad(format!("not a fusec checkpoint (no meta: {e})")))?;
+    if meta.len() != 2 || meta[1] != fingerprint {
+        return Err(bad("written for another model or training set-up (parameters differ)".into()));
+    }
     let mut get = |name: String, len: usize| -> Result<Vec<f32>> {
         let a: ndarray::Array1<f32> = r.by_name(&name).map_err(|e| bad(format!("missing {name} ({e})")))?;
         if a.len() != len {
@@ -355,12 +362,6 @@ fn load_checkpoint(path: &Path, st: &mut State, tg: &graph::TrainGraph, fingerpr
         let n = st.bn_mean[i].len();
         st.bn_mean[i] = get(format!("bn_mean/{}", b.mean), n)?;
         st.bn_var[i] = get(format!("bn_var/{}", b.var), n)?;
-    }
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut r = NpzReader::new(f).map_err(|e| bad(e.to_string()))?;
-    let meta: ndarray::Array1<i64> = r.by_name("meta").map_err(|e| bad(format!("missing meta ({e})")))?;
-    if meta.len() != 2 || meta[1] != fingerprint {
-        return Err(bad("written for another model or training set-up (parameters differ)".into()));
     }
     st.step = meta[0].max(0) as usize;
     Ok(())
@@ -556,6 +557,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
     let decay: Vec<bool> = tg.param_shapes.iter().map(|s| s.len() > 1).collect();
     let mut interrupted = false;
+    let mut paused = false;
     let mut ema: Option<f32> = None;
     let start_step = st.step;
     let train_t0 = Instant::now();
@@ -705,8 +707,9 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
                 save_checkpoint(c, &st, &tg, fingerprint)?;
             }
         }
-        if onnx::was_interrupted() || opts.stop_after.is_some_and(|n| st.step >= n && st.step < total) {
-            interrupted = true;
+        interrupted = onnx::was_interrupted();
+        paused = opts.stop_after.is_some_and(|n| st.step >= n && st.step < total);
+        if interrupted || paused {
             if let Some(c) = &opts.checkpoint {
                 save_checkpoint(c, &st, &tg, fingerprint)?;
             }
@@ -736,6 +739,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         eval_before,
         eval_after,
         interrupted,
+        paused,
         checkpoint: opts.checkpoint.clone(),
         curve,
     };
