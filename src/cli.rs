@@ -231,16 +231,19 @@ pub struct FinetuneArgs {
     /// Replace an existing output file.
     #[arg(long)]
     pub force: bool,
+    /// Passes over the training data.
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
     /// Train for exactly this many steps (overrides --epochs).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Samples per step (the training graph is built for this batch size; a last partial batch is skipped).
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f32,
+    /// Optimizer: adamw, or sgd (with --momentum).
     #[arg(long, value_enum, default_value = "adamw")]
     pub optimizer: crate::train::Optimizer,
     /// SGD momentum.
@@ -249,6 +252,7 @@ pub struct FinetuneArgs {
     /// Decoupled weight decay (AdamW) or L2 (SGD), not applied to biases and BN parameters.
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f32,
+    /// Learning-rate schedule after the warm-up.
     #[arg(long, value_enum, default_value = "cosine")]
     pub schedule: crate::train::Schedule,
     /// Linear warm-up steps.
@@ -275,6 +279,7 @@ pub struct FinetuneArgs {
     /// Random shifts, contrast/brightness jitter and noise on the training inputs.
     #[arg(long)]
     pub augment: bool,
+    /// Seed of the shuffling and the augmentation (runs are deterministic given it).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// ONNX Runtime intra-op threads (0: one per core).
