@@ -91,6 +91,17 @@ pub fn logits_of(nodes: &[NodeProto], output: &str) -> String {
     output.to_string()
 }
 
+/// The model's one data input (graph inputs that are not initializers); training needs exactly one.
+pub fn data_input(model: &ModelProto) -> Result<String> {
+    let gp = model.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
+    let inits: HashSet<&str> = gp.initializer.iter().map(|t| t.name()).collect();
+    let real: Vec<&str> = gp.input.iter().map(|i| i.name()).filter(|n| !inits.contains(n)).collect();
+    match real.as_slice() {
+        [one] => Ok(one.to_string()),
+        other => Err(Error::InvalidGraph(format!("training needs a model with one input, this one has {}", other.len()))),
+    }
+}
+
 /// Nodes in topological order, constant values and the graph.
 fn sorted_nodes(model: &ModelProto) -> Result<(Vec<NodeProto>, Graph)> {
     let gp = model.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
@@ -284,12 +295,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     let gp = student.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
     let opset = onnx::opset_of(student);
     let (nodes, _) = sorted_nodes(student)?;
-    let init_names: HashSet<&str> = gp.initializer.iter().map(|t| t.name()).collect();
-    let real_inputs: Vec<&onnx::ValueInfoProto> = gp.input.iter().filter(|i| !init_names.contains(i.name())).collect();
-    let [input] = real_inputs.as_slice() else {
-        return Err(Error::InvalidGraph(format!("training needs a model with one input, this one has {}", real_inputs.len())));
-    };
-    let input = input.name().to_string();
+    let input = data_input(student)?;
     let input_shape = spec.input_shape.clone();
     let output = gp.output.first().ok_or_else(|| Error::InvalidGraph("model has no output".into()))?.name().to_string();
     let logits = logits_of(&nodes, &output);

@@ -445,17 +445,8 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     if params.is_empty() {
         return Err(Error::option("--train", format!("{:?} selects no parameters in this model", opts.train)));
     }
-    let s_input = student.graph.as_ref().and_then(|g| {
-        let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
-        g.input.iter().find(|i| !inits.contains(i.name())).map(|i| i.name().to_string())
-    });
-    let t_input = teacher.graph.as_ref().and_then(|g| {
-        let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
-        g.input.iter().find(|i| !inits.contains(i.name())).map(|i| i.name().to_string())
-    });
-    let (Some(s_input), Some(t_input)) = (s_input, t_input) else {
-        return Err(Error::InvalidGraph("student and teacher need one input each".into()));
-    };
+    let s_input = graph::data_input(student)?;
+    let t_input = graph::data_input(teacher).map_err(|e| Error::option("--teacher", e.to_string()))?;
     let mut loss = opts.loss.clone();
     if opts.auto_features && loss.feature_weight > 0.0 && loss.features.is_empty() {
         let ss = graph::value_shapes(student, &s_input, &input_shape)?;
@@ -464,11 +455,17 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     }
     let (tmodel, t_logits) = teacher_model(teacher, &loss.features)?;
     let mut tsess = runtime::session(&tmodel, opts.threads)?;
-    // teacher logits shape for the spec
-    let spec = graph::Spec { batch: opts.batch, input_shape: input_shape.clone(), trainable: &params, bn: opts.bn, loss: &loss, labels: labels_needed, teacher_logits_shape: vec![] };
     let probe_x = vec![0.0f32; input_shape.iter().product()];
     let tout = runtime::run(&mut tsess, &[Feed { name: &t_input, shape: input_shape.clone(), data: &probe_x }], &[t_logits.clone()])?;
-    let spec = graph::Spec { teacher_logits_shape: tout[0].shape()[1..].to_vec(), ..spec };
+    let spec = graph::Spec {
+        batch: opts.batch,
+        input_shape: input_shape.clone(),
+        trainable: &params,
+        bn: opts.bn,
+        loss: &loss,
+        labels: labels_needed,
+        teacher_logits_shape: tout[0].shape()[1..].to_vec(),
+    };
     let tg = graph::build(student, &spec)?;
     for u in &tg.unreachable {
         log::warn!("parameter {u} does not affect the loss; it stays as it is");
