@@ -273,6 +273,9 @@ pub struct FinetuneArgs {
     /// Weight of the cross-entropy on labels (0: no labels needed).
     #[arg(long, default_value_t = 0.0)]
     pub label_weight: f32,
+    /// Also train on the data's labels (cross-entropy with weight 1 unless --label-weight says otherwise).
+    #[arg(long)]
+    pub labels: bool,
     /// Weight of matching each rewritten block's output to the teacher's (0: off).
     #[arg(long, default_value_t = 1.0)]
     pub feature_weight: f32,
@@ -723,7 +726,7 @@ fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
             distill: a.distill,
             temperature: a.temperature,
             distill_weight: if a.distill == Distill::None { 0.0 } else { 1.0 },
-            label_weight: a.label_weight,
+            label_weight: if a.labels && a.label_weight == 0.0 { 1.0 } else { a.label_weight },
             feature_weight: a.feature_weight,
             features: vec![],
         },

@@ -290,6 +290,17 @@ fn finetune_runs_writes_a_model_curve_and_checkpoint() {
         .assert()
         .success()
         .stdout(predicate::str::contains("\"samples\": 12"));
+    // --labels adds cross-entropy on the labels (here from --task rot180)
+    let v: serde_json::Value = serde_json::from_slice(
+        &fusec()
+            .args(["finetune", student.to_str().unwrap(), "--teacher", teacher.to_str().unwrap(), "--data", lines.to_str().unwrap(), "--labels"])
+            .args(["--task", "rot180", "--preprocess", "ppocr-cls", "--steps", "1", "--batch", "4", "--json", "-o", dir.path().join("l.onnx").to_str().unwrap()])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["loss_names"], serde_json::json!(["loss", "loss/kl", "loss/ce", "loss/feature"]));
     // --stop-after pauses with a checkpoint and exit code 0, without a model
     let paused = dir.path().join("paused.onnx");
     fusec()
