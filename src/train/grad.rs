@@ -241,6 +241,11 @@ pub fn differentiate(em: &mut Emitter, nodes: &[NodeProto], wrt: &[String], seed
         grads.entry(v.clone()).or_default().push(g.clone());
     }
     for n in nodes.iter().rev() {
+        let need: Vec<bool> = n.input.iter().map(|i| !i.is_empty() && req.contains(i)).collect();
+        if !need.iter().any(|&b| b) || !n.output.iter().any(|o| grads.get(o).is_some_and(|g| !g.is_empty())) {
+            continue;
+        }
+        // contributions from several consumers are summed once, here
         let outs_with_grad: Vec<Option<String>> = n
             .output
             .iter()
@@ -249,13 +254,6 @@ pub fn differentiate(em: &mut Emitter, nodes: &[NodeProto], wrt: &[String], seed
             .into_iter()
             .map(|parts| parts.map(|p| em.sum(&p)).transpose())
             .collect::<Result<_>>()?;
-        if outs_with_grad.iter().all(Option::is_none) {
-            continue;
-        }
-        let need: Vec<bool> = n.input.iter().map(|i| !i.is_empty() && req.contains(i)).collect();
-        if !need.iter().any(|&b| b) {
-            continue;
-        }
         let label = onnx::node_label(n);
         let gin = backward(em, n, &outs_with_grad, &need).map_err(|e| match e {
             Error::Node { .. } => e,
