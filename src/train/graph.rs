@@ -302,7 +302,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
 
     let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset)?;
     let trainable: HashSet<&str> = spec.trainable.iter().map(String::as_str).collect();
-    // shapes first (the decomposition needs the BN input shapes)
+    // shapes first (batch-statistics BN needs its input shapes)
     let mut shapes = probe_shapes(train_opset, &nodes, &inits, &input, &input_shape)?;
     let mut bn = vec![];
     if spec.bn == BnMode::Train {
@@ -311,15 +311,17 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
             let train_this = n.op_type() == "BatchNormalization" && (trainable.contains(n.input[1].as_str()) || trainable.contains(n.input[2].as_str()));
             if train_this {
                 let xs = shapes.get(&n.input[0]).cloned().ok_or_else(|| Error::tensor(&n.input[0], "shape unknown"))?;
+                let added = out.len();
                 bn.push(batch_bn(&n, &xs, train_opset, &mut out, &mut inits));
+                // the statistics are per channel; the BN output keeps its shape
+                for o in out[added..].iter().filter(|m| m.op_type() != "BatchNormalization").flat_map(|m| m.output.iter()) {
+                    shapes.insert(o.clone(), vec![xs[1]]);
+                }
             } else {
                 out.push(n);
             }
         }
         nodes = out;
-        if !bn.is_empty() {
-            shapes = probe_shapes(train_opset, &nodes, &inits, &input, &input_shape)?;
-        }
     }
     let lshape = shapes.get(&logits).cloned().ok_or_else(|| Error::tensor(&logits, "logits shape unknown"))?;
     if lshape.len() != 2 {
