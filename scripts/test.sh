@@ -1,24 +1,50 @@
 #!/usr/bin/env bash
-# The whole test suite: Rust tests (numerics through tract), then the
-# cross-checks of converted real models with onnx.checker, onnx's reference
-# evaluator and ONNX Runtime. Needs scripts/setup.sh to have run once.
-set -euo pipefail
+# The whole test suite: Rust tests (numerics through tract and ONNX Runtime),
+# then cross-checks of converted and fine-tuned real models with onnx.checker,
+# onnx's reference evaluator and ONNX Runtime. Needs scripts/setup.sh to have
+# run once. Prints what ran and how much of it passed; exits 1 on any failure.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --release --locked
+passed=0
+failed=0
+failures=()
+# step NAME CMD...: run one check, count it
+step() {
+  local name=$1
+  shift
+  echo "== $name"
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    failures+=("$name")
+  fi
+}
+
+step "cargo test" cargo test --release --locked
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for v in half full; do
-  ./target/release/fusec convert testdata/ppocr_mobile_v2_cls.onnx --variant "$v" -o "$out/ppocr.$v.onnx"
-done
-# fine-tuned models (a few steps of distillation on random inputs given as .npz)
-.venv/bin/python -c "import numpy as np; np.savez('$out/x.npz', x=np.random.default_rng(0).standard_normal((16, 3, 48, 192)).astype(np.float32))"
-for v in half full; do
-  ./target/release/fusec finetune "$out/ppocr.$v.onnx" --teacher testdata/ppocr_mobile_v2_cls.onnx --data "$out/x.npz" \
-    --steps 2 --batch 8 --quiet -o "$out/ppocr.$v.tuned.onnx" > /dev/null
-done
-.venv/bin/python scripts/check_onnx.py --shape 1,3,48,192 --expect-out 1,2 --reference \
-  testdata/ppocr_mobile_v2_cls.onnx "$out/ppocr.half.onnx" "$out/ppocr.full.onnx" \
-  "$out/ppocr.half.tuned.onnx" "$out/ppocr.full.tuned.onnx"
-echo "cross-checks: 5 passed, 0 failed"
+fusec=./target/release/fusec
+
+crosscheck_ppocr() {
+  for v in half full; do
+    $fusec convert testdata/ppocr_mobile_v2_cls.onnx --variant "$v" -o "$out/ppocr.$v.onnx" > /dev/null || return 1
+  done
+  # fine-tuned models (a few steps of distillation on random inputs given as .npz)
+  .venv/bin/python -c "import numpy as np; np.savez('$out/x.npz', x=np.random.default_rng(0).standard_normal((16, 3, 48, 192)).astype(np.float32))" || return 1
+  for v in half full; do
+    $fusec finetune "$out/ppocr.$v.onnx" --teacher testdata/ppocr_mobile_v2_cls.onnx --data "$out/x.npz" \
+      --steps 2 --batch 8 --quiet -o "$out/ppocr.$v.tuned.onnx" > /dev/null || return 1
+  done
+  .venv/bin/python scripts/check_onnx.py --shape 1,3,48,192 --expect-out 1,2 --reference \
+    testdata/ppocr_mobile_v2_cls.onnx "$out/ppocr.half.onnx" "$out/ppocr.full.onnx" \
+    "$out/ppocr.half.tuned.onnx" "$out/ppocr.full.tuned.onnx"
+}
+step "PP-OCR classifier: convert, fine-tune, onnx.checker + reference evaluator + ORT" crosscheck_ppocr
+
+echo
+echo "test steps: $passed passed, $failed failed"
+for f in "${failures[@]}"; do echo "  failed: $f"; done
+[ "$failed" -eq 0 ]
