@@ -590,8 +590,9 @@ pub fn value_info_type(v: &ValueInfoProto) -> (Option<i32>, Option<Vec<Dim>>) {
         s.dim
             .iter()
             .map(|d| match &d.value {
-                // some exporters (Paddle) write -1 for a dynamic dim
-                Some(DV::DimValue(v)) if *v < 0 => Dim::Sym(String::new()),
+                // some exporters (Paddle) write -1 for a dynamic dim; anything lower is
+                // kept as it is so that shape inference refuses it with the value's name
+                Some(DV::DimValue(-1)) => Dim::Sym(String::new()),
                 Some(DV::DimValue(v)) => Dim::Known(*v),
                 Some(DV::DimParam(p)) => Dim::Sym(p.clone()),
                 None => Dim::Sym(String::new()),

@@ -104,7 +104,24 @@ fn bad_inputs_fail_cleanly() {
             .code(1)
             .stderr(predicate::str::contains(*needle).and(predicate::str::contains("panicked").not()));
     }
-    no_files_but(d, &["empty.onnx", "text.onnx", "trunc.onnx"]);
+    // a graph input that declares a negative dimension (-1 is Paddle's "dynamic"; -5 is nothing)
+    let mut m = Block::default().model(1);
+    fn dim(m: &mut fusec::onnx::ModelProto) -> &mut fusec::onnx::proto::tensor_shape_proto::Dimension {
+        let ty = m.graph.as_mut().unwrap().input[0].r#type.as_mut().unwrap();
+        let Some(fusec::onnx::proto::type_proto::Value::TensorType(t)) = ty.value.as_mut() else { unreachable!() };
+        &mut t.shape.as_mut().unwrap().dim[2]
+    }
+    dim(&mut m).value = Some(fusec::onnx::proto::tensor_shape_proto::dimension::Value::DimValue(-5));
+    std::fs::write(d.join("negdim.onnx"), prost::Message::encode_to_vec(&m)).unwrap();
+    let out = fusec().args(["convert", d.join("negdim.onnx").to_str().unwrap(), "--variant", "half"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("negdim.onnx") && err.contains("graph input 'x'") && err.contains("dimension 2 as -5"), "{err}");
+    dim(&mut m).value = Some(fusec::onnx::proto::tensor_shape_proto::dimension::Value::DimValue(-1));
+    std::fs::write(d.join("dyndim.onnx"), prost::Message::encode_to_vec(&m)).unwrap();
+    fusec().args(["convert", d.join("dyndim.onnx").to_str().unwrap(), "--variant", "half"]).assert().success();
+    no_files_but(d, &["empty.onnx", "text.onnx", "trunc.onnx", "negdim.onnx", "dyndim.onnx", "dyndim.fuse-half.onnx"]);
     fusec().args(["convert", d.join("missing.onnx").to_str().unwrap(), "--variant", "half"]).assert().code(1).stderr(predicate::str::contains("missing.onnx"));
     fusec().args(["inspect", d.to_str().unwrap()]).assert().code(1).stderr(predicate::str::contains("directory"));
 }

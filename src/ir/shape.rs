@@ -32,11 +32,16 @@ fn unknown() -> Dim {
 /// Run inference over the whole graph in topological order.
 pub fn infer(g: &mut Graph) -> Result<()> {
     let mut facts: HashMap<String, ValueFact> = HashMap::new();
-    for vi in g.inputs.iter().chain(g.outputs.iter()).chain(g.recorded.values()) {
+    let kinds = [("graph input", &g.inputs), ("graph output", &g.outputs)];
+    let declared = kinds.iter().flat_map(|(k, v)| v.iter().map(move |vi| (*k, vi))).chain(g.recorded.values().map(|vi| ("value", vi)));
+    for (kind, vi) in declared {
         let (dt, shape) = onnx::value_info_type(vi);
         if let Some(s) = &shape
-            && let Some(d) = s.iter().find_map(|d| d.known().filter(|&v| !(0..=MAX_DIM).contains(&v))) {
-                return Err(Error::InvalidGraph(format!("value '{}' declares dimension {d}, outside 0..={MAX_DIM}", vi.name())));
+            && let Some((i, d)) = s.iter().enumerate().find_map(|(i, d)| d.known().filter(|&v| !(0..=MAX_DIM).contains(&v)).map(|v| (i, v))) {
+                return Err(Error::InvalidGraph(format!(
+                    "{kind} '{}' declares dimension {i} as {d} (a dimension is 0..={MAX_DIM}, or -1 / a name for a dynamic one)",
+                    vi.name()
+                )));
             }
         facts.insert(vi.name().to_string(), ValueFact::new(dt, shape));
     }
