@@ -91,11 +91,13 @@ struct Geometry {
     dwl: i64,
     pt: i64,
     pl: i64,
+    /// the kernel row (1×K) and column (K×1) the branches keep
+    centre: [usize; 2],
 }
 
 impl Geometry {
     fn tap(&self, row: bool, i: usize, j: usize, t: usize) -> (i64, i64) {
-        let (ch, cw) = (((self.kh - 1) / 2) as i64, ((self.kw - 1) / 2) as i64);
+        let (ch, cw) = (self.centre[0] as i64, self.centre[1] as i64);
         if row {
             (i as i64 * self.sh - self.pt + ch * self.dh, j as i64 * self.sw - self.pl + t as i64 * self.dwl)
         } else {
@@ -268,6 +270,7 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
             dwl: d.window.dilations[1],
             pt: pads[0],
             pl: pads[1],
+            centre: d.centre,
         };
         let c = d.channels;
         let (kh, kw) = (geo.kh, geo.kw);

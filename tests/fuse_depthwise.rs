@@ -97,30 +97,14 @@ fn tensor(m: &ModelProto, name: &str) -> ArrayD<f32> {
     fusec::tensor::Tensor::from_proto(t.clone()).unwrap().to_f32().unwrap()
 }
 
-/// Explicit pads per the ONNX spec, written independently of the pass.
-fn resolve_pads(auto_pad: Option<&str>, pads: Option<[i64; 4]>, k: (usize, usize), s: (usize, usize), d: (usize, usize), hw: (usize, usize)) -> [i64; 4] {
-    match auto_pad {
-        Some("VALID") => [0; 4],
-        Some(mode) => {
-            let one = |n: usize, k: usize, s: usize, d: usize| {
-                let out = n.div_ceil(s);
-                let total = ((out - 1) * s + (k - 1) * d + 1).saturating_sub(n) as i64;
-                if mode == "SAME_UPPER" { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) }
-            };
-            let (t, bo) = one(hw.0, k.0, s.0, d.0);
-            let (l, r) = one(hw.1, k.1, s.1, d.1);
-            [t, l, bo, r]
-        }
-        None => pads.unwrap(),
-    }
-}
-
 /// The FuSe block written from its definition: output channel c of the 1×K
 /// branch at (i, j) sums the centre row of the K×K kernel over the input row
 /// the original's centre tap would read; K×1 likewise with the centre column.
+/// (The centre of an even kernel is the middle tap the padding aligns with the
+/// output, [`aligned_tap`].)
 fn naive_branch(x: &ArrayD<f32>, w: &ArrayD<f32>, bias: Option<&ArrayD<f32>>, c: usize, row: bool, k: (usize, usize), s: (usize, usize), d: (usize, usize), p: [i64; 4], out_hw: (usize, usize)) -> ndarray::Array2<f32> {
     let (h, wd) = (x.shape()[2] as i64, x.shape()[3] as i64);
-    let (ch, cw) = ((k.0 - 1) / 2, (k.1 - 1) / 2);
+    let (ch, cw) = (aligned_tap(k.0, d.0, p[0]), aligned_tap(k.1, d.1, p[1]));
     let mut y = ndarray::Array2::<f32>::zeros(out_hw);
     for i in 0..out_hw.0 {
         for j in 0..out_hw.1 {
@@ -220,6 +204,40 @@ fn naive_reference_regressions() {
     // SAME_UPPER with stride 2 on an even size pads only at the end
     naive_vs_tract(Variant::Half, 4, (3, 3), (2, 2), None, Some("SAME_UPPER"), (1, 1), (8, 8), false).unwrap();
     naive_vs_tract(Variant::Full, 3, (4, 2), (1, 2), None, Some("VALID"), (1, 1), (7, 9), true).unwrap();
+}
+
+/// Even kernels: the centre row/column is the middle tap the node's padding
+/// aligns with the output (K/2 under SAME_LOWER, (K−1)/2 under SAME_UPPER),
+/// so a kernel zero outside it converts exactly, as odd kernels do.
+#[test]
+fn even_kernels_convert_exactly_under_every_padding() {
+    let pads_for = |k: usize| -> Vec<(Option<&'static str>, Option<[i64; 4]>)> {
+        let t = (k - 1) as i64;
+        vec![
+            (Some("SAME_UPPER"), None),
+            (Some("SAME_LOWER"), None),
+            (Some("VALID"), None),
+            (None, Some([t - t / 2, t / 2, t / 2, t - t / 2])), // more at the start of H, the end of W
+            (None, Some([t / 2, t - t / 2, t - t / 2, t / 2])),
+            (None, Some([0, 1, 1, 0])),
+        ]
+    };
+    for k in [2, 4, 6] {
+        for (auto_pad, pads) in pads_for(k) {
+            for stride in [1, 2] {
+                for (variant, kernel) in [(Variant::Half, Kernel::HalfExact), (Variant::Full, Kernel::CenterOnly)] {
+                    let b = Block { k: (k, k), stride: (stride, stride), auto_pad, pads, kernel, h: 11, w: 12, ..Default::default() };
+                    check_exact(&b, variant);
+                }
+            }
+        }
+    }
+    // and the centre really moves with the padding: K = 4 under SAME_LOWER keeps row 2
+    let b = Block { k: (4, 4), auto_pad: Some("SAME_LOWER"), kernel: Kernel::HalfExact, ..Default::default() };
+    let g = graph_of(&b.model(1));
+    let cands = fusec::passes::fuse_depthwise::depthwise_convs(&g).unwrap();
+    let fusec::passes::fuse_depthwise::Candidate::Convertible(dw) = &cands[0] else { panic!("not convertible") };
+    assert_eq!(dw.centre, [2, 2]);
 }
 
 // ------------------------------------------------------------ structure

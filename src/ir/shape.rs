@@ -206,6 +206,37 @@ impl Window {
         }
     }
 
+    /// Explicit pads where they can be known: always for NOTSET and VALID, and
+    /// for SAME when the spatial size is known or every stride is 1 (then the
+    /// pads do not depend on the size). `None`: SAME with a stride > 1 on a
+    /// symbolic size.
+    pub fn resolved_pads(&self, spatial: Option<&[i64]>) -> Option<Vec<i64>> {
+        let same = matches!(self.auto_pad.as_str(), "SAME_UPPER" | "SAME_LOWER");
+        match spatial {
+            Some(sp) => Some(self.explicit_pads(sp)),
+            None if same && self.strides.iter().any(|&s| s > 1) => None,
+            None => Some(self.explicit_pads(&vec![1; self.kernel.len()])),
+        }
+    }
+
+    /// The middle tap of the kernel along each axis: the row a 1×K FuSe branch
+    /// keeps (and the column a K×1 branch keeps). For odd K it is (K−1)/2. For
+    /// even K there are two middle taps, (K−1)/2 and K/2; the one kept is the
+    /// tap that the node's padding aligns with each output pixel (output i
+    /// reads input row i·stride through tap pad_begin / dilation): K/2 under
+    /// SAME_LOWER or any padding with the extra pixel at the start, (K−1)/2
+    /// otherwise (SAME_UPPER, VALID, unknown pads).
+    pub fn centre_taps(&self, pads: Option<&[i64]>) -> Vec<usize> {
+        (0..self.kernel.len())
+            .map(|i| {
+                let k = self.kernel[i].max(1) as usize;
+                let lo = (k - 1) / 2;
+                let aligned_hi = k % 2 == 0 && pads.is_some_and(|p| p[i] == (lo as i64 + 1) * self.dilations[i]);
+                if aligned_hi { lo + 1 } else { lo }
+            })
+            .collect()
+    }
+
     pub fn out_dims(&self, spatial: &[Dim], ceil: bool) -> Vec<Dim> {
         let r = self.kernel.len();
         let known: Option<Vec<i64>> = spatial.iter().map(Dim::known).collect();

@@ -16,8 +16,10 @@
 //!    kernels are skipped, which makes the pass idempotent); constant bias if any;
 //! 3. Full only: every consumer of y can be widened (see below).
 //!
-//! Weight mapping (`--init`): with c_h = ⌊(kh−1)/2⌋ and c_w = ⌊(kw−1)/2⌋,
-//! `center` takes row c_h of each kernel for 1×K and column c_w for K×1;
+//! Weight mapping (`--init`): with c_h and c_w the middle row and column of
+//! the kernel (⌊(K−1)/2⌋ for odd K; for even K the middle tap the padding
+//! aligns with the output, see `Window::centre_taps`), `center` takes row c_h
+//! of each kernel for 1×K and column c_w for K×1;
 //! `sum` sums the rows (1×K) or the columns (K×1). Half gives channels
 //! [0, ⌈C/2⌉) to 1×K and the rest to K×1, each with its share of the bias;
 //! Full gives every channel to both branches, each with the whole bias.
@@ -120,8 +122,7 @@ pub trait KernelInit {
 impl KernelInit for Init {
     fn kernels(&self, dw: &DepthwiseConv, variant: Variant) -> Result<FuseKernels> {
         let w = &dw.weight; // [C, 1, kh, kw]
-        let (kh, kw) = (dw.kernel[0] as usize, dw.kernel[1] as usize);
-        let (ch, cw) = ((kh - 1) / 2, (kw - 1) / 2);
+        let [ch, cw] = dw.centre;
         let row_all: ArrayD<f32> = match self {
             Init::Center => w.slice(s![.., .., ch..ch + 1, ..]).to_owned().into_dyn(),
             Init::Sum => w.sum_axis(Axis(2)).insert_axis(Axis(2)).into_dyn(),
@@ -166,6 +167,11 @@ pub struct DepthwiseConv {
     pub output: String,
     pub input_shape: Option<Vec<Dim>>,
     pub output_shape: Option<Vec<Dim>>,
+    /// Explicit pads [top, left, bottom, right] where they can be known (see
+    /// [`Window::resolved_pads`]).
+    pub pads: Option<Vec<i64>>,
+    /// The kernel row kept by 1×K and the column kept by K×1 ([`Window::centre_taps`]).
+    pub centre: [usize; 2],
     pub weight: ArrayD<f32>,
     pub bias: Option<ArrayD<f32>>,
 }
@@ -300,8 +306,13 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<std::result::Resul
             None => return Ok(Err("bias is not a constant".into())),
         },
     };
+    let spatial: Option<Vec<i64>> = g.shape_of(x).filter(|s| s.len() == 4).and_then(|s| s[2..].iter().map(Dim::known).collect());
+    let pads = window.resolved_pads(spatial.as_deref());
+    let taps = window.centre_taps(pads.as_deref());
     Ok(Ok(DepthwiseConv {
         node: ix,
+        pads,
+        centre: [taps[0], taps[1]],
         name: label,
         index,
         channels: m as usize,
@@ -468,10 +479,11 @@ fn conv_node(name: &str, inputs: Vec<String>, output: &str, kernel: [i64; 2], st
     }
 }
 
-/// Pads of one 1-D branch along the axis whose kernel collapses to 1, given
-/// the original begin/end pads there. Returns (begin, end, crop_begin, crop_end).
-fn collapsed_pads(pb: i64, pe: i64, k: i64, d: i64) -> (i64, i64, i64, i64) {
-    let c = (k - 1) / 2 * d;
+/// Pads of one 1-D branch along the axis whose kernel collapses to tap
+/// `centre`, given the original begin/end pads there. Returns (begin, end,
+/// crop_begin, crop_end).
+fn collapsed_pads(pb: i64, pe: i64, k: i64, d: i64, centre: i64) -> (i64, i64, i64, i64) {
+    let c = centre * d;
     let nb = pb - c;
     let ne = pe - (d * (k - 1) - c);
     (nb.max(0), ne.max(0), (-nb).max(0), (-ne).max(0))
@@ -482,15 +494,7 @@ fn build_block(g: &mut Graph, dw: &DepthwiseConv, variant: Variant, k: &FuseKern
     let pos = g.node(dw.node).pos;
     let base = dw.name.clone();
     let w = &dw.window;
-    let spatial: Option<Vec<i64>> = dw.input_shape.as_ref().filter(|s| s.len() == 4).and_then(|s| s[2..].iter().map(Dim::known).collect());
-    // explicit pads where we can compute them: always for NOTSET/VALID,
-    // for SAME when the size is known or the stride is 1 (then pads do not depend on it)
-    let pads: Option<Vec<i64>> = match (w.auto_pad.as_str(), &spatial) {
-        ("SAME_UPPER" | "SAME_LOWER", None) if w.strides.iter().any(|&s| s > 1) => None,
-        ("SAME_UPPER" | "SAME_LOWER", None) => Some(w.explicit_pads(&[1, 1])),
-        (_, Some(sp)) => Some(w.explicit_pads(sp)),
-        (_, None) => Some(w.explicit_pads(&[0, 0])),
-    };
+    let pads = &dw.pads;
     let opset = g.opset;
     let (c_row, c_col) = match variant {
         Variant::Half => (dw.half_split(), dw.channels - dw.half_split()),
@@ -540,10 +544,10 @@ fn build_block(g: &mut Graph, dw: &DepthwiseConv, variant: Variant, k: &FuseKern
             Some(p) => {
                 // p = [top, left, bottom, right]
                 if row {
-                    let (b, e, cb, ce) = collapsed_pads(p[0], p[2], kh, dh);
+                    let (b, e, cb, ce) = collapsed_pads(p[0], p[2], kh, dh, dw.centre[0] as i64);
                     (Some(vec![b, p[1], e, p[3]]), None, Some((2i64, cb, ce)))
                 } else {
-                    let (b, e, cb, ce) = collapsed_pads(p[1], p[3], kw, dwl);
+                    let (b, e, cb, ce) = collapsed_pads(p[1], p[3], kw, dwl, dw.centre[1] as i64);
                     (Some(vec![p[0], b, p[2], e]), None, Some((3i64, cb, ce)))
                 }
             }

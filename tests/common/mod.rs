@@ -91,14 +91,16 @@ impl Block {
         let (kh, kw) = self.k;
         let c1 = self.c.div_ceil(2);
         let pattern = self.kernel;
+        let p = resolve_pads(self.auto_pad, Some(pads), self.k, self.stride, self.dil, (self.h, self.w));
+        let (ch_, cw_) = (aligned_tap(kh, self.dil.0, p[0]), aligned_tap(kw, self.dil.1, p[1]));
         if pattern != Kernel::Dense {
             let dense = b.uniform(&[self.c, 1, kh, kw], 0.8);
             b.set_weight(&d, move |i| {
                 let (ch, r, col) = (i[0], i[2], i[3]);
                 let keep = match pattern {
-                    Kernel::HalfExact if ch < c1 => r == (kh - 1) / 2,
-                    Kernel::HalfExact => col == (kw - 1) / 2,
-                    Kernel::CenterOnly => r == (kh - 1) / 2 && col == (kw - 1) / 2,
+                    Kernel::HalfExact if ch < c1 => r == ch_,
+                    Kernel::HalfExact => col == cw_,
+                    Kernel::CenterOnly => r == ch_ && col == cw_,
                     Kernel::Dense => true,
                 };
                 if keep { dense[[ch, 0, r, col]] + 0.2 } else { 0.0 }
@@ -121,6 +123,33 @@ impl Block {
     pub fn input(&self, seed: u64) -> ArrayD<f32> {
         random_input(&[1, 3, self.h, self.w], seed)
     }
+}
+
+/// Explicit pads [top, left, bottom, right] per the ONNX spec, written
+/// independently of fusec: `auto_pad` resolved on an input of size `hw`.
+pub fn resolve_pads(auto_pad: Option<&str>, pads: Option<[i64; 4]>, k: (usize, usize), s: (usize, usize), d: (usize, usize), hw: (usize, usize)) -> [i64; 4] {
+    match auto_pad {
+        Some("VALID") => [0; 4],
+        Some(mode) => {
+            let one = |n: usize, k: usize, s: usize, d: usize| {
+                let out = n.div_ceil(s);
+                let total = ((out - 1) * s + (k - 1) * d + 1).saturating_sub(n) as i64;
+                if mode == "SAME_UPPER" { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) }
+            };
+            let (t, bo) = one(hw.0, k.0, s.0, d.0);
+            let (l, r) = one(hw.1, k.1, s.1, d.1);
+            [t, l, bo, r]
+        }
+        None => pads.unwrap(),
+    }
+}
+
+/// The kernel tap a 1-D FuSe branch keeps along an axis of size `k`: the
+/// middle one, and for even `k` the middle tap through which output i reads
+/// input row i·stride (the tap `pad_begin / d`) when that is one of the two.
+pub fn aligned_tap(k: usize, d: usize, pad_begin: i64) -> usize {
+    let lo = (k - 1) / 2;
+    if k % 2 == 0 && pad_begin == ((lo + 1) * d) as i64 { lo + 1 } else { lo }
 }
 
 pub fn random_input(shape: &[usize], seed: u64) -> ArrayD<f32> {
