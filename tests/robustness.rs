@@ -185,7 +185,46 @@ fn load_and_convert(bytes: &[u8]) {
 }
 
 #[test]
-fn fuzz_corpus_seeds_load() {
+fn fuzz_corpus_seeds_do_what_they_are_for() {
+    // every committed seed has an expectation: a valid model converts (one
+    // depthwise layer, both variants) and runs; a broken one fails with the
+    // named problem. A new seed needs a line here.
+    let expect: &[(&str, Result<usize, &str>)] = &[
+        ("seed0.onnx", Ok(1)),
+        ("seed1.onnx", Ok(1)),
+        ("seed2.onnx", Ok(1)),
+        ("seed3-dangling.onnx", Err("input 'nowhere' is never produced")),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(testdata("fuzz")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    files.sort();
+    assert_eq!(files, expect.iter().map(|(f, _)| f.to_string()).collect::<Vec<_>>(), "every seed needs an expectation");
+    for (file, want) in expect {
+        let path = testdata("fuzz").join(file);
+        let loaded = fusec::ir::load_graph(&path);
+        match want {
+            Ok(n) => {
+                let (model, g) = loaded.unwrap_or_else(|e| panic!("{file}: {e}"));
+                for variant in [Variant::Half, Variant::Full] {
+                    let mut g = g.clone();
+                    let reports = fusec::passes::run_pipeline(&mut g, &[fuse_pass(variant, Init::Center)], &Default::default()).unwrap();
+                    assert_eq!(reports[0].1.rewrites.len(), *n, "{file} {variant:?}: {:?}", reports[0].1.skipped);
+                    let mut m = model.proto.clone();
+                    m.graph = Some(g.to_proto().unwrap());
+                    let x = g.inputs[0].clone();
+                    let (_, shape) = fusec::onnx::value_info_type(&x);
+                    let dims: Vec<usize> = shape.unwrap().iter().map(|d| d.known().unwrap() as usize).collect();
+                    let y = run(&m, &[random_input(&dims, 1)]);
+                    let want_shape = run(&model.proto, &[random_input(&dims, 1)])[0].shape().to_vec();
+                    assert_eq!(y[0].shape(), &want_shape[..], "{file} {variant:?}");
+                }
+            }
+            Err(needle) => {
+                let e = loaded.err().unwrap_or_else(|| panic!("{file} should not load")).to_string();
+                assert!(e.contains(needle) && e.contains(file), "{file}: {e}");
+            }
+        }
+    }
+    // and the whole corpus goes through the fuzz harness's path without a panic
     for seed in corpus() {
         load_and_convert(&seed);
     }
@@ -259,6 +298,10 @@ fn write_fuzz_corpus() {
     for (i, b) in blocks.iter().enumerate() {
         std::fs::write(dir.join(format!("seed{i}.onnx")), b.model(i as u64).encode_to_vec()).unwrap();
     }
+    // a broken one: a node reads a value nothing produces
+    let mut m = blocks[0].model(3);
+    m.graph.as_mut().unwrap().node[1].input[0] = "nowhere".into();
+    std::fs::write(dir.join("seed3-dangling.onnx"), m.encode_to_vec()).unwrap();
 }
 
 // ------------------------------------------------------------ interrupted writes
