@@ -341,25 +341,32 @@ pub struct ZooArgs {
 pub struct ConvertArgs {
     /// Input ONNX model.
     pub model: PathBuf,
-    /// FuSe variant.
-    #[arg(long, value_enum)]
-    pub variant: Variant,
+    /// FuSe variant: runs the built-in pipeline passes/half.toml or passes/full.toml.
+    #[arg(long, value_enum, required_unless_present = "pipeline")]
+    pub variant: Option<Variant>,
     /// Output path (default: MODEL.fuse-VARIANT.onnx beside the input).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Initial 1-D kernels from the K×K kernel.
-    #[arg(long, value_enum, default_value_t = Init::Center)]
-    pub init: Init,
+    /// Initial 1-D kernels: center, sum (from the K×K kernel) or lsq (fitted on --calib data)
+    /// [default: the pipeline's, center for the built-in ones].
+    #[arg(long, value_enum)]
+    pub init: Option<Init>,
     /// Layers to convert: `all`, a preset from passes/ (e.g. paper-50-mobilenet-v2),
-    /// a preset .toml file, or a comma list of indices, ranges (3-7) and name patterns.
-    #[arg(long, default_value = "all")]
-    pub layers: String,
+    /// a preset .toml file, or a comma list of indices, ranges (3-7) and name patterns
+    /// [default: the pipeline's, all for the built-in ones].
+    #[arg(long)]
+    pub layers: Option<String>,
     /// Layers to leave alone (same forms as a --layers list).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
-    /// A pipeline file ([[pass]] tables) to run instead of the built-in one.
+    /// A pipeline file ([[pass]] tables) to run instead of the built-in one; --variant,
+    /// --init, --layers and --skip, when given, override its fuse_depthwise options.
     #[arg(long)]
     pub pipeline: Option<PathBuf>,
+    /// Also write the model as it is right after this pass (PASS, e.g. fuse_depthwise) to
+    /// <output>.after-PASS.onnx.
+    #[arg(long, value_name = "PASS")]
+    pub dump_after: Option<String>,
     /// Stop after N rewrites (for bisecting).
     #[arg(long)]
     pub max_rewrites: Option<usize>,
@@ -462,20 +469,26 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
 }
 
 fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
-    let output = a.output.clone().unwrap_or_else(|| convert::default_output(&a.model, a.variant));
-    if output.exists() && !a.force {
-        anyhow::bail!("{}: output file exists; pass --force to replace it", output.display());
-    }
-    let opts = ConvertOptions {
+    let mut opts = ConvertOptions {
         variant: a.variant,
         init: a.init,
-        layers: LayerSelection::parse(&a.layers),
+        layers: a.layers.as_deref().map(LayerSelection::parse),
         skip: a.skip.clone(),
         pipeline: a.pipeline.clone(),
         max_rewrites: a.max_rewrites,
         input_shape: a.input_shape.clone(),
         calib: a.calib.as_ref().map(|d| convert::Calib { data: d.clone(), preprocess: a.preprocess.clone(), task: a.task, limit: Some(a.calib_limit), sequential: a.calib_sequential, bn_recalib: a.bn_recalib }),
+        dump_after: None,
     };
+    let variant = convert::fuse_options(&convert::resolve_pipeline(&opts)?)?.variant;
+    let output = a.output.clone().unwrap_or_else(|| convert::default_output(&a.model, variant));
+    if output.exists() && !a.force {
+        anyhow::bail!("{}: output file exists; pass --force to replace it", output.display());
+    }
+    if let Some(pass) = &a.dump_after {
+        let stem = output.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
+        opts.dump_after = Some((pass.clone(), output.with_file_name(format!("{stem}.after-{pass}.onnx"))));
+    }
     let hw = a.hw.config()?;
     let (_, summary) = convert::convert_file(&a.model, &output, &opts, a.force)?;
     let speed = if a.report {
@@ -520,7 +533,15 @@ fn pct(before: u64, after: u64) -> String {
 
 pub fn print_summary(s: &ConvertSummary, output: &std::path::Path) {
     println!("fusec convert: {} → {} (FuSe-{}, init {})", s.input, output.display(), s.variant, s.init);
+    if s.folded.folded > 0 {
+        println!("  shape folding: {} shape computations replaced by constants ({} nodes removed)", s.folded.folded, s.folded.removed_nodes);
+    }
     for (pass, r) in &s.passes {
+        if pass == "fold_shapes" {
+            let n = r.rewrites.len();
+            println!("  fold_shapes: {}", if n == 0 { "nothing (more) to fold".to_string() } else { r.rewrites.iter().map(|w| format!("{} {}", w.node, w.detail)).collect::<Vec<_>>().join("; ") });
+            continue;
+        }
         println!("  {pass}: {} converted, {} left alone", r.rewrites.len(), r.skipped.len());
         for w in &r.rewrites {
             println!("    ✓ [{:>2}] {:<40} {}", w.index, w.node, w.detail);
@@ -560,6 +581,18 @@ fn cmd_inspect(a: InspectArgs) -> anyhow::Result<()> {
     let hist: Vec<String> = r.ops.iter().map(|(k, v)| format!("{k}×{v}")).collect();
     println!("  {} nodes: {}", r.nodes, hist.join(" "));
     println!("  params {}, MACs {}", human(r.totals.params), human(r.totals.macs));
+    if r.folded.folded > 0 {
+        println!("  shape folding: {} shape computations replaced by constants ({} nodes removed)", r.folded.folded, r.folded.removed_nodes);
+    }
+    if r.unknown_shapes.is_empty() {
+        println!("  shapes: every dimension known");
+    } else {
+        let n: usize = r.unknown_shapes.iter().map(|u| u.values).sum();
+        println!("  shapes: {n} values not fully known; inference stopped at:");
+        for u in &r.unknown_shapes {
+            println!("    '{}' ({}): {}  [{} values, e.g. '{}' {}]", u.node, u.op, u.reason, u.values, u.example, u.example_shape);
+        }
+    }
     let ok = r.depthwise.iter().filter(|d| d.convertible).count();
     println!("  depthwise convs: {} ({} convertible)", r.depthwise.len(), ok);
     if !r.depthwise.is_empty() {

@@ -7,15 +7,20 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::{self, Model};
+use crate::calibrate::LsqInit;
 use crate::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
-use crate::passes::{self, LayerSelection, Pass, PassCx, PassReport};
+use crate::passes::{self, LayerSelection, Pass, PassCx, PassReport, Pipeline};
 use crate::stats::{stats, Stats};
 
-#[derive(Debug, Clone)]
+/// What `fusec convert` runs. The pipeline is `pipeline` if given, else the
+/// built-in `passes/half.toml` or `passes/full.toml` for `variant`; `variant`,
+/// `init`, `layers` and `skip`, when given, override the options of its
+/// `fuse_depthwise` passes.
+#[derive(Debug, Clone, Default)]
 pub struct ConvertOptions {
-    pub variant: Variant,
-    pub init: Init,
-    pub layers: LayerSelection,
+    pub variant: Option<Variant>,
+    pub init: Option<Init>,
+    pub layers: Option<LayerSelection>,
     pub skip: Vec<String>,
     /// A pipeline file replacing the built-in one for `variant`.
     pub pipeline: Option<PathBuf>,
@@ -24,6 +29,8 @@ pub struct ConvertOptions {
     pub input_shape: Option<InputShape>,
     /// Calibration data for `--init lsq`.
     pub calib: Option<Calib>,
+    /// Write the model after this pass to this file.
+    pub dump_after: Option<(String, PathBuf)>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +78,10 @@ pub struct ConvertSummary {
     pub input: String,
     pub variant: String,
     pub init: String,
+    /// The pipeline that ran, as recorded in the metadata (`fusec.pipeline`).
+    pub pipeline: String,
+    /// Shape computations folded when the model was loaded.
+    pub folded: crate::ir::fold::FoldReport,
     pub passes: Vec<(String, PassReport)>,
     pub before: Stats,
     pub after: Stats,
@@ -90,25 +101,58 @@ pub fn default_output(input: &Path, variant: Variant) -> PathBuf {
     input.with_file_name(format!("{stem}.fuse-{variant}.onnx"))
 }
 
-pub fn build_passes(opts: &ConvertOptions, init: Option<Box<dyn crate::passes::fuse_depthwise::KernelInit>>) -> Result<Vec<Box<dyn Pass>>> {
-    match &opts.pipeline {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            passes::parse_pipeline(&text, &p.display().to_string())
-        }
-        None => {
-            let o = Options { variant: opts.variant, init: opts.init, layers: opts.layers.clone(), skip: opts.skip.clone() };
-            let mut pass = FuseDepthwise::new(o)?;
-            if let Some(i) = init {
-                pass = pass.with_init(i);
-            }
-            Ok(vec![Box::new(pass)])
-        }
+/// The pipeline a convert runs, with the explicit options applied.
+pub fn resolve_pipeline(opts: &ConvertOptions) -> Result<Pipeline> {
+    let mut p = match (&opts.pipeline, opts.variant) {
+        (Some(path), _) => Pipeline::load(path)?,
+        (None, Some(v)) => Pipeline::builtin(&v.to_string())?,
+        (None, None) => return Err(Error::option("--variant", "give --variant half|full, or a --pipeline file")),
+    };
+    let s = |v: String| toml::Value::String(v);
+    if let (Some(v), Some(_)) = (opts.variant, &opts.pipeline) {
+        p.set_option("fuse_depthwise", "variant", s(v.to_string()));
     }
+    if let Some(i) = opts.init {
+        p.set_option("fuse_depthwise", "init", s(i.to_string()));
+    }
+    if let Some(l) = &opts.layers {
+        let v = match l {
+            LayerSelection::All => s("all".into()),
+            other => toml::Value::try_from(other).map_err(|e| Error::option("--layers", e.to_string()))?,
+        };
+        p.set_option("fuse_depthwise", "layers", v);
+    }
+    if !opts.skip.is_empty() {
+        p.set_option("fuse_depthwise", "skip", toml::Value::Array(opts.skip.iter().cloned().map(s).collect()));
+    }
+    if !p.passes.iter().any(|x| x.name == "fuse_depthwise") {
+        return Err(Error::option("--pipeline", format!("{}: has no fuse_depthwise pass", p.origin)));
+    }
+    Ok(p)
+}
+
+/// The options of the pipeline's (first) `fuse_depthwise` pass.
+pub fn fuse_options(p: &Pipeline) -> Result<Options> {
+    let spec = p.passes.iter().find(|x| x.name == "fuse_depthwise").ok_or_else(|| Error::option("--pipeline", "no fuse_depthwise pass"))?;
+    toml::Value::Table(spec.options.clone()).try_into().map_err(|e: toml::de::Error| Error::option("--pipeline", format!("{}: fuse_depthwise: {e}", p.origin)))
+}
+
+/// Construct the pipeline's passes, handing `init` (fitted kernels) to every
+/// `fuse_depthwise` pass.
+pub fn build_passes(p: &Pipeline, init: Option<&LsqInit>) -> Result<Vec<Box<dyn Pass>>> {
+    p.build_with(&|spec| {
+        let init = init?;
+        (spec.name == "fuse_depthwise").then(|| {
+            let o: Options = toml::Value::Table(spec.options.clone()).try_into().map_err(|e: toml::de::Error| Error::option("fuse_depthwise", e.to_string()))?;
+            Ok(Box::new(FuseDepthwise::new(o)?.with_init(Box::new(init.clone()))) as Box<dyn Pass>)
+        })
+    })
 }
 
 /// Convert a loaded model in memory.
 pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) -> Result<ConvertSummary> {
+    let pipeline = resolve_pipeline(opts)?;
+    let fuse = fuse_options(&pipeline)?;
     let data = match &opts.calib {
         Some(c) => {
             let pre = crate::data::Preprocess::preset(&c.preprocess)?;
@@ -116,31 +160,33 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
         }
         None => None,
     };
-    let (init, fits) = match (opts.init, &opts.calib, &data) {
+    let (init, fits) = match (fuse.init, &opts.calib, &data) {
         (Init::Lsq, Some(c), Some(data)) => {
-            let (init, fits) = crate::calibrate::calibrate_with(&model.proto, g, data, opts.variant, c.sequential)?;
-            (Some(Box::new(init) as Box<dyn crate::passes::fuse_depthwise::KernelInit>), fits)
+            let (init, fits) = crate::calibrate::calibrate_with(&model.proto, g, data, fuse.variant, c.sequential)?;
+            (Some(init), fits)
         }
         (Init::Lsq, _, _) => return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)")),
         _ => (None, vec![]),
     };
-    let pipeline = build_passes(opts, init)?;
+    let passes = build_passes(&pipeline, init.as_ref())?;
     let before = stats(g);
-    let cx = PassCx { max_rewrites: opts.max_rewrites };
-    let reports = passes::run_pipeline(g, &pipeline, &cx)?;
+    let dump_after = opts.dump_after.as_ref().map(|(pass, path)| passes::Dump { pass: pass.clone(), path: path.clone(), model: model.proto.clone() });
+    let cx = PassCx { max_rewrites: opts.max_rewrites, dump_after };
+    let reports = passes::run_pipeline(g, &passes, &cx)?;
     let after = stats(g);
-    let converted: Vec<String> = reports.iter().flat_map(|(_, r)| r.rewrites.iter().map(|w| w.node.clone())).collect();
+    let converted: Vec<String> = reports.iter().filter(|(p, _)| p == "fuse_depthwise").flat_map(|(_, r)| r.rewrites.iter().map(|w| w.node.clone())).collect();
     model.proto.graph = Some(g.to_proto()?);
-    if let (Some(c), Some(data)) = (&opts.calib, &data) {
-        if c.bn_recalib {
-            crate::calibrate::recalibrate_bn(&mut model.proto, g.opset, data, 2)?;
-        }
+    if let (Some(c), Some(data)) = (&opts.calib, &data)
+        && c.bn_recalib
+    {
+        crate::calibrate::recalibrate_bn(&mut model.proto, g.opset, data, 2)?;
     }
     let meta = [
         ("fusec.version", env!("CARGO_PKG_VERSION").to_string()),
-        ("fusec.variant", opts.variant.to_string()),
-        ("fusec.init", opts.init.to_string()),
+        ("fusec.variant", fuse.variant.to_string()),
+        ("fusec.init", fuse.init.to_string()),
         ("fusec.converted", converted.join(",")),
+        ("fusec.pipeline", pipeline.describe()),
     ];
     model.proto.metadata_props.retain(|p| !p.key().starts_with("fusec."));
     for (k, v) in meta {
@@ -148,8 +194,10 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
     }
     Ok(ConvertSummary {
         input: model.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-        variant: opts.variant.to_string(),
-        init: opts.init.to_string(),
+        variant: fuse.variant.to_string(),
+        init: fuse.init.to_string(),
+        pipeline: pipeline.describe(),
+        folded: g.folded.clone(),
         passes: reports,
         before,
         after,
@@ -163,11 +211,13 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions, force: b
         return Err(Error::option("-o", format!("{} is the input model; refusing to overwrite it (use --force)", output.display())));
     }
     // options are checked before any file is read
-    if opts.init == Init::Lsq && opts.calib.is_none() {
+    let pipeline = resolve_pipeline(opts)?;
+    let fuse = fuse_options(&pipeline)?;
+    if fuse.init == Init::Lsq && opts.calib.is_none() {
         return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)"));
     }
-    if opts.init != Init::Lsq {
-        build_passes(opts, None)?;
+    if fuse.init != Init::Lsq {
+        build_passes(&pipeline, None)?;
     }
     let (mut model, mut g) = crate::ir::load_graph(input)?;
     if let Some(s) = &opts.input_shape {

@@ -32,6 +32,19 @@ pub struct DwInfo {
     pub reason: Option<String>,
 }
 
+/// Values whose shape inference could not complete, grouped by where it stopped.
+#[derive(Debug, Serialize)]
+pub struct UnknownShapes {
+    /// The node (or graph input) where inference stopped.
+    pub node: String,
+    pub op: String,
+    pub reason: String,
+    /// How many values are incomplete because of it, and one of them.
+    pub values: usize,
+    pub example: String,
+    pub example_shape: String,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Inspection {
     pub path: String,
@@ -43,6 +56,10 @@ pub struct Inspection {
     pub nodes: usize,
     pub ops: BTreeMap<String, usize>,
     pub totals: Stats,
+    /// Shape computations folded into constants when the model was loaded.
+    pub folded: crate::ir::fold::FoldReport,
+    /// Dimensions left unknown after inference, by where inference stopped.
+    pub unknown_shapes: Vec<UnknownShapes>,
     pub depthwise: Vec<DwInfo>,
 }
 
@@ -91,7 +108,29 @@ pub fn inspect(model: &Model, g: &Graph) -> Result<Inspection> {
             reason,
         });
     }
+    let mut unknown: BTreeMap<(String, String, String), (usize, String)> = BTreeMap::new();
+    let mut names: Vec<&String> = g.shape_stops.keys().collect();
+    names.sort();
+    for v in names {
+        let s = &g.shape_stops[v];
+        let e = unknown.entry((s.node.clone(), s.op.clone(), s.reason.clone())).or_insert((0, v.clone()));
+        e.0 += 1;
+    }
+    let mut unknown_shapes: Vec<UnknownShapes> = unknown
+        .into_iter()
+        .map(|((node, op, reason), (values, example))| UnknownShapes {
+            example_shape: g.shape_of(&example).map(fmt_shape).unwrap_or_else(|| "?".into()),
+            node,
+            op,
+            reason,
+            values,
+            example,
+        })
+        .collect();
+    unknown_shapes.sort_by(|a, b| b.values.cmp(&a.values));
     Ok(Inspection {
+        folded: g.folded.clone(),
+        unknown_shapes,
         path: model.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         ir_version: model.proto.ir_version(),
         opset: g.opset,

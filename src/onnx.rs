@@ -594,6 +594,8 @@ pub fn value_info_type(v: &ValueInfoProto) -> (Option<i32>, Option<Vec<Dim>>) {
                 // kept as it is so that shape inference refuses it with the value's name
                 Some(DV::DimValue(-1)) => Dim::Sym(String::new()),
                 Some(DV::DimValue(v)) => Dim::Known(*v),
+                // "?" is how some exporters write "unknown", not a name two dims can share
+                Some(DV::DimParam(p)) if p == "?" => Dim::Sym(String::new()),
                 Some(DV::DimParam(p)) => Dim::Sym(p.clone()),
                 None => Dim::Sym(String::new()),
             })

@@ -141,7 +141,13 @@ impl Tensor {
             (dtype::INT64, Some(r)) => r.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect(),
             (dtype::INT64, None) => p.int64_data.clone(),
             (dtype::INT32, Some(r)) => r.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
-            (dtype::INT32 | dtype::INT16 | dtype::INT8 | dtype::UINT8 | dtype::UINT16, None) => p.int32_data.iter().map(|&v| v as i64).collect(),
+            (dtype::INT16, Some(r)) => r.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            (dtype::UINT16, Some(r)) => r.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as i64).collect(),
+            (dtype::INT8, Some(r)) => r.iter().map(|&b| b as i8 as i64).collect(),
+            (dtype::UINT8 | dtype::BOOL, Some(r)) => r.iter().map(|&b| b as i64).collect(),
+            (dtype::UINT32, Some(r)) => r.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i64).collect(),
+            (dtype::UINT32 | dtype::UINT64, None) => p.uint64_data.iter().map(|&v| v as i64).collect(),
+            (dtype::INT32 | dtype::INT16 | dtype::INT8 | dtype::UINT8 | dtype::UINT16 | dtype::BOOL, None) => p.int32_data.iter().map(|&v| v as i64).collect(),
             (dt, _) => return Err(self.err(format!("expected integer data, found {}", dtype::name(dt)))),
         })
     }
@@ -170,6 +176,23 @@ impl Tensor {
                 ..Default::default()
             },
         }
+    }
+
+    /// A tensor of integer values stored as `dt` (int64, int32, bool, or
+    /// float/double holding integers); `None` for other element types.
+    pub fn from_ints(name: &str, dt: i32, dims: &[i64], v: &[i64]) -> Option<Tensor> {
+        let raw: Vec<u8> = match dt {
+            dtype::INT64 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            dtype::INT32 => v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+            dtype::BOOL | dtype::UINT8 => v.iter().map(|&x| (x != 0 && dt == dtype::BOOL) as u8 | if dt == dtype::UINT8 { x as u8 } else { 0 }).collect(),
+            dtype::INT8 => v.iter().map(|&x| x as i8 as u8).collect(),
+            dtype::FLOAT => v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect(),
+            dtype::DOUBLE => v.iter().flat_map(|&x| (x as f64).to_le_bytes()).collect(),
+            _ => return None,
+        };
+        Some(Tensor {
+            proto: TensorProto { name: Some(name.into()), dims: dims.to_vec(), data_type: Some(dt), raw_data: Some(bytes::Bytes::from(raw)), ..Default::default() },
+        })
     }
 
     /// Same data, new name.

@@ -378,18 +378,41 @@ fn full_refuses_unwidenable_consumers_and_says_why() {
     let out = b.conv(&cat, 8, 2, (1, 1), (1, 1), (0, 0), 1, false);
     b.output(&out);
     assert!(skipped_reason(&b.build(), Variant::Full).contains("Concat"));
-    // a residual Add with the unwidened block input
+    // the widened channels transposed away
     let mut b = ModelBuilder::new(13, 1);
     let x = b.input("x", &[Dim::Known(1), Dim::Known(4), Dim::Known(8), Dim::Known(8)]);
     let y = b.conv(&x, 4, 4, (3, 3), (1, 1), (1, 1), 4, false);
-    let s = b.op("Add", &[&y, &x], vec![]);
-    let out = b.conv(&s, 4, 2, (1, 1), (1, 1), (0, 0), 1, false);
-    b.output(&out);
-    let m = b.build();
-    assert!(skipped_reason(&m, Variant::Full).contains("not widened"));
-    // ...which Half converts (downstream is unchanged)
-    let (_, r) = convert(&m, Variant::Half, Init::Center);
-    assert_eq!(r.rewrites.len(), 1);
+    let t = b.op("Transpose", &[&y], vec![fusec::onnx::a_ints("perm", &[0, 2, 3, 1])]);
+    b.output(&t);
+    assert!(skipped_reason(&b.build(), Variant::Full).contains("Transpose"));
+}
+
+/// A residual Add (or Mul, Sub) whose other operand is not widened: Full
+/// duplicates that operand to 2C, so each branch gets the same skip and the
+/// widened pointwise conv still computes the mean (exact on centre-tap kernels).
+#[test]
+fn full_duplicates_an_unwidened_residual_operand() {
+    for op in ["Add", "Mul", "Sub"] {
+        let mut b = ModelBuilder::new(13, 1);
+        let x = b.input("x", &[Dim::Known(1), Dim::Known(4), Dim::Known(8), Dim::Known(8)]);
+        let y = b.conv(&x, 4, 4, (3, 3), (1, 1), (1, 1), 4, true);
+        b.set_weight(&y, |i| if i[2] == 1 && i[3] == 1 { 0.4 + 0.1 * i[0] as f32 } else { 0.0 });
+        // the skip also passes through a 1x1 depthwise conv (as PP-OCRv6's rep blocks do)
+        let z = b.conv(&x, 4, 4, (1, 1), (1, 1), (0, 0), 4, false);
+        let s = b.op(op, &[&y, &z], vec![]);
+        let r = b.act(&s, Act::Relu);
+        let out = b.conv(&r, 4, 2, (1, 1), (1, 1), (0, 0), 1, true);
+        b.output(&out);
+        let m = b.build();
+        let (conv, r) = convert(&m, Variant::Full, Init::Center);
+        assert_eq!(r.rewrites.len(), 1, "{op}: {:?}", r.skipped);
+        let dup = conv.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type() == "Concat").count();
+        assert_eq!(dup, 2, "{op}: the block's Concat and the duplicated operand");
+        for seed in 0..3 {
+            let x = random_input(&[1, 4, 8, 8], seed);
+            assert_close(&run1(&conv, &x), &run1(&m, &x), 1e-4, 1e-5, op);
+        }
+    }
 }
 
 // ------------------------------------------------------------ layer selection
@@ -435,7 +458,7 @@ fn layer_selection_by_index_range_pattern_and_skip() {
 fn max_rewrites_limits_the_pass() {
     let m = three_layer_model();
     let mut g = graph_of(&m);
-    let r = run_pipeline(&mut g, &[fuse_pass(Variant::Half, Init::Center)], &PassCx { max_rewrites: Some(2) }).unwrap();
+    let r = run_pipeline(&mut g, &[fuse_pass(Variant::Half, Init::Center)], &PassCx { max_rewrites: Some(2), ..Default::default() }).unwrap();
     assert_eq!(r[0].1.rewrites.len(), 2);
 }
 

@@ -41,14 +41,25 @@ pub struct LayerCost {
     pub utilization: f64,
 }
 
+/// Why the shape of `v` is not known: where inference stopped (the node and
+/// op), or a symbolic input dimension that `--input-shape` can fix.
+fn unknown_shape(g: &Graph, v: &str, node: &str) -> Error {
+    let shape = g.shape_of(v).map(crate::onnx::fmt_shape).unwrap_or_else(|| "unknown".into());
+    match g.shape_stops.get(v) {
+        Some(stop) => Error::node(node, format!("shape of '{v}' is {shape}: {stop}")),
+        None => Error::node(node, format!("shape of '{v}' is {shape}; pass --input-shape")),
+    }
+}
+
 fn dims(g: &Graph, v: &str, batch: u64, node: &str) -> Result<Vec<u64>> {
-    let s = g.shape_of(v).ok_or_else(|| Error::node(node, format!("shape of '{v}' is unknown; pass --input-shape")))?;
+    let s = g.shape_of(v).ok_or_else(|| unknown_shape(g, v, node))?;
     s.iter()
         .enumerate()
         .map(|(i, d)| match d {
             Dim::Known(k) => Ok(*k as u64),
             Dim::Sym(_) if i == 0 => Ok(batch),
-            Dim::Sym(_) => Err(Error::node(node, format!("'{v}' has a symbolic dimension {}; pass --input-shape", crate::onnx::fmt_shape(s)))),
+            Dim::Sym(name) if !name.is_empty() => Err(Error::node(node, format!("'{v}' has the symbolic dimension '{name}' in {}; pass --input-shape", crate::onnx::fmt_shape(s)))),
+            Dim::Sym(_) => Err(unknown_shape(g, v, node)),
         })
         .collect()
 }
@@ -87,7 +98,7 @@ pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost
                 if x.len() != 4 || w.len() != 4 {
                     return Err(Error::node(&label, "only 2-D convolutions are costed"));
                 }
-                let win = crate::ir::shape::Window::from_node(n, vec![w[2] as i64, w[3] as i64])?;
+                let win = crate::ir::op::Window::parse(&n.proto, vec![w[2] as i64, w[3] as i64])?;
                 let pads = win.explicit_pads(&[x[2] as i64, x[3] as i64]);
                 let (hp, wp) = (x[2] + (pads[0] + pads[2]) as u64, x[3] + (pads[1] + pads[3]) as u64);
                 let (kh, kw) = (w[2], w[3]);

@@ -6,8 +6,11 @@
 //! a load/save round trip without a pass is lossless; `pos` orders nodes so
 //! the saved node list keeps the input's order.
 
+pub mod fold;
+pub mod op;
 pub mod patch;
 pub mod shape;
+pub mod values;
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 
@@ -75,6 +78,10 @@ pub struct Graph {
     pub recorded: IndexMap<String, ValueInfoProto>,
     /// Inferred dtype and shape of every value we could work out.
     pub facts: HashMap<String, ValueFact>,
+    /// For every value whose shape is not fully known: where inference stopped.
+    pub shape_stops: HashMap<String, shape::ShapeStop>,
+    /// Shape computations folded into constants since loading.
+    pub folded: fold::FoldReport,
     /// Everything else of the GraphProto (name, doc string, sparse initializers...).
     pub rest: GraphProto,
     pub opset: i64,
@@ -163,6 +170,8 @@ impl Graph {
             outputs: gp.output.clone(),
             recorded: gp.value_info.iter().map(|v| (v.name().to_string(), v.clone())).collect(),
             facts: HashMap::new(),
+            shape_stops: HashMap::new(),
+            folded: fold::FoldReport::default(),
             rest,
             opset,
             input_overrides: HashMap::new(),
@@ -298,6 +307,24 @@ impl Graph {
         }
         self.input_overrides.insert(target, shape.iter().map(|&d| Dim::Known(d)).collect());
         shape::infer(self)
+    }
+
+    /// Structural checks (run after every pass): edges, acyclicity, shapes
+    /// that infer, and every graph output keeping the shape the model declares.
+    pub fn validate(&mut self) -> Result<()> {
+        self.rebuild()?;
+        self.toposort()?;
+        shape::infer(self)?;
+        for o in &self.outputs {
+            let (_, declared) = onnx::value_info_type(o);
+            if let (Some(d), Some(f)) = (declared, self.shape_of(o.name())) {
+                let clash = d.len() != f.len() || d.iter().zip(f).any(|(a, b)| matches!((a.known(), b.known()), (Some(x), Some(y)) if x != y));
+                if clash {
+                    return Err(Error::ShapeMismatch { node: o.name().to_string(), expected: onnx::fmt_shape(&d), actual: onnx::fmt_shape(f) });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub fn node(&self, ix: NodeIndex) -> &Node {
@@ -465,10 +492,25 @@ pub fn constant_node_value(n: &NodeProto) -> Option<Tensor> {
     None
 }
 
-/// Load a model file into the IR in one step.
+/// Load a model file into the IR the way every command does: decode, build
+/// the graph, infer shapes, and fold the shape computations the model's own
+/// declarations determine ([`fold`]).
 pub fn load_graph(path: &std::path::Path) -> Result<(onnx::Model, Graph)> {
     let model = onnx::load(path)?;
     let gp = model.graph()?;
-    let graph = Graph::from_proto(gp, model.opset()).map_err(|e| e.in_file(path))?;
+    let mut graph = Graph::from_proto(gp, model.opset()).map_err(|e| e.in_file(path))?;
+    fold::fold(&mut graph).map_err(|e| e.in_file(path))?;
     Ok((model, graph))
+}
+
+/// A model in memory with its shape computations folded (the proto is rewritten
+/// only if something folded). For commands that hand the model to a runtime.
+pub fn fold_model(model: &mut onnx::ModelProto) -> Result<fold::FoldReport> {
+    let Some(gp) = model.graph.as_ref() else { return Ok(fold::FoldReport::default()) };
+    let mut g = Graph::from_proto(gp, onnx::opset_of(model))?;
+    let r = fold::fold(&mut g)?;
+    if r.folded > 0 {
+        model.graph = Some(g.to_proto()?);
+    }
+    Ok(r)
 }

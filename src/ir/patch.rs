@@ -1,7 +1,7 @@
 //! A `Patch` is the only way a pass mutates the graph: nodes to remove,
 //! nodes to replace in place, nodes to add, new initializers. `apply`
-//! rewires, checks for cycles and dangling inputs, sweeps constants the
-//! patch made dead, and re-runs shape inference.
+//! rewires, checks for cycles and dangling inputs, sweeps what the patch made
+//! dead (constants and side-effect-free nodes), and re-runs shape inference.
 
 use std::collections::HashSet;
 
@@ -59,8 +59,15 @@ impl Patch {
     }
 }
 
-/// Remove initializers and constant-producing nodes among `candidates` that
-/// nothing uses any more (transitively).
+/// Could this node go without changing what the graph computes, once nothing
+/// reads its outputs? Standard ops without subgraphs have no side effects.
+fn is_pure(n: &crate::ir::Node) -> bool {
+    n.is_default_domain() && !n.proto.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())
+}
+
+/// Remove initializers and nodes among the producers of `candidates` that
+/// nothing uses any more (transitively): constants, and any standard op whose
+/// outputs the patch left unread (the `Shape` → `Gather` chains a fold replaced).
 pub fn sweep(g: &mut Graph, mut candidates: HashSet<String>) -> Result<()> {
     loop {
         let mut changed = false;
@@ -75,7 +82,7 @@ pub fn sweep(g: &mut Graph, mut candidates: HashSet<String>) -> Result<()> {
                 changed = true;
             } else if let Some((ix, _)) = g.producer(&v) {
                 let all_dead = g.g[ix].proto.output.iter().all(|o| g.consumers(o).is_empty() && !g.is_graph_output(o));
-                if all_dead && g.is_const_node(ix) {
+                if all_dead && (g.is_const_node(ix) || is_pure(&g.g[ix])) {
                     next.extend(g.g[ix].proto.input.iter().filter(|s| !s.is_empty()).cloned());
                     g.g.remove_node(ix);
                     changed = true;

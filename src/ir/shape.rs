@@ -4,18 +4,41 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::ir::{Graph, Node};
+use crate::ir::op::Window;
+use crate::ir::{values, Graph, Node};
 use crate::onnx::{self, attr_int, attr_ints, attr_string, dtype, Dim};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ValueFact {
     pub dtype: Option<i32>,
     pub shape: Option<Vec<Dim>>,
+    /// The elements, for small integer tensors computed from shapes and
+    /// constants ([`values`](crate::ir::values)); `None` when not tracked.
+    pub value: Option<Vec<Dim>>,
+}
+
+/// Where shape inference stopped for a value whose shape is not fully known:
+/// the first node on its way that could not work out a dimension, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShapeStop {
+    pub node: String,
+    pub op: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ShapeStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "inference stopped at '{}' ({}): {}", self.node, self.op, self.reason)
+    }
 }
 
 impl ValueFact {
     pub fn new(dtype: Option<i32>, shape: Option<Vec<Dim>>) -> Self {
-        ValueFact { dtype, shape }
+        ValueFact { dtype, shape, value: None }
+    }
+    /// Every dimension known or a named symbol (no anonymous unknown).
+    pub fn is_complete(&self) -> bool {
+        self.shape.as_ref().is_some_and(|s| s.iter().all(|d| !matches!(d, Dim::Sym(n) if n.is_empty())))
     }
     pub fn rank(&self) -> Option<usize> {
         self.shape.as_ref().map(Vec::len)
@@ -50,7 +73,16 @@ pub fn infer(g: &mut Graph) -> Result<()> {
         f.shape = Some(shape.clone());
     }
     for (name, t) in &g.initializers {
-        facts.insert(name.clone(), ValueFact::new(Some(t.dtype()), Some(t.dims().iter().map(|&d| Dim::Known(d)).collect())));
+        let mut f = ValueFact::new(Some(t.dtype()), Some(t.dims().iter().map(|&d| Dim::Known(d)).collect()));
+        f.value = values::of_tensor(t);
+        facts.insert(name.clone(), f);
+    }
+    let mut stops: HashMap<String, ShapeStop> = HashMap::new();
+    for vi in &g.inputs {
+        if let Some(f) = facts.get(vi.name()).filter(|f| !f.is_complete() && !g.initializers.contains_key(vi.name())) {
+            let shape = f.shape.as_deref().map(onnx::fmt_shape).unwrap_or_else(|| "without a shape".into());
+            stops.insert(vi.name().to_string(), ShapeStop { node: vi.name().to_string(), op: "graph input".into(), reason: format!("declared {shape}; give its size with --input-shape") });
+        }
     }
     for ix in g.toposort()? {
         let node = &g.g[ix];
@@ -60,10 +92,18 @@ pub fn infer(g: &mut Graph) -> Result<()> {
             .iter()
             .map(|i| if i.is_empty() { ValueFact::default() } else { facts.get(i).cloned().unwrap_or_default() })
             .collect();
-        let outs = infer_node(g, node, &ins).map_err(|e| match e {
+        let mut outs = infer_node(g, node, &ins).map_err(|e| match e {
             Error::InvalidGraph(r) => Error::node(node.label(), r),
             other => other,
         })?;
+        let vals = values::infer(g, node, &ins, &outs);
+        for (slot, v) in vals.into_iter().enumerate() {
+            if let (Some(v), Some(Some(f))) = (v, outs.get_mut(slot)) {
+                f.value = Some(v);
+            }
+        }
+        // why an output is incomplete: an incomplete input's reason, or this node's
+        let blame = node.proto.input.iter().filter(|i| !i.is_empty()).find_map(|i| stops.get(i).cloned());
         for (slot, o) in node.proto.output.iter().enumerate() {
             if o.is_empty() {
                 continue;
@@ -92,12 +132,41 @@ pub fn infer(g: &mut Graph) -> Result<()> {
             if let Some(d) = f.shape.as_ref().and_then(|s| s.iter().find_map(|d| d.known().filter(|&v| !(0..=MAX_DIM).contains(&v)))) {
                 return Err(Error::node(node.label(), format!("output '{o}' would have dimension {d}, outside 0..={MAX_DIM}")));
             }
+            if !f.is_complete() {
+                let stop = blame.clone().unwrap_or_else(|| ShapeStop { node: node.label(), op: node.op().to_string(), reason: why_unknown(node, &f) });
+                stops.insert(o.clone(), stop);
+            }
             facts.insert(o.clone(), f);
         }
     }
     g.facts = facts;
+    g.shape_stops = stops;
     Ok(())
 }
+
+fn why_unknown(node: &Node, f: &ValueFact) -> String {
+    if !node.is_default_domain() {
+        return format!("an op of domain '{}' has no shape rule", node.proto.domain());
+    }
+    if !KNOWN_OPS.contains(&node.op()) {
+        return format!("fusec has no shape rule for {}", node.op());
+    }
+    match &f.shape {
+        None => "its output shape depends on inputs whose values are not known before run time".into(),
+        Some(s) => format!("output {} depends on values computed at run time", onnx::fmt_shape(s)),
+    }
+}
+
+/// Ops with a shape rule in [`infer_node`].
+const KNOWN_OPS: &[&str] = &[
+    "Relu", "Clip", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh", "LeakyRelu", "Elu", "Selu", "Softmax", "LogSoftmax", "Identity", "Neg", "Abs",
+    "Sqrt", "Exp", "Log", "Erf", "Reciprocal", "PRelu", "Softplus", "Mish", "Gelu", "BatchNormalization", "InstanceNormalization", "LRN", "Floor",
+    "Ceil", "Round", "Sign", "Relu6", "Not", "CumSum", "LayerNormalization", "Dropout", "Cast", "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Sum", "Mean", "Mod",
+    "Equal", "Less", "Greater", "And", "Or", "LessOrEqual", "GreaterOrEqual", "Where", "Constant", "Shape", "Size", "Conv", "ConvTranspose", "MaxPool",
+    "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2",
+    "ArgMax", "ArgMin", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Gemm", "MatMul", "Transpose", "Pad", "Expand", "Tile",
+    "ConstantOfShape", "Range", "Resize", "Upsample", "Gather",
+];
 
 fn same(ins: &[ValueFact]) -> Vec<Option<ValueFact>> {
     vec![ins.first().cloned()]
@@ -129,136 +198,42 @@ fn broadcast(ins: &[ValueFact]) -> Option<Vec<Dim>> {
     Some(out)
 }
 
-/// Output size of a sliding window along one axis.
-pub fn window_out(input: i64, k: i64, stride: i64, dil: i64, pad_begin: i64, pad_end: i64, ceil: bool) -> i64 {
-    let eff = dil * (k - 1) + 1;
-    let span = input + pad_begin + pad_end - eff;
-    if span < 0 {
-        return 0;
-    }
-    if ceil { (span + stride - 1) / stride + 1 } else { span / stride + 1 }
+/// A fully known integer input (a constant, or a folded shape computation).
+fn in_ints(ins: &[ValueFact], slot: usize) -> Option<Vec<i64>> {
+    ins.get(slot).and_then(|f| f.value.as_deref()).and_then(values::known)
 }
 
-/// Resolved sliding-window geometry of a Conv/Pool node on a known input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Window {
-    pub kernel: Vec<i64>,
-    pub strides: Vec<i64>,
-    pub dilations: Vec<i64>,
-    /// begin pads then end pads, as ONNX writes them
-    pub pads: Vec<i64>,
-    pub auto_pad: String,
+/// Known product and symbol names of a shape; `None` if a dim is anonymous.
+fn factor(s: &[Dim]) -> Option<(i64, Vec<String>)> {
+    let mut k = 1i64;
+    let mut syms = vec![];
+    for d in s {
+        match d {
+            Dim::Known(v) => k = k.checked_mul(*v)?,
+            Dim::Sym(n) if n.is_empty() => return None,
+            Dim::Sym(n) => syms.push(n.clone()),
+        }
+    }
+    Some((k, syms))
 }
 
-impl Window {
-    pub fn from_node(n: &Node, kernel: Vec<i64>) -> Result<Window> {
-        let r = kernel.len();
-        let strides = attr_ints(&n.proto, "strides").unwrap_or_else(|| vec![1; r]);
-        let dilations = attr_ints(&n.proto, "dilations").unwrap_or_else(|| vec![1; r]);
-        let pads = attr_ints(&n.proto, "pads").unwrap_or_else(|| vec![0; 2 * r]);
-        let auto_pad = attr_string(&n.proto, "auto_pad").unwrap_or_else(|| "NOTSET".into());
-        let bad = |what: &str, v: &[i64]| Error::UnsupportedAttr { node: n.label(), name: what.into(), value: format!("{v:?}") };
-        if strides.len() != r || strides.iter().any(|&s| s < 1) {
-            return Err(bad("strides", &strides));
-        }
-        if dilations.len() != r || dilations.iter().any(|&s| s < 1) {
-            return Err(bad("dilations", &dilations));
-        }
-        if pads.len() != 2 * r || pads.iter().any(|&p| p < 0) {
-            return Err(bad("pads", &pads));
-        }
-        if kernel.iter().any(|&k| !(1..=MAX_DIM).contains(&k)) {
-            return Err(bad("kernel_shape", &kernel));
-        }
-        if strides.iter().chain(&dilations).chain(&pads).any(|&v| v > MAX_DIM) {
-            return Err(bad("strides/dilations/pads", &[strides.clone(), dilations.clone(), pads.clone()].concat()));
-        }
-        if !matches!(auto_pad.as_str(), "NOTSET" | "SAME_UPPER" | "SAME_LOWER" | "VALID" | "") {
-            return Err(Error::UnsupportedAttr { node: n.label(), name: "auto_pad".into(), value: auto_pad });
-        }
-        Ok(Window { kernel, strides, dilations, pads, auto_pad })
-    }
-
-    /// Explicit pads for a known input spatial size (resolving auto_pad).
-    pub fn explicit_pads(&self, spatial: &[i64]) -> Vec<i64> {
-        let r = self.kernel.len();
-        match self.auto_pad.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" => {
-                let mut p = vec![0; 2 * r];
-                for i in 0..r {
-                    let out = (spatial[i] + self.strides[i] - 1) / self.strides[i];
-                    let eff = self.dilations[i] * (self.kernel[i] - 1) + 1;
-                    let total = ((out - 1) * self.strides[i] + eff - spatial[i]).max(0);
-                    let small = total / 2;
-                    let big = total - small;
-                    if self.auto_pad == "SAME_UPPER" {
-                        p[i] = small;
-                        p[i + r] = big;
-                    } else {
-                        p[i] = big;
-                        p[i + r] = small;
-                    }
-                }
-                p
+/// The `-1` of a Reshape target: the input's size over the other target dims,
+/// with named symbols cancelling (`[batch, C, 1, 1]` → `[batch, -1]` gives C).
+fn reshape_rest(input: &[Dim], others: &[Dim]) -> Dim {
+    let (Some((kin, mut syms)), Some((krest, rsyms))) = (factor(input), factor(others)) else { return unknown() };
+    for s in rsyms {
+        match syms.iter().position(|x| *x == s) {
+            Some(i) => {
+                syms.remove(i);
             }
-            "VALID" => vec![0; 2 * r],
-            _ => self.pads.clone(),
+            None => return unknown(),
         }
     }
-
-    /// Explicit pads where they can be known: always for NOTSET and VALID, and
-    /// for SAME when the spatial size is known or every stride is 1 (then the
-    /// pads do not depend on the size). `None`: SAME with a stride > 1 on a
-    /// symbolic size.
-    pub fn resolved_pads(&self, spatial: Option<&[i64]>) -> Option<Vec<i64>> {
-        let same = matches!(self.auto_pad.as_str(), "SAME_UPPER" | "SAME_LOWER");
-        match spatial {
-            Some(sp) => Some(self.explicit_pads(sp)),
-            None if same && self.strides.iter().any(|&s| s > 1) => None,
-            None => Some(self.explicit_pads(&vec![1; self.kernel.len()])),
-        }
+    match syms.as_slice() {
+        [] if krest > 0 && kin % krest == 0 => Dim::Known(kin / krest),
+        [one] if krest == kin => Dim::Sym(one.clone()),
+        _ => unknown(),
     }
-
-    /// The middle tap of the kernel along each axis: the row a 1×K FuSe branch
-    /// keeps (and the column a K×1 branch keeps). For odd K it is (K−1)/2. For
-    /// even K there are two middle taps, (K−1)/2 and K/2; the one kept is the
-    /// tap that the node's padding aligns with each output pixel (output i
-    /// reads input row i·stride through tap pad_begin / dilation): K/2 under
-    /// SAME_LOWER or any padding with the extra pixel at the start, (K−1)/2
-    /// otherwise (SAME_UPPER, VALID, unknown pads).
-    pub fn centre_taps(&self, pads: Option<&[i64]>) -> Vec<usize> {
-        (0..self.kernel.len())
-            .map(|i| {
-                let k = self.kernel[i].max(1) as usize;
-                let lo = (k - 1) / 2;
-                let aligned_hi = k % 2 == 0 && pads.is_some_and(|p| p[i] == (lo as i64 + 1) * self.dilations[i]);
-                if aligned_hi { lo + 1 } else { lo }
-            })
-            .collect()
-    }
-
-    pub fn out_dims(&self, spatial: &[Dim], ceil: bool) -> Vec<Dim> {
-        let r = self.kernel.len();
-        let known: Option<Vec<i64>> = spatial.iter().map(Dim::known).collect();
-        let Some(sp) = known else {
-            return (0..r)
-                .map(|i| match (&spatial[i], self.kernel[i], self.strides[i], self.auto_pad.as_str()) {
-                    // a 1-wide window with stride 1 and no pads keeps a symbolic dim
-                    (d, 1, 1, _) if self.pads[i] == 0 && self.pads[i + r] == 0 => d.clone(),
-                    (d, _, 1, "SAME_UPPER" | "SAME_LOWER") => d.clone(),
-                    _ => unknown(),
-                })
-                .collect();
-        };
-        let pads = self.explicit_pads(&sp);
-        (0..r)
-            .map(|i| Dim::Known(window_out(sp[i], self.kernel[i], self.strides[i], self.dilations[i], pads[i], pads[i + r], ceil)))
-            .collect()
-    }
-}
-
-fn const_ints(g: &Graph, node: &Node, slot: usize) -> Option<Vec<i64>> {
-    g.const_tensor(node.input(slot)?).and_then(|t| t.to_i64().ok())
 }
 
 fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
@@ -278,16 +253,17 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
     match node.op() {
         "Relu" | "Clip" | "HardSigmoid" | "HardSwish" | "Sigmoid" | "Tanh" | "LeakyRelu" | "Elu" | "Selu" | "Softmax" | "LogSoftmax"
         | "Identity" | "Neg" | "Abs" | "Sqrt" | "Exp" | "Log" | "Erf" | "Reciprocal" | "PRelu" | "Softplus" | "Mish" | "Gelu"
-        | "BatchNormalization" | "InstanceNormalization" | "LRN" | "Floor" | "Ceil" | "Round" | "Sign" | "Relu6" => {
+        | "BatchNormalization" | "InstanceNormalization" | "LRN" | "Floor" | "Ceil" | "Round" | "Sign" | "Relu6" | "CumSum"
+        | "LayerNormalization" => {
             let mut v = same(ins);
-            if node.op() == "BatchNormalization" {
+            if matches!(node.op(), "BatchNormalization" | "LayerNormalization") {
                 v.truncate(1);
             }
             Ok(v)
         }
         "Dropout" => Ok(vec![ins.first().cloned(), Some(ValueFact::new(Some(dtype::BOOL), xs))]),
         "Cast" => Ok(vec![Some(ValueFact::new(attr_int(p, "to").map(|v| v as i32), xs))]),
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Sum" | "Mean" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Sum" | "Mean" | "Mod" => {
             let dt = ins.iter().find_map(|f| f.dtype);
             Ok(vec![Some(ValueFact::new(dt, broadcast(ins)))])
         }
@@ -298,7 +274,16 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
         "Constant" => Ok(vec![crate::ir::constant_node_value(p).map(|t| {
             ValueFact::new(Some(t.dtype()), Some(t.dims().iter().map(|&d| Dim::Known(d)).collect()))
         })]),
-        "Shape" => Ok(vec![Some(ValueFact::new(Some(dtype::INT64), x.rank().map(|r| vec![Dim::Known(r as i64)])))]),
+        "Shape" => {
+            let len = x.rank().map(|r| {
+                let r = r as i64;
+                let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r);
+                let (s, e) = (clampi(attr_int(p, "start").unwrap_or(0)), clampi(attr_int(p, "end").unwrap_or(r)));
+                vec![Dim::Known((e - s).max(0))]
+            });
+            Ok(vec![Some(ValueFact::new(Some(dtype::INT64), len))])
+        }
+        "Size" => Ok(vec![Some(ValueFact::new(Some(dtype::INT64), Some(vec![])))]),
         "Conv" => {
             let (Some(xs), Some(ws)) = (xs, ins.get(1).and_then(|f| f.shape.clone())) else { return Ok(vec![]) };
             if xs.len() < 3 || ws.len() != xs.len() {
@@ -308,7 +293,7 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
             if kernel.len() != xs.len() - 2 {
                 return Ok(vec![]);
             }
-            let w = Window::from_node(node, kernel)?;
+            let w = Window::parse(&node.proto, kernel)?;
             let mut out = vec![xs[0].clone(), ws[0].clone()];
             let spatial = w.out_dims(&xs[2..], false);
             if spatial.iter().any(|d| d.known() == Some(0)) {
@@ -323,7 +308,7 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
             if xs.len() < 3 || kernel.len() != xs.len() - 2 {
                 return Ok(vec![]);
             }
-            let w = Window::from_node(node, kernel)?;
+            let w = Window::parse(&node.proto, kernel)?;
             let ceil = attr_int(p, "ceil_mode").unwrap_or(0) != 0;
             let mut out = xs[..2].to_vec();
             out.extend(w.out_dims(&xs[2..], ceil));
@@ -341,7 +326,10 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
             let Some(xs) = xs else { return Ok(vec![]) };
             let keep = attr_int(p, "keepdims").unwrap_or(1) != 0;
             let axes_from_input = node.op() == "ReduceSum" && g.opset >= 13 || g.opset >= 18;
-            let axes = if axes_from_input { const_ints(g, node, 1) } else { attr_ints(p, "axes") };
+            let axes = if axes_from_input { in_ints(ins, 1) } else { attr_ints(p, "axes") };
+            if axes_from_input && node.input(1).is_some() && axes.is_none() {
+                return Ok(vec![]);
+            }
             let axes: Vec<usize> = match axes {
                 Some(a) if !a.is_empty() => a.iter().filter_map(|&a| norm_axis(a, xs.len())).collect(),
                 _ => {
@@ -367,29 +355,29 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
             one(Some(vec![a, b]))
         }
         "Reshape" => {
-            let Some(target) = const_ints(g, node, 1) else { return Ok(vec![]) };
+            let Some(target) = ins.get(1).and_then(|f| f.value.clone()) else { return Ok(vec![]) };
             let allowzero = attr_int(p, "allowzero").unwrap_or(0) != 0;
             let mut out: Vec<Dim> = Vec::with_capacity(target.len());
-            for (i, &t) in target.iter().enumerate() {
+            for (i, t) in target.iter().enumerate() {
                 out.push(match t {
-                    0 if !allowzero => xs.as_ref().and_then(|s| s.get(i).cloned()).unwrap_or_else(unknown),
-                    -1 => unknown(),
-                    t if t < -1 => return Err(Error::InvalidGraph(format!("Reshape target {target:?} has a negative entry"))),
-                    t => Dim::Known(t),
+                    Dim::Known(0) if !allowzero => xs.as_ref().and_then(|s| s.get(i).cloned()).unwrap_or_else(unknown),
+                    Dim::Known(-1) => unknown(),
+                    Dim::Known(t) if *t < -1 => return Err(Error::InvalidGraph(format!("Reshape target {} has a negative entry", onnx::fmt_shape(&target)))),
+                    d => d.clone(),
                 });
             }
-            if let (Some(pos), Some(total)) = (target.iter().position(|&t| t == -1), xs.as_ref().and_then(|s| known_all(s))) {
-                let total = total.iter().try_fold(1i64, |a, &d| a.checked_mul(d));
-                let rest = out.iter().enumerate().filter(|(i, _)| *i != pos).try_fold(1i64, |a, (_, d)| d.known().and_then(|d| a.checked_mul(d)));
-                if let (Some(t), Some(r)) = (total, rest.filter(|&r| r > 0)) {
-                    out[pos] = Dim::Known(t / r);
-                }
+            if let (Some(pos), Some(xs)) = (target.iter().position(|t| *t == Dim::Known(-1)), xs.as_ref()) {
+                let others: Vec<Dim> = out.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, d)| d.clone()).collect();
+                out[pos] = reshape_rest(xs, &others);
             }
             one(Some(out))
         }
         "Squeeze" | "Unsqueeze" => {
             let Some(xs) = xs else { return Ok(vec![]) };
-            let axes = if g.opset >= 13 { const_ints(g, node, 1) } else { attr_ints(p, "axes") };
+            let axes = if g.opset >= 13 { in_ints(ins, 1) } else { attr_ints(p, "axes") };
+            if g.opset >= 13 && node.input(1).is_some() && axes.is_none() {
+                return Ok(vec![]);
+            }
             if node.op() == "Squeeze" {
                 let axes: Vec<usize> = match axes {
                     Some(a) => a.iter().filter_map(|&a| norm_axis(a, xs.len())).collect(),
@@ -423,7 +411,10 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
             let Some(xs) = xs else { return Ok(vec![]) };
             let Some(axis) = norm_axis(attr_int(p, "axis").unwrap_or(0), xs.len()) else { return Ok(vec![]) };
             let n = p.output.len();
-            let sizes = if g.opset >= 13 { const_ints(g, node, 1) } else { attr_ints(p, "split") };
+            let sizes = if g.opset >= 13 { in_ints(ins, 1) } else { attr_ints(p, "split") };
+            if g.opset >= 13 && node.input(1).is_some() && sizes.is_none() {
+                return Ok(vec![]);
+            }
             let sizes: Option<Vec<i64>> = match sizes {
                 Some(s) if !s.is_empty() => Some(s),
                 _ => xs[axis].known().map(|d| {
@@ -442,9 +433,9 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
         "Slice" => {
             let Some(xs) = xs else { return Ok(vec![]) };
             let (starts, ends, axes, steps) = if g.opset >= 10 {
-                let (Some(s), Some(e)) = (const_ints(g, node, 1), const_ints(g, node, 2)) else { return Ok(vec![]) };
-                let axes = if node.input(3).is_some() { const_ints(g, node, 3) } else { Some((0..s.len() as i64).collect()) };
-                let steps = if node.input(4).is_some() { const_ints(g, node, 4) } else { Some(vec![1; s.len()]) };
+                let (Some(s), Some(e)) = (in_ints(ins, 1), in_ints(ins, 2)) else { return Ok(vec![]) };
+                let axes = if node.input(3).is_some() { in_ints(ins, 3) } else { Some((0..s.len() as i64).collect()) };
+                let steps = if node.input(4).is_some() { in_ints(ins, 4) } else { Some(vec![1; s.len()]) };
                 let (Some(a), Some(st)) = (axes, steps) else { return Ok(vec![]) };
                 (s, e, a, st)
             } else {
@@ -512,13 +503,129 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
         }
         "Pad" => {
             let Some(xs) = xs else { return Ok(vec![]) };
-            let pads = if g.opset >= 11 { const_ints(g, node, 1) } else { attr_ints(p, "pads") };
+            let pads = if g.opset >= 11 { in_ints(ins, 1) } else { attr_ints(p, "pads") };
             let Some(pads) = pads else { return Ok(vec![]) };
             if g.opset >= 18 && node.input(3).is_some() || pads.len() != 2 * xs.len() {
                 return Ok(vec![]);
             }
             let r = xs.len();
             one(Some(xs.iter().enumerate().map(|(i, d)| d.known().and_then(|v| v.checked_add(pads[i])?.checked_add(pads[i + r])).map(Dim::Known).unwrap_or_else(unknown)).collect()))
+        }
+        "Expand" => {
+            let (Some(xs), Some(target)) = (xs, ins.get(1).and_then(|f| f.value.clone())) else { return Ok(vec![]) };
+            one(broadcast(&[ValueFact::new(None, Some(xs)), ValueFact::new(None, Some(target))]))
+        }
+        "Tile" => {
+            let (Some(xs), Some(reps)) = (xs, ins.get(1).and_then(|f| f.value.clone())) else { return Ok(vec![]) };
+            if reps.len() != xs.len() {
+                return Err(Error::InvalidGraph(format!("Tile repeats {} do not fit rank {}", onnx::fmt_shape(&reps), xs.len())));
+            }
+            one(Some(xs.iter().zip(&reps).map(|(d, r)| match (d, r) {
+                (d, Dim::Known(1)) => d.clone(),
+                (Dim::Known(a), Dim::Known(b)) => a.checked_mul(*b).map(Dim::Known).unwrap_or_else(unknown),
+                _ => unknown(),
+            }).collect()))
+        }
+        "ConstantOfShape" => {
+            let dt = p.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref()).and_then(|t| t.data_type).or(Some(dtype::FLOAT));
+            Ok(vec![Some(ValueFact::new(dt, ins.first().and_then(|f| f.value.clone())))])
+        }
+        "Range" => {
+            let len = match (in_ints(ins, 0), in_ints(ins, 1), in_ints(ins, 2)) {
+                (Some(s), Some(l), Some(d)) if s.len() == 1 && l.len() == 1 && d.len() == 1 && d[0] != 0 => Dim::Known(values::range_len(s[0], l[0], d[0])),
+                _ => unknown(),
+            };
+            one(Some(vec![len]))
+        }
+        "Resize" | "Upsample" => {
+            let Some(xs) = xs else { return Ok(vec![]) };
+            let r = xs.len();
+            if attr_string(p, "keep_aspect_ratio_policy").is_some_and(|k| k != "stretch") {
+                return one(Some(vec![unknown(); r]));
+            }
+            let axes: Vec<usize> = match attr_ints(p, "axes") {
+                Some(a) => a.iter().filter_map(|&a| norm_axis(a, r)).collect(),
+                None => (0..r).collect(),
+            };
+            let sizes_slot = if node.op() == "Resize" && g.opset >= 11 { Some(3) } else { None };
+            let scales_slot = match (node.op(), g.opset) {
+                ("Resize", o) if o >= 11 => Some(2),
+                ("Resize", _) | ("Upsample", 9..) => Some(1),
+                _ => None,
+            };
+            let mut out = xs.clone();
+            if let Some(sizes) = sizes_slot.and_then(|i| node.input(i)).and_then(|_| ins.get(3)).and_then(|f| f.value.clone()).filter(|v| !v.is_empty()) {
+                if sizes.len() != axes.len() {
+                    return Err(Error::InvalidGraph(format!("Resize sizes {} do not fit {} axes", onnx::fmt_shape(&sizes), axes.len())));
+                }
+                for (a, d) in axes.iter().zip(sizes) {
+                    out[*a] = d;
+                }
+                return one(Some(out));
+            }
+            let scales: Option<Vec<f32>> = match scales_slot {
+                Some(i) => node.input(i).and_then(|n| g.const_tensor(n)).and_then(|t| t.to_f32().ok()).map(|a| a.iter().copied().collect()),
+                None => p.attribute.iter().find(|a| a.name() == "scales").map(|a| a.floats.clone()),
+            };
+            let Some(scales) = scales.filter(|v| v.len() == axes.len()) else { return one(Some(vec![unknown(); r])) };
+            for (a, sc) in axes.iter().zip(scales) {
+                out[*a] = match xs[*a].known() {
+                    Some(d) => Dim::Known((d as f64 * sc as f64).floor() as i64),
+                    None if sc == 1.0 => xs[*a].clone(),
+                    None => unknown(),
+                };
+            }
+            one(Some(out))
+        }
+        "Gather" => {
+            let (Some(xs), Some(is)) = (xs, ins.get(1).and_then(|f| f.shape.clone())) else { return Ok(vec![]) };
+            let Some(axis) = norm_axis(attr_int(p, "axis").unwrap_or(0), xs.len()) else {
+                return Err(Error::InvalidGraph(format!("Gather axis out of range for rank {}", xs.len())));
+            };
+            let mut out = xs[..axis].to_vec();
+            out.extend(is);
+            out.extend_from_slice(&xs[axis + 1..]);
+            one(Some(out))
+        }
+        "ArgMax" | "ArgMin" => {
+            let Some(xs) = xs else { return Ok(vec![]) };
+            let Some(axis) = norm_axis(attr_int(p, "axis").unwrap_or(0), xs.len()) else { return Ok(vec![]) };
+            let keep = attr_int(p, "keepdims").unwrap_or(1) != 0;
+            let out = xs.iter().enumerate().filter_map(|(i, d)| if i == axis { keep.then_some(Dim::Known(1)) } else { Some(d.clone()) }).collect();
+            Ok(vec![Some(ValueFact::new(Some(dtype::INT64), Some(out)))])
+        }
+        "ConvTranspose" => {
+            let (Some(xs), Some(ws)) = (xs, ins.get(1).and_then(|f| f.shape.clone())) else { return Ok(vec![]) };
+            if xs.len() < 3 || ws.len() != xs.len() {
+                return Err(Error::InvalidGraph(format!("ConvTranspose input rank {} and weight rank {} do not fit", xs.len(), ws.len())));
+            }
+            let r = xs.len() - 2;
+            let kernel = attr_ints(p, "kernel_shape").or_else(|| known_all(&ws[2..])).unwrap_or_default();
+            if kernel.len() != r {
+                return Ok(vec![]);
+            }
+            let w = Window::parse(&node.proto, kernel)?;
+            let group = attr_int(p, "group").unwrap_or(1);
+            let mut out = vec![xs[0].clone(), ws[1].known().and_then(|c| c.checked_mul(group)).map(Dim::Known).unwrap_or_else(unknown)];
+            if let Some(os) = attr_ints(p, "output_shape").filter(|o| o.len() == r) {
+                out.extend(os.into_iter().map(Dim::Known));
+                return one(Some(out));
+            }
+            let opad = attr_ints(p, "output_padding").unwrap_or_else(|| vec![0; r]);
+            for i in 0..r {
+                out.push(match xs[2 + i].known() {
+                    Some(n) => {
+                        let full = w.strides[i] * (n - 1) + opad.get(i).copied().unwrap_or(0) + (w.kernel[i] - 1) * w.dilations[i] + 1;
+                        match w.auto_pad.as_str() {
+                            "SAME_UPPER" | "SAME_LOWER" => Dim::Known(n * w.strides[i]),
+                            "VALID" => Dim::Known(full),
+                            _ => Dim::Known(full - w.pads[i] - w.pads[i + r]),
+                        }
+                    }
+                    None => unknown(),
+                });
+            }
+            one(Some(out))
         }
         _ => Ok(vec![]),
     }

@@ -1,12 +1,22 @@
-//! Passes, their registry, pipelines (`passes/*.toml`, compiled in) and
-//! layer-selection presets.
+//! Passes: the `Pass` trait and what a pass reports. The pass manager
+//! ([`manager`]), pipelines as data and the registry ([`pipeline`]), layer
+//! selection and presets ([`selection`]), and one module per pass, named
+//! after it.
 
+pub mod fold_shapes;
 pub mod fuse_depthwise;
+pub mod manager;
+pub mod pipeline;
+pub mod selection;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ir::Graph;
+
+pub use manager::{run_pipeline, Dump};
+pub use pipeline::{build_pass, embedded_files, parse_pipeline, pipeline_names, registry, PassSpec, Pipeline};
+pub use selection::{glob_match, load_preset, preset_names, LayerSelection, ListItem, Preset, Selector};
 
 /// Does a pass keep the model's outputs (up to float rounding)?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +30,8 @@ pub enum Semantics {
 pub struct PassCx {
     /// Stop after this many rewrites (for bisecting a bad rewrite).
     pub max_rewrites: Option<usize>,
+    /// Write the model after this pass.
+    pub dump_after: Option<Dump>,
 }
 
 pub trait Pass {
@@ -44,280 +56,3 @@ pub struct PassReport {
     pub skipped: Vec<(String, String)>,
 }
 
-// ------------------------------------------------------------ layer selection
-
-/// One entry of `--layers` / `--skip`: an index, an index range `a-b`, or a
-/// node-name pattern with `*` wildcards.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Selector {
-    Index(usize),
-    Range(usize, usize),
-    Pattern(String),
-}
-
-impl Selector {
-    pub fn parse(s: &str) -> Result<Selector> {
-        let s = s.trim();
-        if s.is_empty() {
-            return Err(Error::option("--layers", "empty layer selector"));
-        }
-        if let Ok(i) = s.parse::<usize>() {
-            return Ok(Selector::Index(i));
-        }
-        if let Some((a, b)) = s.split_once('-')
-            && let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) {
-                if a > b {
-                    return Err(Error::option("--layers", format!("range '{s}' is empty")));
-                }
-                return Ok(Selector::Range(a, b));
-            }
-        Ok(Selector::Pattern(s.to_string()))
-    }
-
-    pub fn matches(&self, index: usize, name: &str) -> bool {
-        match self {
-            Selector::Index(i) => *i == index,
-            Selector::Range(a, b) => (*a..=*b).contains(&index),
-            Selector::Pattern(p) => glob_match(p, name),
-        }
-    }
-}
-
-/// `*` matches any run of characters, `?` one character.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti, mut star, mut mark) = (0usize, 0usize, None, 0usize);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
-}
-
-/// Which depthwise layers a pass converts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(untagged)]
-pub enum LayerSelection {
-    /// `"all"` or a preset name (`"paper-50-mobilenet-v2"`) or a comma list.
-    Named(String),
-    /// A list of indices / patterns.
-    List(Vec<ListItem>),
-    #[default]
-    #[serde(skip)]
-    All,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum ListItem {
-    Index(usize),
-    Text(String),
-}
-
-/// A layer-selection preset file from `passes/`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Preset {
-    pub description: String,
-    /// The network this preset was written for (informational).
-    #[serde(default)]
-    pub network: Option<String>,
-    /// How many depthwise convs that network has; checked against the model.
-    pub depthwise_layers: Option<usize>,
-    pub layers: Vec<ListItem>,
-}
-
-impl LayerSelection {
-    pub fn parse(s: &str) -> LayerSelection {
-        if s == "all" { LayerSelection::All } else { LayerSelection::Named(s.to_string()) }
-    }
-
-    fn selectors(items: &[ListItem]) -> Result<Vec<Selector>> {
-        items
-            .iter()
-            .map(|i| match i {
-                ListItem::Index(i) => Ok(Selector::Index(*i)),
-                ListItem::Text(t) => Selector::parse(t),
-            })
-            .collect()
-    }
-
-    /// Check the selection without a graph (unknown preset names fail here).
-    pub fn validate(&self) -> Result<()> {
-        self.expand().map(|_| ())
-    }
-
-    /// Turn the selection into selectors, plus the preset it came from.
-    fn expand(&self) -> Result<Option<(Vec<Selector>, Option<(String, Preset)>)>> {
-        match self {
-            LayerSelection::All => Ok(None),
-            LayerSelection::Named(s) if s == "all" => Ok(None),
-            LayerSelection::List(items) => Ok(Some((Self::selectors(items)?, None))),
-            LayerSelection::Named(s) => {
-                if let Some(preset) = load_preset(s)? {
-                    return Ok(Some((Self::selectors(&preset.layers)?, Some((s.clone(), preset)))));
-                }
-                if looks_like_preset_name(s) {
-                    return Err(Error::option(
-                        "--layers",
-                        format!("'{s}' is neither a layer list nor a known preset; presets: all, {}", preset_names().join(", ")),
-                    ));
-                }
-                let sel = s.split(',').map(Selector::parse).collect::<Result<Vec<_>>>()?;
-                Ok(Some((sel, None)))
-            }
-        }
-    }
-
-    /// Indices of the selected candidates.
-    pub fn resolve(&self, cands: &[fuse_depthwise::Candidate]) -> Result<Vec<usize>> {
-        let Some((sel, preset)) = self.expand()? else {
-            return Ok(cands.iter().map(|c| c.index()).collect());
-        };
-        if let Some((name, p)) = &preset
-            && let Some(n) = p.depthwise_layers
-                && n != cands.len() {
-                    return Err(Error::option(
-                        "--layers",
-                        format!("preset '{name}' is for a network with {n} depthwise convs; this model has {}", cands.len()),
-                    ));
-                }
-        for s in &sel {
-            let hit = cands.iter().any(|c| s.matches(c.index(), c.name()));
-            match s {
-                Selector::Index(i) | Selector::Range(i, _) if !hit => {
-                    return Err(Error::option("--layers", format!("layer index {i} is out of range: the model has {} depthwise convs", cands.len())));
-                }
-                Selector::Pattern(p) if !hit => {
-                    return Err(Error::option("--layers", format!("pattern '{p}' matches no depthwise conv")));
-                }
-                _ => {}
-            }
-        }
-        Ok(cands.iter().filter(|c| sel.iter().any(|s| s.matches(c.index(), c.name()))).map(|c| c.index()).collect())
-    }
-}
-
-fn looks_like_preset_name(s: &str) -> bool {
-    s.contains('-') && s.chars().any(|c| c.is_ascii_alphabetic()) && !s.contains(',') && !s.contains('*') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
-// ------------------------------------------------------------ files in passes/
-
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/passes_files.rs"));
-}
-
-/// Files of the top-level `passes/` folder, compiled in: (stem, contents).
-pub fn embedded_files() -> &'static [(&'static str, &'static str)] {
-    embedded::FILES
-}
-
-pub fn preset_names() -> Vec<&'static str> {
-    embedded_files().iter().filter(|(_, c)| !c.contains("[[pass]]")).map(|(n, _)| *n).collect()
-}
-
-pub fn pipeline_names() -> Vec<&'static str> {
-    embedded_files().iter().filter(|(_, c)| c.contains("[[pass]]")).map(|(n, _)| *n).collect()
-}
-
-/// A preset by name (compiled in) or by path to a `.toml` file.
-pub fn load_preset(name: &str) -> Result<Option<Preset>> {
-    let text = if let Some((_, c)) = embedded_files().iter().find(|(n, c)| *n == name && !c.contains("[[pass]]")) {
-        (*c).to_string()
-    } else if name.ends_with(".toml") {
-        std::fs::read_to_string(name).map_err(|e| Error::io(name, e))?
-    } else {
-        return Ok(None);
-    };
-    toml::from_str(&text).map(Some).map_err(|e| Error::option("--layers", format!("preset '{name}': {e}")))
-}
-
-/// A pipeline: ordered passes with their options.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PipelineFile {
-    #[serde(default)]
-    pub description: String,
-    pub pass: Vec<toml::Table>,
-}
-
-pub type Constructor = fn(toml::Value) -> Result<Box<dyn Pass>>;
-
-/// The registry: pass name → constructor from its TOML options.
-pub fn registry() -> Vec<(&'static str, Constructor)> {
-    vec![("fuse_depthwise", |v| {
-        let opts: fuse_depthwise::Options = v.try_into().map_err(|e: toml::de::Error| Error::option("fuse_depthwise", e.to_string()))?;
-        Ok(Box::new(fuse_depthwise::FuseDepthwise::new(opts)?) as Box<dyn Pass>)
-    })]
-}
-
-pub fn build_pass(name: &str, opts: toml::Value) -> Result<Box<dyn Pass>> {
-    let reg = registry();
-    let Some((_, ctor)) = reg.iter().find(|(n, _)| *n == name) else {
-        let valid: Vec<&str> = reg.iter().map(|(n, _)| *n).collect();
-        return Err(Error::option("pipeline", format!("unknown pass '{name}'; valid passes: {}", valid.join(", "))));
-    };
-    ctor(opts)
-}
-
-/// Parse pipeline text into constructed passes.
-pub fn parse_pipeline(text: &str, origin: &str) -> Result<Vec<Box<dyn Pass>>> {
-    let file: PipelineFile = toml::from_str(text).map_err(|e| Error::option("--pipeline", format!("{origin}: {e}")))?;
-    file.pass
-        .into_iter()
-        .map(|mut t| {
-            let name = match t.remove("name") {
-                Some(toml::Value::String(s)) => s,
-                _ => return Err(Error::option("--pipeline", format!("{origin}: every [[pass]] needs name = \"...\""))),
-            };
-            build_pass(&name, toml::Value::Table(t)).map_err(|e| Error::option("--pipeline", format!("{origin}: {e}")))
-        })
-        .collect()
-}
-
-/// Run passes in order, validating the graph after each and naming the culprit.
-pub fn run_pipeline(g: &mut Graph, passes: &[Box<dyn Pass>], cx: &PassCx) -> Result<Vec<(String, PassReport)>> {
-    let mut out = Vec::new();
-    for p in passes {
-        let report = p.run(g, cx).map_err(|e| e.after_pass(p.name()))?;
-        validate(g).map_err(|e| e.after_pass(p.name()))?;
-        out.push((p.name().to_string(), report));
-    }
-    Ok(out)
-}
-
-/// Structural checks used after every pass: edges, acyclicity, and that each
-/// graph output keeps the shape the model declares.
-pub fn validate(g: &mut Graph) -> Result<()> {
-    g.rebuild()?;
-    g.toposort()?;
-    crate::ir::shape::infer(g)?;
-    for o in &g.outputs {
-        let (_, declared) = crate::onnx::value_info_type(o);
-        if let (Some(d), Some(f)) = (declared, g.shape_of(o.name())) {
-            let clash = d.len() != f.len() || d.iter().zip(f).any(|(a, b)| matches!((a.known(), b.known()), (Some(x), Some(y)) if x != y));
-            if clash {
-                return Err(Error::ShapeMismatch {
-                    node: o.name().to_string(),
-                    expected: crate::onnx::fmt_shape(&d),
-                    actual: crate::onnx::fmt_shape(f),
-                });
-            }
-        }
-    }
-    Ok(())
-}

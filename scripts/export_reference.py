@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Export the FuSeConv paper's 25 reference networks from PyTorch, the way users
+export their own models, and record what PyTorch says about each.
+
+Runs in the PyTorch venv (`bash scripts/torch_env.sh` makes bench/.venv-torch).
+The model definitions are the paper's, unmodified, imported from
+../shared/reference/fuseconv. For every network (MobileNetV1, MobileNetV2,
+MnasNet-B1, MobileNetV3-Small/-Large) and variant (baseline, Full, Half, 50% Full,
+50% Half) it writes, at 1x3x224x224 in eval mode:
+
+  NET.VARIANT.legacy13.static.onnx    torch.onnx.export(dynamo=False, opset_version=13)
+  NET.VARIANT.legacy13.dynbatch.onnx  ... with dynamic_axes on the batch
+  NET.VARIANT.legacy17.static.onnx    opset 17
+  NET.VARIANT.legacy17.dynbatch.onnx
+  NET.baseline.dynamo18.static.onnx   torch.onnx.export(dynamo=True, opset_version=18), baselines only
+
+and manifest.json: per file, the network, variant, exporter, PyTorch's parameter
+count, the multiply-accumulates of every Conv2d/Linear (from forward hooks) and
+the number of BatchNorm2d channels. Both exporters fold every BatchNorm2d into
+the conv before it (eval mode): its weight and bias (2 per channel) become the
+conv's bias (1 per channel), so the ONNX model has params - bn_channels
+parameters (the reference's convs before a BN have no bias). BN statistics are
+randomised first, as a trained model's are, so nothing folds to an identity.
+
+With --graph-only DIR it also writes each model with its float weights moved to
+external data in one shared file of zeros (`weights.zeros`, not written: a
+reader creates it), so the graphs can be committed for tests that need shapes,
+not weights.
+
+usage: bench/.venv-torch/bin/python scripts/export_reference.py OUT_DIR [--graph-only DIR] [--only NET]
+"""
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import types
+import warnings
+
+import onnx
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REF = os.path.join(os.path.dirname(ROOT), "shared", "reference", "fuseconv")
+NETS = {
+    "mobilenet-v1": ("MobileNetV1", None),
+    "mobilenet-v2": ("MobileNetV2", None),
+    "mnasnet-b1": ("MnasNet", None),
+    "mobilenet-v3-small": ("MobileNetV3", "small"),
+    "mobilenet-v3-large": ("MobileNetV3", "large"),
+}
+VARIANTS = {"baseline": "", "full": "FuSeFull", "half": "FuSeHalf", "50-full": "FuSeFullHybrid", "50-half": "FuSeHalfHybrid"}
+ZEROS = "weights.zeros"
+
+
+def load_models():
+    models = types.ModuleType("models")
+    for f in ["mobilenetv1", "mobilenetv2", "mnasnet", "mobilenetv3"]:
+        spec = importlib.util.spec_from_file_location(f"models.{f}", os.path.join(REF, f + ".py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[f"models.{f}"] = mod
+        spec.loader.exec_module(mod)
+        for k, v in vars(mod).items():
+            if not k.startswith("_"):
+                setattr(models, k, v)
+    sys.modules["models"] = models
+    return models
+
+
+def macs_of(model, x):
+    """Multiply-accumulates of every Conv2d and Linear, as run by forward()."""
+    total = [0]
+
+    def hook(m, inp, out):
+        if isinstance(m, torch.nn.Conv2d):
+            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, torch.nn.Linear):
+            total[0] += out.numel() * m.in_features
+
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
+def export(model, x, path, flavor):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if flavor.startswith("dynamo"):
+            torch.onnx.export(model, (x,), path, dynamo=True, opset_version=18, input_names=["x"], output_names=["y"],
+                              external_data=False, verbose=False)
+        else:
+            opset = int(flavor[len("legacy"):].split(".")[0])
+            dyn = {"x": {0: "batch"}, "y": {0: "batch"}} if flavor.endswith("dynbatch") else None
+            torch.onnx.export(model, (x,), path, dynamo=False, opset_version=opset, input_names=["x"], output_names=["y"],
+                              dynamic_axes=dyn, do_constant_folding=True)
+
+
+def graph_only(src, dst):
+    """The model with every float initializer moved to a shared external file of zeros."""
+    m = onnx.load(src)
+    for t in m.graph.initializer:
+        if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) > 0:
+            n = 1
+            for d in t.dims:
+                n *= d
+            del t.float_data[:]
+            t.ClearField("raw_data")
+            t.data_location = onnx.TensorProto.EXTERNAL
+            del t.external_data[:]
+            for k, v in (("location", ZEROS), ("offset", "0"), ("length", str(4 * n))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+    onnx.save(m, dst)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out")
+    ap.add_argument("--graph-only", help="also write weight-less copies here")
+    ap.add_argument("--only", help="one network")
+    a = ap.parse_args()
+    torch.manual_seed(0)
+    models = load_models()
+    os.makedirs(a.out, exist_ok=True)
+    if a.graph_only:
+        os.makedirs(a.graph_only, exist_ok=True)
+    x = torch.randn(1, 3, 224, 224)
+    manifest = {}
+    for net, (ctor, mode) in NETS.items():
+        if a.only and net != a.only:
+            continue
+        for var, suffix in VARIANTS.items():
+            fn = getattr(models, ctor + suffix)
+            model = (fn(mode, 1000) if mode else fn(1000)).eval()
+            # BN statistics as a trained model has them (untrained BN is an identity that
+            # exporters drop together with the zero bias it folds into)
+            bn_channels = 0
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    with torch.no_grad():
+                        m.running_mean.normal_(0, 0.1)
+                        m.running_var.uniform_(0.5, 1.5)
+                        m.weight.uniform_(0.5, 1.5)
+                        m.bias.normal_(0, 0.1)
+                    bn_channels += m.num_features
+            params = sum(p.numel() for p in model.parameters())
+            macs = macs_of(model, x)
+            flavors = ["legacy13.static", "legacy13.dynbatch", "legacy17.static", "legacy17.dynbatch"]
+            if var == "baseline":
+                flavors.append("dynamo18.static")
+            for fl in flavors:
+                name = f"{net}.{var}.{fl}.onnx"
+                path = os.path.join(a.out, name)
+                export(model, x, path, fl)
+                manifest[name] = {"network": net, "variant": var, "exporter": fl, "params": params, "macs": macs, "bn_channels": bn_channels}
+                if a.graph_only:
+                    graph_only(path, os.path.join(a.graph_only, name))
+                print(name, file=sys.stderr)
+    for d in [a.out] + ([a.graph_only] if a.graph_only else []):
+        with open(os.path.join(d, "manifest.json"), "w") as f:
+            json.dump({"torch": torch.__version__, "input": [1, 3, 224, 224], "models": manifest}, f, indent=1, sort_keys=True)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

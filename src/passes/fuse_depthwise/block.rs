@@ -1,0 +1,173 @@
+//! Emitting the FuSe block that replaces one depthwise conv: the Split
+//! (Half), the two 1-D convs with their pads (or a crop where a pad would be
+//! negative), and the Concat.
+
+use std::collections::HashSet;
+
+use ndarray::ArrayD;
+
+use crate::error::Result;
+use crate::ir::{Graph, Patch};
+use crate::onnx::{a_int, a_ints, a_string, NodeProto};
+use crate::passes::fuse_depthwise::{DepthwiseConv, FuseKernels, Variant};
+use crate::tensor::Tensor;
+
+/// Fresh names for what a rewrite adds. Clone it to plan, keep the clone only
+/// when the rewrite is applied.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub(crate) used: HashSet<String>,
+}
+
+impl Names {
+    pub fn new(used: HashSet<String>) -> Names {
+        Names { used }
+    }
+
+    pub fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut i = 1;
+        while self.used.contains(&name) {
+            name = format!("{base}.{i}");
+            i += 1;
+        }
+        self.used.insert(name.clone());
+        name
+    }
+}
+
+fn conv_node(name: &str, inputs: Vec<String>, output: &str, kernel: [i64; 2], strides: &[i64], dil: [i64; 2], pads: Option<&[i64]>, auto_pad: Option<&str>, group: usize) -> NodeProto {
+    let mut attribute = vec![a_int("group", group as i64), a_ints("kernel_shape", &kernel), a_ints("strides", strides), a_ints("dilations", &dil)];
+    match (auto_pad, pads) {
+        (Some(ap), _) => attribute.push(a_string("auto_pad", ap)),
+        (None, Some(p)) => attribute.push(a_ints("pads", p)),
+        (None, None) => {}
+    }
+    NodeProto {
+        name: Some(name.into()),
+        op_type: Some("Conv".into()),
+        input: inputs,
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+/// Pads of one 1-D branch along the axis whose kernel collapses to tap
+/// `centre`, given the original begin/end pads there. Returns (begin, end,
+/// crop_begin, crop_end).
+fn collapsed_pads(pb: i64, pe: i64, k: i64, d: i64, centre: i64) -> (i64, i64, i64, i64) {
+    let c = centre * d;
+    let nb = pb - c;
+    let ne = pe - (d * (k - 1) - c);
+    (nb.max(0), ne.max(0), (-nb).max(0), (-ne).max(0))
+}
+
+/// Emit the Split / 1-D convs / Concat replacing `dw`.
+pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, variant: Variant, k: &FuseKernels, names: &mut Names, patch: &mut Patch) -> Result<()> {
+    let pos = g.node(dw.node).pos;
+    let base = dw.name.clone();
+    let w = &dw.window;
+    let pads = &dw.pads;
+    let opset = g.opset;
+    let (c_row, c_col) = match variant {
+        Variant::Half => (dw.half_split(), dw.channels - dw.half_split()),
+        Variant::Full => (dw.channels, dw.channels),
+    };
+    let (x_row, x_col) = match variant {
+        Variant::Full => (dw.input.clone(), dw.input.clone()),
+        Variant::Half => {
+            let a = names.fresh(&format!("{}.fuse.in_row", dw.output));
+            let b = names.fresh(&format!("{}.fuse.in_col", dw.output));
+            let mut split = NodeProto {
+                name: Some(names.fresh(&format!("{base}.fuse.split"))),
+                op_type: Some("Split".into()),
+                input: vec![dw.input.clone()],
+                output: vec![a.clone(), b.clone()],
+                attribute: vec![a_int("axis", 1)],
+                ..Default::default()
+            };
+            let sizes = [c_row as i64, c_col as i64];
+            if opset >= 13 {
+                let sname = names.fresh(&format!("{base}.fuse.split_sizes"));
+                patch.initializers.push(Tensor::from_i64(&sname, &[2], &sizes));
+                split.input.push(sname);
+            } else {
+                split.attribute.push(a_ints("split", &sizes));
+            }
+            patch.add.push((split, pos));
+            (a, b)
+        }
+    };
+    let mut branch = |tag: &str, x: String, c: usize, weight: &ArrayD<f32>, bias: &Option<ArrayD<f32>>, row: bool| -> String {
+        let (kh, kw) = (dw.kernel[0], dw.kernel[1]);
+        let (dh, dwl) = (w.dilations[0], w.dilations[1]);
+        let kernel = if row { [1, kw] } else { [kh, 1] };
+        let dil = if row { [1, dwl] } else { [dh, 1] };
+        let wname = names.fresh(&format!("{base}.fuse.{tag}.weight"));
+        patch.initializers.push(Tensor::from_f32(&wname, weight));
+        let mut inputs = vec![x.clone(), wname];
+        if let Some(b) = bias {
+            let bname = names.fresh(&format!("{base}.fuse.{tag}.bias"));
+            patch.initializers.push(Tensor::from_f32(&bname, b));
+            inputs.push(bname);
+        }
+        let out = names.fresh(&format!("{}.fuse.{tag}", dw.output));
+        let (node_pads, auto_pad, crop) = match &pads {
+            None => (None, Some(w.auto_pad.as_str()), None),
+            Some(p) => {
+                // p = [top, left, bottom, right]
+                if row {
+                    let (b, e, cb, ce) = collapsed_pads(p[0], p[2], kh, dh, dw.centre[0] as i64);
+                    (Some(vec![b, p[1], e, p[3]]), None, Some((2i64, cb, ce)))
+                } else {
+                    let (b, e, cb, ce) = collapsed_pads(p[1], p[3], kw, dwl, dw.centre[1] as i64);
+                    (Some(vec![p[0], b, p[2], e]), None, Some((3i64, cb, ce)))
+                }
+            }
+        };
+        let conv_in = match crop {
+            Some((axis, cb, ce)) if cb > 0 || ce > 0 => {
+                let cropped = names.fresh(&format!("{}.fuse.{tag}.crop", dw.output));
+                let end = if ce > 0 { -ce } else { i64::MAX };
+                let mut slice = NodeProto {
+                    name: Some(names.fresh(&format!("{base}.fuse.{tag}.crop"))),
+                    op_type: Some("Slice".into()),
+                    input: vec![x],
+                    output: vec![cropped.clone()],
+                    ..Default::default()
+                };
+                if opset >= 10 {
+                    for (suffix, v) in [("starts", cb), ("ends", end), ("axes", axis)] {
+                        let n = names.fresh(&format!("{base}.fuse.{tag}.crop_{suffix}"));
+                        patch.initializers.push(Tensor::from_i64(&n, &[1], &[v]));
+                        slice.input.push(n);
+                    }
+                } else {
+                    slice.attribute = vec![a_ints("starts", &[cb]), a_ints("ends", &[end]), a_ints("axes", &[axis])];
+                }
+                patch.add.push((slice, pos));
+                cropped
+            }
+            _ => x,
+        };
+        inputs[0] = conv_in;
+        let node = conv_node(&names.fresh(&format!("{base}.fuse.{tag}")), inputs, &out, kernel, &w.strides, dil, node_pads.as_deref(), auto_pad, c);
+        patch.add.push((node, pos));
+        out
+    };
+    let y_row = branch("row", x_row, c_row, &k.row, &k.row_bias, true);
+    let y_col = branch("col", x_col, c_col, &k.col, &k.col_bias, false);
+    let concat = NodeProto {
+        name: Some(names.fresh(&format!("{base}.fuse.concat"))),
+        op_type: Some("Concat".into()),
+        input: vec![y_row, y_col],
+        output: vec![dw.output.clone()],
+        attribute: vec![a_int("axis", 1)],
+        ..Default::default()
+    };
+    patch.add.push((concat, pos));
+    patch.remove.push(dw.node);
+    Ok(())
+}
+

@@ -1,0 +1,205 @@
+//! `fuse_depthwise`: rewrite K×K depthwise convolutions into FuSe blocks.
+//!
+//! ```text
+//! Before:  x ──Conv(group=C, K×K)──▶ y ──▶ BN ─▶ act ─▶ [SE] ─▶ pointwise
+//!
+//! Half:    x ─Split[⌈C/2⌉,⌊C/2⌋]─┬─ Conv(1×K, group ⌈C/2⌉) ─┐
+//!                                └─ Conv(K×1, group ⌊C/2⌋) ─┴─ Concat ▶ y (C ch.) ▶ unchanged
+//!
+//! Full:    x ─┬─ Conv(1×K, group C) ─┐
+//!             └─ Conv(K×1, group C) ─┴─ Concat ▶ y' (2C ch.) ▶ widened BN/act/SE ▶ widened pointwise
+//! ```
+//!
+//! Preconditions (a Conv that fails one is left alone and reported with the reason):
+//! 1. 2-D Conv in the default domain, group == C_in == C_out > 1 (channel multiplier 1);
+//! 2. constant float weight [C, 1, kh, kw] with kh > 1 and kw > 1 (1×1 and already-1-D
+//!    kernels are skipped, which makes the pass idempotent); constant bias if any;
+//! 3. Full only: every consumer of y can be widened (see below).
+//!
+//! Weight mapping (`--init`): with c_h and c_w the middle row and column of
+//! the kernel (⌊(K−1)/2⌋ for odd K; for even K the middle tap the padding
+//! aligns with the output, see `Window::centre_taps`), `center` takes row c_h
+//! of each kernel for 1×K and column c_w for K×1;
+//! `sum` sums the rows (1×K) or the columns (K×1). Half gives channels
+//! [0, ⌈C/2⌉) to 1×K and the rest to K×1, each with its share of the bias;
+//! Full gives every channel to both branches, each with the whole bias.
+//!
+//! Padding: the 1×K branch keeps the original pads along the width; along the
+//! height it drops the pads that centred the K rows (pad_top − c_h·d_h, and the
+//! rest at the bottom), so its output is aligned with the original's centre
+//! row and has the same size. Where that would need negative pads (VALID,
+//! or SAME with stride 2) the input is cropped with a Slice instead. K×1 is
+//! the same with height and width swapped. `auto_pad` SAME on inputs whose
+//! spatial size is symbolic and whose stride is > 1 keeps `auto_pad` on the
+//! 1-D convs (same output size; alignment may differ by one pixel).
+//!
+//! BN and activations stay after the Concat: they act per channel, so one op
+//! over the concatenated channels equals each branch keeping its own share
+//! (Half) or its own copy (Full).
+//!
+//! Full widening: the 2C tensor is carried through channel-wise consumers to
+//! the ops that mix channels, which compute the mean of the two branches; a
+//! squeeze-excite block becomes an SE over 2C. The rules are in [`widen`].
+//!
+//! Layout: [`matcher`] (which convs, and why not), [`kernels`] (the 1-D
+//! kernels), [`block`] (the Split / 1-D convs / Concat), [`widen`] (Full).
+
+pub mod block;
+pub mod kernels;
+pub mod matcher;
+pub mod widen;
+
+use std::collections::HashSet;
+
+use petgraph::stable_graph::NodeIndex;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::ir::{Graph, Patch};
+use crate::passes::{LayerSelection, Pass, PassCx, PassReport, Rewrite, Selector, Semantics};
+
+pub use block::{build_block, Names};
+pub use kernels::{split_kernels, FuseKernels, Init, KernelInit};
+pub use matcher::{depthwise_convs, find, subgraph_depthwise, Candidate, DepthwiseConv};
+pub use widen::{plan_widen, WidenPlan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Variant {
+    /// Split channels in two: 1×K on the first half, K×1 on the second.
+    Half,
+    /// 1×K and K×1 on all channels, concatenated to 2C; consumers widened.
+    Full,
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Variant::Half => "half",
+            Variant::Full => "full",
+        })
+    }
+}
+
+/// Options of the pass, shared by the CLI and pipeline TOML files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub variant: Variant,
+    #[serde(default)]
+    pub init: Init,
+    #[serde(default)]
+    pub layers: LayerSelection,
+    #[serde(default)]
+    pub skip: Vec<String>,
+}
+
+pub struct FuseDepthwise {
+    pub opts: Options,
+    pub init: Box<dyn KernelInit>,
+}
+
+impl FuseDepthwise {
+    pub fn new(opts: Options) -> Result<Self> {
+        opts.layers.validate()?;
+        for s in &opts.skip {
+            crate::passes::Selector::parse(s)?;
+        }
+        let init = Box::new(opts.init);
+        Ok(FuseDepthwise { opts, init })
+    }
+
+    pub fn with_init(mut self, init: Box<dyn KernelInit>) -> Self {
+        self.init = init;
+        self
+    }
+}
+
+impl Pass for FuseDepthwise {
+    fn name(&self) -> &'static str {
+        "fuse_depthwise"
+    }
+    fn semantics(&self) -> Semantics {
+        Semantics::Changing
+    }
+
+    fn run(&self, g: &mut Graph, cx: &PassCx) -> Result<PassReport> {
+        let mut report = PassReport::default();
+        for (owner, conv) in subgraph_depthwise(g) {
+            report.skipped.push((conv, format!("inside a subgraph of '{owner}': subgraphs are left unchanged")));
+        }
+        let cands = depthwise_convs(g)?;
+        let selected = self.opts.layers.resolve(&cands)?;
+        let skip: Vec<Selector> = self.opts.skip.iter().map(|s| Selector::parse(s)).collect::<Result<_>>()?;
+        let mut names = Names::new(g.used_names());
+        let mut patch = Patch::default();
+        // Full widenings must not overlap: two layers feeding one Concat-free region
+        let mut claimed: HashSet<NodeIndex> = HashSet::new();
+        for cand in cands {
+            let dw = match cand {
+                Candidate::Skipped { name, reason, .. } => {
+                    report.skipped.push((name, reason));
+                    continue;
+                }
+                Candidate::Convertible(d) => *d,
+            };
+            if !selected.contains(&dw.index) {
+                report.skipped.push((dw.name.clone(), "not selected".into()));
+                continue;
+            }
+            if skip.iter().any(|s| s.matches(dw.index, &dw.name)) {
+                report.skipped.push((dw.name.clone(), "excluded by --skip".into()));
+                continue;
+            }
+            if cx.max_rewrites.is_some_and(|m| report.rewrites.len() >= m) {
+                report.skipped.push((dw.name.clone(), "over --max-rewrites".into()));
+                continue;
+            }
+            // names are reserved in a copy, kept only if the rewrite is applied
+            let mut trial = names.clone();
+            let widen = match self.opts.variant {
+                Variant::Half => None,
+                Variant::Full => match plan_widen(g, &dw.output, dw.channels as i64, &mut trial) {
+                    Ok(p) => {
+                        if p.edits.iter().any(|(ix, _)| claimed.contains(ix)) {
+                            report.skipped.push((dw.name.clone(), "its widened region overlaps another converted layer".into()));
+                            continue;
+                        }
+                        Some(p)
+                    }
+                    Err(reason) => {
+                        report.skipped.push((dw.name.clone(), format!("cannot widen for Full: {reason}")));
+                        continue;
+                    }
+                },
+            };
+            names = trial;
+            let kernels = self.init.kernels(&dw, self.opts.variant)?;
+            let before = dw.params();
+            build_block(g, &dw, self.opts.variant, &kernels, &mut names, &mut patch)?;
+            let mut extra_params: i64 = 0;
+            if let Some(w) = widen {
+                for (ix, p) in w.edits {
+                    claimed.insert(ix);
+                    patch.replace.push((ix, p));
+                }
+                patch.add.extend(w.adds);
+                extra_params += w.added_params;
+                patch.initializers.extend(w.initializers);
+            }
+            let after = kernels.row.len() + kernels.col.len() + kernels.row_bias.as_ref().map_or(0, |b| b.len()) + kernels.col_bias.as_ref().map_or(0, |b| b.len());
+            report.rewrites.push(Rewrite {
+                node: dw.name.clone(),
+                index: dw.index,
+                rule: format!("fuse_depthwise.{}", self.opts.variant),
+                detail: format!("{}x{} depthwise, {} ch → 1x{} + {}x1", dw.kernel[0], dw.kernel[1], dw.channels, dw.kernel[1], dw.kernel[0]),
+                params_delta: after as i64 - before as i64 + extra_params,
+            });
+        }
+        if !patch.is_empty() {
+            patch.apply(g)?;
+        }
+        Ok(report)
+    }
+}
+

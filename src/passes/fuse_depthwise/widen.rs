@@ -1,0 +1,584 @@
+//! Full's widening: the 2C tensor a Full block produces (layout [1×K branch;
+//! K×1 branch]) is carried forward through channel-wise consumers until the
+//! ops that mix channels, and every op on the way is edited to work on 2C
+//! channels. Rules, by consumer:
+//!
+//! | consumer | edit |
+//! |---|---|
+//! | activations, pooling, Identity, Dropout, Clip (constant bounds) | none |
+//! | BatchNormalization, InstanceNormalization | per-channel parameters duplicated |
+//! | Add/Sub/Mul/Div/Pow/Max/Min/PRelu | a per-channel constant duplicated; another tensor not widened is duplicated with a Concat (each branch gets the same operand, so a residual Add stays a residual) |
+//! | Reduce* over spatial axes, Flatten/Reshape of a pooled vector | a target with C at the channel position becomes 2C (a constant, or the constant part of a computed `Concat`) |
+//! | Expand | its shape, likewise |
+//! | Shape | nothing: at run time it reads 2C; every use of the channel element must be a Reshape/Expand of a widened tensor |
+//! | depthwise Conv | weights and bias duplicated, group 2C |
+//! | pointwise Conv / Gemm / MatMul | input weights duplicated and halved: the mean of the two branches |
+//! | the same inside squeeze-excite | the 2×2 block matrix [[W/2, W/2], [W/2, W/2]], bias duplicated: SE over 2C with doubled hidden width |
+//!
+//! Anything else (Concat or Split on channels, Transpose, a graph output, a
+//! use inside a subgraph) leaves the layer unconverted, with the reason.
+//! Planning is read-only: it returns the edits and new nodes, and reserves
+//! names only in the [`Names`] it is given (the caller keeps them only when
+//! it applies the plan).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use ndarray::{concatenate, ArrayD, Axis};
+use petgraph::stable_graph::NodeIndex;
+
+use crate::ir::{Graph, IMPLICIT_SLOT};
+use crate::onnx::{a_int, attr_int, attr_ints, make_node, Dim, NodeProto};
+use crate::passes::fuse_depthwise::Names;
+use crate::tensor::Tensor;
+
+/// Node edits that widen everything downstream of a Full block.
+pub struct WidenPlan {
+    pub edits: Vec<(NodeIndex, NodeProto)>,
+    /// New nodes (duplicated operands, recomputed shape tensors), each placed
+    /// with the position key of the node it feeds.
+    pub adds: Vec<(NodeProto, u64)>,
+    pub initializers: Vec<Tensor>,
+    /// widened values and their original channel counts
+    pub widened: HashMap<String, i64>,
+    pub added_params: i64,
+}
+
+type Plan<T> = std::result::Result<T, String>;
+
+fn dup_axis(a: &ArrayD<f32>, axis: usize, scale: f32) -> Plan<ArrayD<f32>> {
+    let h = a.mapv(|v| v * scale);
+    concatenate(Axis(axis), &[h.view(), h.view()]).map_err(|e| e.to_string())
+}
+
+struct Planner<'a> {
+    g: &'a Graph,
+    names: &'a mut Names,
+    widened: HashMap<String, i64>,
+    queue: VecDeque<(String, i64)>,
+    edits: HashMap<NodeIndex, NodeProto>,
+    adds: Vec<(NodeProto, u64)>,
+    inits: Vec<Tensor>,
+    /// (node, input slot, channel axis, c): operands that are neither constant
+    /// nor (yet) widened; duplicated once the region is known unless widened by then
+    operands: Vec<(NodeIndex, usize, usize, i64)>,
+    /// (node, shape input slot, channel position in the shape, c): shape
+    /// elements computed at run time; they must come from a widened tensor's Shape
+    runtime_shapes: Vec<(NodeIndex, usize, usize, i64)>,
+    /// Shape nodes reading a widened tensor
+    shape_reads: Vec<NodeIndex>,
+    added: i64,
+}
+
+/// Plan the Full widening from `start` (the Concat output with 2C channels).
+pub fn plan_widen(g: &Graph, start: &str, c: i64, names: &mut Names) -> Plan<WidenPlan> {
+    let mut p = Planner {
+        g,
+        names,
+        widened: HashMap::new(),
+        queue: VecDeque::new(),
+        edits: HashMap::new(),
+        adds: vec![],
+        inits: vec![],
+        operands: vec![],
+        runtime_shapes: vec![],
+        shape_reads: vec![],
+        added: 0,
+    };
+    p.widened.insert(start.to_string(), c);
+    p.queue.push_back((start.to_string(), c));
+    let mut visited: HashSet<NodeIndex> = HashSet::new();
+    // bounded: a region larger than the graph means something is wrong
+    let mut budget = g.g.node_count() * 4 + 16;
+    while let Some((v, c)) = p.queue.pop_front() {
+        if g.is_graph_output(&v) {
+            return Err(format!("'{v}' is a graph output"));
+        }
+        for &(ix, slot) in g.consumers(&v) {
+            budget = budget.checked_sub(1).ok_or("widening did not terminate")?;
+            if slot == IMPLICIT_SLOT {
+                return Err(format!("'{v}' is used inside the subgraph of '{}'", g.node(ix).label()));
+            }
+            if !visited.insert(ix) {
+                continue;
+            }
+            let out_channels = p.consumer(ix, slot, &v, c)?;
+            if let (Some(oc), Some(o)) = (out_channels, g.node(ix).output(0))
+                && !p.widened.contains_key(o)
+            {
+                p.widened.insert(o.to_string(), oc);
+                p.queue.push_back((o.to_string(), oc));
+            }
+        }
+    }
+    p.finish()
+}
+
+impl Planner<'_> {
+    /// The edited copy of a node (the first edit starts from the original).
+    fn edit(&mut self, ix: NodeIndex) -> &mut NodeProto {
+        let g = self.g;
+        self.edits.entry(ix).or_insert_with(|| g.node(ix).proto.clone())
+    }
+
+    fn new_const(&mut self, base: &str, a: &ArrayD<f32>) -> String {
+        let nm = self.names.fresh(&format!("{base}.fuse.wide"));
+        self.inits.push(Tensor::from_f32(&nm, a));
+        nm
+    }
+
+    fn const_f32(&self, name: &str, label: &str) -> Plan<ArrayD<f32>> {
+        let t = self.g.const_tensor(name).ok_or_else(|| format!("'{label}' input '{name}' is not constant"))?;
+        t.to_f32().map_err(|e| format!("'{label}' input '{name}': {e}"))
+    }
+
+    /// Widen consumer `ix`, which reads the widened value `v` (C = `c`) at
+    /// `slot`. Returns the original channel count of its output if the output
+    /// is widened too, `None` if the node mixes channels (the region ends).
+    fn consumer(&mut self, ix: NodeIndex, slot: usize, v: &str, c: i64) -> Plan<Option<i64>> {
+        let g = self.g;
+        let n = g.node(ix);
+        let label = n.label();
+        let rank = g.shape_of(v).map(<[Dim]>::len).unwrap_or(4);
+        match (n.op(), slot) {
+            ("Relu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "LeakyRelu" | "Elu" | "Selu" | "Identity" | "Softplus" | "Gelu" | "Erf"
+            | "Neg" | "Abs" | "Sqrt" | "Exp" | "GlobalAveragePool" | "GlobalMaxPool" | "AveragePool" | "Mish" | "Cast", 0) => Ok(Some(c)),
+            ("MaxPool", 0) if n.output(1).is_some() => Err(format!("'{label}' returns indices")),
+            ("MaxPool", 0) => Ok(Some(c)),
+            ("Clip", 0) if (1..3).any(|i| n.input(i).is_some_and(|m| !g.is_const(m))) => Err(format!("'{label}' clips with non-constant bounds")),
+            ("Clip", 0) => Ok(Some(c)),
+            ("Dropout", 0) if n.output(1).is_some_and(|m| !g.consumers(m).is_empty()) => Err(format!("the mask of '{label}' is used")),
+            ("Dropout", 0) => Ok(Some(c)),
+            ("BatchNormalization" | "InstanceNormalization", 0) => self.per_channel_params(ix, c).map(|_| Some(c)),
+            ("Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "PRelu", _) => self.elementwise(ix, slot, rank, c).map(|_| Some(c)),
+            ("ReduceMean" | "ReduceMax" | "ReduceSum" | "ReduceL2", 0) => {
+                let axes = attr_ints(&n.proto, "axes").or_else(|| n.input(1).and_then(|a| g.fact(a)).and_then(|f| f.value.as_deref()).and_then(crate::ir::values::known));
+                let keep = attr_int(&n.proto, "keepdims").unwrap_or(1) != 0;
+                let r = rank as i64;
+                match axes {
+                    Some(a) if a.iter().all(|&x| {
+                        let x = if x < 0 { x + r } else { x };
+                        x >= 2 || (keep && x == 0)
+                    }) => Ok(Some(c)),
+                    _ => Err(format!("'{label}' reduces over the channel axis (or its axes are unknown)")),
+                }
+            }
+            ("Flatten", 0) => {
+                let ok = attr_int(&n.proto, "axis").unwrap_or(1) == 1 && g.shape_of(v).is_some_and(|s| s.iter().skip(2).all(|d| *d == Dim::Known(1)));
+                if ok { Ok(Some(c)) } else { Err(format!("'{label}' flattens spatial positions into channels")) }
+            }
+            ("Reshape", 0) => {
+                let xs = g.shape_of(v).ok_or_else(|| format!("'{label}' input shape unknown"))?;
+                let target = n.input(1).and_then(|t| g.fact(t)).and_then(|f| f.value.clone()).ok_or_else(|| format!("'{label}' reshapes to a shape fusec cannot evaluate"))?;
+                let spatial_one = xs.iter().skip(2).all(|d| *d == Dim::Known(1));
+                let tail_one = target.iter().skip(2).all(|d| *d == Dim::Known(1));
+                if !spatial_one || !tail_one || target.len() < 2 {
+                    return Err(format!("'{label}' reshape {} mixes channels with other axes", crate::onnx::fmt_shape(&target)));
+                }
+                self.shape_input(ix, 1, 1, c, &[-1, 0])?;
+                Ok(Some(c))
+            }
+            ("Expand", 0) => {
+                let target = n.input(1).and_then(|t| g.fact(t)).and_then(|f| f.value.clone()).ok_or_else(|| format!("'{label}' expands to a shape fusec cannot evaluate"))?;
+                let pos = (target.len() + 1).checked_sub(rank).ok_or_else(|| format!("'{label}' expands to a lower rank"))?;
+                self.shape_input(ix, 1, pos, c, &[1])?;
+                Ok(Some(c))
+            }
+            ("Shape", 0) => {
+                self.shape_reads.push(ix);
+                Ok(None)
+            }
+            ("Conv", 0) => self.conv(ix, c),
+            ("Gemm" | "MatMul", 0) => self.matmul(ix, c),
+            (op, _) => Err(format!("consumer '{label}' ({op}) cannot be widened")),
+        }
+    }
+
+    /// BatchNormalization / InstanceNormalization: every parameter input duplicated.
+    fn per_channel_params(&mut self, ix: NodeIndex, c: i64) -> Plan<()> {
+        let n = self.g.node(ix);
+        let label = n.label();
+        if n.proto.output.iter().skip(1).any(|o| !o.is_empty()) {
+            return Err(format!("'{label}' is in training mode"));
+        }
+        let params: Vec<(usize, String)> = n.proto.input.iter().enumerate().skip(1).filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i, s.clone())).collect();
+        for (i, pn) in params {
+            let a = self.const_f32(&pn, &label)?;
+            if a.len() as i64 != c {
+                return Err(format!("'{label}' input '{pn}' has {} values, expected {c}", a.len()));
+            }
+            let wide = self.new_const(&pn, &dup_axis(&a, 0, 1.0)?);
+            self.added += c;
+            self.edit(ix).input[i] = wide;
+        }
+        Ok(())
+    }
+
+    /// An elementwise op: constants along channels duplicated, other tensors
+    /// checked (or duplicated) once the region is complete.
+    fn elementwise(&mut self, ix: NodeIndex, slot: usize, rank: usize, c: i64) -> Plan<()> {
+        let g = self.g;
+        let n = g.node(ix);
+        let label = n.label();
+        let inputs: Vec<String> = n.proto.input.clone();
+        for (i, other) in inputs.iter().enumerate() {
+            if i == slot || other.is_empty() || self.widened.contains_key(other) {
+                continue;
+            }
+            let Some(oshape) = g.shape_of(other).map(<[Dim]>::to_vec) else {
+                return Err(format!("'{label}' combines the widened tensor with '{other}', whose shape is unknown"));
+            };
+            if oshape.len() > rank {
+                return Err(format!("'{label}' operand '{other}' has rank {} > {rank}", oshape.len()));
+            }
+            // the operand's dims align to the right of the widened tensor's
+            let Some(ch_axis) = (1 + oshape.len()).checked_sub(rank) else { continue };
+            match oshape[ch_axis].known() {
+                Some(1) => continue, // broadcasts along channels
+                Some(k) if k == c => {}
+                Some(k) => return Err(format!("'{label}' operand '{other}' has {k} channels, expected {c}")),
+                None => return Err(format!("'{label}' operand '{other}' has an unknown channel count")),
+            }
+            match g.const_tensor(other) {
+                Some(t) if t.len() <= 1 => {}
+                Some(t) => {
+                    let a = t.to_f32().map_err(|e| format!("'{label}' constant '{other}': {e}"))?;
+                    let wide = self.new_const(other, &dup_axis(&a, ch_axis, 1.0)?);
+                    self.added += t.len() as i64;
+                    self.edit(ix).input[i] = wide;
+                }
+                None => self.operands.push((ix, i, ch_axis, c)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The shape input `slot` of node `ix` must give 2C at `pos`: a constant C
+    /// becomes 2C, entries in `keep` (Reshape's -1 and 0, Expand's 1) stay,
+    /// run-time entries must come from a widened tensor's Shape.
+    fn shape_input(&mut self, ix: NodeIndex, slot: usize, pos: usize, c: i64, keep: &[i64]) -> Plan<()> {
+        let g = self.g;
+        let n = g.node(ix);
+        let label = n.label();
+        let sname = n.input(slot).ok_or_else(|| format!("'{label}' has no shape input"))?.to_string();
+        let value = g.fact(&sname).and_then(|f| f.value.clone()).ok_or_else(|| format!("'{label}' takes its shape from '{sname}', which fusec cannot evaluate"))?;
+        match value.get(pos) {
+            Some(Dim::Known(v)) if keep.contains(v) => Ok(()),
+            Some(Dim::Known(v)) if *v == c && g.is_const(&sname) => {
+                let new = self.shape_with(&sname, pos, 2 * c, g.node(ix).pos)?;
+                self.edit(ix).input[slot] = new;
+                Ok(())
+            }
+            // computed: it may read the widened tensor's own shape (2C at run time);
+            // decided once the region is known
+            Some(Dim::Known(v)) if *v == c => {
+                self.runtime_shapes.push((ix, slot, pos, c));
+                Ok(())
+            }
+            Some(Dim::Known(v)) => Err(format!("'{label}' gives the widened tensor {v} channels, expected {c}")),
+            Some(Dim::Sym(_)) => {
+                self.runtime_shapes.push((ix, slot, pos, c));
+                Ok(())
+            }
+            None => Err(format!("'{label}' shape {} has no channel position", crate::onnx::fmt_shape(&value))),
+        }
+    }
+
+    /// A value equal to shape tensor `s` with element `pos` set to `v`: a new
+    /// constant when `s` is constant, else a new Concat of `s`'s parts with the
+    /// part holding `pos` replaced by a constant.
+    fn shape_with(&mut self, s: &str, pos: usize, v: i64, at: u64) -> Plan<String> {
+        let g = self.g;
+        let f = g.fact(s).ok_or("shape tensor without facts")?;
+        let value = f.value.clone().ok_or("shape value unknown")?;
+        let dtype = f.dtype.unwrap_or(crate::onnx::dtype::INT64);
+        // only a constant of the graph becomes a new constant: a value known only
+        // through --input-shape must not be baked into the model
+        if let Some(mut k) = crate::ir::values::known(&value).filter(|_| g.is_const(s)) {
+            k[pos] = v;
+            let nm = self.names.fresh(&format!("{s}.fuse.wide"));
+            let t = Tensor::from_ints(&nm, dtype, &[k.len() as i64], &k).ok_or("shape tensor of an unusual type")?;
+            self.inits.push(t);
+            return Ok(nm);
+        }
+        let (cix, _) = g.producer(s).ok_or_else(|| format!("'{s}' is computed at run time"))?;
+        let cat = g.node(cix);
+        if cat.op() != "Concat" {
+            return Err(format!("'{s}' is computed by '{}' ({}), not a Concat fusec can edit", cat.label(), cat.op()));
+        }
+        let mut offset = 0usize;
+        let mut proto = cat.proto.clone();
+        for (i, part) in cat.proto.input.iter().enumerate() {
+            let len = g.fact(part).and_then(|f| f.value.as_ref()).map(Vec::len).ok_or_else(|| format!("part '{part}' of '{s}' is unknown"))?;
+            if (offset..offset + len).contains(&pos) {
+                let new_part = self.shape_with(part, pos - offset, v, at)?;
+                proto.input[i] = new_part;
+                let out = self.names.fresh(&format!("{s}.fuse.wide"));
+                proto.output = vec![out.clone()];
+                proto.name = Some(self.names.fresh(&format!("{}.fuse.wide", cat.label())));
+                self.adds.push((proto, at));
+                return Ok(out);
+            }
+            offset += len;
+        }
+        Err(format!("'{s}' has no element {pos}"))
+    }
+
+    fn conv(&mut self, ix: NodeIndex, c: i64) -> Plan<Option<i64>> {
+        let g = self.g;
+        let n = g.node(ix);
+        let label = n.label();
+        let group = attr_int(&n.proto, "group").unwrap_or(1);
+        let wn = n.input(1).ok_or("Conv without weight")?.to_string();
+        let a = self.const_f32(&wn, &label)?;
+        let bias = n.input(2).map(str::to_string);
+        if group == c && a.shape()[1] == 1 && a.shape()[0] as i64 == c {
+            // another depthwise conv: widen to 2C groups
+            let w = self.new_const(&wn, &dup_axis(&a, 0, 1.0)?);
+            self.added += a.len() as i64;
+            let b = match &bias {
+                Some(bn) => Some(self.new_const(bn, &dup_axis(&self.const_f32(bn, &label)?, 0, 1.0)?)),
+                None => None,
+            };
+            let p = self.edit(ix);
+            p.input[1] = w;
+            if let Some(b) = b {
+                p.input[2] = b;
+            }
+            p.attribute.retain(|a| a.name() != "group");
+            p.attribute.push(a_int("group", 2 * c));
+            return Ok(Some(c));
+        }
+        if group != 1 || a.shape()[1] as i64 != c {
+            return Err(format!("'{label}' is a grouped conv (group {group}) over the widened channels"));
+        }
+        let win = dup_axis(&a, 1, 0.5)?;
+        if is_squeeze_excite(g, ix, &self.widened) {
+            let w = self.new_const(&wn, &dup_axis(&win, 0, 1.0)?);
+            self.added += 3 * a.len() as i64;
+            let b = match &bias {
+                Some(bn) => {
+                    let bv = self.const_f32(bn, &label)?;
+                    self.added += bv.len() as i64;
+                    Some(self.new_const(bn, &dup_axis(&bv, 0, 1.0)?))
+                }
+                None => None,
+            };
+            let p = self.edit(ix);
+            p.input[1] = w;
+            if let Some(b) = b {
+                p.input[2] = b;
+            }
+            Ok(Some(a.shape()[0] as i64))
+        } else {
+            let w = self.new_const(&wn, &win);
+            self.added += a.len() as i64;
+            self.edit(ix).input[1] = w;
+            Ok(None)
+        }
+    }
+
+    fn matmul(&mut self, ix: NodeIndex, c: i64) -> Plan<Option<i64>> {
+        let g = self.g;
+        let n = g.node(ix);
+        let label = n.label();
+        if attr_int(&n.proto, "transA").unwrap_or(0) != 0 {
+            return Err(format!("'{label}' uses transA"));
+        }
+        let trans_b = n.op() == "Gemm" && attr_int(&n.proto, "transB").unwrap_or(0) != 0;
+        let wn = n.input(1).ok_or("no weight")?.to_string();
+        let a = self.const_f32(&wn, &label)?;
+        if a.ndim() != 2 {
+            return Err(format!("'{label}' weight is not a matrix"));
+        }
+        let (in_ax, out_ax) = if trans_b { (1, 0) } else { (0, 1) };
+        if a.shape()[in_ax] as i64 != c {
+            return Err(format!("'{label}' weight does not take {c} inputs"));
+        }
+        let win = dup_axis(&a, in_ax, 0.5)?;
+        if !is_squeeze_excite(g, ix, &self.widened) {
+            let w = self.new_const(&wn, &win);
+            self.added += a.len() as i64;
+            self.edit(ix).input[1] = w;
+            return Ok(None);
+        }
+        let w = self.new_const(&wn, &dup_axis(&win, out_ax, 1.0)?);
+        self.added += 3 * a.len() as i64;
+        self.edit(ix).input[1] = w;
+        // a MatMul's bias comes as a following Add: it is widened as a per-channel constant
+        if let Some(bn) = n.input(2).map(str::to_string) {
+            let bt = g.const_tensor(&bn).ok_or("bias not constant")?;
+            if bt.len() > 1 {
+                let b = bt.to_f32().map_err(|e| e.to_string())?;
+                let axis = b.ndim().saturating_sub(1);
+                self.added += b.len() as i64;
+                let nb = self.new_const(&bn, &dup_axis(&b, axis, 1.0)?);
+                self.edit(ix).input[2] = nb;
+            }
+        }
+        Ok(Some(a.shape()[out_ax] as i64))
+    }
+
+    /// After the region is known: duplicate operands still not widened, and
+    /// check that run-time shapes and Shape reads only feed widened tensors.
+    fn finish(mut self) -> Plan<WidenPlan> {
+        let g = self.g;
+        let operands = std::mem::take(&mut self.operands);
+        for (ix, slot, axis, _c) in operands {
+            let other = g.node(ix).proto.input[slot].clone();
+            if self.widened.contains_key(&other) {
+                continue;
+            }
+            let out = self.names.fresh(&format!("{other}.fuse.dup"));
+            let name = self.names.fresh(&format!("{}.fuse.dup", g.node(ix).label()));
+            self.adds.push((make_node(&name, "Concat", &[&other, &other], &[&out], vec![a_int("axis", axis as i64)]), g.node(ix).pos));
+            self.edit(ix).input[slot] = out;
+        }
+        let reads: HashSet<String> = self.shape_reads.iter().filter_map(|&ix| g.node(ix).output(0).map(str::to_string)).collect();
+        for (ix, slot, pos, c) in std::mem::take(&mut self.runtime_shapes) {
+            let s = g.node(ix).proto.input[slot].clone();
+            if channel_from_reads(g, &s, pos, &reads) {
+                continue; // read from a widened tensor: 2C at run time
+            }
+            if g.fact(&s).and_then(|f| f.value.as_ref()).and_then(|v| v.get(pos)) == Some(&Dim::Known(c)) {
+                let new = self.shape_with(&s, pos, 2 * c, g.node(ix).pos)?;
+                self.edit(ix).input[slot] = new;
+                continue;
+            }
+            return Err(format!("'{}' takes the channel count of its shape from '{s}', computed at run time from something other than the widened tensor", g.node(ix).label()));
+        }
+        for &ix in &self.shape_reads {
+            self.check_shape_read(ix)?;
+        }
+        Ok(WidenPlan { edits: self.edits.into_iter().collect(), adds: self.adds, initializers: self.inits, widened: self.widened, added_params: self.added })
+    }
+
+    /// A Shape node reading a widened tensor gives 2C at run time: follow its
+    /// channel element through shape arithmetic; it may only reach the shape
+    /// input of a Reshape/Expand whose data is widened.
+    fn check_shape_read(&self, ix: NodeIndex) -> Plan<()> {
+        let g = self.g;
+        let n = g.node(ix);
+        let rank = n.input(0).and_then(|v| g.shape_of(v)).map(<[Dim]>::len).unwrap_or(4) as i64;
+        let clampi = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank);
+        let start = clampi(attr_int(&n.proto, "start").unwrap_or(0));
+        let end = clampi(attr_int(&n.proto, "end").unwrap_or(rank));
+        if !(start..end).contains(&1) {
+            return Ok(());
+        }
+        let Some(out) = n.output(0) else { return Ok(()) };
+        let mut stack = vec![(out.to_string(), (1 - start) as usize)];
+        let mut budget = 256;
+        while let Some((v, pos)) = stack.pop() {
+            for &(cix, slot) in g.consumers(&v) {
+                budget -= 1;
+                if budget == 0 {
+                    return Err("the shape of the widened tensor is used too widely to check".into());
+                }
+                let c = g.node(cix);
+                let label = c.label();
+                let len_of = |name: &str| g.fact(name).and_then(|f| f.value.as_ref()).map(Vec::len);
+                match c.op() {
+                    "Gather" if slot == 0 => {
+                        let idx = c.input(1).and_then(|i| g.fact(i)).and_then(|f| f.value.as_deref()).and_then(crate::ir::values::known);
+                        let Some(idx) = idx else { return Err(format!("'{label}' picks from the widened tensor's shape with indices fusec cannot evaluate")) };
+                        let n = len_of(&v).unwrap_or(0) as i64;
+                        for (j, &i) in idx.iter().enumerate() {
+                            if (if i < 0 { i + n } else { i }) == pos as i64 {
+                                stack.push((c.output(0).unwrap_or_default().to_string(), j));
+                            }
+                        }
+                    }
+                    "Unsqueeze" | "Squeeze" | "Cast" | "Identity" if slot == 0 => stack.push((c.output(0).unwrap_or_default().to_string(), pos)),
+                    "Concat" => {
+                        let offset: usize = c.proto.input[..slot].iter().map(|p| len_of(p).unwrap_or(0)).sum();
+                        stack.push((c.output(0).unwrap_or_default().to_string(), offset + pos));
+                    }
+                    "Slice" if slot == 0 => {
+                        let ints = |i: usize| c.input(i).and_then(|x| g.fact(x)).and_then(|f| f.value.as_deref()).and_then(crate::ir::values::known);
+                        let (Some(s), Some(e)) = (ints(1), ints(2)) else { return Err(format!("'{label}' slices the widened tensor's shape at run time")) };
+                        let n = len_of(&v).unwrap_or(0) as i64;
+                        let norm = |x: i64| (if x < 0 { x + n } else { x }).clamp(0, n);
+                        let (s, e) = (norm(s[0]), norm(e[0]));
+                        if c.input(4).is_some() && ints(4).is_none_or(|st| st != [1]) {
+                            return Err(format!("'{label}' slices the widened tensor's shape with a step"));
+                        }
+                        if (s..e).contains(&(pos as i64)) {
+                            stack.push((c.output(0).unwrap_or_default().to_string(), pos - s as usize));
+                        }
+                    }
+                    "Reshape" | "Expand" if slot == 1 && c.input(0).is_some_and(|d| self.widened.contains_key(d)) => {}
+                    op => return Err(format!("'{label}' ({op}) uses the channel count of the widened tensor")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Does element `pos` of shape tensor `s` come from one of the Shape `reads`
+/// (through Concat / Unsqueeze / Gather / Cast)?
+fn channel_from_reads(g: &Graph, s: &str, pos: usize, reads: &HashSet<String>) -> bool {
+    if reads.contains(s) {
+        return true;
+    }
+    let Some((ix, _)) = g.producer(s) else { return false };
+    let n = g.node(ix);
+    let len_of = |name: &str| g.fact(name).and_then(|f| f.value.as_ref()).map(Vec::len);
+    match n.op() {
+        "Unsqueeze" | "Squeeze" | "Cast" | "Identity" => n.input(0).is_some_and(|i| channel_from_reads(g, i, pos, reads)),
+        "Concat" => {
+            let mut offset = 0;
+            for part in &n.proto.input {
+                let Some(len) = len_of(part) else { return false };
+                if (offset..offset + len).contains(&pos) {
+                    return channel_from_reads(g, part, pos - offset, reads);
+                }
+                offset += len;
+            }
+            false
+        }
+        "Gather" => {
+            let idx = n.input(1).and_then(|i| g.fact(i)).and_then(|f| f.value.as_deref()).and_then(crate::ir::values::known);
+            match (idx, n.input(0)) {
+                (Some(idx), Some(data)) => idx.get(pos).is_some_and(|&i| {
+                    let len = len_of(data).unwrap_or(0) as i64;
+                    let i = if i < 0 { i + len } else { i };
+                    i >= 0 && channel_from_reads(g, data, i as usize, reads)
+                }),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Does the output of channel-mixing node `ix` come back (within a few ops)
+/// as a factor on a widened tensor? Then it is inside a squeeze-excite block.
+fn is_squeeze_excite(g: &Graph, ix: NodeIndex, widened: &HashMap<String, i64>) -> bool {
+    let n = g.node(ix);
+    // SE runs on a pooled vector: spatial dims all 1 (or a 2-D [N, C] tensor)
+    let pooled = n.input(0).and_then(|i| g.shape_of(i)).is_some_and(|s| s.len() == 2 || s.iter().skip(2).all(|d| *d == Dim::Known(1)));
+    if !pooled {
+        return false;
+    }
+    let mut frontier: Vec<String> = n.proto.output.iter().filter(|o| !o.is_empty()).cloned().collect();
+    // an SE gate is a few ops deep: FC, activation, FC, hard-sigmoid (up to
+    // three ops decomposed), reshape, expand
+    for _depth in 0..12 {
+        let mut next = Vec::new();
+        for v in &frontier {
+            for &(cix, slot) in g.consumers(v) {
+                if slot == IMPLICIT_SLOT {
+                    continue;
+                }
+                let c = g.node(cix);
+                if matches!(c.op(), "Mul" | "Add" | "Div" | "Sub") && c.proto.input.iter().enumerate().any(|(i, x)| i != slot && widened.contains_key(x)) {
+                    return true;
+                }
+                next.extend(c.proto.output.iter().filter(|o| !o.is_empty()).cloned());
+            }
+        }
+        frontier = next;
+    }
+    false
+}
