@@ -64,19 +64,44 @@ fn collapsed_pads(pb: i64, pe: i64, k: i64, d: i64, centre: i64) -> (i64, i64, i
 }
 
 /// Emit the Split / 1-D convs / Concat replacing `dw`.
-pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, variant: Variant, k: &FuseKernels, names: &mut Names, patch: &mut Patch) -> Result<()> {
+/// How the two branches of a block take their input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// The C channels split ⌈C/2⌉ / ⌊C/2⌋ between 1×K and K×1.
+    Half,
+    /// Both branches on all C channels, concatenated to 2C.
+    Full,
+    /// Full on an input an earlier Full block already widened to 2C (laid out
+    /// as [1×K branch; K×1 branch]): 1×K on the first C channels, K×1 on the
+    /// second, so the output keeps that layout and stays 2C. Exact where the
+    /// two halves are equal and the kernel is a centre tap, as Full is.
+    Widened,
+}
+
+impl From<Variant> for Layout {
+    fn from(v: Variant) -> Layout {
+        match v {
+            Variant::Half => Layout::Half,
+            Variant::Full => Layout::Full,
+        }
+    }
+}
+
+/// Emit the Split / 1-D convs / Concat replacing `dw`. `k` holds the kernels
+/// of the channels each branch gets (for `Widened`, Full's kernels).
+pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKernels, names: &mut Names, patch: &mut Patch) -> Result<()> {
     let pos = g.node(dw.node).pos;
     let base = dw.name.clone();
     let w = &dw.window;
     let pads = &dw.pads;
     let opset = g.opset;
-    let (c_row, c_col) = match variant {
-        Variant::Half => (dw.half_split(), dw.channels - dw.half_split()),
-        Variant::Full => (dw.channels, dw.channels),
+    let (c_row, c_col) = match layout {
+        Layout::Half => (dw.half_split(), dw.channels - dw.half_split()),
+        Layout::Full | Layout::Widened => (dw.channels, dw.channels),
     };
-    let (x_row, x_col) = match variant {
-        Variant::Full => (dw.input.clone(), dw.input.clone()),
-        Variant::Half => {
+    let (x_row, x_col) = match layout {
+        Layout::Full => (dw.input.clone(), dw.input.clone()),
+        Layout::Half | Layout::Widened => {
             let a = names.fresh(&format!("{}.fuse.in_row", dw.output));
             let b = names.fresh(&format!("{}.fuse.in_col", dw.output));
             let mut split = NodeProto {

@@ -49,7 +49,7 @@ pub mod kernels;
 pub mod matcher;
 pub mod widen;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use petgraph::stable_graph::NodeIndex;
 use serde::{Deserialize, Serialize};
@@ -58,7 +58,7 @@ use crate::error::Result;
 use crate::ir::{Graph, Patch};
 use crate::passes::{LayerSelection, Pass, PassCx, PassReport, Rewrite, Selector, Semantics};
 
-pub use block::{build_block, Names};
+pub use block::{build_block, Layout, Names};
 pub use kernels::{split_kernels, FuseKernels, Init, KernelInit};
 pub use matcher::{depthwise_convs, find, subgraph_depthwise, Candidate, DepthwiseConv};
 pub use widen::{plan_widen, WidenPlan};
@@ -131,25 +131,30 @@ impl Pass for FuseDepthwise {
         let cands = depthwise_convs(g)?;
         let selected = self.opts.layers.resolve(&cands)?;
         let skip: Vec<Selector> = self.opts.skip.iter().map(|s| Selector::parse(s)).collect::<Result<_>>()?;
+        // why each candidate is not converted, or None: the ones this pass converts
+        let verdict = |c: &Candidate| -> Option<String> {
+            match c {
+                Candidate::Skipped { reason, .. } => Some(reason.clone()),
+                Candidate::Convertible(d) if !selected.contains(&d.index) => Some("not selected".into()),
+                Candidate::Convertible(d) if skip.iter().any(|s| s.matches(d.index, &d.name)) => Some("excluded by --skip".into()),
+                Candidate::Convertible(_) => None,
+            }
+        };
+        let by_node: HashMap<NodeIndex, &DepthwiseConv> =
+            cands.iter().filter(|c| verdict(c).is_none()).filter_map(|c| if let Candidate::Convertible(d) = c { Some((d.node, &**d)) } else { None }).collect();
         let mut names = Names::new(g.used_names());
         let mut patch = Patch::default();
-        // Full widenings must not overlap: two layers feeding one Concat-free region
+        // Full regions must not overlap; converted convs (some joined to another's rewrite)
         let mut claimed: HashSet<NodeIndex> = HashSet::new();
-        for cand in cands {
-            let dw = match cand {
-                Candidate::Skipped { name, reason, .. } => {
-                    report.skipped.push((name, reason));
-                    continue;
-                }
-                Candidate::Convertible(d) => *d,
-            };
-            if !selected.contains(&dw.index) {
-                report.skipped.push((dw.name.clone(), "not selected".into()));
+        let mut converted: HashSet<NodeIndex> = HashSet::new();
+        for cand in &cands {
+            if let Some(reason) = verdict(cand) {
+                report.skipped.push((cand.name().to_string(), reason));
                 continue;
             }
-            if skip.iter().any(|s| s.matches(dw.index, &dw.name)) {
-                report.skipped.push((dw.name.clone(), "excluded by --skip".into()));
-                continue;
+            let dw = by_node[&cand.node()];
+            if converted.contains(&dw.node) {
+                continue; // converted in an earlier rewrite it was joined to
             }
             if cx.max_rewrites.is_some_and(|m| report.rewrites.len() >= m) {
                 report.skipped.push((dw.name.clone(), "over --max-rewrites".into()));
@@ -157,16 +162,15 @@ impl Pass for FuseDepthwise {
             }
             // names are reserved in a copy, kept only if the rewrite is applied
             let mut trial = names.clone();
+            let joinable = |ix: NodeIndex| ix != dw.node && by_node.contains_key(&ix) && !converted.contains(&ix) && !claimed.contains(&ix);
             let widen = match self.opts.variant {
                 Variant::Half => None,
-                Variant::Full => match plan_widen(g, &dw.output, dw.channels as i64, &mut trial) {
-                    Ok(p) => {
-                        if p.edits.iter().any(|(ix, _)| claimed.contains(ix)) {
-                            report.skipped.push((dw.name.clone(), "its widened region overlaps another converted layer".into()));
-                            continue;
-                        }
-                        Some(p)
+                Variant::Full => match plan_widen(g, &dw.output, dw.channels as i64, &mut trial, &joinable) {
+                    Ok(p) if p.edits.iter().map(|(ix, _)| ix).chain(p.joined.iter().map(|(ix, _)| ix)).any(|ix| claimed.contains(ix)) => {
+                        report.skipped.push((dw.name.clone(), "its widened region overlaps another converted layer".into()));
+                        continue;
                     }
+                    Ok(p) => Some(p),
                     Err(reason) => {
                         report.skipped.push((dw.name.clone(), format!("cannot widen for Full: {reason}")));
                         continue;
@@ -174,9 +178,7 @@ impl Pass for FuseDepthwise {
                 },
             };
             names = trial;
-            let kernels = self.init.kernels(&dw, self.opts.variant)?;
-            let before = dw.params();
-            build_block(g, &dw, self.opts.variant, &kernels, &mut names, &mut patch)?;
+            let mut blocks: Vec<(&DepthwiseConv, Layout, String)> = vec![(dw, self.opts.variant.into(), String::new())];
             let mut extra_params: i64 = 0;
             if let Some(w) = widen {
                 for (ix, p) in w.edits {
@@ -186,16 +188,30 @@ impl Pass for FuseDepthwise {
                 patch.add.extend(w.adds);
                 extra_params += w.added_params;
                 patch.initializers.extend(w.initializers);
+                for (ix, layout) in w.joined {
+                    let how = match layout {
+                        Layout::Widened => format!(" (joined to {}: on its widened input, 1xK on the first C channels, Kx1 on the second)", dw.name),
+                        _ => format!(" (joined to {}: summed with it)", dw.name),
+                    };
+                    blocks.push((by_node[&ix], layout, how));
+                }
             }
-            let after = kernels.row.len() + kernels.col.len() + kernels.row_bias.as_ref().map_or(0, |b| b.len()) + kernels.col_bias.as_ref().map_or(0, |b| b.len());
-            report.rewrites.push(Rewrite {
-                node: dw.name.clone(),
-                index: dw.index,
-                rule: format!("fuse_depthwise.{}", self.opts.variant),
-                detail: format!("{}x{} depthwise, {} ch → 1x{} + {}x1", dw.kernel[0], dw.kernel[1], dw.channels, dw.kernel[1], dw.kernel[0]),
-                params_delta: after as i64 - before as i64 + extra_params,
-            });
+            for (d, layout, how) in blocks {
+                converted.insert(d.node);
+                claimed.insert(d.node);
+                let kernels = self.init.kernels(d, self.opts.variant)?;
+                build_block(g, d, layout, &kernels, &mut names, &mut patch)?;
+                let after = kernels.row.len() + kernels.col.len() + kernels.row_bias.as_ref().map_or(0, |b| b.len()) + kernels.col_bias.as_ref().map_or(0, |b| b.len());
+                report.rewrites.push(Rewrite {
+                    node: d.name.clone(),
+                    index: d.index,
+                    rule: format!("fuse_depthwise.{}", self.opts.variant),
+                    detail: format!("{}x{} depthwise, {} ch → 1x{} + {}x1{how}", d.kernel[0], d.kernel[1], d.channels, d.kernel[1], d.kernel[0]),
+                    params_delta: after as i64 - d.params() as i64 + std::mem::take(&mut extra_params),
+                });
+            }
         }
+        report.rewrites.sort_by_key(|r| r.index);
         if !patch.is_empty() {
             patch.apply(g)?;
         }

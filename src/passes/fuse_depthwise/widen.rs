@@ -7,11 +7,12 @@
 //! |---|---|
 //! | activations, pooling, Identity, Dropout, Clip (constant bounds) | none |
 //! | BatchNormalization, InstanceNormalization | per-channel parameters duplicated |
-//! | Add/Sub/Mul/Div/Pow/Max/Min/PRelu | a per-channel constant duplicated; another tensor not widened is duplicated with a Concat (each branch gets the same operand, so a residual Add stays a residual) |
+//! | Add/Sub/Mul/Div/Pow/Max/Min/PRelu | a per-channel constant duplicated; the output of another depthwise conv the pass converts: that conv becomes a Full block in the same rewrite; any other tensor not widened is duplicated with a Concat (each branch gets the same operand, so a residual Add stays a residual) |
 //! | Reduce* over spatial axes, Flatten/Reshape of a pooled vector | a target with C at the channel position becomes 2C (a constant, or the constant part of a computed `Concat`) |
 //! | Expand | its shape, likewise |
 //! | Shape | nothing: at run time it reads 2C; every use of the channel element must be a Reshape/Expand of a widened tensor |
-//! | depthwise Conv | weights and bias duplicated, group 2C |
+//! | a depthwise Conv the pass converts too | converted in the same rewrite: 1×K on the first C channels, K×1 on the second ([`Layout::Widened`]) |
+//! | any other depthwise Conv | weights and bias duplicated, group 2C |
 //! | pointwise Conv / Gemm / MatMul | input weights duplicated and halved: the mean of the two branches |
 //! | the same inside squeeze-excite | the 2×2 block matrix [[W/2, W/2], [W/2, W/2]], bias duplicated: SE over 2C with doubled hidden width |
 //!
@@ -28,11 +29,15 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::ir::{Graph, IMPLICIT_SLOT};
 use crate::onnx::{a_int, attr_int, attr_ints, make_node, Dim, NodeProto};
-use crate::passes::fuse_depthwise::Names;
+use crate::passes::fuse_depthwise::{Layout, Names};
 use crate::tensor::Tensor;
 
 /// Node edits that widen everything downstream of a Full block.
 pub struct WidenPlan {
+    /// Other depthwise convs converted in the same rewrite: reached by the
+    /// region (their input is widened: [`Layout::Widened`]), or summed with it
+    /// ([`Layout::Full`]).
+    pub joined: Vec<(NodeIndex, Layout)>,
     pub edits: Vec<(NodeIndex, NodeProto)>,
     /// New nodes (duplicated operands, recomputed shape tensors), each placed
     /// with the position key of the node it feeds.
@@ -53,6 +58,9 @@ fn dup_axis(a: &ArrayD<f32>, axis: usize, scale: f32) -> Plan<ArrayD<f32>> {
 struct Planner<'a> {
     g: &'a Graph,
     names: &'a mut Names,
+    /// Depthwise convs that may be converted together with this one.
+    joinable: &'a dyn Fn(NodeIndex) -> bool,
+    joined: Vec<(NodeIndex, Layout)>,
     widened: HashMap<String, i64>,
     queue: VecDeque<(String, i64)>,
     edits: HashMap<NodeIndex, NodeProto>,
@@ -70,10 +78,14 @@ struct Planner<'a> {
 }
 
 /// Plan the Full widening from `start` (the Concat output with 2C channels).
-pub fn plan_widen(g: &Graph, start: &str, c: i64, names: &mut Names) -> Plan<WidenPlan> {
+/// `joinable` says which other depthwise convs may be converted in the same
+/// rewrite (selected, convertible, not yet converted).
+pub fn plan_widen(g: &Graph, start: &str, c: i64, names: &mut Names, joinable: &dyn Fn(NodeIndex) -> bool) -> Plan<WidenPlan> {
     let mut p = Planner {
         g,
         names,
+        joinable,
+        joined: vec![],
         widened: HashMap::new(),
         queue: VecDeque::new(),
         edits: HashMap::new(),
@@ -89,12 +101,27 @@ pub fn plan_widen(g: &Graph, start: &str, c: i64, names: &mut Names) -> Plan<Wid
     let mut visited: HashSet<NodeIndex> = HashSet::new();
     // bounded: a region larger than the graph means something is wrong
     let mut budget = g.g.node_count() * 4 + 16;
-    while let Some((v, c)) = p.queue.pop_front() {
+    loop {
+        p.flood(&mut visited, &mut budget)?;
+        // an operand that is the output of another selected depthwise conv: convert
+        // that one as a Full block too, and widen from its output
+        if !p.join_siblings() {
+            break;
+        }
+    }
+    p.finish()
+}
+
+impl Planner<'_> {
+    fn flood(&mut self, visited: &mut HashSet<NodeIndex>, budget: &mut usize) -> Plan<()> {
+        let g = self.g;
+        let p = self;
+        while let Some((v, c)) = p.queue.pop_front() {
         if g.is_graph_output(&v) {
             return Err(format!("'{v}' is a graph output"));
         }
         for &(ix, slot) in g.consumers(&v) {
-            budget = budget.checked_sub(1).ok_or("widening did not terminate")?;
+            *budget = budget.checked_sub(1).ok_or("widening did not terminate")?;
             if slot == IMPLICIT_SLOT {
                 return Err(format!("'{v}' is used inside the subgraph of '{}'", g.node(ix).label()));
             }
@@ -109,11 +136,31 @@ pub fn plan_widen(g: &Graph, start: &str, c: i64, names: &mut Names) -> Plan<Wid
                 p.queue.push_back((o.to_string(), oc));
             }
         }
+        }
+        Ok(())
     }
-    p.finish()
-}
 
-impl Planner<'_> {
+    fn join_siblings(&mut self) -> bool {
+        let g = self.g;
+        let mut any = false;
+        for &(ix, slot, _, c) in &self.operands {
+            let other = &g.node(ix).proto.input[slot];
+            if self.widened.contains_key(other) {
+                continue;
+            }
+            if let Some((d, 0)) = g.producer(other)
+                && (self.joinable)(d)
+                && !self.joined.iter().any(|(j, _)| *j == d)
+            {
+                self.joined.push((d, Layout::Full));
+                self.widened.insert(other.clone(), c);
+                self.queue.push_back((other.clone(), c));
+                any = true;
+            }
+        }
+        any
+    }
+
     /// The edited copy of a node (the first edit starts from the original).
     fn edit(&mut self, ix: NodeIndex) -> &mut NodeProto {
         let g = self.g;
@@ -331,6 +378,11 @@ impl Planner<'_> {
         let wn = n.input(1).ok_or("Conv without weight")?.to_string();
         let a = self.const_f32(&wn, &label)?;
         let bias = n.input(2).map(str::to_string);
+        if group == c && a.shape()[1] == 1 && a.shape()[0] as i64 == c && (self.joinable)(ix) {
+            // a depthwise conv the pass converts anyway: in this rewrite, on the widened input
+            self.joined.push((ix, Layout::Widened));
+            return Ok(Some(c));
+        }
         if group == c && a.shape()[1] == 1 && a.shape()[0] as i64 == c {
             // another depthwise conv: widen to 2C groups
             let w = self.new_const(&wn, &dup_axis(&a, 0, 1.0)?);
@@ -449,7 +501,7 @@ impl Planner<'_> {
         for &ix in &self.shape_reads {
             self.check_shape_read(ix)?;
         }
-        Ok(WidenPlan { edits: self.edits.into_iter().collect(), adds: self.adds, initializers: self.inits, widened: self.widened, added_params: self.added })
+        Ok(WidenPlan { joined: self.joined, edits: self.edits.into_iter().collect(), adds: self.adds, initializers: self.inits, widened: self.widened, added_params: self.added })
     }
 
     /// A Shape node reading a widened tensor gives 2C at run time: follow its
