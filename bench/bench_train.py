@@ -65,8 +65,7 @@ def torch_rate(student, teacher, threads, steps):
     venv = os.path.join(ROOT, "bench", ".venv-torch")
     py = os.path.join(venv, "bin", "python")
     if not os.path.exists(py):
-        subprocess.run([sys.executable, "-m", "venv", venv], check=True)
-        subprocess.run([py, "-m", "pip", "install", "-q", "torch", "onnx2torch", "onnx==1.23.2", "numpy"], check=True)
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "torch_env.sh")], check=True)
     out = subprocess.run([py, "-c", TORCH_STEP, student, teacher, str(threads), str(steps)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_sec"]
 

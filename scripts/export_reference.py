@@ -15,11 +15,14 @@ MnasNet-B1, MobileNetV3-Small/-Large) and variant (baseline, Full, Half, 50% Ful
   NET.baseline.dynamo18.static.onnx   torch.onnx.export(dynamo=True, opset_version=18), baselines only
 
 and manifest.json: per file, the network, variant, exporter, PyTorch's parameter
-count, the multiply-accumulates of every Conv2d/Linear (from forward hooks) and
-the number of BatchNorm2d channels. Both exporters fold every BatchNorm2d into
-the conv before it (eval mode): its weight and bias (2 per channel) become the
-conv's bias (1 per channel), so the ONNX model has params - bn_channels
-parameters (the reference's convs before a BN have no bias). BN statistics are
+count (`params`), and from forward hooks what forward() runs: the
+multiply-accumulates of every Conv2d/Linear, the parameters of the modules it
+calls (`params_run`: MobileNetV2 Half/Full build an expansion conv that they
+never call) and their BatchNorm2d channels. Both exporters fold every
+BatchNorm2d into the conv before it (eval mode): its weight and bias (2 per
+channel) become the conv's bias (1 per channel), so the ONNX model has
+params_run - bn_channels parameters (the reference's convs before a BN have no
+bias). BN statistics are
 randomised first, as a trained model's are, so nothing folds to an identity.
 
 With --graph-only DIR it also writes each model with its float weights moved to
@@ -67,22 +70,31 @@ def load_models():
     return models
 
 
-def macs_of(model, x):
-    """Multiply-accumulates of every Conv2d and Linear, as run by forward()."""
-    total = [0]
+def run_stats(model, x):
+    """What forward() runs: multiply-accumulates of every Conv2d and Linear, the
+    parameters of the Conv2d/Linear/BatchNorm2d modules it calls (a module built
+    but never called is not exported), and the channels of those BatchNorm2d."""
+    macs, params, bn = [0], [0], [0]
+    seen = set()
 
     def hook(m, inp, out):
         if isinstance(m, torch.nn.Conv2d):
-            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+            macs[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
         elif isinstance(m, torch.nn.Linear):
-            total[0] += out.numel() * m.in_features
+            macs[0] += out.numel() * m.in_features
+        if id(m) not in seen:
+            seen.add(id(m))
+            params[0] += sum(p.numel() for p in m.parameters(recurse=False))
+            if isinstance(m, torch.nn.BatchNorm2d):
+                bn[0] += m.num_features
 
-    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    kinds = (torch.nn.Conv2d, torch.nn.Linear, torch.nn.BatchNorm2d)
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     with torch.no_grad():
         model(x)
     for h in hs:
         h.remove()
-    return total[0]
+    return macs[0], params[0], bn[0]
 
 
 def export(model, x, path, flavor):
@@ -121,6 +133,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--graph-only", help="also write weight-less copies here")
     ap.add_argument("--only", help="one network")
+    ap.add_argument("--manifest-only", action="store_true", help="write manifest.json only (no exports)")
     a = ap.parse_args()
     torch.manual_seed(0)
     models = load_models()
@@ -137,7 +150,6 @@ def main():
             model = (fn(mode, 1000) if mode else fn(1000)).eval()
             # BN statistics as a trained model has them (untrained BN is an identity that
             # exporters drop together with the zero bias it folds into)
-            bn_channels = 0
             for m in model.modules():
                 if isinstance(m, torch.nn.BatchNorm2d):
                     with torch.no_grad():
@@ -145,17 +157,22 @@ def main():
                         m.running_var.uniform_(0.5, 1.5)
                         m.weight.uniform_(0.5, 1.5)
                         m.bias.normal_(0, 0.1)
-                    bn_channels += m.num_features
+                elif isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and m.bias is not None:
+                    with torch.no_grad():
+                        m.bias.normal_(0, 0.01)  # a zero bias is dropped by the dynamo exporter
             params = sum(p.numel() for p in model.parameters())
-            macs = macs_of(model, x)
+            macs, params_run, bn_channels = run_stats(model, x)
             flavors = ["legacy13.static", "legacy13.dynbatch", "legacy17.static", "legacy17.dynbatch"]
             if var == "baseline":
                 flavors.append("dynamo18.static")
             for fl in flavors:
                 name = f"{net}.{var}.{fl}.onnx"
                 path = os.path.join(a.out, name)
+                manifest[name] = {"network": net, "variant": var, "exporter": fl, "params": params, "params_run": params_run,
+                                  "macs": macs, "bn_channels": bn_channels}
+                if a.manifest_only:
+                    continue
                 export(model, x, path, fl)
-                manifest[name] = {"network": net, "variant": var, "exporter": fl, "params": params, "macs": macs, "bn_channels": bn_channels}
                 if a.graph_only:
                     graph_only(path, os.path.join(a.graph_only, name))
                 print(name, file=sys.stderr)

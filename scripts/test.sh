@@ -44,6 +44,14 @@ crosscheck_ppocr() {
 }
 step "PP-OCR classifier: convert, fine-tune, onnx.checker + reference evaluator + ORT" crosscheck_ppocr
 
+# the reference networks exported from PyTorch with their weights (when the optional
+# PyTorch venv exists: bash scripts/torch_env.sh; about 10 minutes)
+if [ -x bench/.venv-torch/bin/python ]; then
+  step "PyTorch exports of the 25 reference networks: cycles, params, MACs; Half/Full converted and run" bash scripts/check_exports.sh "$out/exports"
+else
+  echo "== PyTorch exports: skipped (no bench/.venv-torch; bash scripts/torch_env.sh makes it); the committed graphs are checked by cargo test"
+fi
+
 echo
 echo "test steps: $passed passed, $failed failed"
 for f in "${failures[@]}"; do echo "  failed: $f"; done

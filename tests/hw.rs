@@ -120,3 +120,64 @@ fn fuse_orientations_swap_height_and_width() {
     // 3x1 on 8 channels, H and W swapped: rows 130*8 = 1040 -> 17 folds, /2 = 8.5; padded height 22 -> 1 fold of 67: ceil(569.5) = 570
     assert_eq!(col.cycles, 570);
 }
+
+/// Where the PyTorch exports of the reference networks are: `FUSEC_EXPORTS`
+/// (real exports with weights, from scripts/export_reference.py), or the
+/// committed graphs without weights unpacked into a temporary folder (float
+/// weights are external data in `weights.zeros`, created here as a sparse file).
+fn pytorch_exports() -> (std::path::PathBuf, Option<tempfile::TempDir>) {
+    if let Ok(d) = std::env::var("FUSEC_EXPORTS") {
+        return (d.into(), None);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = std::fs::File::open(common::testdata("exports/reference-exports.tar.gz")).unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(archive)).unpack(tmp.path()).unwrap();
+    std::fs::File::create(tmp.path().join("weights.zeros")).unwrap().set_len(1 << 30).unwrap();
+    (tmp.path().to_path_buf(), Some(tmp))
+}
+
+/// The 25 reference networks as users export them: `torch.onnx.export` at
+/// opsets 13 and 17 with a static and a dynamic batch, and the dynamo exporter
+/// at opset 18 for the five baselines (105 models). Loaded as every command
+/// loads (shape computations folded), each costs exactly the reference
+/// implementation's cycles layer by layer, PyTorch's MACs, and the parameters
+/// of the modules PyTorch runs less the BatchNorm parameters the exporters fold
+/// into the convs (one per channel). Half and Full of every baseline export convert every
+/// depthwise layer and cost the reference's Half and Full cycles.
+#[test]
+fn pytorch_exports_cost_exactly_what_the_reference_computes() {
+    use fusec::hw::schedule::{schedule, LayerKind};
+    use fusec::hw::{ArrayConfig, HwKind};
+    use fusec::passes::fuse_depthwise::{depthwise_convs, Init, Variant};
+    let (dir, _keep) = pytorch_exports();
+    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::testdata("paper/reference_cycles.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let models = manifest["models"].as_object().unwrap();
+    assert_eq!(models.len(), 105);
+    let systolic = ArrayConfig::new(64, 64, HwKind::Systolic, 1000.0).unwrap();
+    let fuse = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let array_layers = |g: &fusec::ir::Graph, hw: &ArrayConfig| -> Vec<u64> {
+        schedule(g, hw, 1).unwrap().iter().filter(|l| l.kind != LayerKind::Other).map(|l| l.cycles).collect()
+    };
+    let want_layers = |net: &str, var: &str| -> Vec<u64> { golden["networks"][net][var]["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect() };
+    for (file, m) in models {
+        let (net, var) = (m["network"].as_str().unwrap(), m["variant"].as_str().unwrap());
+        let (_, g) = fusec::ir::load_graph(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let hw = if var == "baseline" { &systolic } else { &fuse };
+        assert_eq!(array_layers(&g, hw), want_layers(net, var), "{file}: per-layer cycles");
+        let s = fusec::stats::stats(&g);
+        assert_eq!(s.macs, m["macs"].as_u64().unwrap(), "{file}: MACs");
+        assert_eq!(s.params, m["params_run"].as_u64().unwrap() - m["bn_channels"].as_u64().unwrap(), "{file}: params");
+        if var != "baseline" {
+            continue;
+        }
+        let dw = depthwise_convs(&g).unwrap().len();
+        for variant in [Variant::Half, Variant::Full] {
+            let mut c = g.clone();
+            let r = fusec::passes::run_pipeline(&mut c, &[common::fuse_pass(variant, Init::Center)], &Default::default()).unwrap();
+            assert_eq!(r[0].1.rewrites.len(), dw, "{file} {variant:?}: {:?}", r[0].1.skipped);
+            let total: u64 = array_layers(&c, &fuse).iter().sum();
+            assert_eq!(total, golden["networks"][net][variant.to_string()]["total_cycles"].as_u64().unwrap(), "{file} {variant:?}");
+        }
+    }
+}
