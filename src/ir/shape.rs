@@ -509,7 +509,16 @@ fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<Va
                 return Ok(vec![]);
             }
             let r = xs.len();
-            one(Some(xs.iter().enumerate().map(|(i, d)| d.known().and_then(|v| v.checked_add(pads[i])?.checked_add(pads[i + r])).map(Dim::Known).unwrap_or_else(unknown)).collect()))
+            one(Some(
+                xs.iter()
+                    .enumerate()
+                    .map(|(i, d)| match d.known() {
+                        _ if pads[i] == 0 && pads[i + r] == 0 => d.clone(),
+                        Some(v) => v.checked_add(pads[i]).and_then(|v| v.checked_add(pads[i + r])).map(Dim::Known).unwrap_or_else(unknown),
+                        None => unknown(),
+                    })
+                    .collect(),
+            ))
         }
         "Expand" => {
             let (Some(xs), Some(target)) = (xs, ins.get(1).and_then(|f| f.value.clone())) else { return Ok(vec![]) };

@@ -16,8 +16,12 @@
 //! | pointwise Conv / Gemm / MatMul | input weights duplicated and halved: the mean of the two branches |
 //! | the same inside squeeze-excite | the 2×2 block matrix [[W/2, W/2], [W/2, W/2]], bias duplicated: SE over 2C with doubled hidden width |
 //!
-//! Anything else (Concat or Split on channels, Transpose, a graph output, a
-//! use inside a subgraph) leaves the layer unconverted, with the reason.
+//! | Transpose | none: the channel axis moves with the permutation (TensorFlow exports run activations and squeeze-excite in NHWC) |
+//!
+//! Ops with a fixed channel axis (BN, pooling, Conv, Reshape) need it at 1,
+//! Gemm/MatMul at the last axis. Anything else (Concat or Split on channels,
+//! a graph output, a use inside a subgraph) leaves the layer unconverted,
+//! with the reason.
 //! Planning is read-only: it returns the edits and new nodes, and reserves
 //! names only in the [`Names`] it is given (the caller keeps them only when
 //! it applies the plan).
@@ -43,12 +47,20 @@ pub struct WidenPlan {
     /// with the position key of the node it feeds.
     pub adds: Vec<(NodeProto, u64)>,
     pub initializers: Vec<Tensor>,
-    /// widened values and their original channel counts
-    pub widened: HashMap<String, i64>,
+    /// widened values: their original channel count and channel axis
+    pub widened: HashMap<String, Wide>,
     pub added_params: i64,
 }
 
 type Plan<T> = std::result::Result<T, String>;
+
+/// A widened value: `c` channels became 2C along `axis` (1 in NCHW; a
+/// Transpose moves it, as TensorFlow exports do around NHWC ops).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wide {
+    pub c: i64,
+    pub axis: usize,
+}
 
 fn dup_axis(a: &ArrayD<f32>, axis: usize, scale: f32) -> Plan<ArrayD<f32>> {
     let h = a.mapv(|v| v * scale);
@@ -61,8 +73,8 @@ struct Planner<'a> {
     /// Depthwise convs that may be converted together with this one.
     joinable: &'a dyn Fn(NodeIndex) -> bool,
     joined: Vec<(NodeIndex, Layout)>,
-    widened: HashMap<String, i64>,
-    queue: VecDeque<(String, i64)>,
+    widened: HashMap<String, Wide>,
+    queue: VecDeque<(String, Wide)>,
     edits: HashMap<NodeIndex, NodeProto>,
     adds: Vec<(NodeProto, u64)>,
     inits: Vec<Tensor>,
@@ -72,8 +84,8 @@ struct Planner<'a> {
     /// (node, shape input slot, channel position in the shape, c): shape
     /// elements computed at run time; they must come from a widened tensor's Shape
     runtime_shapes: Vec<(NodeIndex, usize, usize, i64)>,
-    /// Shape nodes reading a widened tensor
-    shape_reads: Vec<NodeIndex>,
+    /// Shape nodes reading a widened tensor, with its channel axis
+    shape_reads: Vec<(NodeIndex, usize)>,
     added: i64,
 }
 
@@ -96,8 +108,9 @@ pub fn plan_widen(g: &Graph, start: &str, c: i64, names: &mut Names, joinable: &
         shape_reads: vec![],
         added: 0,
     };
-    p.widened.insert(start.to_string(), c);
-    p.queue.push_back((start.to_string(), c));
+    let w = Wide { c, axis: 1 };
+    p.widened.insert(start.to_string(), w);
+    p.queue.push_back((start.to_string(), w));
     let mut visited: HashSet<NodeIndex> = HashSet::new();
     // bounded: a region larger than the graph means something is wrong
     let mut budget = g.g.node_count() * 4 + 16;
@@ -116,7 +129,7 @@ impl Planner<'_> {
     fn flood(&mut self, visited: &mut HashSet<NodeIndex>, budget: &mut usize) -> Plan<()> {
         let g = self.g;
         let p = self;
-        while let Some((v, c)) = p.queue.pop_front() {
+        while let Some((v, w)) = p.queue.pop_front() {
         if g.is_graph_output(&v) {
             return Err(format!("'{v}' is a graph output"));
         }
@@ -128,12 +141,12 @@ impl Planner<'_> {
             if !visited.insert(ix) {
                 continue;
             }
-            let out_channels = p.consumer(ix, slot, &v, c)?;
-            if let (Some(oc), Some(o)) = (out_channels, g.node(ix).output(0))
+            let out = p.consumer(ix, slot, &v, w)?;
+            if let (Some(ow), Some(o)) = (out, g.node(ix).output(0))
                 && !p.widened.contains_key(o)
             {
-                p.widened.insert(o.to_string(), oc);
-                p.queue.push_back((o.to_string(), oc));
+                p.widened.insert(o.to_string(), ow);
+                p.queue.push_back((o.to_string(), ow));
             }
         }
         }
@@ -143,18 +156,21 @@ impl Planner<'_> {
     fn join_siblings(&mut self) -> bool {
         let g = self.g;
         let mut any = false;
-        for &(ix, slot, _, c) in &self.operands {
+        for &(ix, slot, axis, c) in &self.operands {
             let other = &g.node(ix).proto.input[slot];
             if self.widened.contains_key(other) {
                 continue;
             }
+            // a depthwise conv's output is NCHW: joinable where the operand's channel axis is 1
             if let Some((d, 0)) = g.producer(other)
+                && axis == 1
                 && (self.joinable)(d)
                 && !self.joined.iter().any(|(j, _)| *j == d)
             {
                 self.joined.push((d, Layout::Full));
-                self.widened.insert(other.clone(), c);
-                self.queue.push_back((other.clone(), c));
+                let w = Wide { c, axis: 1 };
+                self.widened.insert(other.clone(), w);
+                self.queue.push_back((other.clone(), w));
                 any = true;
             }
         }
@@ -178,42 +194,55 @@ impl Planner<'_> {
         t.to_f32().map_err(|e| format!("'{label}' input '{name}': {e}"))
     }
 
-    /// Widen consumer `ix`, which reads the widened value `v` (C = `c`) at
-    /// `slot`. Returns the original channel count of its output if the output
-    /// is widened too, `None` if the node mixes channels (the region ends).
-    fn consumer(&mut self, ix: NodeIndex, slot: usize, v: &str, c: i64) -> Plan<Option<i64>> {
+    /// Widen consumer `ix`, which reads the widened value `v` at `slot`.
+    /// Returns how its output is widened, `None` if the node mixes channels
+    /// (the region ends there).
+    fn consumer(&mut self, ix: NodeIndex, slot: usize, v: &str, w: Wide) -> Plan<Option<Wide>> {
         let g = self.g;
         let n = g.node(ix);
         let label = n.label();
+        let Wide { c, axis } = w;
         let rank = g.shape_of(v).map(<[Dim]>::len).unwrap_or(4);
+        let nchw = |what: &str| if axis == 1 { Ok(()) } else { Err(format!("'{label}' ({what}) needs channels on axis 1; they are on axis {axis}")) };
         match (n.op(), slot) {
             ("Relu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "LeakyRelu" | "Elu" | "Selu" | "Identity" | "Softplus" | "Gelu" | "Erf"
-            | "Neg" | "Abs" | "Sqrt" | "Exp" | "GlobalAveragePool" | "GlobalMaxPool" | "AveragePool" | "Mish" | "Cast", 0) => Ok(Some(c)),
+            | "Neg" | "Abs" | "Sqrt" | "Exp" | "Mish" | "Cast", 0) => Ok(Some(w)),
+            ("GlobalAveragePool" | "GlobalMaxPool" | "AveragePool", 0) => nchw(n.op()).map(|_| Some(w)),
             ("MaxPool", 0) if n.output(1).is_some() => Err(format!("'{label}' returns indices")),
-            ("MaxPool", 0) => Ok(Some(c)),
+            ("MaxPool", 0) => nchw("MaxPool").map(|_| Some(w)),
             ("Clip", 0) if (1..3).any(|i| n.input(i).is_some_and(|m| !g.is_const(m))) => Err(format!("'{label}' clips with non-constant bounds")),
-            ("Clip", 0) => Ok(Some(c)),
+            ("Clip", 0) => Ok(Some(w)),
             ("Dropout", 0) if n.output(1).is_some_and(|m| !g.consumers(m).is_empty()) => Err(format!("the mask of '{label}' is used")),
-            ("Dropout", 0) => Ok(Some(c)),
-            ("BatchNormalization" | "InstanceNormalization", 0) => self.per_channel_params(ix, c).map(|_| Some(c)),
-            ("Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "PRelu", _) => self.elementwise(ix, slot, rank, c).map(|_| Some(c)),
+            ("Dropout", 0) => Ok(Some(w)),
+            ("BatchNormalization" | "InstanceNormalization", 0) => {
+                nchw(n.op())?;
+                self.per_channel_params(ix, c).map(|_| Some(w))
+            }
+            ("Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "PRelu", _) => self.elementwise(ix, slot, rank, w).map(|_| Some(w)),
             ("ReduceMean" | "ReduceMax" | "ReduceSum" | "ReduceL2", 0) => {
                 let axes = attr_ints(&n.proto, "axes").or_else(|| n.input(1).and_then(|a| g.fact(a)).and_then(|f| f.value.as_deref()).and_then(crate::ir::values::known));
                 let keep = attr_int(&n.proto, "keepdims").unwrap_or(1) != 0;
                 let r = rank as i64;
-                match axes {
-                    Some(a) if a.iter().all(|&x| {
-                        let x = if x < 0 { x + r } else { x };
-                        x >= 2 || (keep && x == 0)
-                    }) => Ok(Some(c)),
-                    _ => Err(format!("'{label}' reduces over the channel axis (or its axes are unknown)")),
+                let Some(axes) = axes.filter(|a| !a.is_empty()) else { return Err(format!("'{label}' reduces over every axis (or its axes are unknown)")) };
+                let axes: Vec<usize> = axes.iter().map(|&x| (if x < 0 { x + r } else { x }) as usize).collect();
+                if axes.contains(&axis) {
+                    return Err(format!("'{label}' reduces over the channel axis"));
                 }
+                let shift = if keep { 0 } else { axes.iter().filter(|&&x| x < axis).count() };
+                Ok(Some(Wide { c, axis: axis - shift }))
+            }
+            ("Transpose", 0) => {
+                let perm = attr_ints(&n.proto, "perm").unwrap_or_else(|| (0..rank as i64).rev().collect());
+                let to = perm.iter().position(|&p| p == axis as i64).ok_or_else(|| format!("'{label}' perm {perm:?} drops the channel axis"))?;
+                Ok(Some(Wide { c, axis: to }))
             }
             ("Flatten", 0) => {
+                nchw("Flatten")?;
                 let ok = attr_int(&n.proto, "axis").unwrap_or(1) == 1 && g.shape_of(v).is_some_and(|s| s.iter().skip(2).all(|d| *d == Dim::Known(1)));
-                if ok { Ok(Some(c)) } else { Err(format!("'{label}' flattens spatial positions into channels")) }
+                if ok { Ok(Some(w)) } else { Err(format!("'{label}' flattens spatial positions into channels")) }
             }
             ("Reshape", 0) => {
+                nchw("Reshape")?;
                 let xs = g.shape_of(v).ok_or_else(|| format!("'{label}' input shape unknown"))?;
                 let target = n.input(1).and_then(|t| g.fact(t)).and_then(|f| f.value.clone()).ok_or_else(|| format!("'{label}' reshapes to a shape fusec cannot evaluate"))?;
                 let spatial_one = xs.iter().skip(2).all(|d| *d == Dim::Known(1));
@@ -222,20 +251,28 @@ impl Planner<'_> {
                     return Err(format!("'{label}' reshape {} mixes channels with other axes", crate::onnx::fmt_shape(&target)));
                 }
                 self.shape_input(ix, 1, 1, c, &[-1, 0])?;
-                Ok(Some(c))
+                Ok(Some(w))
             }
             ("Expand", 0) => {
                 let target = n.input(1).and_then(|t| g.fact(t)).and_then(|f| f.value.clone()).ok_or_else(|| format!("'{label}' expands to a shape fusec cannot evaluate"))?;
-                let pos = (target.len() + 1).checked_sub(rank).ok_or_else(|| format!("'{label}' expands to a lower rank"))?;
+                let pos = (target.len() + axis).checked_sub(rank).ok_or_else(|| format!("'{label}' expands to a lower rank"))?;
                 self.shape_input(ix, 1, pos, c, &[1])?;
-                Ok(Some(c))
+                Ok(Some(Wide { c, axis: pos }))
             }
             ("Shape", 0) => {
-                self.shape_reads.push(ix);
+                self.shape_reads.push((ix, axis));
                 Ok(None)
             }
-            ("Conv", 0) => self.conv(ix, c),
-            ("Gemm" | "MatMul", 0) => self.matmul(ix, c),
+            ("Conv", 0) => {
+                nchw("Conv")?;
+                Ok(self.conv(ix, c)?.map(|c| Wide { c, axis: 1 }))
+            }
+            ("Gemm" | "MatMul", 0) => {
+                if axis + 1 != rank {
+                    return Err(format!("'{label}' contracts its last axis; the channels are on axis {axis}"));
+                }
+                Ok(self.matmul(ix, c)?.map(|c| Wide { c, axis }))
+            }
             (op, _) => Err(format!("consumer '{label}' ({op}) cannot be widened")),
         }
     }
@@ -262,7 +299,8 @@ impl Planner<'_> {
 
     /// An elementwise op: constants along channels duplicated, other tensors
     /// checked (or duplicated) once the region is complete.
-    fn elementwise(&mut self, ix: NodeIndex, slot: usize, rank: usize, c: i64) -> Plan<()> {
+    fn elementwise(&mut self, ix: NodeIndex, slot: usize, rank: usize, w: Wide) -> Plan<()> {
+        let Wide { c, axis } = w;
         let g = self.g;
         let n = g.node(ix);
         let label = n.label();
@@ -278,7 +316,7 @@ impl Planner<'_> {
                 return Err(format!("'{label}' operand '{other}' has rank {} > {rank}", oshape.len()));
             }
             // the operand's dims align to the right of the widened tensor's
-            let Some(ch_axis) = (1 + oshape.len()).checked_sub(rank) else { continue };
+            let Some(ch_axis) = (axis + oshape.len()).checked_sub(rank) else { continue };
             match oshape[ch_axis].known() {
                 Some(1) => continue, // broadcasts along channels
                 Some(k) if k == c => {}
@@ -485,7 +523,7 @@ impl Planner<'_> {
             self.adds.push((make_node(&name, "Concat", &[&other, &other], &[&out], vec![a_int("axis", axis as i64)]), g.node(ix).pos));
             self.edit(ix).input[slot] = out;
         }
-        let reads: HashSet<String> = self.shape_reads.iter().filter_map(|&ix| g.node(ix).output(0).map(str::to_string)).collect();
+        let reads: HashSet<String> = self.shape_reads.iter().filter_map(|&(ix, _)| g.node(ix).output(0).map(str::to_string)).collect();
         for (ix, slot, pos, c) in std::mem::take(&mut self.runtime_shapes) {
             let s = g.node(ix).proto.input[slot].clone();
             if channel_from_reads(g, &s, pos, &reads) {
@@ -498,8 +536,8 @@ impl Planner<'_> {
             }
             return Err(format!("'{}' takes the channel count of its shape from '{s}', computed at run time from something other than the widened tensor", g.node(ix).label()));
         }
-        for &ix in &self.shape_reads {
-            self.check_shape_read(ix)?;
+        for &(ix, axis) in &self.shape_reads {
+            self.check_shape_read(ix, axis)?;
         }
         Ok(WidenPlan { joined: self.joined, edits: self.edits.into_iter().collect(), adds: self.adds, initializers: self.inits, widened: self.widened, added_params: self.added })
     }
@@ -507,18 +545,19 @@ impl Planner<'_> {
     /// A Shape node reading a widened tensor gives 2C at run time: follow its
     /// channel element through shape arithmetic; it may only reach the shape
     /// input of a Reshape/Expand whose data is widened.
-    fn check_shape_read(&self, ix: NodeIndex) -> Plan<()> {
+    fn check_shape_read(&self, ix: NodeIndex, axis: usize) -> Plan<()> {
         let g = self.g;
         let n = g.node(ix);
         let rank = n.input(0).and_then(|v| g.shape_of(v)).map(<[Dim]>::len).unwrap_or(4) as i64;
         let clampi = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank);
         let start = clampi(attr_int(&n.proto, "start").unwrap_or(0));
         let end = clampi(attr_int(&n.proto, "end").unwrap_or(rank));
-        if !(start..end).contains(&1) {
+        let axis = axis as i64;
+        if !(start..end).contains(&axis) {
             return Ok(());
         }
         let Some(out) = n.output(0) else { return Ok(()) };
-        let mut stack = vec![(out.to_string(), (1 - start) as usize)];
+        let mut stack = vec![(out.to_string(), (axis - start) as usize)];
         let mut budget = 256;
         while let Some((v, pos)) = stack.pop() {
             for &(cix, slot) in g.consumers(&v) {
@@ -606,7 +645,7 @@ fn channel_from_reads(g: &Graph, s: &str, pos: usize, reads: &HashSet<String>) -
 
 /// Does the output of channel-mixing node `ix` come back (within a few ops)
 /// as a factor on a widened tensor? Then it is inside a squeeze-excite block.
-fn is_squeeze_excite(g: &Graph, ix: NodeIndex, widened: &HashMap<String, i64>) -> bool {
+fn is_squeeze_excite(g: &Graph, ix: NodeIndex, widened: &HashMap<String, Wide>) -> bool {
     let n = g.node(ix);
     // SE runs on a pooled vector: spatial dims all 1 (or a 2-D [N, C] tensor)
     let pooled = n.input(0).and_then(|i| g.shape_of(i)).is_some_and(|s| s.len() == 2 || s.iter().skip(2).all(|d| *d == Dim::Known(1)));
