@@ -40,8 +40,9 @@ import sys
 import types
 import warnings
 
-import onnx
 import torch
+
+from graph_only import graph_only
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REF = os.path.join(os.path.dirname(ROOT), "shared", "reference", "fuseconv")
@@ -53,7 +54,6 @@ NETS = {
     "mobilenet-v3-large": ("MobileNetV3", "large"),
 }
 VARIANTS = {"baseline": "", "full": "FuSeFull", "half": "FuSeHalf", "50-full": "FuSeFullHybrid", "50-half": "FuSeHalfHybrid"}
-ZEROS = "weights.zeros"
 
 
 def load_models():
@@ -108,24 +108,6 @@ def export(model, x, path, flavor):
             dyn = {"x": {0: "batch"}, "y": {0: "batch"}} if flavor.endswith("dynbatch") else None
             torch.onnx.export(model, (x,), path, dynamo=False, opset_version=opset, input_names=["x"], output_names=["y"],
                               dynamic_axes=dyn, do_constant_folding=True)
-
-
-def graph_only(src, dst):
-    """The model with every float initializer moved to a shared external file of zeros."""
-    m = onnx.load(src)
-    for t in m.graph.initializer:
-        if t.data_type == onnx.TensorProto.FLOAT and len(t.dims) > 0:
-            n = 1
-            for d in t.dims:
-                n *= d
-            del t.float_data[:]
-            t.ClearField("raw_data")
-            t.data_location = onnx.TensorProto.EXTERNAL
-            del t.external_data[:]
-            for k, v in (("location", ZEROS), ("offset", "0"), ("length", str(4 * n))):
-                e = t.external_data.add()
-                e.key, e.value = k, v
-    onnx.save(m, dst)
 
 
 def main():

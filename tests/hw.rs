@@ -181,3 +181,38 @@ fn pytorch_exports_cost_exactly_what_the_reference_computes() {
         }
     }
 }
+
+/// Keras MobileNetV2 and MobileNetV3-Small/-Large exported with tf2onnx (NHWC
+/// input, Transposes around TensorFlow's NHWC ops; graphs committed without
+/// weights, scripts/export_keras.py): every depthwise layer converts with Half
+/// and Full and the models are costed. The MobileNetV2 baseline costs what the
+/// paper's PyTorch MobileNetV2 costs (the same layers; TensorFlow's explicit
+/// stride-2 padding does not change the baseline model's cycles).
+#[test]
+fn keras_exports_convert_and_report() {
+    use fusec::hw::schedule::schedule;
+    use fusec::hw::{ArrayConfig, HwKind};
+    use fusec::passes::fuse_depthwise::{depthwise_convs, Init, Variant};
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = std::fs::File::open(common::testdata("exports/keras-tf2onnx.tar.gz")).unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(archive)).unpack(tmp.path()).unwrap();
+    std::fs::File::create(tmp.path().join("weights.zeros")).unwrap().set_len(1 << 30).unwrap();
+    let systolic = ArrayConfig::new(64, 64, HwKind::Systolic, 1000.0).unwrap();
+    let fuse = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let total = |g: &fusec::ir::Graph, hw: &ArrayConfig| -> u64 { schedule(g, hw, 1).unwrap().iter().map(|l| l.cycles).sum() };
+    for (net, layers) in [("mobilenet-v2", 17), ("mobilenet-v3-small", 11), ("mobilenet-v3-large", 15)] {
+        let (_, g) = fusec::ir::load_graph(&tmp.path().join(format!("keras-{net}.tf2onnx13.onnx"))).unwrap();
+        assert_eq!(depthwise_convs(&g).unwrap().len(), layers, "{net}");
+        let base = total(&g, &systolic);
+        if net == "mobilenet-v2" {
+            assert_eq!(base, 2_961_936, "Keras MobileNetV2 baseline");
+        }
+        for variant in [Variant::Half, Variant::Full] {
+            let mut c = g.clone();
+            let r = fusec::passes::run_pipeline(&mut c, &[common::fuse_pass(variant, Init::Center)], &Default::default()).unwrap();
+            assert_eq!(r[0].1.rewrites.len(), layers, "{net} {variant:?}: {:?}", r[0].1.skipped);
+            let speedup = base as f64 / total(&c, &fuse) as f64;
+            assert!(speedup > 3.0, "{net} {variant:?}: speedup {speedup}");
+        }
+    }
+}
