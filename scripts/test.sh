@@ -44,6 +44,8 @@ crosscheck_ppocr() {
 }
 step "PP-OCR classifier: convert, fine-tune, onnx.checker + reference evaluator + ORT" crosscheck_ppocr
 
+step "README examples run as written" bash scripts/readme_examples.sh
+
 # the reference networks exported from PyTorch with their weights (when the optional
 # PyTorch venv exists: bash scripts/torch_env.sh; about 10 minutes)
 if [ -x bench/.venv-torch/bin/python ]; then
