@@ -64,6 +64,68 @@ fn dims(g: &Graph, v: &str, batch: u64, node: &str) -> Result<Vec<u64>> {
         .collect()
 }
 
+/// The geometry of a Conv node as the latency models see it: input and
+/// weight dims (a symbolic batch taken as `batch`), explicit pads, strides,
+/// group. Shared by the analytical schedule and the simulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// [N, C, H, W]
+    pub x: Vec<u64>,
+    /// [M, C/group, kh, kw]
+    pub w: Vec<u64>,
+    /// [top, left, bottom, right]
+    pub pads: [u64; 4],
+    pub strides: [u64; 2],
+    pub group: u64,
+}
+
+impl ConvGeom {
+    pub fn of(g: &Graph, n: &crate::ir::Node, batch: u64) -> Result<ConvGeom> {
+        let label = n.label();
+        let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
+        let w = dims(g, n.input(1).unwrap_or_default(), batch, &label)?;
+        if x.len() != 4 || w.len() != 4 {
+            return Err(Error::node(&label, "only 2-D convolutions are costed"));
+        }
+        let attrs = crate::ir::op::ConvAttrs::parse(&n.proto, &w.iter().map(|&v| v as i64).collect::<Vec<_>>())?;
+        let pads = attrs.window.explicit_pads(&[x[2] as i64, x[3] as i64]);
+        Ok(ConvGeom {
+            pads: [pads[0] as u64, pads[1] as u64, pads[2] as u64, pads[3] as u64],
+            strides: [attrs.window.strides[0] as u64, attrs.window.strides[1] as u64],
+            group: attrs.group as u64,
+            x,
+            w,
+        })
+    }
+    /// Padded input height and width (the paper's and fusec's convention).
+    pub fn padded(&self) -> (u64, u64) {
+        (self.x[2] + self.pads[0] + self.pads[2], self.x[3] + self.pads[1] + self.pads[3])
+    }
+    pub fn kernel(&self) -> (u64, u64) {
+        (self.w[2], self.w[3])
+    }
+    /// Depthwise with channel multiplier 1.
+    pub fn is_depthwise(&self) -> bool {
+        self.group > 1 && self.group == self.x[1] && self.group == self.w[0]
+    }
+}
+
+/// The dims of a GEMM-like node with a constant weight (Gemm, MatMul):
+/// (rows of the input, K, N), or None for a MatMul of two computed tensors.
+pub fn fc_dims(g: &Graph, n: &crate::ir::Node, batch: u64) -> Result<Option<(u64, u64, u64)>> {
+    let label = n.label();
+    let wname = n.input(1).unwrap_or_default();
+    if g.const_tensor(wname).is_none() {
+        return Ok(None);
+    }
+    let w = dims(g, wname, batch, &label)?;
+    let trans_b = n.op() == "Gemm" && attr_int(&n.proto, "transB").unwrap_or(0) != 0;
+    let (k, m) = if trans_b { (w[1], w[0]) } else { (w[0], w[w.len() - 1]) };
+    let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
+    let rows_in: u64 = x[..x.len().saturating_sub(1)].iter().fold(1u64, |a, &d| a.saturating_mul(d));
+    Ok(Some((rows_in, k, m)))
+}
+
 /// Cost every node; nodes the array does not run cost 0 cycles.
 pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost>> {
     let (rows, cols) = (hw.rows, hw.cols);
@@ -93,24 +155,16 @@ pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost
         };
         match n.op() {
             "Conv" => {
-                let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
-                let w = dims(g, n.input(1).unwrap_or_default(), batch, &label)?;
-                if x.len() != 4 || w.len() != 4 {
-                    return Err(Error::node(&label, "only 2-D convolutions are costed"));
-                }
-                let win = crate::ir::op::Window::parse(&n.proto, vec![w[2] as i64, w[3] as i64])?;
-                let pads = win.explicit_pads(&[x[2] as i64, x[3] as i64]);
-                let (hp, wp) = (x[2] + (pads[0] + pads[2]) as u64, x[3] + (pads[1] + pads[3]) as u64);
-                let (kh, kw) = (w[2], w[3]);
-                let (sh, sw) = (win.strides[0] as u64, win.strides[1] as u64);
-                let group = attr_int(&n.proto, "group").unwrap_or(1).max(1) as u64;
-                let cin = x[1];
-                let cout = w[0];
+                let geo = ConvGeom::of(g, n, batch)?;
+                let (hp, wp) = geo.padded();
+                let (kh, kw) = geo.kernel();
+                let [sh, sw] = geo.strides;
+                let (cin, cout) = (geo.x[1], geo.w[0]);
                 let gemm = |c: u64, m: u64| gemm_cycles(rows, cols, &ConvDims { ifmap_h: hp, ifmap_w: wp, filt_h: kh, filt_w: kw, channels: c, stride_h: sh, stride_w: sw, filters: m, batch });
-                cost.input_shape = x.iter().map(|&v| v as i64).collect();
+                cost.input_shape = geo.x.iter().map(|&v| v as i64).collect();
                 cost.kernel = Some([kh as i64, kw as i64]);
                 cost.stride = Some([sh as i64, sw as i64]);
-                if group == 1 {
+                if geo.group == 1 {
                     cost.kind = if kh == 1 && kw == 1 { LayerKind::Pointwise } else { LayerKind::OtherConv };
                     cost.cycles = gemm(cin, cout);
                 } else if hw.kind == HwKind::Systolic || (kh != 1 && kw != 1) {
@@ -125,13 +179,8 @@ pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost
                 }
             }
             "Gemm" | "MatMul" => {
-                let wname = n.input(1).unwrap_or_default();
-                if g.const_tensor(wname).is_some() {
-                    let w = dims(g, wname, batch, &label)?;
-                    let trans_b = n.op() == "Gemm" && attr_int(&n.proto, "transB").unwrap_or(0) != 0;
-                    let (k, m) = if trans_b { (w[1], w[0]) } else { (w[0], w[w.len() - 1]) };
+                if let Some((rows_in, k, m)) = fc_dims(g, n, batch)? {
                     let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
-                    let rows_in: u64 = x[..x.len().saturating_sub(1)].iter().fold(1u64, |a, &d| a.saturating_mul(d));
                     cost.kind = LayerKind::Fc;
                     cost.input_shape = x.iter().map(|&v| v as i64).collect();
                     cost.cycles = gemm_cycles(rows, cols, &ConvDims { ifmap_h: 1, ifmap_w: 1, filt_h: 1, filt_w: 1, channels: k, stride_h: 1, stride_w: 1, filters: m, batch: rows_in });

@@ -45,7 +45,9 @@ pub fn of_tensor(t: &Tensor) -> Option<Value> {
     if is_int_type(dt) {
         return t.to_i64().ok().map(|v| v.into_iter().map(Dim::Known).collect());
     }
-    if is_float_type(dt) {
+    // float constants take part in size arithmetic as scalars and short vectors (a
+    // scale of 2.0, Resize scales); BN parameters and biases do not, and are not decoded
+    if is_float_type(dt) && t.len() <= 8 {
         let a = t.to_f32().ok()?;
         return a.iter().map(|&x| (x.fract() == 0.0 && x.abs() < 9.0e15).then_some(Dim::Known(x as i64))).collect();
     }

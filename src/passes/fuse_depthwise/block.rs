@@ -12,16 +12,19 @@ use crate::onnx::{a_int, a_ints, a_string, NodeProto};
 use crate::passes::fuse_depthwise::{DepthwiseConv, FuseKernels, Variant};
 use crate::tensor::Tensor;
 
-/// Fresh names for what a rewrite adds. Clone it to plan, keep the clone only
-/// when the rewrite is applied.
+/// Fresh names for what a rewrite adds. A planner reserves names after a
+/// [`mark`](Names::mark) and gives them back with [`rollback`](Names::rollback)
+/// if its rewrite is not applied.
 #[derive(Debug, Clone)]
 pub struct Names {
     pub(crate) used: HashSet<String>,
+    /// Reserved since the graph was read, in order.
+    added: Vec<String>,
 }
 
 impl Names {
     pub fn new(used: HashSet<String>) -> Names {
-        Names { used }
+        Names { used, added: vec![] }
     }
 
     pub fn fresh(&mut self, base: &str) -> String {
@@ -32,7 +35,20 @@ impl Names {
             i += 1;
         }
         self.used.insert(name.clone());
+        self.added.push(name.clone());
         name
+    }
+
+    /// A point to roll back to.
+    pub fn mark(&self) -> usize {
+        self.added.len()
+    }
+
+    /// Give back every name reserved since `mark`.
+    pub fn rollback(&mut self, mark: usize) {
+        for n in self.added.drain(mark..) {
+            self.used.remove(&n);
+        }
     }
 }
 

@@ -160,24 +160,25 @@ impl Pass for FuseDepthwise {
                 report.skipped.push((dw.name.clone(), "over --max-rewrites".into()));
                 continue;
             }
-            // names are reserved in a copy, kept only if the rewrite is applied
-            let mut trial = names.clone();
+            // names the plan reserves are given back unless the rewrite is applied
+            let mark = names.mark();
             let joinable = |ix: NodeIndex| ix != dw.node && by_node.contains_key(&ix) && !converted.contains(&ix) && !claimed.contains(&ix);
             let widen = match self.opts.variant {
                 Variant::Half => None,
-                Variant::Full => match plan_widen(g, &dw.output, dw.channels as i64, &mut trial, &joinable) {
+                Variant::Full => match plan_widen(g, &dw.output, dw.channels as i64, &mut names, &joinable) {
                     Ok(p) if p.edits.iter().map(|(ix, _)| ix).chain(p.joined.iter().map(|(ix, _)| ix)).any(|ix| claimed.contains(ix)) => {
+                        names.rollback(mark);
                         report.skipped.push((dw.name.clone(), "its widened region overlaps another converted layer".into()));
                         continue;
                     }
                     Ok(p) => Some(p),
                     Err(reason) => {
+                        names.rollback(mark);
                         report.skipped.push((dw.name.clone(), format!("cannot widen for Full: {reason}")));
                         continue;
                     }
                 },
             };
-            names = trial;
             let mut blocks: Vec<(&DepthwiseConv, Layout, String)> = vec![(dw, self.opts.variant.into(), String::new())];
             let mut extra_params: i64 = 0;
             if let Some(w) = widen {
