@@ -636,6 +636,13 @@ fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A model loaded as every command loads it: shape computations folded.
+fn load_folded(path: &std::path::Path) -> anyhow::Result<crate::onnx::Model> {
+    let mut m = crate::onnx::load(path)?;
+    crate::ir::fold_model(&mut m.proto).map_err(|e| e.in_file(path))?;
+    Ok(m)
+}
+
 fn load_for_report(path: &std::path::Path, shape: Option<&InputShape>) -> anyhow::Result<crate::ir::Graph> {
     let (_, mut g) = crate::ir::load_graph(path)?;
     if let Some(s) = shape {
@@ -686,9 +693,9 @@ fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
 fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     let pre = a.pre.resolve()?;
     let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
-    let model = crate::onnx::load(&a.model)?;
+    let model = load_folded(&a.model)?;
     let teacher = match &a.teacher {
-        Some(t) => Some((t.display().to_string(), crate::onnx::load(t)?)),
+        Some(t) => Some((t.display().to_string(), load_folded(t)?)),
         None => None,
     };
     let r = crate::eval::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
@@ -735,8 +742,8 @@ fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         anyhow::bail!("option --temperature: must be positive");
     }
     let pre = a.pre.resolve()?;
-    let student = crate::onnx::load(&a.model)?;
-    let teacher = crate::onnx::load(&a.teacher)?;
+    let student = load_folded(&a.model)?;
+    let teacher = load_folded(&a.teacher)?;
     let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
     let eval_data = match &a.eval_data {
         Some(p) => Some(crate::data::load(p, &pre, a.task, None)?),

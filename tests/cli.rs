@@ -38,6 +38,43 @@ fn convert_writes_beside_the_input_and_summarises() {
 }
 
 #[test]
+fn convert_records_the_pipeline_and_dumps_after_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = ppocr_copy(dir.path());
+    let out = dir.path().join("out.onnx");
+    fusec()
+        .args(["convert", m.to_str().unwrap(), "--variant", "full", "--layers", "0-2", "-o", out.to_str().unwrap(), "--dump-after", "fuse_depthwise"])
+        .assert()
+        .success();
+    let (model, _) = fusec::ir::load_graph(&out).unwrap();
+    let meta: std::collections::HashMap<&str, &str> = model.proto.metadata_props.iter().map(|p| (p.key(), p.value())).collect();
+    assert_eq!(meta["fusec.pipeline"], r#"full: fuse_depthwise{init="center", layers="0-2", variant="full"}"#);
+    // the dump is the model right after the pass (here the last one: the output less its metadata)
+    let dump = dir.path().join("out.after-fuse_depthwise.onnx");
+    let (dumped, g) = fusec::ir::load_graph(&dump).unwrap();
+    assert_eq!(dumped.proto.graph.as_ref().unwrap().node.len(), model.proto.graph.as_ref().unwrap().node.len());
+    let grouped = fusec::passes::fuse_depthwise::depthwise_convs(&g).unwrap();
+    let one_d = grouped.iter().filter(|c| c.name().contains(".fuse.")).count();
+    assert_eq!((grouped.len() - one_d, one_d), (11 - 3, 3 * 2), "three layers rewritten into two 1-D convs each");
+    // a pass that is not in the pipeline
+    fusec()
+        .args(["convert", m.to_str().unwrap(), "--variant", "half", "-o", dir.path().join("o2.onnx").to_str().unwrap(), "--dump-after", "fold_shapes"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("'fold_shapes' is not in the pipeline"));
+    assert!(!dir.path().join("o2.onnx").exists());
+    // a pipeline file with two passes: options given on the command line override it
+    let pipe = dir.path().join("p.toml");
+    std::fs::write(&pipe, "[[pass]]\nname = \"fold_shapes\"\n[[pass]]\nname = \"fuse_depthwise\"\nvariant = \"half\"\nlayers = \"0\"\n").unwrap();
+    let o3 = dir.path().join("o3.onnx");
+    fusec().args(["convert", m.to_str().unwrap(), "--pipeline", pipe.to_str().unwrap(), "--init", "sum", "-o", o3.to_str().unwrap()]).assert().success().stdout(predicate::str::contains("1 converted"));
+    let (model, _) = fusec::ir::load_graph(&o3).unwrap();
+    let meta: std::collections::HashMap<&str, &str> = model.proto.metadata_props.iter().map(|p| (p.key(), p.value())).collect();
+    assert!(meta["fusec.pipeline"].ends_with(r#"p.toml: fold_shapes; fuse_depthwise{init="sum", layers="0", variant="half"}"#), "{}", meta["fusec.pipeline"]);
+    assert_eq!(meta["fusec.init"], "sum");
+}
+
+#[test]
 fn convert_json_summary() {
     let dir = tempfile::tempdir().unwrap();
     let m = ppocr_copy(dir.path());
