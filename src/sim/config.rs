@@ -1,0 +1,248 @@
+//! The simulated hardware: the array (size, kind, dataflow), its
+//! double-buffered SRAMs and DRAM interface, the vector unit beside it, and
+//! the clock. Validated once when built; TOML files, presets, and SCALE-Sim
+//! `.cfg` files.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+pub use crate::hw::HwKind;
+use crate::sim::compute::Dataflow;
+
+/// Element-wise work classes of the vector unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum VectorClass {
+    /// ReLU, Clip, casts: one op per element.
+    Activation,
+    /// Sigmoid, HardSwish, GELU, exp, sqrt...: a few ops per element.
+    Transcendental,
+    /// BatchNormalization (or Layer/Instance normalization) left unfolded.
+    Normalization,
+    /// Add, Mul, Sub, Div... of two tensors.
+    Elementwise,
+    /// Pooling and reductions, per input element.
+    Pool,
+    /// Concat, Split, Slice, Pad, Transpose copies.
+    Copy,
+    /// Resize / Upsample, per output element.
+    Resize,
+    /// Softmax, per element.
+    Softmax,
+}
+
+impl VectorClass {
+    pub const ALL: [VectorClass; 8] = [
+        VectorClass::Activation,
+        VectorClass::Transcendental,
+        VectorClass::Normalization,
+        VectorClass::Elementwise,
+        VectorClass::Pool,
+        VectorClass::Copy,
+        VectorClass::Resize,
+        VectorClass::Softmax,
+    ];
+}
+
+/// The vector unit: `lanes` elements per cycle at one cycle per element and
+/// op; each class has its cycles per element.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorUnit {
+    pub lanes: u64,
+    #[serde(default = "default_costs")]
+    pub cycles_per_element: std::collections::BTreeMap<VectorClass, f64>,
+}
+
+fn default_costs() -> std::collections::BTreeMap<VectorClass, f64> {
+    [
+        (VectorClass::Activation, 1.0),
+        (VectorClass::Transcendental, 4.0),
+        (VectorClass::Normalization, 2.0),
+        (VectorClass::Elementwise, 1.0),
+        (VectorClass::Pool, 1.0),
+        (VectorClass::Copy, 1.0),
+        (VectorClass::Resize, 2.0),
+        (VectorClass::Softmax, 6.0),
+    ]
+    .into_iter()
+    .collect()
+}
+
+impl Default for VectorUnit {
+    fn default() -> Self {
+        VectorUnit { lanes: 64, cycles_per_element: default_costs() }
+    }
+}
+
+impl VectorUnit {
+    /// Cycles for `elements` of work of `class`.
+    pub fn cycles(&self, class: VectorClass, elements: u64) -> u64 {
+        let per = self.cycles_per_element.get(&class).copied().unwrap_or(1.0);
+        ((elements as f64 * per) / self.lanes.max(1) as f64).ceil() as u64
+    }
+}
+
+/// On-chip memory and the DRAM interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Memory {
+    /// SRAM sizes in KB (each double-buffered: half active, half filling/draining).
+    pub ifmap_kb: f64,
+    pub filter_kb: f64,
+    pub ofmap_kb: f64,
+    /// Bytes per element.
+    #[serde(default = "one")]
+    pub word_bytes: u64,
+    /// DRAM bandwidth in bytes per cycle, for each of the three streams
+    /// (SCALE-Sim gives each buffer its own interface).
+    pub dram_bytes_per_cycle: f64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Everything the simulator needs to know about the hardware.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    pub rows: u64,
+    pub cols: u64,
+    #[serde(default = "default_kind")]
+    pub kind: HwKind,
+    #[serde(default = "default_dataflow")]
+    pub dataflow: Dataflow,
+    /// None: unlimited SRAM and bandwidth (compute only, no stalls).
+    #[serde(default)]
+    pub memory: Option<Memory>,
+    #[serde(default)]
+    pub vector: VectorUnit,
+    #[serde(default = "default_freq")]
+    pub freq_mhz: f64,
+}
+
+fn default_kind() -> HwKind {
+    HwKind::Fuse
+}
+fn default_dataflow() -> Dataflow {
+    Dataflow::Os
+}
+fn default_freq() -> f64 {
+    1000.0
+}
+
+/// Named configurations.
+pub const PRESETS: &[&str] = &["paper-64x64", "edge-32x32", "scalesim-google"];
+
+impl SimConfig {
+    /// Check the values; every constructor ends here.
+    pub fn validated(self) -> Result<SimConfig> {
+        let side = 1..=crate::hw::MAX_SIDE;
+        if !side.contains(&self.rows) || !side.contains(&self.cols) {
+            return Err(Error::option("--array", format!("{}x{}: each side must be between 1 and {}", self.rows, self.cols, crate::hw::MAX_SIDE)));
+        }
+        if !(self.freq_mhz.is_finite() && self.freq_mhz > 0.0) {
+            return Err(Error::option("--freq-mhz", format!("{} is not a positive frequency", self.freq_mhz)));
+        }
+        if self.vector.lanes == 0 || self.vector.cycles_per_element.values().any(|v| !(v.is_finite() && *v >= 0.0)) {
+            return Err(Error::option("vector", "lanes must be at least 1 and cycles per element non-negative"));
+        }
+        if let Some(m) = &self.memory {
+            for (what, v) in [("ifmap_kb", m.ifmap_kb), ("filter_kb", m.filter_kb), ("ofmap_kb", m.ofmap_kb), ("dram_bytes_per_cycle", m.dram_bytes_per_cycle)] {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(Error::option("memory", format!("{what} must be positive, got {v}")));
+                }
+            }
+            if m.word_bytes == 0 || m.word_bytes > 8 {
+                return Err(Error::option("memory", format!("word_bytes must be 1 to 8, got {}", m.word_bytes)));
+            }
+        }
+        Ok(self)
+    }
+
+    pub fn new(rows: u64, cols: u64, kind: HwKind, dataflow: Dataflow) -> Result<SimConfig> {
+        SimConfig { rows, cols, kind, dataflow, memory: None, vector: VectorUnit::default(), freq_mhz: default_freq() }.validated()
+    }
+
+    /// A preset, a TOML file, or a SCALE-Sim `.cfg` file.
+    pub fn load(name_or_path: &str) -> Result<SimConfig> {
+        let mem = |kb: f64, bw: f64| Some(Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, dram_bytes_per_cycle: bw });
+        match name_or_path {
+            // the paper's array with generous buffers
+            "paper-64x64" => return SimConfig { memory: mem(512.0, 64.0), ..SimConfig::new(64, 64, HwKind::Fuse, Dataflow::Os)? }.validated(),
+            "edge-32x32" => return SimConfig { memory: mem(64.0, 8.0), vector: VectorUnit { lanes: 16, ..VectorUnit::default() }, ..SimConfig::new(32, 32, HwKind::Fuse, Dataflow::Os)? }.validated(),
+            // SCALE-Sim's configs/google.cfg: a 128x128 weight-stationary TPU-like array, 6 MB of SRAM
+            "scalesim-google" => return SimConfig { memory: mem(6144.0, 10.0), ..SimConfig::new(128, 128, HwKind::Systolic, Dataflow::Ws)? }.validated(),
+            _ => {}
+        }
+        let text = std::fs::read_to_string(name_or_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound && !name_or_path.contains('.') {
+                Error::option("--hw-config", format!("'{name_or_path}' is neither a preset ({}) nor a file", PRESETS.join(", ")))
+            } else {
+                Error::io(name_or_path, e)
+            }
+        })?;
+        if name_or_path.ends_with(".cfg") {
+            return from_scalesim_cfg(&text).map_err(|e| Error::option("--config", format!("{name_or_path}: {e}")));
+        }
+        let c: SimConfig = toml::from_str(&text).map_err(|e| Error::option("--hw-config", format!("{name_or_path}: {e}")))?;
+        c.validated()
+    }
+
+    /// Memory words of each SRAM (ifmap, filter, ofmap), and the DRAM words
+    /// per cycle.
+    pub fn sram_words(&self) -> Option<([u64; 3], f64)> {
+        self.memory.as_ref().map(|m| {
+            let w = |kb: f64| ((kb * 1024.0) / m.word_bytes as f64).floor() as u64;
+            ([w(m.ifmap_kb), w(m.filter_kb), w(m.ofmap_kb)], m.dram_bytes_per_cycle / m.word_bytes as f64)
+        })
+    }
+}
+
+/// A SCALE-Sim configuration file (`[architecture_presets]` ArrayHeight,
+/// ArrayWidth, IfmapSramSzkB, FilterSramSzkB, OfmapSramSzkB, Dataflow;
+/// `[run_presets]` InterfaceBandwidth USER with `Bandwidth` in words per
+/// cycle, or CALC, which sizes the interface to never stall: no memory
+/// limit here). SCALE-Sim uses one-byte words.
+pub fn from_scalesim_cfg(text: &str) -> std::result::Result<SimConfig, String> {
+    let mut section = String::new();
+    let mut kv = std::collections::HashMap::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') && line.ends_with(']') {
+            section = line[1..line.len() - 1].trim().to_lowercase();
+            continue;
+        }
+        if let Some((k, v)) = line.split_once([':', '=']) {
+            kv.insert(format!("{section}.{}", k.trim().to_lowercase()), v.trim().to_string());
+        }
+    }
+    let get = |k: &str| kv.get(k).cloned().ok_or_else(|| format!("missing {k}"));
+    let num = |k: &str| -> std::result::Result<f64, String> { get(k)?.parse::<f64>().map_err(|_| format!("{k} is not a number")) };
+    let rows = num("architecture_presets.arrayheight")? as u64;
+    let cols = num("architecture_presets.arraywidth")? as u64;
+    let dataflow = match get("architecture_presets.dataflow")?.to_lowercase().as_str() {
+        "os" => Dataflow::Os,
+        "ws" => Dataflow::Ws,
+        "is" => Dataflow::Is,
+        other => return Err(format!("unknown dataflow '{other}'")),
+    };
+    let user = kv.get("run_presets.interfacebandwidth").is_some_and(|v| v.eq_ignore_ascii_case("USER"));
+    let memory = if user {
+        let bw = get("architecture_presets.bandwidth")?.split(',').next().unwrap_or("").trim().parse::<f64>().map_err(|_| "Bandwidth is not a number".to_string())?;
+        Some(Memory {
+            ifmap_kb: num("architecture_presets.ifmapsramszkb")?,
+            filter_kb: num("architecture_presets.filtersramszkb")?,
+            ofmap_kb: num("architecture_presets.ofmapsramszkb")?,
+            word_bytes: 1,
+            dram_bytes_per_cycle: bw,
+        })
+    } else {
+        None
+    };
+    SimConfig { rows, cols, kind: HwKind::Systolic, dataflow, memory, vector: VectorUnit::default(), freq_mhz: default_freq() }.validated().map_err(|e| e.to_string())
+}
