@@ -21,6 +21,9 @@ pub enum Resize {
     Stretch,
     /// Scale the short side to the target, then crop the centre.
     CenterCrop,
+    /// Keep the aspect ratio: the longer side at most max(height, width), both
+    /// sides rounded to a multiple of 32 (text detectors; sizes vary per image).
+    Page,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,15 +49,47 @@ impl Preprocess {
     pub fn imagenet() -> Self {
         Preprocess { height: 224, width: 224, resize: Resize::CenterCrop, scale: 1.0 / 255.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], bgr: false }
     }
+    /// PP-OCR's text detectors: the longer side capped at 960, sides rounded to
+    /// multiples of 32, ImageNet mean/std.
+    pub fn ppocr_det() -> Self {
+        Preprocess { height: 960, width: 960, resize: Resize::Page, scale: 1.0 / 255.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], bgr: false }
+    }
+    /// PP-OCR's text recognizers: height 48, width up to 320 keeping the aspect
+    /// ratio, right-padded, (x/255 − 0.5)/0.5.
+    pub fn ppocr_rec() -> Self {
+        Preprocess { height: 48, width: 320, resize: Resize::PadRight, scale: 1.0 / 255.0, mean: [0.5; 3], std: [0.5; 3], bgr: false }
+    }
     pub fn preset(name: &str) -> Result<Self> {
         match name {
             "ppocr-cls" => Ok(Self::ppocr_cls()),
+            "ppocr-det" => Ok(Self::ppocr_det()),
+            "ppocr-rec" => Ok(Self::ppocr_rec()),
             "imagenet" => Ok(Self::imagenet()),
             other if other.ends_with(".toml") => {
                 let text = std::fs::read_to_string(other).map_err(|e| Error::io(other, e))?;
                 toml::from_str(&text).map_err(|e| Error::option("--preprocess", format!("{other}: {e}")))
             }
-            other => Err(Error::option("--preprocess", format!("'{other}' is not a preset (ppocr-cls, imagenet) or a .toml file"))),
+            other => Err(Error::option("--preprocess", format!("'{other}' is not a preset (ppocr-cls, ppocr-det, ppocr-rec, imagenet) or a .toml file"))),
+        }
+    }
+
+    /// The input size for an image of `w0 × h0`, and the scale from the image
+    /// to it (x, y).
+    pub fn target(&self, w0: u32, h0: u32) -> (u32, u32, f64, f64) {
+        let (w0, h0) = (w0.max(1), h0.max(1));
+        match self.resize {
+            Resize::Page => {
+                let cap = self.height.max(self.width) as f64;
+                let s = (cap / w0.max(h0) as f64).min(1.0);
+                let round = |v: f64| (((v / 32.0).round() as u32).max(1)) * 32;
+                let (tw, th) = (round(w0 as f64 * s), round(h0 as f64 * s));
+                (tw, th, tw as f64 / w0 as f64, th as f64 / h0 as f64)
+            }
+            Resize::PadRight => {
+                let w = ((self.height as f64 * w0 as f64 / h0 as f64).ceil() as u32).clamp(1, self.width);
+                (self.width, self.height, w as f64 / w0 as f64, self.height as f64 / h0 as f64)
+            }
+            _ => (self.width, self.height, self.width as f64 / w0 as f64, self.height as f64 / h0 as f64),
         }
     }
 
@@ -63,8 +98,9 @@ impl Preprocess {
         use image::imageops::FilterType;
         let rgb = img.to_rgb8();
         let (w0, h0) = (rgb.width().max(1), rgb.height().max(1));
-        let (th, tw) = (self.height, self.width);
+        let (tw, th, _, _) = self.target(w0, h0);
         let resized = match self.resize {
+            Resize::Page => image::imageops::resize(&rgb, tw, th, FilterType::Triangle),
             Resize::Stretch => image::imageops::resize(&rgb, tw, th, FilterType::Triangle),
             Resize::PadRight => {
                 let w = ((th as f64 * w0 as f64 / h0 as f64).ceil() as u32).clamp(1, tw);
@@ -88,10 +124,15 @@ impl Preprocess {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Task {
-    /// Each image gives two samples: as is (class 0) and rotated 180° (class 1).
+    /// Classification; each image gives two samples: as is (class 0) and rotated 180° (class 1).
     Rot180,
+    /// Text recognition with a CTC head: the list's `text` column is the ground truth.
+    Ctc,
+    /// Text detection: a box list (file, x0, y0, x1, y1 per row) is the ground truth.
+    Textdet,
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +140,10 @@ pub struct Sample {
     pub name: String,
     pub x: Array3<f32>,
     pub label: Option<usize>,
+    /// The text of a text line (`--task ctc`).
+    pub text: Option<String>,
+    /// Ground-truth boxes [x0, y0, x1, y1] in the input's coordinates (`--task textdet`).
+    pub boxes: Vec<[f32; 4]>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,7 +259,7 @@ fn load_arrays(path: &Path, limit: Option<usize>) -> Result<Dataset> {
         let xi = if xi.ndim() == 3 { xi.into_dimensionality::<ndarray::Ix3>().map_err(|e| bad(e.to_string()))? } else {
             return Err(bad(format!("x has shape {:?}; expected [N, C, H, W]", x.shape())));
         };
-        samples.push(Sample { name: format!("{}[{i}]", path.display()), x: xi, label: y.as_ref().map(|y| y[i] as usize) });
+        samples.push(Sample { name: format!("{}[{i}]", path.display()), x: xi, label: y.as_ref().map(|y| y[i] as usize), text: None, boxes: vec![] });
     }
     if samples.is_empty() {
         return Err(bad("no samples".into()));
@@ -230,6 +275,11 @@ pub fn load(path: &Path, pre: &Preprocess, task: Option<Task>, limit: Option<usi
         }
         return load_arrays(path, limit);
     }
+    match task {
+        Some(Task::Textdet) => return load_textdet(path, pre, limit),
+        Some(Task::Ctc) => return load_lines(path, pre, limit),
+        Some(Task::Rot180) | None => {}
+    }
     let (mut files, mut classes) = list(path)?;
     if let Some(n) = limit {
         files.truncate(n);
@@ -238,23 +288,98 @@ pub fn load(path: &Path, pre: &Preprocess, task: Option<Task>, limit: Option<usi
         return Err(Error::option("--data", format!("{}: no images found", path.display())));
     }
     let mut samples = Vec::with_capacity(files.len() * 2);
-    match task {
-        Some(Task::Rot180) => {
-            classes = vec!["0".into(), "180".into()];
-            for (f, _) in &files {
-                let img = read_image(f)?;
-                let name = f.display().to_string();
-                samples.push(Sample { name: name.clone(), x: pre.apply(&img), label: Some(0) });
-                samples.push(Sample { name: format!("{name}@180"), x: pre.apply(&img.rotate180()), label: Some(1) });
-            }
+    if task == Some(Task::Rot180) {
+        classes = vec!["0".into(), "180".into()];
+        for (f, _) in &files {
+            let img = read_image(f)?;
+            let name = f.display().to_string();
+            samples.push(Sample { name: name.clone(), x: pre.apply(&img), label: Some(0), text: None, boxes: vec![] });
+            samples.push(Sample { name: format!("{name}@180"), x: pre.apply(&img.rotate180()), label: Some(1), text: None, boxes: vec![] });
         }
-        None => {
-            for (f, l) in &files {
-                let img = read_image(f)?;
-                let label = l.as_ref().and_then(|l| classes.iter().position(|c| c == l));
-                samples.push(Sample { name: f.display().to_string(), x: pre.apply(&img), label });
-            }
+    } else {
+        for (f, l) in &files {
+            let img = read_image(f)?;
+            let label = l.as_ref().and_then(|l| classes.iter().position(|c| c == l));
+            samples.push(Sample { name: f.display().to_string(), x: pre.apply(&img), label, text: None, boxes: vec![] });
         }
     }
     Ok(Dataset { samples, classes })
+}
+
+/// Text lines with their transcription (the list's `text` column, when present).
+fn load_lines(path: &Path, pre: &Preprocess, limit: Option<usize>) -> Result<Dataset> {
+    let (mut files, _) = list(path)?;
+    if let Some(n) = limit {
+        files.truncate(n);
+    }
+    if files.is_empty() {
+        return Err(Error::option("--data", format!("{}: no images found", path.display())));
+    }
+    let texts = column(path, "text")?;
+    let mut samples = Vec::with_capacity(files.len());
+    for (i, (f, _)) in files.iter().enumerate() {
+        let img = read_image(f)?;
+        let text = texts.as_ref().and_then(|t| t.get(i).cloned());
+        samples.push(Sample { name: f.display().to_string(), x: pre.apply(&img), label: None, text, boxes: vec![] });
+    }
+    Ok(Dataset { samples, classes: vec![] })
+}
+
+/// A named column of a TSV/CSV list, in row order (None for folders or without the column).
+fn column(path: &Path, name: &str) -> Result<Option<Vec<String>>> {
+    if path.is_dir() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let delim = if path.extension().is_some_and(|e| e == "csv") { b',' } else { b'\t' };
+    let mut rdr = csv::ReaderBuilder::new().delimiter(delim).has_headers(true).from_reader(text.as_bytes());
+    let headers = rdr.headers().map_err(|e| Error::option("--data", format!("{}: {e}", path.display())))?.clone();
+    let Some(c) = headers.iter().position(|h| h.eq_ignore_ascii_case(name)) else { return Ok(None) };
+    let mut out = vec![];
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| Error::option("--data", format!("{}: {e}", path.display())))?;
+        out.push(rec.get(c).unwrap_or_default().to_string());
+    }
+    Ok(Some(out))
+}
+
+/// A text-detection set: a TSV/CSV of boxes (`file, x0, y0, x1, y1`, one row per
+/// box, files relative to the list), or a folder of images without boxes.
+/// `limit` keeps the first N images.
+fn load_textdet(path: &Path, pre: &Preprocess, limit: Option<usize>) -> Result<Dataset> {
+    let mut order: Vec<PathBuf> = vec![];
+    let mut boxes: std::collections::HashMap<PathBuf, Vec<[f32; 4]>> = Default::default();
+    if path.is_dir() {
+        let (files, _) = list(path)?;
+        order = files.into_iter().map(|(f, _)| f).collect();
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let delim = if path.extension().is_some_and(|e| e == "csv") { b',' } else { b'\t' };
+        let mut rdr = csv::ReaderBuilder::new().delimiter(delim).has_headers(true).from_reader(text.as_bytes());
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (i, rec) in rdr.records().enumerate() {
+            let rec = rec.map_err(|e| Error::option("--data", format!("{}: {e}", path.display())))?;
+            let bad = || Error::option("--data", format!("{}: row {}: expected file, x0, y0, x1, y1", path.display(), i + 2));
+            let f = base.join(rec.get(0).ok_or_else(bad)?);
+            let v: Vec<f32> = (1..5).map(|k| rec.get(k).and_then(|s| s.trim().parse::<f32>().ok())).collect::<Option<_>>().ok_or_else(bad)?;
+            if !boxes.contains_key(&f) {
+                order.push(f.clone());
+            }
+            boxes.entry(f).or_default().push([v[0], v[1], v[2], v[3]]);
+        }
+    }
+    if let Some(n) = limit {
+        order.truncate(n);
+    }
+    if order.is_empty() {
+        return Err(Error::option("--data", format!("{}: no images found", path.display())));
+    }
+    let mut samples = vec![];
+    for f in order {
+        let img = read_image(&f)?;
+        let (_, _, sx, sy) = pre.target(img.width(), img.height());
+        let b = boxes.remove(&f).unwrap_or_default().into_iter().map(|[x0, y0, x1, y1]| [x0 * sx as f32, y0 * sy as f32, x1 * sx as f32, y1 * sy as f32]).collect();
+        samples.push(Sample { name: f.display().to_string(), x: pre.apply(&img), label: None, text: None, boxes: b });
+    }
+    Ok(Dataset { samples, classes: vec![] })
 }

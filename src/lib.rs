@@ -19,6 +19,7 @@ pub mod report;
 pub mod runtime;
 pub mod sim;
 pub mod stats;
+pub mod tasks;
 pub mod tensor;
 pub mod train;
 pub mod zoo;

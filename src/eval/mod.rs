@@ -1,4 +1,8 @@
-//! Reference execution through tract: run a model on inputs, compare outputs.
+//! Running models on data: reference execution through tract (compare
+//! outputs, classifier accuracy) and, in [`tasks`], task metrics (CTC text,
+//! detection boxes) in ONNX Runtime.
+
+pub mod tasks;
 
 use ndarray::ArrayD;
 use tract_onnx::prelude::*;

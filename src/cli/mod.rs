@@ -1,0 +1,150 @@
+//! Command-line interface. The only module that uses `anyhow`. One file per
+//! family of commands: convert/inspect/zoo, report, simulate/sweep, eval/finetune.
+
+mod convert;
+mod report;
+mod sim;
+mod train;
+
+pub use convert::{print_summary, ConvertArgs, InspectArgs, ZooArgs};
+pub use report::{HwArgs, ReportArgs, ReportFormat};
+pub use sim::{Engine, SimArgs, SimulateArgs, SweepArgs};
+pub use train::{EvalArgs, FinetuneArgs, PreprocessArgs};
+use convert::{cmd_convert, cmd_inspect, cmd_zoo};
+use report::cmd_report;
+use sim::{cmd_simulate, cmd_sweep};
+use train::{cmd_eval, cmd_finetune};
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::convert::InputShape;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "fusec",
+    version,
+    about = "Rewrite depthwise convolutions of ONNX models into FuSe (fully separable) blocks.",
+    after_help = "Examples:\n  fusec inspect model.onnx\n  fusec convert model.onnx --variant half\n  fusec convert model.onnx --variant full --layers 0-5 -o model.full.onnx"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+    /// More logging (-v: info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Rewrite depthwise convs into FuSe blocks and write a new model.
+    #[command(after_help = "Examples:\n  fusec convert mobilenet.onnx --variant half\n      writes mobilenet.fuse-half.onnx beside the input\n  fusec convert mobilenet.onnx --variant full --init sum -o out.onnx\n  fusec convert mnv2.onnx --variant half --layers paper-50-mobilenet-v2\n  fusec convert model.onnx --variant half --layers 0,2,'*block3*' --skip 2\n\nLayer indices count depthwise convs in topological order; `fusec inspect` lists them.")]
+    Convert(ConvertArgs),
+    /// Show inputs, outputs, ops and every depthwise conv (convertible or not, and why).
+    #[command(after_help = "Examples:\n  fusec inspect model.onnx\n  fusec inspect model.onnx --json | jq '.depthwise[] | select(.convertible)'")]
+    Inspect(InspectArgs),
+    /// Cost every layer on a modeled systolic array (the paper's analytical model).
+    #[command(after_help = "Examples:\n  fusec report model.fuse-half.onnx --baseline model.onnx --array 64x64 --hw fuse\n  fusec report model.onnx --format json | jq .total_cycles")]
+    Report(ReportArgs),
+    /// Accuracy of a classifier on a dataset, and agreement with a teacher model.
+    #[command(after_help = "Examples:\n  fusec eval cls.onnx --data textlines/labels.tsv --task rot180 --preprocess ppocr-cls\n  fusec eval cls.fuse-half.onnx --data textlines/ --task rot180 --preprocess ppocr-cls --teacher cls.onnx --json\n  fusec eval net.onnx --data imagenet-val/ --preprocess imagenet   (class subfolders)")]
+    Eval(EvalArgs),
+    /// Fine-tune a converted model by distillation from the original (and labels if given).
+    #[command(after_help = "Examples:\n  fusec finetune cls.fuse-half.onnx --teacher cls.onnx --data train.tsv --task rot180 --preprocess ppocr-cls \\\n      --eval-data test.tsv --epochs 10 -o cls.tuned.onnx\n  fusec finetune s.onnx --teacher t.onnx --data imgs/ --label-weight 0.5 --steps 2000 --optimizer sgd --lr 0.01\n  fusec finetune s.onnx --teacher t.onnx --data x.npz --resume s.tuned.onnx.ckpt.npz -o s.tuned.onnx\n\nThe training graph (forward, loss, backward from standard ONNX ops) runs in ONNX Runtime, loaded\nfrom the library scripts/setup.sh installs. Ctrl-C saves a checkpoint; --resume continues from it.")]
+    Finetune(FinetuneArgs),
+    /// Simulate a model cycle by cycle: dataflows, SRAM buffers, DRAM bandwidth, a vector unit.
+    #[command(after_help = "Examples:\n  fusec simulate mnv2.onnx --array 64x64 --dataflow ws --sram-kb 256 --dram-bw 16\n  fusec simulate mnv2.fuse-half.onnx --baseline mnv2.onnx --hw fuse --format json\n  fusec simulate --topology layers.csv --config scalesim.cfg     (SCALE-Sim's inputs and conventions)\n  fusec simulate mnv2.onnx --export-topology mnv2.csv --scalesim-compat\n\nDepthwise convs are C single-channel GEMMs back to back; 1xK / Kx1 ones run in the FuSe\nbroadcast dataflow on --hw fuse. --scalesim-compat uses SCALE-Sim's conventions (no padding,\ncycles counted to the last cycle index per SCALE-Sim layer) for cross-checks.")]
+    Simulate(SimulateArgs),
+    /// Simulate every combination of array size, hardware, dataflow, SRAM and model variant.
+    #[command(after_help = "Examples:\n  fusec sweep mnv2.onnx --arrays 8x8,16x16,32x32,64x64,128x128 --hw systolic,fuse --variants baseline,half,full -o sweep.csv\n  fusec sweep mnv2.onnx --arrays 32x32,64x64 --dataflow os,ws,is --sram-kb 64,256,none --format json -o sweep.json\n\nRuns on all cores; per-layer results are shared between configurations. An SVG plot\n(latency against PEs, Pareto front) is written beside -o.")]
+    Sweep(SweepArgs),
+    /// Write a reference architecture of the FuSeConv paper as ONNX.
+    #[command(after_help = "Examples:\n  fusec zoo mobilenet-v2 -o mnv2.onnx\n  fusec zoo --paper-table")]
+    Zoo(ZooArgs),
+}
+
+
+/// Parse arguments, run, map errors to exit codes (1: user error, 2: usage).
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    // Ctrl-C: let a save in progress clean up, then exit 130. Fine-tuning stops at the end of
+    // the current step and saves a checkpoint itself; a second Ctrl-C exits at once.
+    let graceful = matches!(cli.cmd, Command::Finetune(_));
+    let _ = ctrlc::set_handler(move || {
+        if graceful && !crate::onnx::was_interrupted() {
+            crate::onnx::interrupt();
+            eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
+            return;
+        }
+        crate::onnx::interrupt();
+        eprintln!("interrupted");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        std::process::exit(130);
+    });
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).format_timestamp(None).try_init();
+    match dispatch(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if crate::onnx::was_interrupted() { ExitCode::from(130) } else { ExitCode::from(1) }
+        }
+    }
+}
+
+fn dispatch(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Convert(a) => cmd_convert(a),
+        Command::Inspect(a) => cmd_inspect(a),
+        Command::Zoo(a) => cmd_zoo(a),
+        Command::Simulate(a) => cmd_simulate(a),
+        Command::Sweep(a) => cmd_sweep(a),
+        Command::Report(a) => cmd_report(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Finetune(a) => cmd_finetune(a),
+    }
+}
+
+/// A model loaded as every command loads it: shape computations folded.
+fn load_folded(path: &std::path::Path) -> anyhow::Result<crate::onnx::Model> {
+    let mut m = crate::onnx::load(path)?;
+    crate::ir::fold_model(&mut m.proto).map_err(|e| e.in_file(path))?;
+    Ok(m)
+}
+
+
+/// Write text to a file (through a temporary and a rename) or standard output.
+fn emit(text: &str, output: Option<&std::path::Path>) -> anyhow::Result<()> {
+    match output {
+        Some(p) => {
+            let mut tmp = tempfile::NamedTempFile::new_in(p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")))
+                .with_context(|| format!("{}: cannot create the file", p.display()))?;
+            std::io::Write::write_all(&mut tmp, text.as_bytes()).with_context(|| format!("{}: write failed", p.display()))?;
+            tmp.persist(p).with_context(|| format!("{}: write failed", p.display()))?;
+        }
+        None => print!("{text}{}", if text.ends_with('\n') { "" } else { "\n" }),
+    }
+    Ok(())
+}
+
+fn load_for_report(path: &std::path::Path, shape: Option<&InputShape>) -> anyhow::Result<crate::ir::Graph> {
+    let (_, mut g) = crate::ir::load_graph(path)?;
+    if let Some(s) = shape {
+        s.apply(&mut g).map_err(|e| e.in_file(path))?;
+    }
+    Ok(g)
+}
+

@@ -1,0 +1,323 @@
+//! `fusec simulate` and `fusec sweep`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::convert::{self, ConvertOptions, InputShape};
+use crate::passes::fuse_depthwise::Variant;
+use crate::passes::LayerSelection;
+use super::*;
+
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Dataflow of the array [default: os].
+    #[arg(long, value_enum)]
+    pub dataflow: Option<crate::sim::Dataflow>,
+    /// SRAM of each buffer (ifmap, filter, ofmap) in KB; sets a memory limit.
+    #[arg(long)]
+    pub sram_kb: Option<f64>,
+    /// DRAM bandwidth of each buffer in bytes per cycle [default: 16 when a memory limit is set].
+    #[arg(long)]
+    pub dram_bw: Option<f64>,
+    /// Bytes per element [default: 1].
+    #[arg(long)]
+    pub word_bytes: Option<u64>,
+    /// No memory limit (ignore the configuration's SRAM sizes).
+    #[arg(long)]
+    pub no_memory: bool,
+    /// Lanes of the vector unit.
+    #[arg(long)]
+    pub vector_lanes: Option<u64>,
+    /// SCALE-Sim's conventions: inputs unpadded, each SCALE-Sim layer counted to its last cycle index.
+    #[arg(long)]
+    pub scalesim_compat: bool,
+}
+
+impl SimArgs {
+    pub fn convention(&self) -> crate::sim::Convention {
+        if self.scalesim_compat { crate::sim::Convention::SCALESIM } else { crate::sim::Convention::FUSEC }
+    }
+
+    /// The simulated hardware: --hw-config (a preset, TOML or SCALE-Sim .cfg) or
+    /// the defaults, with every option given on the command line applied.
+    pub fn config(&self, hw: &HwArgs) -> crate::Result<crate::sim::SimConfig> {
+        use crate::sim::config::Memory;
+        let mut c = match &hw.hw_config {
+            Some(p) => crate::sim::SimConfig::load(p)?,
+            None => crate::sim::SimConfig::new(64, 64, crate::hw::HwKind::Fuse, crate::sim::Dataflow::Os)?,
+        };
+        if let Some(a) = &hw.array {
+            (c.rows, c.cols) = crate::hw::ArrayConfig::parse_size(a)?;
+        }
+        if let Some(k) = hw.hw {
+            c.kind = k;
+        }
+        if let Some(f) = hw.freq_mhz {
+            c.freq_mhz = f;
+        }
+        if let Some(d) = self.dataflow {
+            c.dataflow = d;
+        }
+        if self.sram_kb.is_some() || self.dram_bw.is_some() || self.word_bytes.is_some() {
+            let base = c.memory.clone().unwrap_or(Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, dram_bytes_per_cycle: 16.0 });
+            let kb = self.sram_kb;
+            c.memory = Some(Memory {
+                ifmap_kb: kb.unwrap_or(base.ifmap_kb),
+                filter_kb: kb.unwrap_or(base.filter_kb),
+                ofmap_kb: kb.unwrap_or(base.ofmap_kb),
+                word_bytes: self.word_bytes.unwrap_or(base.word_bytes),
+                dram_bytes_per_cycle: self.dram_bw.unwrap_or(base.dram_bytes_per_cycle),
+            });
+        }
+        if self.no_memory {
+            c.memory = None;
+        }
+        if let Some(l) = self.vector_lanes {
+            c.vector.lanes = l;
+        }
+        c.validated()
+    }
+}
+
+/// Which latency model costs the layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// The paper's closed-form model (compute only).
+    Analytical,
+    /// The cycle-level simulator (memory, vector unit, timeline).
+    Sim,
+}
+
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Model to simulate (or --topology).
+    #[arg(required_unless_present = "topology")]
+    pub model: Option<PathBuf>,
+    /// A SCALE-Sim topology CSV to simulate instead of a model (SCALE-Sim's conventions).
+    #[arg(long, conflicts_with = "model")]
+    pub topology: Option<PathBuf>,
+    /// A SCALE-Sim .cfg file (same as --hw-config FILE.cfg).
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Original model, simulated on the same hardware as a plain systolic array, for the speedup.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub hw: HwArgs,
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Batch size for a symbolic batch dimension.
+    #[arg(long, default_value_t = 1)]
+    pub batch: u64,
+    /// Concrete input shape (`1x3x224x224` or `NAME=1x3x224x224`).
+    #[arg(long)]
+    pub input_shape: Option<InputShape>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Write the report here instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Also write the model's array layers as a SCALE-Sim topology CSV.
+    #[arg(long)]
+    pub export_topology: Option<PathBuf>,
+    /// Fail (exit 1) when the speedup over --baseline is below this.
+    #[arg(long)]
+    pub min_speedup: Option<f64>,
+    /// Fail (exit 1) when the model takes more cycles than this.
+    #[arg(long)]
+    pub max_cycles: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Model to sweep (its variants are made in memory with --variants).
+    pub model: PathBuf,
+    /// Array sizes.
+    #[arg(long, value_delimiter = ',', default_value = "8x8,16x16,32x32,64x64,128x128,256x256")]
+    pub arrays: Vec<String>,
+    /// Hardware kinds.
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "systolic,fuse")]
+    pub hw: Vec<crate::hw::HwKind>,
+    /// Dataflows.
+    #[arg(long, value_delimiter = ',', value_enum, default_value = "os")]
+    pub dataflow: Vec<crate::sim::Dataflow>,
+    /// SRAM per buffer in KB, or `none` for no memory limit.
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    pub sram_kb: Vec<String>,
+    /// Model variants: baseline, half, full, or a layer preset run with Half (paper-50-mobilenet-v2, ...).
+    #[arg(long, value_delimiter = ',', default_value = "baseline,half,full")]
+    pub variants: Vec<String>,
+    /// DRAM bandwidth per buffer in bytes per cycle, when SRAM is limited.
+    #[arg(long, default_value_t = 16.0)]
+    pub dram_bw: f64,
+    /// Lanes of the vector unit.
+    #[arg(long, default_value_t = 64)]
+    pub vector_lanes: u64,
+    /// SCALE-Sim's conventions.
+    #[arg(long)]
+    pub scalesim_compat: bool,
+    #[arg(long, default_value_t = 1)]
+    pub batch: u64,
+    #[arg(long)]
+    pub input_shape: Option<InputShape>,
+    /// csv or json.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Csv)]
+    pub format: ReportFormat,
+    /// Results file (the SVG plot goes beside it); standard output if absent.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+
+pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
+    use crate::sim::{report::SimReport, Convention};
+    if a.batch == 0 {
+        anyhow::bail!("option --batch: must be at least 1");
+    }
+    let mut hw = HwArgs { array: a.hw.array.clone(), hw: a.hw.hw, freq_mhz: a.hw.freq_mhz, hw_config: a.hw.hw_config.clone() };
+    if let Some(c) = &a.config {
+        hw.hw_config = Some(c.clone());
+    }
+    if let Some(topo) = &a.topology {
+        // SCALE-Sim's inputs: its layers, its conventions, its (systolic) hardware
+        let mut cfg = a.sim.config(&hw)?;
+        cfg.kind = crate::hw::HwKind::Systolic;
+        let rows = crate::sim::workload::read_topology(topo)?;
+        let conv = Convention::SCALESIM;
+        let mut nodes = vec![];
+        let mut clock = 0;
+        for r in &rows {
+            let work = crate::sim::Work::Array { gemm: r.conv.gemm(), repeat: if r.depthwise { r.conv.channels } else { 1 }, conv: Some(r.conv) };
+            let work = match work {
+                crate::sim::Work::Array { conv: Some(c), .. } if r.depthwise => {
+                    let one = crate::sim::workload::ConvLayer { channels: 1, ..c };
+                    crate::sim::Work::Array { gemm: one.gemm(), repeat: c.channels, conv: Some(one) }
+                }
+                w => w,
+            };
+            let sim = crate::sim::simulate_work(&work, &cfg, conv);
+            nodes.push(crate::sim::NodeSim { name: r.name.clone(), op: if r.depthwise { "DepthwiseConv".into() } else { "Conv".into() }, unit: crate::sim::Unit::Array, work, sim, start: clock, end: clock + sim.total_cycles });
+            clock += sim.total_cycles;
+        }
+        let gs = crate::sim::GraphSim {
+            total_cycles: clock,
+            array_compute_cycles: nodes.iter().map(|n| n.sim.compute_cycles).sum(),
+            array_stall_cycles: nodes.iter().map(|n| n.sim.stall_cycles).sum(),
+            vector_cycles: 0,
+            macs: nodes.iter().map(|n| n.sim.macs).sum(),
+            nodes,
+        };
+        let report = SimReport::new(&topo.display().to_string(), &gs, &cfg, conv, 1, None);
+        return finish_sim(&report, &a);
+    }
+    let Some(model) = &a.model else { anyhow::bail!("give a model or --topology") };
+    let cfg = a.sim.config(&hw)?;
+    let conv = a.sim.convention();
+    let g = load_for_report(model, a.input_shape.as_ref())?;
+    if let Some(p) = &a.export_topology {
+        let csv = crate::sim::workload::write_topology(&g, conv.padding, a.batch).map_err(|e| e.in_file(model))?;
+        emit(&csv, Some(p))?;
+    }
+    let s = crate::sim::simulate_graph(&g, &cfg, conv, a.batch, None).map_err(|e| e.in_file(model))?;
+    let base = match &a.baseline {
+        Some(b) => {
+            let bg = load_for_report(b, a.input_shape.as_ref())?;
+            let bcfg = crate::sim::SimConfig { kind: crate::hw::HwKind::Systolic, ..cfg.clone() };
+            Some((b.display().to_string(), crate::sim::simulate_graph(&bg, &bcfg, conv, a.batch, None).map_err(|e| e.in_file(b))?))
+        }
+        None => None,
+    };
+    let report = SimReport::new(&model.display().to_string(), &s, &cfg, conv, a.batch, base.as_ref().map(|(n, b)| (n.as_str(), b)));
+    finish_sim(&report, &a)
+}
+
+pub(super) fn finish_sim(report: &crate::sim::report::SimReport, a: &SimulateArgs) -> anyhow::Result<()> {
+    let text = match a.format {
+        ReportFormat::Table => report.to_table(),
+        ReportFormat::Md => report.to_markdown(),
+        ReportFormat::Json => report.to_json()?,
+        ReportFormat::Csv => report.to_csv()?,
+        ReportFormat::Svg => report.to_svg()?,
+    };
+    emit(&text, a.output.as_deref())?;
+    if let Err(reason) = crate::sim::report::check_gates(report, a.min_speedup, a.max_cycles) {
+        anyhow::bail!("gate failed: {reason}");
+    }
+    Ok(())
+}
+
+pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
+    use crate::sim::sweep::{self, SweepSpec};
+    if matches!(a.format, ReportFormat::Table | ReportFormat::Md | ReportFormat::Svg) {
+        anyhow::bail!("option --format: sweep writes csv or json (and an SVG plot beside -o)");
+    }
+    let arrays = a.arrays.iter().map(|s| crate::hw::ArrayConfig::parse_size(s).map_err(|e| anyhow::anyhow!("{e}").context("option --arrays"))).collect::<anyhow::Result<Vec<_>>>()?;
+    let sram_kb = a
+        .sram_kb
+        .iter()
+        .map(|s| if s == "none" { Ok(None) } else { s.parse::<f64>().map(Some).map_err(|_| anyhow::anyhow!("option --sram-kb: '{s}' is neither a number nor none")) })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (model, g) = crate::ir::load_graph(&a.model)?;
+    let mut models = vec![];
+    for v in &a.variants {
+        let mut gv = g.clone();
+        let mut mv = model.clone();
+        match v.as_str() {
+            "baseline" => {}
+            other => {
+                let (variant, layers) = match other {
+                    "half" => (Variant::Half, LayerSelection::All),
+                    "full" => (Variant::Full, LayerSelection::All),
+                    preset => (Variant::Half, LayerSelection::parse(preset)),
+                };
+                let opts = ConvertOptions { variant: Some(variant), layers: Some(layers), ..Default::default() };
+                convert::convert_model(&mut mv, &mut gv, &opts).map_err(|e| e.in_file(&a.model)).with_context(|| format!("variant {v}"))?;
+            }
+        }
+        if let Some(s) = &a.input_shape {
+            s.apply(&mut gv).map_err(|e| e.in_file(&a.model))?;
+        }
+        models.push((v.clone(), gv));
+    }
+    let base = crate::sim::SimConfig {
+        memory: Some(crate::sim::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, dram_bytes_per_cycle: a.dram_bw }),
+        vector: crate::sim::config::VectorUnit { lanes: a.vector_lanes, ..Default::default() },
+        ..crate::sim::SimConfig::new(64, 64, crate::hw::HwKind::Fuse, crate::sim::Dataflow::Os)?
+    }
+    .validated()?;
+    let spec = SweepSpec { arrays, kinds: a.hw.clone(), dataflows: a.dataflow.clone(), sram_kb };
+    let conv = if a.scalesim_compat { crate::sim::Convention::SCALESIM } else { crate::sim::Convention::FUSEC };
+    let pb = (!a.quiet).then(|| {
+        let pb = indicatif::ProgressBar::new(0);
+        pb.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} configurations, {per_sec}, ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+        pb
+    });
+    let t0 = std::time::Instant::now();
+    let (points, (hits, misses)) = sweep::run(&models, &spec, &base, conv, a.batch, pb.as_ref())?;
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let text = match a.format {
+        ReportFormat::Json => serde_json::to_string_pretty(&points)?,
+        _ => sweep::to_csv(&points)?,
+    };
+    emit(&text, a.output.as_deref())?;
+    if let Some(p) = &a.output {
+        emit(&sweep::to_svg(&points)?, Some(&p.with_extension("svg")))?;
+    }
+    eprintln!(
+        "{} configurations in {:.2} s ({} layer simulations, {} shared), {} on the Pareto front",
+        points.len(),
+        t0.elapsed().as_secs_f64(),
+        misses,
+        hits,
+        points.iter().filter(|p| p.pareto).count()
+    );
+    Ok(())
+}
+

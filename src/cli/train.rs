@@ -1,0 +1,410 @@
+//! `fusec eval` and `fusec finetune`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::*;
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model to evaluate.
+    pub model: PathBuf,
+    /// A folder of images (class subfolders give labels) or a TSV/CSV list (file[, label | text]; boxes for textdet).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// What the outputs mean: rot180 (each image as is = class 0 and rotated = class 1),
+    /// ctc (text lines, a `text` column), textdet (pages, a box list file, x0, y0, x1, y1).
+    #[arg(long, value_enum)]
+    pub task: Option<crate::data::Task>,
+    #[command(flatten)]
+    pub pre: PreprocessArgs,
+    #[command(flatten)]
+    pub decode: TaskArgs,
+    /// Report agreement with this model (top-1, text read, or boxes found).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Samples per run (ctc, textdet).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Use only the first N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Decoding of task outputs (ctc, textdet).
+#[derive(Args, Debug)]
+pub struct TaskArgs {
+    /// CTC dictionary, one character per line [default: the model's `character` metadata].
+    #[arg(long)]
+    pub dict: Option<PathBuf>,
+    /// textdet: probability above which a pixel is text.
+    #[arg(long, default_value_t = 0.3)]
+    pub thresh: f32,
+    /// textdet: DB unclip ratio (how far a region's box grows).
+    #[arg(long, default_value_t = 1.5)]
+    pub unclip: f32,
+    /// textdet: IoU at which a box matches a ground-truth (or teacher) box.
+    #[arg(long, default_value_t = 0.5)]
+    pub iou: f32,
+}
+
+impl TaskArgs {
+    pub fn params(&self, kind: crate::eval::tasks::Kind, model: &crate::onnx::ModelProto) -> crate::Result<crate::eval::tasks::Params> {
+        use crate::Error;
+        if !(self.thresh > 0.0 && self.thresh < 1.0) {
+            return Err(Error::option("--thresh", format!("must be between 0 and 1, got {}", self.thresh)));
+        }
+        if !(self.iou > 0.0 && self.iou <= 1.0) {
+            return Err(Error::option("--iou", format!("must be in (0, 1], got {}", self.iou)));
+        }
+        if !(self.unclip >= 0.0 && self.unclip.is_finite()) {
+            return Err(Error::option("--unclip", format!("must be a non-negative number, got {}", self.unclip)));
+        }
+        let dict = if kind == crate::eval::tasks::Kind::Ctc { crate::tasks::dictionary(model, self.dict.as_deref())? } else { vec![] };
+        Ok(crate::eval::tasks::Params { dict, thresh: self.thresh, unclip: self.unclip, iou: self.iou, ..Default::default() })
+    }
+}
+
+/// Image preprocessing: a preset or TOML file, with flags that override single fields.
+#[derive(Args, Debug)]
+pub struct PreprocessArgs {
+    /// Preprocessing: ppocr-cls, ppocr-rec, ppocr-det, imagenet, or a TOML file (height, width, resize,
+    /// scale, mean, std, bgr) [default: ppocr-rec for --task ctc, ppocr-det for textdet, else imagenet].
+    #[arg(long)]
+    pub preprocess: Option<String>,
+    /// Input size HxW (overrides the preset).
+    #[arg(long, value_name = "HxW")]
+    pub size: Option<String>,
+    /// Resizing: pad-right (keep aspect ratio, pad), stretch, center-crop (overrides the preset).
+    #[arg(long, value_enum)]
+    pub resize: Option<crate::data::Resize>,
+    /// Pixel scale applied first, e.g. 0.00392 for 1/255 (overrides the preset).
+    #[arg(long)]
+    pub scale: Option<f32>,
+    /// Per-channel mean R,G,B after scaling (overrides the preset).
+    #[arg(long, value_name = "R,G,B")]
+    pub mean: Option<String>,
+    /// Per-channel std R,G,B (overrides the preset).
+    #[arg(long, value_name = "R,G,B")]
+    pub std: Option<String>,
+    /// Feed channels as BGR.
+    #[arg(long)]
+    pub bgr: bool,
+}
+
+impl PreprocessArgs {
+    pub fn resolve(&self, task: Option<crate::data::Task>) -> crate::Result<crate::data::Preprocess> {
+        use crate::data::Task;
+        use crate::Error;
+        let default = match task {
+            Some(Task::Ctc) => "ppocr-rec",
+            Some(Task::Textdet) => "ppocr-det",
+            _ => "imagenet",
+        };
+        let mut p = crate::data::Preprocess::preset(self.preprocess.as_deref().unwrap_or(default))?;
+        if let Some(s) = &self.size {
+            let (h, w) = s
+                .split_once(['x', 'X'])
+                .and_then(|(h, w)| Some((h.trim().parse::<u32>().ok()?, w.trim().parse::<u32>().ok()?)))
+                .filter(|&(h, w)| h > 0 && w > 0 && h <= 16384 && w <= 16384)
+                .ok_or_else(|| Error::option("--size", format!("'{s}' is not HxW (e.g. 48x192)")))?;
+            p.height = h;
+            p.width = w;
+        }
+        if let Some(r) = self.resize {
+            p.resize = r;
+        }
+        if let Some(v) = self.scale {
+            p.scale = v;
+        }
+        let triple = |opt: &str, v: &str| -> crate::Result<[f32; 3]> {
+            let parts: Vec<f32> = v.split(',').map(|x| x.trim().parse::<f32>()).collect::<std::result::Result<_, _>>().map_err(|_| Error::option(opt, format!("'{v}' is not three numbers")))?;
+            <[f32; 3]>::try_from(parts).map_err(|_| Error::option(opt, format!("'{v}' is not three numbers R,G,B")))
+        };
+        if let Some(m) = &self.mean {
+            p.mean = triple("--mean", m)?;
+        }
+        if let Some(sd) = &self.std {
+            p.std = triple("--std", sd)?;
+            if p.std.iter().any(|&v| v == 0.0) {
+                return Err(Error::option("--std", "must not be 0"));
+            }
+        }
+        p.bgr |= self.bgr;
+        Ok(p)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FinetuneArgs {
+    /// The converted model to train (the student).
+    pub model: PathBuf,
+    /// The original model to distill from.
+    #[arg(long)]
+    pub teacher: PathBuf,
+    /// Training inputs: image folder, TSV/CSV list, or .npy/.npz arrays (x[, y]).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Held-out data for accuracy after each epoch (needs labels or --task).
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Derive labels from the images (rot180: as is = class 0, rotated = class 1).
+    #[arg(long, value_enum)]
+    pub task: Option<crate::data::Task>,
+    #[command(flatten)]
+    pub pre: PreprocessArgs,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output model [default: <model>.tuned.onnx].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// Passes over the training data.
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    /// Train for exactly this many steps (overrides --epochs).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Samples per step (the training graph is built for this batch size; a last partial batch is skipped).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f32,
+    /// Optimizer: adamw, or sgd (with --momentum).
+    #[arg(long, value_enum, default_value = "adamw")]
+    pub optimizer: crate::train::Optimizer,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// Decoupled weight decay (AdamW) or L2 (SGD), not applied to biases and BN parameters.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f32,
+    /// Learning-rate schedule after the warm-up.
+    #[arg(long, value_enum, default_value = "cosine")]
+    pub schedule: crate::train::Schedule,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 50)]
+    pub warmup: usize,
+    /// Which parameters to train.
+    #[arg(long, value_enum, default_value = "all")]
+    pub train: crate::train::TrainSet,
+    /// BatchNormalization: batch statistics with running averages (train) or stored statistics (frozen).
+    #[arg(long, value_enum, default_value = "train")]
+    pub bn: crate::train::BnMode,
+    /// Distillation loss on the logits.
+    #[arg(long, value_enum, default_value = "kl")]
+    pub distill: crate::train::Distill,
+    /// Softmax temperature of the KL distillation.
+    #[arg(long, default_value_t = 4.0)]
+    pub temperature: f32,
+    /// Weight of the cross-entropy on labels (0: no labels needed).
+    #[arg(long, default_value_t = 0.0)]
+    pub label_weight: f32,
+    /// Also train on the data's labels (cross-entropy with weight 1 unless --label-weight says otherwise).
+    #[arg(long)]
+    pub labels: bool,
+    /// Weight of matching each rewritten block's output to the teacher's (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub feature_weight: f32,
+    /// Random shifts, contrast/brightness jitter and noise on the training inputs.
+    #[arg(long)]
+    pub augment: bool,
+    /// Seed of the shuffling and the augmentation (runs are deterministic given it).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// ONNX Runtime intra-op threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Checkpoint file [default: <output>.ckpt.npz].
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Steps between checkpoints.
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: usize,
+    /// Continue from a checkpoint.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop after this many steps with a checkpoint, to continue later with --resume (time-boxed jobs).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Loss curve CSV (an SVG plot is written beside it) [default: <output>.curve.csv].
+    #[arg(long)]
+    pub curve: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+
+pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
+    let pre = a.pre.resolve(a.task)?;
+    let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
+    let model = load_folded(&a.model)?;
+    let teacher = match &a.teacher {
+        Some(t) => Some((t.display().to_string(), load_folded(t)?)),
+        None => None,
+    };
+    let kind = crate::eval::tasks::Kind::of(a.task);
+    if kind != crate::eval::tasks::Kind::Classify {
+        return eval_task(&a, kind, &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data);
+    }
+    let r = crate::eval::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
+        .map_err(|e| e.in_file(&a.model))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!("{}: {} samples, {:.0} samples/s", r.model, r.samples, r.samples_per_second);
+    match r.top1 {
+        Some(t) => println!("  top-1 accuracy {:.2}%", t * 100.0),
+        None => println!("  no labels (use class subfolders, a label column, or --task)"),
+    }
+    if let Some(t) = r.top5 {
+        println!("  top-5 accuracy {:.2}%", t * 100.0);
+    }
+    for (c, n, acc) in &r.per_class {
+        println!("    class {c:<12} {n:>6} samples  {:.2}%", acc * 100.0);
+    }
+    if let (Some(t), Some(ag)) = (&r.teacher, r.teacher_agreement) {
+        println!("  agreement with {t}: {:.2}%", ag * 100.0);
+    }
+    Ok(())
+}
+
+fn eval_task(a: &EvalArgs, kind: crate::eval::tasks::Kind, model: &crate::onnx::ModelProto, teacher: Option<(&str, &crate::onnx::ModelProto)>, data: &crate::data::Dataset) -> anyhow::Result<()> {
+    if a.batch == 0 {
+        anyhow::bail!("option --batch: must be at least 1");
+    }
+    let params = a.decode.params(kind, model).map_err(|e| e.in_file(&a.model))?;
+    let r = crate::eval::tasks::evaluate(&a.model.display().to_string(), model, teacher, data, kind, &params, a.batch).map_err(|e| e.in_file(&a.model))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    println!("{}: {} samples, {:.1} samples/s", r.model, r.samples, r.samples_per_second);
+    match &r.score {
+        Some(m) => println!("  {}", m.describe()),
+        None => println!("  no ground truth in the data ({})", if kind == crate::eval::tasks::Kind::Ctc { "a `text` column" } else { "a box list: file, x0, y0, x1, y1" }),
+    }
+    for (truth, read) in &r.misread {
+        println!("    read {read:?} for {truth:?}");
+    }
+    if let (Some(t), Some(ag)) = (&r.teacher, &r.agreement) {
+        if let Some(ts) = &r.teacher_score {
+            println!("  teacher {t}: {}", ts.describe());
+        }
+        println!("  agreement with the teacher: {}", ag.describe());
+    }
+    Ok(())
+}
+
+pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
+    use crate::train::{Distill, LossSpec, Options};
+    let output = a.output.clone().unwrap_or_else(|| a.model.with_extension("tuned.onnx"));
+    for p in [&a.model, &a.teacher] {
+        if std::fs::canonicalize(p).ok().is_some_and(|c| std::fs::canonicalize(&output).ok().as_ref() == Some(&c)) {
+            anyhow::bail!("option -o: {} is an input; choose another output file", output.display());
+        }
+    }
+    if output.exists() && !a.force {
+        anyhow::bail!("{} exists; pass --force to replace it", output.display());
+    }
+    if a.batch == 0 {
+        anyhow::bail!("option --batch: must be at least 1");
+    }
+    if !(a.lr > 0.0 && a.lr.is_finite()) {
+        anyhow::bail!("option --lr: must be a positive number, got {}", a.lr);
+    }
+    if a.distill == Distill::Kl && a.temperature <= 0.0 {
+        anyhow::bail!("option --temperature: must be positive");
+    }
+    let pre = a.pre.resolve(a.task)?;
+    let student = load_folded(&a.model)?;
+    let teacher = load_folded(&a.teacher)?;
+    let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
+    let eval_data = match &a.eval_data {
+        Some(p) => Some(crate::data::load(p, &pre, a.task, None)?),
+        None => None,
+    };
+    let checkpoint = a.checkpoint.clone().unwrap_or_else(|| output.with_extension("ckpt.npz"));
+    let opts = Options {
+        epochs: a.epochs,
+        steps: a.steps,
+        batch: a.batch,
+        lr: a.lr,
+        optimizer: a.optimizer,
+        momentum: a.momentum,
+        weight_decay: a.weight_decay,
+        schedule: a.schedule,
+        warmup: a.warmup,
+        train: a.train,
+        bn: a.bn,
+        loss: LossSpec {
+            distill: a.distill,
+            temperature: a.temperature,
+            distill_weight: if a.distill == Distill::None { 0.0 } else { 1.0 },
+            label_weight: if a.labels && a.label_weight == 0.0 { 1.0 } else { a.label_weight },
+            feature_weight: a.feature_weight,
+            features: vec![],
+        },
+        auto_features: true,
+        augment: a.augment,
+        seed: a.seed,
+        threads: a.threads,
+        checkpoint: Some(checkpoint.clone()),
+        checkpoint_every: a.checkpoint_every,
+        resume: a.resume.clone(),
+        stop_after: a.stop_after,
+        progress: !a.quiet && !a.json,
+    };
+    eprintln!(
+        "fine-tuning {} ({} training samples{}) from {} on ONNX Runtime {}",
+        a.model.display(),
+        data.samples.len(),
+        eval_data.as_ref().map(|d| format!(", {} held out", d.samples.len())).unwrap_or_default(),
+        a.teacher.display(),
+        crate::runtime::init()?.display()
+    );
+    let (trained, summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;
+    let curve = a.curve.clone().unwrap_or_else(|| output.with_extension("curve.csv"));
+    let svg = crate::train::write_curve(&summary, &curve)?;
+    if summary.interrupted || summary.paused {
+        eprintln!("stopped at step {}; checkpoint {}; continue with --resume {}", summary.steps, checkpoint.display(), checkpoint.display());
+        if summary.interrupted {
+            return Err(crate::Error::Eval("interrupted".into()).into());
+        }
+        return Ok(());
+    }
+    let model = crate::onnx::Model { proto: trained, path: None, external_tensors: Default::default() };
+    crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    println!("wrote {}", output.display());
+    println!(
+        "  {} steps ({:.1} epochs) in {:.1} s, {:.0} samples/s; {} parameters in {} tensors",
+        summary.steps, summary.epochs, summary.seconds, summary.samples_per_sec, summary.params_trained, summary.tensors_trained
+    );
+    println!("  loss {:.4} -> {:.4} ({})", summary.first_loss, summary.final_loss, summary.loss_names.join(" + ").replace("loss + ", ""));
+    if !summary.features.is_empty() {
+        println!("  matched {} block outputs to the teacher", summary.features.len());
+    }
+    if let (Some(b), Some(e)) = (summary.eval_before, summary.eval_after) {
+        println!("  held-out accuracy {b:.2}% -> {e:.2}%");
+    }
+    println!("  curve {} and {}; checkpoint {}", curve.display(), svg.display(), checkpoint.display());
+    Ok(())
+}
+
