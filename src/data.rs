@@ -146,6 +146,13 @@ pub struct Sample {
     pub boxes: Vec<[f32; 4]>,
 }
 
+impl Sample {
+    /// A sample with an optional class label and no text or boxes.
+    pub fn new(name: impl Into<String>, x: Array3<f32>, label: Option<usize>) -> Sample {
+        Sample { name: name.into(), x, label, text: None, boxes: vec![] }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub samples: Vec<Sample>,
@@ -259,7 +266,7 @@ fn load_arrays(path: &Path, limit: Option<usize>) -> Result<Dataset> {
         let xi = if xi.ndim() == 3 { xi.into_dimensionality::<ndarray::Ix3>().map_err(|e| bad(e.to_string()))? } else {
             return Err(bad(format!("x has shape {:?}; expected [N, C, H, W]", x.shape())));
         };
-        samples.push(Sample { name: format!("{}[{i}]", path.display()), x: xi, label: y.as_ref().map(|y| y[i] as usize), text: None, boxes: vec![] });
+        samples.push(Sample::new(format!("{}[{i}]", path.display()), xi, y.as_ref().map(|y| y[i] as usize)));
     }
     if samples.is_empty() {
         return Err(bad("no samples".into()));
@@ -293,14 +300,14 @@ pub fn load(path: &Path, pre: &Preprocess, task: Option<Task>, limit: Option<usi
         for (f, _) in &files {
             let img = read_image(f)?;
             let name = f.display().to_string();
-            samples.push(Sample { name: name.clone(), x: pre.apply(&img), label: Some(0), text: None, boxes: vec![] });
-            samples.push(Sample { name: format!("{name}@180"), x: pre.apply(&img.rotate180()), label: Some(1), text: None, boxes: vec![] });
+            samples.push(Sample::new(name.clone(), pre.apply(&img), Some(0)));
+            samples.push(Sample::new(format!("{name}@180"), pre.apply(&img.rotate180()), Some(1)));
         }
     } else {
         for (f, l) in &files {
             let img = read_image(f)?;
             let label = l.as_ref().and_then(|l| classes.iter().position(|c| c == l));
-            samples.push(Sample { name: f.display().to_string(), x: pre.apply(&img), label, text: None, boxes: vec![] });
+            samples.push(Sample::new(f.display().to_string(), pre.apply(&img), label));
         }
     }
     Ok(Dataset { samples, classes })

@@ -16,7 +16,7 @@ fn dataset(n: usize, shape: &[usize], seed: u64) -> Dataset {
                 let p = |k: usize| noise[[(c * 3 + k) % 16]];
                 (p(0) * 2.0 + 0.4 * y as f32 * p(1)).sin() + (p(2) * 3.0 + 0.3 * x as f32 * p(0)).cos() * 0.5
             });
-            Sample { name: format!("s{i}"), x, label: Some(i % 2) }
+            Sample::new(format!("s{i}"), x, Some(i % 2))
         })
         .collect();
     Dataset { samples, classes: vec!["a".into(), "b".into()] }

@@ -335,6 +335,7 @@ fn finetune_runs_writes_a_model_curve_and_checkpoint() {
     }
     let csv = std::fs::read_to_string(dir.path().join("tuned.curve.csv")).unwrap();
     assert!(csv.starts_with("step,epoch,lr,loss,loss/kl,loss/feature,eval_accuracy"), "{csv}");
+    assert_eq!(v["outputs"][0]["kind"], "kl", "the classifier's output gets the KL loss");
     assert_eq!(csv.lines().count(), 4);
     // the result is a model fusec (tract) evaluates, also with preprocessing given as flags
     fusec().args(["eval", out.to_str().unwrap(), "--data", lines.to_str().unwrap(), "--task", "rot180", "--preprocess", "ppocr-cls"]).assert().success();

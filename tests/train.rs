@@ -241,6 +241,109 @@ fn dense_and_softmax_rules() {
     check_single("ReduceSumSquare", &[2, 3, 4], &[], vec![a_ints("axes", &[0, 2]), a_int("keepdims", 1)], (-1.0, 1.0));
 }
 
+#[test]
+fn rules_for_detectors_and_recognizers() {
+    // GELU's Erf, Pow with a constant exponent (variances) and a weight exponent
+    check_single("Erf", &[2, 3, 4], &[], vec![], (-2.0, 2.0));
+    let mut b = builder();
+    let x = b.input("x", &dims(&[2, 3, 4]));
+    let two = b.constant("two", &ndarray::arr0(2.0f32).into_dyn());
+    let sq = b.op("Pow", &[&x, &two], vec![]);
+    let e = weight(&mut b, "e", &[4], 0.5, 1.5);
+    let p = b.op("Pow", &[&sq, &e], vec![]);
+    b.output(&p);
+    check(&b.build(), &[2, 3, 4], &[e.as_str()], (0.5, 1.5), 21);
+    // LayerNormalization (opset 17) over the last axis and over the last two
+    for (axis, wshape) in [(-1i64, vec![6usize]), (1, vec![4, 6])] {
+        let mut b = ModelBuilder::new(17, 3);
+        let x = b.input("x", &dims(&[2, 4, 6]));
+        let sc = weight(&mut b, "scale", &wshape, 0.5, 1.5);
+        let bi = weight(&mut b, "bias", &wshape, -0.5, 0.5);
+        let y = b.op("LayerNormalization", &[&x, &sc, &bi], vec![a_int("axis", axis), a_float("epsilon", 1e-5)]);
+        b.output(&y);
+        check(&b.build(), &[2, 4, 6], &[sc.as_str(), bi.as_str()], (-2.0, 2.0), 22);
+    }
+    // the decomposed form exporters write: (x - mean) / sqrt(mean((x - mean)^2) + eps)
+    let mut b = builder();
+    let x = b.input("x", &dims(&[2, 3, 8]));
+    let mu = b.op("ReduceMean", &[&x], vec![a_ints("axes", &[-1]), a_int("keepdims", 1)]);
+    let d = b.op("Sub", &[&x, &mu], vec![]);
+    let two = b.constant("two", &ndarray::arr0(2.0f32).into_dyn());
+    let d2 = b.op("Pow", &[&d, &two], vec![]);
+    let var = b.op("ReduceMean", &[&d2], vec![a_ints("axes", &[-1]), a_int("keepdims", 1)]);
+    let eps = b.constant("eps", &ndarray::arr0(1e-5f32).into_dyn());
+    let ve = b.op("Add", &[&var, &eps], vec![]);
+    let sd = b.op("Sqrt", &[&ve], vec![]);
+    let y = b.op("Div", &[&d, &sd], vec![]);
+    b.output(&y);
+    check(&b.build(), &[2, 3, 8], &[], (-2.0, 2.0), 23);
+    // attention: MatMul with broadcast batch dimensions, Softmax over a middle axis
+    check_single("MatMul", &[2, 1, 4, 5], &[("w", &[3, 5, 6], -1.0, 1.0)], vec![], (-1.0, 1.0));
+    check_single("MatMul", &[3, 4, 5], &[("w", &[2, 1, 5, 6], -1.0, 1.0)], vec![], (-1.0, 1.0));
+    check_single("Softmax", &[2, 5, 3], &[], vec![a_int("axis", 1)], (-2.0, 2.0));
+    check_single("LogSoftmax", &[2, 5, 3], &[], vec![a_int("axis", 1)], (-2.0, 2.0));
+    // Gather on constant indices (a repeated index sums), Expand, Where, ReduceMax
+    let mut b = builder();
+    let x = b.input("x", &dims(&[3, 5, 2]));
+    let idx = b.constant_i64("idx", &[2, 2], &[4, 0, -1, 2]);
+    let y = b.op("Gather", &[&x, &idx], vec![a_int("axis", 1)]);
+    let i0 = b.constant_i64("i0", &[], &[1]);
+    let y0 = b.op("Gather", &[&x, &i0], vec![a_int("axis", 0)]);
+    let shape = b.constant_i64("shape", &[3], &[4, 5, 2]);
+    let ex = b.op("Expand", &[&y0, &shape], vec![]);
+    let zero = b.constant("zero", &ndarray::arr0(0.0f32).into_dyn());
+    let cond = b.op("Greater", &[&ex, &zero], vec![]);
+    let w = weight(&mut b, "w", &[5, 2], -1.0, 1.0);
+    let wh = b.op("Where", &[&cond, &ex, &w], vec![]);
+    let mx = b.op("ReduceMax", &[&x], vec![a_ints("axes", &[1]), a_int("keepdims", 0)]);
+    b.output(&y);
+    b.output(&wh);
+    b.output(&mx);
+    check(&b.build(), &[3, 5, 2], &[w.as_str()], (-1.0, 1.0), 24);
+}
+
+#[test]
+fn resize_and_conv_transpose_rules() {
+    let resize = |xshape: &[usize], scales: &[f32], attrs: Vec<fusec::onnx::AttributeProto>| {
+        let mut b = ModelBuilder::new(13, 1);
+        let x = b.input("x", &dims(xshape));
+        let roi = b.constant("roi", &ndarray::ArrayD::zeros(ndarray::IxDyn(&[0])));
+        let sc = b.constant("scales", &ndarray::Array1::from(scales.to_vec()).into_dyn());
+        let y = b.op("Resize", &[&x, &roi, &sc], attrs);
+        b.output(&y);
+        check(&b.build(), xshape, &[], (-1.0, 1.0), 25);
+    };
+    let s = |v: &str| a_string("coordinate_transformation_mode", v);
+    // nearest ×2 as the PP-OCR detector writes it (the block-sum path), and ×1.5 / ×0.5 (the matrix path)
+    resize(&[1, 2, 3, 4], &[1.0, 1.0, 2.0, 2.0], vec![a_string("mode", "nearest"), s("asymmetric"), a_string("nearest_mode", "floor")]);
+    resize(&[1, 2, 4, 4], &[1.0, 1.0, 1.5, 0.5], vec![a_string("mode", "nearest"), s("half_pixel")]);
+    resize(&[1, 2, 4, 6], &[1.0, 1.0, 2.0, 2.0], vec![a_string("mode", "nearest"), s("tf_half_pixel_for_nn"), a_string("nearest_mode", "round_prefer_ceil")]);
+    // linear in the modes PyTorch and TF write
+    for mode in ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"] {
+        resize(&[2, 2, 3, 5], &[1.0, 1.0, 2.0, 0.6], vec![a_string("mode", "linear"), s(mode)]);
+    }
+    // ConvTranspose: the detector's 2×2 stride 2, and pads + output_padding + groups + bias
+    check_single("ConvTranspose", &[2, 4, 3, 3], &[("w", &[4, 3, 2, 2], -0.5, 0.5), ("b", &[3], -0.5, 0.5)], vec![a_ints("strides", &[2, 2])], (-1.0, 1.0));
+    check_single(
+        "ConvTranspose",
+        &[2, 4, 4, 3],
+        &[("w", &[4, 2, 3, 3], -0.5, 0.5)],
+        vec![a_ints("strides", &[2, 2]), a_ints("pads", &[1, 0, 1, 1]), a_ints("output_padding", &[1, 0]), a_int("group", 2)],
+        (-1.0, 1.0),
+    );
+    check_single("ConvTranspose", &[1, 3, 4, 4], &[("w", &[3, 1, 3, 3], -0.5, 0.5)], vec![a_int("group", 3), a_ints("pads", &[1, 1, 1, 1]), a_ints("dilations", &[2, 1])], (-1.0, 1.0));
+}
+
+#[test]
+fn an_op_without_a_rule_names_the_node_and_the_op() {
+    let (m, _) = single("Sin", &[2, 3], &[], vec![]);
+    let err = fusec::train::graph::gradient_model(&m, &["x".to_string()], &[("x".into(), vec![2, 3])]).unwrap_err().to_string();
+    assert!(err.contains("Sin") && err.contains("no gradient rule"), "{err}");
+    let first_line = err.lines().next().unwrap();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(first_line.contains("ConvTranspose") && first_line.contains("Resize"), "lists the supported ops: {err}");
+}
+
 // ------------------------------------------------------------ whole training graph
 
 use fusec::builder::Act;
@@ -307,7 +410,7 @@ fn images(n: usize, seed: u64) -> Dataset {
         let x = ndarray::Array3::from_shape_fn((3, 12, 16), |(c, y, x)| {
             (p[c] * 2.0 + 0.5 * y as f32 * p[3 + c]).sin() + (p[6 + c] * 3.0 + 0.4 * x as f32 * p[c]).cos() * 0.7
         });
-        samples.push(Sample { name: format!("s{i}"), x, label: None });
+        samples.push(Sample::new(format!("s{i}"), x, None));
     }
     Dataset { samples, classes: (0..3).map(|c| c.to_string()).collect() }
 }
@@ -337,8 +440,11 @@ fn training_graph_gradients_match_finite_differences() {
         assert!(params.len() >= 10, "{params:?}");
         // a feature loss on the first block's output (a tensor both models have)
         let feature = student.graph.as_ref().unwrap().node.iter().find(|n| n.op_type() == "Concat").unwrap().output[0].clone();
-        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, distill_weight: 1.0, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
-        let spec = tgraph::Spec { batch: 4, input_shape: vec![4, 3, 12, 16], trainable: &params, bn, loss: &loss, labels: true, teacher_logits_shape: vec![3] };
+        let outputs = fusec::train::loss::resolve(student.graph.as_ref().unwrap(), teacher.graph.as_ref().unwrap(), &[2], fusec::train::LossKind::Kl, &[]).unwrap();
+        assert_eq!(outputs.len(), 1);
+        assert_eq!(outputs[0].kind, fusec::train::LossKind::Kl);
+        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
+        let spec = tgraph::Spec { batch: 4, input_shape: vec![4, 3, 12, 16], trainable: &params, bn, loss: &loss, labels: true, teacher_shapes: Default::default() };
         let tg = tgraph::build(&student, &spec).unwrap();
         assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
         assert_eq!(tg.bn.len(), if bn == BnMode::Train { 4 } else { 0 });

@@ -149,14 +149,17 @@ pub struct FinetuneArgs {
     /// Training inputs: image folder, TSV/CSV list, or .npy/.npz arrays (x[, y]).
     #[arg(long)]
     pub data: PathBuf,
-    /// Held-out data for accuracy after each epoch (needs labels or --task).
+    /// Held-out data, evaluated after each epoch (against its ground truth and the teacher).
     #[arg(long)]
     pub eval_data: Option<PathBuf>,
-    /// Derive labels from the images (rot180: as is = class 0, rotated = class 1).
+    /// What the data is: rot180 (labels derived: as is = class 0, rotated = class 1), ctc (text
+    /// lines), textdet (pages with boxes); sets the held-out metric and the default preprocessing.
     #[arg(long, value_enum)]
     pub task: Option<crate::data::Task>,
     #[command(flatten)]
     pub pre: PreprocessArgs,
+    #[command(flatten)]
+    pub decode: TaskArgs,
     /// Use only the first N training images.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -175,6 +178,12 @@ pub struct FinetuneArgs {
     /// Samples per step (the training graph is built for this batch size; a last partial batch is skipped).
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Run each step as N micro-batches of --batch samples and average their gradients.
+    #[arg(long, default_value_t = 1)]
+    pub accumulate: usize,
+    /// Train on random HxW crops of the samples (pages of a text detector).
+    #[arg(long, value_name = "HxW")]
+    pub crop: Option<String>,
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-3)]
     pub lr: f32,
@@ -199,9 +208,13 @@ pub struct FinetuneArgs {
     /// BatchNormalization: batch statistics with running averages (train) or stored statistics (frozen).
     #[arg(long, value_enum, default_value = "train")]
     pub bn: crate::train::BnMode,
-    /// Distillation loss on the logits.
+    /// Distillation loss on class scores (Softmax outputs or [N, C] logits).
     #[arg(long, value_enum, default_value = "kl")]
     pub distill: crate::train::Distill,
+    /// The loss on one output, NAME=KIND[:ARG][@WEIGHT] with KIND kl (ARG: class axis), mse, bce, nse
+    /// or none (ARG: weight); repeat for several outputs [default: chosen per output, see the summary].
+    #[arg(long, value_name = "NAME=KIND")]
+    pub output_loss: Vec<crate::train::OutputLossArg>,
     /// Softmax temperature of the KL distillation.
     #[arg(long, default_value_t = 4.0)]
     pub temperature: f32,
@@ -338,10 +351,28 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         None => None,
     };
     let checkpoint = a.checkpoint.clone().unwrap_or_else(|| output.with_extension("ckpt.npz"));
+    let crop = match &a.crop {
+        Some(c) => Some(
+            c.split_once(['x', 'X'])
+                .and_then(|(h, w)| Some((h.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)))
+                .filter(|&(h, w)| h > 0 && w > 0)
+                .ok_or_else(|| crate::Error::option("--crop", format!("'{c}' is not HxW (e.g. 320x320)")))?,
+        ),
+        None => None,
+    };
+    if a.accumulate == 0 {
+        anyhow::bail!("option --accumulate: must be at least 1");
+    }
+    let eval_kind = a.task.map(|t| crate::eval::tasks::Kind::of(Some(t)));
+    let decode = a.decode.params(eval_kind.unwrap_or(crate::eval::tasks::Kind::Classify), &student.proto).map_err(|e| e.in_file(&a.model))?;
     let opts = Options {
         epochs: a.epochs,
         steps: a.steps,
         batch: a.batch,
+        accumulate: a.accumulate,
+        crop,
+        eval_kind,
+        decode,
         lr: a.lr,
         optimizer: a.optimizer,
         momentum: a.momentum,
@@ -353,7 +384,9 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         loss: LossSpec {
             distill: a.distill,
             temperature: a.temperature,
-            distill_weight: if a.distill == Distill::None { 0.0 } else { 1.0 },
+            distill_weight: 1.0,
+            overrides: a.output_loss.clone(),
+            outputs: vec![],
             label_weight: if a.labels && a.label_weight == 0.0 { 1.0 } else { a.label_weight },
             feature_weight: a.feature_weight,
             features: vec![],
@@ -397,12 +430,31 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         "  {} steps ({:.1} epochs) in {:.1} s, {:.0} samples/s; {} parameters in {} tensors",
         summary.steps, summary.epochs, summary.seconds, summary.samples_per_sec, summary.params_trained, summary.tensors_trained
     );
+    if summary.accumulate > 1 || summary.rebatched {
+        println!(
+            "  micro-batches of {}{}{}",
+            summary.micro_batch,
+            if summary.accumulate > 1 { format!(", {} per step", summary.accumulate) } else { String::new() },
+            if summary.rebatched { " (the model's fixed batch rewritten)" } else { "" }
+        );
+    }
+    for o in &summary.outputs {
+        println!("  output {}: {:?} on '{}' (weight {}; {})", o.output, o.kind, o.tensor, o.weight, o.reason);
+    }
     println!("  loss {:.4} -> {:.4} ({})", summary.first_loss, summary.final_loss, summary.loss_names.join(" + ").replace("loss + ", ""));
     if !summary.features.is_empty() {
         println!("  matched {} block outputs to the teacher", summary.features.len());
     }
-    if let (Some(b), Some(e)) = (summary.eval_before, summary.eval_after) {
-        println!("  held-out accuracy {b:.2}% -> {e:.2}%");
+    if let (Some(m), Some(b), Some(e)) = (&summary.eval_metric, summary.eval_before, summary.eval_after) {
+        println!("  held-out {m} {b:.2}% -> {e:.2}%");
+    }
+    if let Some(ev) = &summary.eval_last {
+        if let Some(s) = &ev.score {
+            println!("    against the ground truth: {}", s.describe());
+        }
+        if let Some(t) = &ev.agreement {
+            println!("    against the teacher: {}", t.describe());
+        }
     }
     println!("  curve {} and {}; checkpoint {}", curve.display(), svg.display(), checkpoint.display());
     Ok(())

@@ -22,6 +22,9 @@ pub enum Kind {
     Ctc,
     /// `[N, 1, H, W]` text probability map: DB boxes.
     Textdet,
+    /// Detector heads `[N, anchors, classes]` (one output per level): the
+    /// top-scoring anchors, compared with a teacher's (no ground truth).
+    Anchors,
 }
 
 impl Kind {
@@ -62,7 +65,12 @@ pub enum Pred {
     Class(usize),
     Text(String),
     Boxes(Vec<[f32; 4]>),
+    /// The highest-scoring anchors (indices over all levels), sorted.
+    Top(Vec<usize>),
 }
+
+/// How many anchors `Kind::Anchors` compares.
+pub const TOP_ANCHORS: usize = 20;
 
 /// Decode one sample's output (without the batch axis).
 pub fn decode(kind: Kind, y: ndarray::ArrayViewD<f32>, p: &Params) -> Result<Pred> {
@@ -81,7 +89,26 @@ pub fn decode(kind: Kind, y: ndarray::ArrayViewD<f32>, p: &Params) -> Result<Pre
             let m = m.into_dimensionality::<Ix2>().map_err(|_| Error::Eval(format!("--task textdet expects [N, 1, H, W] probability maps, got a sample of shape {shape:?}")))?;
             Ok(Pred::Boxes(db_boxes(m, p.thresh, p.unclip, p.min_size)))
         }
+        Kind::Anchors => top_anchors(&[y]),
     }
+}
+
+/// The top-scoring anchors of one sample over the detector's score outputs: every
+/// `[anchors, classes]` output whose class count is the first one's, each anchor
+/// scored by its best class.
+pub fn top_anchors(outputs: &[ndarray::ArrayViewD<f32>]) -> Result<Pred> {
+    let k = outputs.first().and_then(|y| y.shape().last().copied()).ok_or_else(|| Error::Eval("no outputs".into()))?;
+    let mut scores: Vec<(f32, usize)> = vec![];
+    for y in outputs.iter().filter(|y| y.ndim() == 2 && y.shape()[1] == k) {
+        for row in y.rows() {
+            let best = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            scores.push((best, scores.len()));
+        }
+    }
+    scores.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut top: Vec<usize> = scores.iter().take(TOP_ANCHORS).map(|s| s.1).collect();
+    top.sort_unstable();
+    Ok(Pred::Top(top))
 }
 
 /// A task's score.
@@ -91,6 +118,8 @@ pub enum Metric {
     Accuracy { samples: usize, accuracy: f64 },
     Ctc(CtcScore),
     Det(DetScore),
+    /// Mean share of the top anchors found in both.
+    Overlap { samples: usize, overlap: f64 },
 }
 
 impl Metric {
@@ -100,6 +129,7 @@ impl Metric {
             Metric::Accuracy { accuracy, .. } => ("accuracy", 100.0 * accuracy),
             Metric::Ctc(s) => ("lines read exactly", 100.0 * s.line_accuracy),
             Metric::Det(s) => ("hmean", 100.0 * s.hmean),
+            Metric::Overlap { overlap, .. } => ("top-anchor agreement", 100.0 * overlap),
         }
     }
 
@@ -108,6 +138,7 @@ impl Metric {
             Metric::Accuracy { samples, accuracy } => format!("top-1 {:.2}% ({samples} samples)", 100.0 * accuracy),
             Metric::Ctc(s) => format!("lines {:.2}%, characters {:.2}% ({} lines)", 100.0 * s.line_accuracy, 100.0 * s.char_accuracy, s.lines),
             Metric::Det(s) => format!("hmean {:.4} (precision {:.4}, recall {:.4}, {} images)", s.hmean, s.precision, s.recall, s.images),
+            Metric::Overlap { samples, overlap } => format!("{:.2}% of the top {TOP_ANCHORS} anchors shared ({samples} samples)", 100.0 * overlap),
         }
     }
 }
@@ -122,6 +153,17 @@ pub fn compare(preds: &[Pred], refs: &[Pred], p: &Params) -> Metric {
         Some(Pred::Boxes(_)) => {
             let counts: Vec<(usize, usize, usize)> = preds.iter().zip(refs).filter_map(|(a, b)| match (a, b) { (Pred::Boxes(a), Pred::Boxes(b)) => Some(match_boxes(a, b, p.iou)), _ => None }).collect();
             Metric::Det(det_score(&counts))
+        }
+        Some(Pred::Top(_)) => {
+            let shares: Vec<f64> = preds
+                .iter()
+                .zip(refs)
+                .filter_map(|(a, b)| match (a, b) {
+                    (Pred::Top(a), Pred::Top(b)) => Some(a.iter().filter(|i| b.binary_search(i).is_ok()).count() as f64 / a.len().max(1) as f64),
+                    _ => None,
+                })
+                .collect();
+            Metric::Overlap { samples: shares.len(), overlap: shares.iter().sum::<f64>() / shares.len().max(1) as f64 }
         }
         _ => {
             let n = preds.len().min(refs.len());
@@ -141,6 +183,7 @@ pub fn truth(kind: Kind, samples: &[Sample]) -> Option<Vec<Pred>> {
             // a page without boxes in the list has no text: an empty truth is still a truth,
             // but a set without any box has none
             Kind::Textdet => Some(Pred::Boxes(s.boxes.clone())),
+            Kind::Anchors => None,
         })
         .collect::<Option<Vec<_>>>()
         .filter(|t| kind != Kind::Textdet || t.iter().any(|p| matches!(p, Pred::Boxes(b) if !b.is_empty())))
@@ -166,13 +209,23 @@ pub fn predict(sess: &mut ort::session::Session, input: &str, extra: &[Feed], sa
         full.extend(shape);
         let mut feeds = vec![Feed { name: input, shape: full, data: &x }];
         feeds.extend(extra.iter().map(|f| Feed { name: f.name, shape: f.shape.clone(), data: f.data }));
-        let first = sess.outputs().first().map(|o| o.name().to_string()).ok_or_else(|| Error::Eval("model has no outputs".into()))?;
-        let y: ArrayD<f32> = runtime::run(sess, &feeds, &[first])?.into_iter().next().ok_or_else(|| Error::Eval("no output".into()))?;
-        if y.shape().first() != Some(&(j - i)) {
-            return Err(Error::Eval(format!("output has shape {:?} for a batch of {}", y.shape(), j - i)));
+        let names: Vec<String> = sess.outputs().iter().map(|o| o.name().to_string()).collect();
+        let wanted = if kind == Kind::Anchors { &names[..] } else { &names[..names.len().min(1)] };
+        let ys: Vec<ArrayD<f32>> = runtime::run(sess, &feeds, wanted)?;
+        if ys.is_empty() {
+            return Err(Error::Eval("model has no outputs".into()));
+        }
+        for y in &ys {
+            if y.shape().first() != Some(&(j - i)) {
+                return Err(Error::Eval(format!("output has shape {:?} for a batch of {}", y.shape(), j - i)));
+            }
         }
         for k in 0..j - i {
-            out.push(decode(kind, y.index_axis(Axis(0), k), p)?);
+            out.push(if kind == Kind::Anchors {
+                top_anchors(&ys.iter().map(|y| y.index_axis(Axis(0), k)).collect::<Vec<_>>())?
+            } else {
+                decode(kind, ys[0].index_axis(Axis(0), k), p)?
+            });
         }
         i = j;
     }

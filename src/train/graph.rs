@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::grad::{differentiate, Emitter};
+use super::loss::{self, LossKind, OutputLoss, OutputLossArg};
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::{self, a_int, a_ints, attr_float, attr_int, attr_ints, dtype, Dim, ModelProto, NodeProto, TensorProto};
@@ -34,11 +35,28 @@ pub enum Distill {
     None,
 }
 
+impl Distill {
+    /// The loss class-score outputs get.
+    pub fn kind(self) -> LossKind {
+        match self {
+            Distill::Kl => LossKind::Kl,
+            Distill::Mse => LossKind::Mse,
+            Distill::None => LossKind::None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LossSpec {
+    /// The loss on class scores (outputs of a Softmax, or `[N, C]` logits).
     pub distill: Distill,
     pub temperature: f32,
+    /// Weight of every output loss (besides its own weight).
     pub distill_weight: f32,
+    /// Per-output overrides (`--output-loss`).
+    pub overrides: Vec<OutputLossArg>,
+    /// The resolved loss of each output (filled by `finetune` from both graphs).
+    pub outputs: Vec<OutputLoss>,
     /// Cross-entropy weight (needs labels).
     pub label_weight: f32,
     /// Weight of the intermediate-feature loss (normalised squared error, averaged over the matched tensors).
@@ -64,15 +82,17 @@ pub struct TrainGraph {
     pub model: ModelProto,
     pub input: String,
     pub input_shape: Vec<usize>,
-    /// Student logits (the input of a final Softmax, else the output itself).
-    pub logits: String,
+    /// The output losses, in the order of `teacher_inputs`.
+    pub outputs: Vec<OutputLoss>,
+    /// Classes of the labelled output (`labels_input`), 0 without labels.
     pub classes: usize,
     pub params: Vec<String>,
     pub param_shapes: Vec<Vec<usize>>,
     /// Output carrying the gradient of each parameter.
     pub grads: Vec<String>,
     pub bn: Vec<BnStat>,
-    /// Graph inputs for the teacher: (teacher tensor, input name, shape).
+    /// Graph inputs for the teacher's values: (teacher tensor, input name, shape with
+    /// the batch), the output losses' first, then the features'.
     pub teacher_inputs: Vec<(String, String, Vec<usize>)>,
     pub labels_input: Option<String>,
     /// "loss" first, then each component.
@@ -111,7 +131,9 @@ fn sorted_nodes(model: &ModelProto) -> Result<(Vec<NodeProto>, Graph)> {
 }
 
 /// Rewrite forward nodes written for an older opset into their TRAIN_OPSET form.
-fn upgrade(nodes: Vec<NodeProto>, opset: i64, inits: &mut Vec<TensorProto>) -> Result<Vec<NodeProto>> {
+/// `shapes` (from a run at the model's own opset) are needed for Softmax before
+/// opset 13, which flattened the trailing axes from `axis` on.
+fn upgrade(nodes: Vec<NodeProto>, opset: i64, inits: &mut Vec<TensorProto>, shapes: &HashMap<String, Vec<i64>>) -> Result<Vec<NodeProto>> {
     if opset >= TRAIN_OPSET {
         return Ok(nodes);
     }
@@ -158,10 +180,27 @@ fn upgrade(nodes: Vec<NodeProto>, opset: i64, inits: &mut Vec<TensorProto>) -> R
             }
             "BatchNormalization" => n.attribute.retain(|a| matches!(a.name(), "epsilon" | "momentum")),
             "Softmax" | "LogSoftmax" if opset < 13 => {
-                // Before 13 the axis flattened the trailing dims; same result when it is the last axis,
-                // which the shape probe checks below.
-                if attr_int(&n, "axis").is_none() {
+                let x = shapes.get(&n.input[0]).ok_or_else(|| Error::node(&label, "input shape unknown"))?;
+                let r = x.len() as i64;
+                let a = attr_int(&n, "axis").unwrap_or(1);
+                let a = if a < 0 { a + r } else { a };
+                n.attribute.retain(|at| at.name() != "axis");
+                if a == r - 1 {
+                    n.attribute.push(a_int("axis", a));
+                } else {
+                    // the old semantics: softmax over the trailing axes flattened
+                    let rows: i64 = x[..a as usize].iter().product();
+                    let flat = c_i64(inits, &mut counter, &[rows, x[a as usize..].iter().product()]);
+                    let back = c_i64(inits, &mut counter, x);
+                    let (fi, fo) = (format!("{label}/flat"), format!("{label}/flat_out"));
+                    out.push(onnx::make_node(&format!("{label}/flatten"), "Reshape", &[&n.input[0], &flat], &[&fi], vec![]));
+                    let y = n.output[0].clone();
+                    n.input[0] = fi;
+                    n.output[0] = fo.clone();
                     n.attribute.push(a_int("axis", 1));
+                    out.push(n);
+                    out.push(onnx::make_node(&format!("{label}/unflatten"), "Reshape", &[&fo, &back], &[&y], vec![]));
+                    continue;
                 }
             }
             "Pad" if opset < 11 => return Err(Error::node(label, "Pad from opset < 11 (re-export the model with opset ≥ 11 to train it)")),
@@ -177,9 +216,11 @@ fn upgrade(nodes: Vec<NodeProto>, opset: i64, inits: &mut Vec<TensorProto>) -> R
 /// The forward nodes as the training graph runs them: upgraded to the training opset, and
 /// every MaxPool with its Indices output (its backward scatters through them). Returns the
 /// nodes, the initializers (with any the upgrade added) and the opset.
-fn forward_for_training(nodes: Vec<NodeProto>, gp: &onnx::GraphProto, opset: i64) -> Result<(Vec<NodeProto>, Vec<TensorProto>, i64)> {
+fn forward_for_training(nodes: Vec<NodeProto>, gp: &onnx::GraphProto, opset: i64, input: &str, shape: &[usize]) -> Result<(Vec<NodeProto>, Vec<TensorProto>, i64)> {
     let mut inits: Vec<TensorProto> = gp.initializer.clone();
-    let mut nodes = upgrade(nodes, opset, &mut inits)?;
+    let old_softmax = opset < 13 && nodes.iter().any(|n| matches!(n.op_type(), "Softmax" | "LogSoftmax"));
+    let shapes = if old_softmax { probe_shapes(opset, &nodes, &inits, input, shape)? } else { HashMap::new() };
+    let mut nodes = upgrade(nodes, opset, &mut inits, &shapes)?;
     for (i, n) in nodes.iter_mut().enumerate() {
         if n.op_type() == "MaxPool" && n.output.get(1).is_none_or(|o| o.is_empty()) {
             n.output.truncate(1);
@@ -286,8 +327,8 @@ pub struct Spec<'a> {
     pub bn: BnMode,
     pub loss: &'a LossSpec,
     pub labels: bool,
-    /// Shapes of the teacher's feature tensors (per sample).
-    pub teacher_logits_shape: Vec<usize>,
+    /// Shapes (with the batch) of the teacher tensors the losses read.
+    pub teacher_shapes: HashMap<String, Vec<usize>>,
 }
 
 /// Build the training graph of `student` (an inference model with a single float input).
@@ -297,10 +338,10 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     let (nodes, _) = sorted_nodes(student)?;
     let input = data_input(student)?;
     let input_shape = spec.input_shape.clone();
-    let output = gp.output.first().ok_or_else(|| Error::InvalidGraph("model has no output".into()))?.name().to_string();
-    let logits = logits_of(&nodes, &output);
-
-    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset)?;
+    if gp.output.is_empty() {
+        return Err(Error::InvalidGraph("model has no output".into()));
+    }
+    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset, &input, &spec.input_shape)?;
     let trainable: HashSet<&str> = spec.trainable.iter().map(String::as_str).collect();
     // shapes first (batch-statistics BN needs its input shapes)
     let mut shapes = probe_shapes(train_opset, &nodes, &inits, &input, &input_shape)?;
@@ -323,12 +364,6 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         }
         nodes = out;
     }
-    let lshape = shapes.get(&logits).cloned().ok_or_else(|| Error::tensor(&logits, "logits shape unknown"))?;
-    if lshape.len() != 2 {
-        return Err(Error::tensor(&logits, format!("training expects [batch, classes] logits, got {lshape:?}")));
-    }
-    let classes = lshape[1] as usize;
-
     let mut consts: HashMap<String, Tensor> = HashMap::new();
     for t in &inits {
         if let Ok(t) = Tensor::from_proto(t.clone()) {
@@ -352,54 +387,36 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     let mut seeds: Vec<(String, String)> = vec![];
     let mut loss_parts: Vec<(String, String)> = vec![];
     let ls = spec.loss;
-    let needs_teacher_logits = ls.distill != Distill::None && ls.distill_weight > 0.0;
-    if needs_teacher_logits {
-        let t_in = "teacher/logits".to_string();
-        let shape = vec![spec.batch as i64, classes as i64];
-        if spec.teacher_logits_shape != [classes] {
-            return Err(Error::option("--teacher", format!("teacher logits have shape {:?}, the student's [{classes}]", spec.teacher_logits_shape)));
+    for l in &ls.outputs {
+        let ts = em.shape(&l.tensor)?;
+        let t_in = format!("teacher/{}", l.teacher_tensor);
+        let want: Vec<usize> = ts.iter().map(|&d| d as usize).collect();
+        if let Some(have) = spec.teacher_shapes.get(&l.teacher_tensor).filter(|h| **h != want) {
+            return Err(Error::option("--teacher", format!("output '{}': the teacher's '{}' has shape {have:?}, the model's '{}' {want:?}", l.output, l.teacher_tensor, l.tensor)));
         }
-        inputs.push(f32_info(&t_in, &shape));
-        em.shapes.insert(t_in.clone(), shape.clone());
-        teacher_inputs.push(("logits".to_string(), t_in.clone(), vec![spec.batch, classes]));
-        let w = em.c_f32(ls.distill_weight);
-        match ls.distill {
-            Distill::Kl => {
-                let tau = em.c_f32(ls.temperature);
-                let s = em.bin("Div", &logits, &tau)?;
-                let t = em.bin("Div", &t_in, &tau)?;
-                let ps = em.op("Softmax", &[&s], vec![a_int("axis", 1)], shape.clone());
-                let pt = em.op("Softmax", &[&t], vec![a_int("axis", 1)], shape.clone());
-                let lps = em.op("LogSoftmax", &[&s], vec![a_int("axis", 1)], shape.clone());
-                let lpt = em.op("LogSoftmax", &[&t], vec![a_int("axis", 1)], shape.clone());
-                let d = em.bin("Sub", &lpt, &lps)?;
-                let kl = em.bin("Mul", &pt, &d)?;
-                let tot = em.reduce("ReduceSum", &kl, &[0, 1], false)?;
-                let k = em.c_f32(ls.temperature * ls.temperature / b);
-                let l = em.bin("Mul", &tot, &k)?;
-                let lw = em.bin("Mul", &l, &w)?;
-                loss_parts.push(("loss/kl".into(), lw));
-                let diff = em.bin("Sub", &ps, &pt)?;
-                let gk = em.c_f32(ls.temperature / b * ls.distill_weight);
-                let g = em.bin("Mul", &diff, &gk)?;
-                seeds.push((logits.clone(), g));
-            }
-            Distill::Mse => {
-                let diff = em.bin("Sub", &logits, &t_in)?;
-                let sq = em.bin("Mul", &diff, &diff)?;
-                let tot = em.reduce("ReduceSum", &sq, &[0, 1], false)?;
-                let k = em.c_f32(ls.distill_weight / (b * classes as f32));
-                loss_parts.push(("loss/mse".into(), em.bin("Mul", &tot, &k)?));
-                let gk = em.c_f32(2.0 * ls.distill_weight / (b * classes as f32));
-                let g = em.bin("Mul", &diff, &gk)?;
-                seeds.push((logits.clone(), g));
-            }
-            Distill::None => {}
-        }
+        inputs.push(f32_info(&t_in, &ts));
+        em.shapes.insert(t_in.clone(), ts.clone());
+        teacher_inputs.push((l.teacher_tensor.clone(), t_in.clone(), want));
+        let mut scaled = l.clone();
+        scaled.weight *= ls.distill_weight;
+        let (value, seed) = loss::emit(&mut em, &scaled, &t_in, ls.temperature)?;
+        // one output: "loss/kl"; several: "loss/kl:<output>"
+        let name = if ls.outputs.len() == 1 { format!("loss/{}", kind_name(l.kind)) } else { format!("loss/{}:{}", kind_name(l.kind), l.output) };
+        loss_parts.push((name, value));
+        seeds.push((l.tensor.clone(), seed));
     }
+    // labels: cross-entropy on the first [N, C] class-score output
+    let mut classes = 0;
     let labels_input = if spec.labels && ls.label_weight > 0.0 {
+        let logits = ls
+            .outputs
+            .iter()
+            .find(|l| l.kind == LossKind::Kl && em.shape(&l.tensor).is_ok_and(|s| s.len() == 2))
+            .map(|l| l.tensor.clone())
+            .ok_or_else(|| Error::option("--label-weight", "labels need a classifier output ([N, C] class scores with the KL loss)"))?;
+        let shape = em.shape(&logits)?;
+        classes = shape[1] as usize;
         let y = "labels/onehot".to_string();
-        let shape = vec![spec.batch as i64, classes as i64];
         inputs.push(f32_info(&y, &shape));
         em.shapes.insert(y.clone(), shape.clone());
         let lps = em.op("LogSoftmax", &[&logits], vec![a_int("axis", 1)], shape.clone());
@@ -411,7 +428,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         let diff = em.bin("Sub", &ps, &y)?;
         let gk = em.c_f32(ls.label_weight / b);
         let g = em.bin("Mul", &diff, &gk)?;
-        seeds.push((logits.clone(), g));
+        seeds.push((logits, g));
         Some(y)
     } else {
         None
@@ -425,26 +442,14 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
             inputs.push(f32_info(&t_in, &fs));
             em.shapes.insert(t_in.clone(), fs.clone());
             teacher_inputs.push((f.clone(), t_in.clone(), fs.iter().map(|&d| d as usize).collect()));
-            let all: Vec<i64> = (0..fs.len() as i64).collect();
-            let t2 = em.bin("Mul", &t_in, &t_in)?;
-            let den = em.reduce("ReduceSum", &t2, &all, false)?;
-            let eps = em.c_f32(1e-6);
-            let den = em.bin("Add", &den, &eps)?;
-            let diff = em.bin("Sub", f, &t_in)?;
-            let sq = em.bin("Mul", &diff, &diff)?;
-            let num = em.reduce("ReduceSum", &sq, &all, false)?;
-            let l = em.bin("Div", &num, &den)?;
-            let wk = em.c_f32(wf);
-            parts.push(em.bin("Mul", &l, &wk)?);
-            let k2 = em.c_f32(2.0 * wf);
-            let g = em.bin("Mul", &diff, &k2)?;
-            let g = em.bin("Div", &g, &den)?;
+            let (l, g) = loss::nse(&mut em, f, &t_in, wf)?;
+            parts.push(l);
             seeds.push((f.to_string(), g));
         }
         loss_parts.push(("loss/feature".into(), em.sum(&parts)?));
     }
     if seeds.is_empty() {
-        return Err(Error::option("--distill", "no loss: enable distillation, labels (--label-weight) or --feature-weight"));
+        return Err(Error::option("--distill", "no loss: enable distillation (--distill, --output-loss), labels (--label-weight) or --feature-weight"));
     }
 
     // ----- backward
@@ -462,7 +467,6 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         outputs.push(f32_info(name, &[]));
         loss_outputs.push(name.clone());
     }
-    outputs.push(f32_info(&logits, &[spec.batch as i64, classes as i64]));
     let mut grad_names = vec![];
     let mut param_shapes = vec![];
     let mut unreachable = vec![];
@@ -501,7 +505,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         model,
         input,
         input_shape,
-        logits,
+        outputs: ls.outputs.clone(),
         classes,
         params,
         param_shapes,
@@ -512,6 +516,16 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         loss_outputs,
         unreachable,
     })
+}
+
+fn kind_name(k: LossKind) -> &'static str {
+    match k {
+        LossKind::Kl => "kl",
+        LossKind::Mse => "mse",
+        LossKind::Bce => "bce",
+        LossKind::Nse => "nse",
+        LossKind::None => "none",
+    }
 }
 
 fn identity(from: &str, to: &str) -> NodeProto {
@@ -525,8 +539,8 @@ pub fn gradient_model(model: &ModelProto, wrt: &[String], input_shapes: &[(Strin
     let gp = model.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
     let opset = onnx::opset_of(model);
     let (nodes, _) = sorted_nodes(model)?;
-    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset)?;
     let (iname, ishape) = input_shapes.first().ok_or_else(|| Error::InvalidGraph("no input".into()))?;
+    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset, iname, ishape)?;
     let mut shapes = probe_shapes(train_opset, &nodes, &inits, iname, ishape)?;
     for (n, s) in input_shapes {
         shapes.insert(n.clone(), s.iter().map(|&d| d as i64).collect());

@@ -1,0 +1,113 @@
+//! Training batches: a shuffled order per epoch (deterministic given the
+//! seed), random crops (`--crop`), augmentation, and one-hot labels.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+
+pub struct Batcher<'a> {
+    data: &'a Dataset,
+    seed: u64,
+    /// Crop (height, width) of every sample, at a random place.
+    crop: Option<(usize, usize)>,
+    augment: bool,
+    /// Per-sample input shape [C, H, W] after cropping.
+    pub shape: Vec<usize>,
+    order: Vec<usize>,
+    order_epoch: usize,
+}
+
+impl<'a> Batcher<'a> {
+    pub fn new(data: &'a Dataset, seed: u64, crop: Option<(usize, usize)>, augment: bool) -> Result<Batcher<'a>> {
+        let first = data.samples.first().ok_or_else(|| Error::option("--data", "no samples"))?;
+        let s0 = first.x.shape().to_vec();
+        let shape = match crop {
+            Some((h, w)) => vec![s0[0], h, w],
+            None => {
+                if let Some(s) = data.samples.iter().find(|s| s.x.shape() != s0.as_slice()) {
+                    return Err(Error::option("--crop", format!("samples differ in size ({} is {:?}, {} is {:?}); train on crops of one size with --crop HxW", first.name, s0, s.name, s.x.shape())));
+                }
+                s0
+            }
+        };
+        Ok(Batcher { data, seed, crop, augment, shape, order: vec![], order_epoch: usize::MAX })
+    }
+
+    /// Fill `x` with batch `k` (counted from the start of training, `per_epoch`
+    /// batches of `b` per epoch); returns the sample indices.
+    pub fn fill(&mut self, k: usize, b: usize, per_epoch: usize, x: &mut [f32]) -> Result<Vec<usize>> {
+        let epoch = k / per_epoch;
+        let pos = k % per_epoch;
+        if self.order_epoch != epoch {
+            self.order = (0..self.data.samples.len()).collect();
+            self.order.shuffle(&mut StdRng::seed_from_u64(self.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)));
+            self.order_epoch = epoch;
+        }
+        let idx = self.order[pos * b..(pos + 1) * b].to_vec();
+        let mut rng = StdRng::seed_from_u64(self.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let len: usize = self.shape.iter().product();
+        for (j, &i) in idx.iter().enumerate() {
+            let s = &self.data.samples[i];
+            let src = s.x.as_slice().ok_or_else(|| Error::tensor(&s.name, "not contiguous"))?;
+            let dst = &mut x[j * len..(j + 1) * len];
+            match self.crop {
+                Some((h, w)) => crop(src, s.x.shape(), dst, h, w, &mut rng),
+                None => dst.copy_from_slice(src),
+            }
+            if self.augment {
+                augment(dst, &self.shape, &mut rng);
+            }
+        }
+        Ok(idx)
+    }
+}
+
+/// A random h × w window of a CHW sample (zero-padded where the sample is smaller).
+fn crop(src: &[f32], shape: &[usize], dst: &mut [f32], h: usize, w: usize, rng: &mut StdRng) {
+    let (c, sh, sw) = (shape[0], shape[1], shape[2]);
+    let y0 = if sh > h { rng.random_range(0..=sh - h) } else { 0 };
+    let x0 = if sw > w { rng.random_range(0..=sw - w) } else { 0 };
+    dst.fill(0.0);
+    for ci in 0..c {
+        for y in 0..h.min(sh - y0) {
+            let n = w.min(sw - x0);
+            let s = ci * sh * sw + (y0 + y) * sw + x0;
+            let d = ci * h * w + y * w;
+            dst[d..d + n].copy_from_slice(&src[s..s + n]);
+        }
+    }
+}
+
+/// Random shift, contrast/brightness jitter and noise on a CHW sample (in place).
+fn augment(x: &mut [f32], shape: &[usize], rng: &mut StdRng) {
+    let (c, h, w) = (shape[0], shape[1], shape[2]);
+    let dy = rng.random_range(-2i64..=2);
+    let dx = rng.random_range(-(w as i64) / 24..=(w as i64) / 24);
+    let gain = rng.random_range(0.75f32..1.25);
+    let bias = rng.random_range(-0.2f32..0.2);
+    let src = x.to_vec();
+    for ci in 0..c {
+        for yi in 0..h {
+            for xi in 0..w {
+                let (sy, sx) = (yi as i64 - dy, xi as i64 - dx);
+                let v = if sy >= 0 && sy < h as i64 && sx >= 0 && sx < w as i64 { src[ci * h * w + sy as usize * w + sx as usize] } else { 0.0 };
+                let noise = rng.random_range(-0.05f32..0.05);
+                x[ci * h * w + yi * w + xi] = v * gain + bias + noise;
+            }
+        }
+    }
+}
+
+/// One-hot rows of the samples' labels (`classes` wide).
+pub fn one_hot(data: &Dataset, idx: &[usize], classes: usize, y: &mut [f32]) {
+    for (k, &i) in idx.iter().enumerate() {
+        let row = &mut y[k * classes..(k + 1) * classes];
+        row.fill(0.0);
+        if let Some(l) = data.samples[i].label.filter(|&l| l < classes) {
+            row[l] = 1.0;
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Distillation losses for any output: which loss each model output gets
+//! (chosen from what produces it, or given with `--output-loss`), and the loss
+//! and its gradient seed as graph nodes.
+//!
+//! - class scores (a Softmax/LogSoftmax output, looked through, or a plain
+//!   `[N, C]` output): KL divergence at temperature τ on the scores' axis,
+//!   averaged over positions (`[N, T, C]` sequences: per step);
+//! - probability maps (a Sigmoid output): binary cross-entropy against the
+//!   teacher's probabilities, seeded at the Sigmoid's input;
+//! - anything else (boxes, regression heads): normalised squared error
+//!   Σ(s − t)² / Σt².
+//!
+//! Outputs are matched to the teacher's by position; Reshape, Transpose and
+//! the like between the loss tensor and the output are looked through (the
+//! losses are sums over elements, so a permutation does not change them).
+
+use std::collections::HashMap;
+
+use super::grad::Emitter;
+use crate::error::{Error, Result};
+use crate::onnx::{a_int, attr_int, GraphProto, NodeProto};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// KL divergence between softened distributions (× τ²), per position.
+    Kl,
+    /// Mean squared error.
+    Mse,
+    /// Binary cross-entropy against the teacher's probabilities.
+    Bce,
+    /// Normalised squared error Σ(s − t)² / Σt².
+    Nse,
+    /// No loss on this output.
+    None,
+}
+
+/// A `--output-loss NAME=KIND[:ARG][@WEIGHT]` override: ARG is the class axis
+/// for `kl`, the weight for the others.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutputLossArg {
+    pub output: String,
+    pub kind: LossKind,
+    pub axis: Option<i64>,
+    pub weight: Option<f32>,
+}
+
+impl std::str::FromStr for OutputLossArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, spec) = s.rsplit_once('=').ok_or_else(|| format!("'{s}' is not NAME=KIND (KIND: kl[:axis], mse, bce, nse, none; @WEIGHT optional)"))?;
+        let (spec, at_weight) = match spec.split_once('@') {
+            Some((k, w)) => (k, Some(w.parse::<f32>().map_err(|_| format!("'{w}' is not a weight"))?)),
+            None => (spec, None),
+        };
+        let (kind, arg) = match spec.split_once(':') {
+            Some((k, a)) => (k, Some(a)),
+            None => (spec, None),
+        };
+        let kind = <LossKind as clap::ValueEnum>::from_str(kind.trim(), true).map_err(|_| format!("'{kind}' is not a loss (kl, mse, bce, nse, none)"))?;
+        let (mut axis, mut weight) = (None, at_weight);
+        if let Some(a) = arg {
+            if kind == LossKind::Kl {
+                axis = Some(a.parse::<i64>().map_err(|_| format!("'{a}' is not an axis"))?);
+            } else {
+                weight = Some(a.parse::<f32>().map_err(|_| format!("'{a}' is not a weight"))?);
+            }
+        }
+        if weight.is_some_and(|w| !(w >= 0.0 && w.is_finite())) {
+            return Err(format!("{s}: the weight must be a non-negative number"));
+        }
+        if name.is_empty() {
+            return Err(format!("'{s}': the output name is empty"));
+        }
+        Ok(OutputLossArg { output: name.to_string(), kind, axis, weight })
+    }
+}
+
+/// The loss on one model output, resolved.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutputLoss {
+    pub output: String,
+    pub kind: LossKind,
+    /// Class axis (KL), on the loss tensor.
+    pub axis: i64,
+    pub weight: f32,
+    /// The student tensor the loss is computed on (logits for KL and BCE).
+    pub tensor: String,
+    /// The teacher tensor it is compared with (logits for KL, probabilities for BCE).
+    pub teacher_tensor: String,
+    /// Why this loss (for the summary).
+    pub reason: String,
+}
+
+/// Ops that only move elements (a loss summed over elements is the same before and after).
+const MOVES: &[&str] = &["Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"];
+
+/// Walk back from `value` through element-moving ops; returns the producing node (if any)
+/// of the first value that is not moved, and that value.
+fn look_through<'a>(g: &'a GraphProto, value: &str) -> (Option<&'a NodeProto>, String) {
+    let producer: HashMap<&str, &NodeProto> = g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let mut v = value.to_string();
+    for _ in 0..64 {
+        match producer.get(v.as_str()) {
+            Some(n) if MOVES.contains(&n.op_type()) => v = n.input[0].clone(),
+            Some(n) => return (Some(n), v),
+            None => return (None, v),
+        }
+    }
+    (None, v)
+}
+
+/// What a model output is: (kind, loss tensor, probability tensor for BCE, class axis, reason).
+fn classify(g: &GraphProto, output: &str, rank: usize, class_loss: LossKind) -> (LossKind, String, String, i64, String) {
+    let (node, v) = look_through(g, output);
+    if let Some(n) = node.filter(|n| matches!(n.op_type(), "Softmax" | "LogSoftmax")) {
+        let default = if rank > 2 { -1 } else { 1 };
+        let ax = attr_int(n, "axis").unwrap_or(default);
+        return (class_loss, n.input[0].clone(), v, ax, format!("class scores ({} over axis {ax})", n.op_type()));
+    }
+    if let Some(n) = node.filter(|n| n.op_type() == "Sigmoid") {
+        return (LossKind::Bce, n.input[0].clone(), v, -1, "probability map (Sigmoid)".into());
+    }
+    if rank == 2 {
+        (class_loss, output.to_string(), output.to_string(), 1, "class scores ([N, C] logits)".into())
+    } else {
+        (LossKind::Nse, output.to_string(), output.to_string(), -1, "regression (no Softmax or Sigmoid)".into())
+    }
+}
+
+/// The loss of every output of `student`, matched by position to `teacher`'s.
+/// `ranks` are the output ranks; `class_loss` is the loss for class scores
+/// (`--distill`); `overrides` come from `--output-loss`.
+pub fn resolve(student: &GraphProto, teacher: &GraphProto, ranks: &[usize], class_loss: LossKind, overrides: &[OutputLossArg]) -> Result<Vec<OutputLoss>> {
+    for o in overrides {
+        if !student.output.iter().any(|x| x.name() == o.output) {
+            let names: Vec<&str> = student.output.iter().map(|x| x.name()).collect();
+            return Err(Error::option("--output-loss", format!("the model has no output '{}' (outputs: {})", o.output, names.join(", "))));
+        }
+    }
+    if teacher.output.len() != student.output.len() {
+        return Err(Error::option("--teacher", format!("the teacher has {} outputs, the model {}", teacher.output.len(), student.output.len())));
+    }
+    let mut out = vec![];
+    for (i, (so, to)) in student.output.iter().zip(&teacher.output).enumerate() {
+        let rank = ranks.get(i).copied().unwrap_or(0);
+        let (auto, tensor, _, axis, reason) = classify(student, so.name(), rank, class_loss);
+        let (_, t_tensor, t_prob, _, _) = classify(teacher, to.name(), rank, class_loss);
+        let ov = overrides.iter().find(|o| o.output == so.name());
+        let kind = ov.map_or(auto, |o| o.kind);
+        let weight = ov.and_then(|o| o.weight).unwrap_or(1.0);
+        let (tensor, teacher_tensor) = match kind {
+            // KL compares logits
+            LossKind::Kl => (tensor, t_tensor),
+            // BCE seeds the logits and compares with the teacher's probabilities
+            LossKind::Bce if auto == LossKind::Bce => (tensor, t_prob),
+            LossKind::Bce => return Err(Error::option("--output-loss", format!("{}: bce needs an output computed by a Sigmoid", so.name()))),
+            // MSE / NSE: on the output as it is
+            _ => (so.name().to_string(), to.name().to_string()),
+        };
+        let reason = if ov.is_some() { "--output-loss".to_string() } else { reason };
+        let axis = ov.and_then(|o| o.axis).unwrap_or(axis);
+        out.push(OutputLoss { output: so.name().to_string(), kind, axis, weight, tensor, teacher_tensor, reason });
+    }
+    out.retain(|l| l.kind != LossKind::None && l.weight > 0.0);
+    Ok(out)
+}
+
+/// Emit the loss of one term between the student tensor and the teacher input
+/// `t_in` (same shape); returns the loss value and the gradient seed of the
+/// student tensor.
+pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32) -> Result<(String, String)> {
+    let s = l.tensor.as_str();
+    let shape = em.shape(s)?;
+    let n: i64 = shape.iter().product();
+    let all: Vec<i64> = (0..shape.len() as i64).collect();
+    let w = l.weight;
+    match l.kind {
+        LossKind::Kl => {
+            let r = shape.len();
+            let ax = if l.axis < 0 { l.axis + r as i64 } else { l.axis };
+            if ax < 0 || ax >= r as i64 {
+                return Err(Error::option("--output-loss", format!("{}: axis {} outside the rank-{r} tensor '{s}'", l.output, l.axis)));
+            }
+            // positions: every element but the class axis
+            let positions = n / shape[ax as usize].max(1);
+            let tau = em.c_f32(temperature);
+            let sd = em.bin("Div", s, &tau)?;
+            let td = em.bin("Div", t_in, &tau)?;
+            let attrs = || vec![a_int("axis", ax)];
+            let ps = em.op("Softmax", &[&sd], attrs(), shape.clone());
+            let pt = em.op("Softmax", &[&td], attrs(), shape.clone());
+            let lps = em.op("LogSoftmax", &[&sd], attrs(), shape.clone());
+            let lpt = em.op("LogSoftmax", &[&td], attrs(), shape.clone());
+            let d = em.bin("Sub", &lpt, &lps)?;
+            let kl = em.bin("Mul", &pt, &d)?;
+            let tot = em.reduce("ReduceSum", &kl, &all, false)?;
+            let k = em.c_f32(w * temperature * temperature / positions as f32);
+            let loss = em.bin("Mul", &tot, &k)?;
+            let diff = em.bin("Sub", &ps, &pt)?;
+            let gk = em.c_f32(w * temperature / positions as f32);
+            Ok((loss, em.bin("Mul", &diff, &gk)?))
+        }
+        LossKind::Bce => {
+            // BCE(σ(z), t) = softplus(z) − t·z, with softplus(z) = relu(z) + log(1 + exp(−|z|));
+            // d/dz = σ(z) − t
+            let abs = em.op("Abs", &[s], vec![], shape.clone());
+            let neg = em.op("Neg", &[&abs], vec![], shape.clone());
+            let ex = em.op("Exp", &[&neg], vec![], shape.clone());
+            let one = em.c_f32(1.0);
+            let ex1 = em.bin("Add", &ex, &one)?;
+            let lg = em.op("Log", &[&ex1], vec![], shape.clone());
+            let rl = em.op("Relu", &[s], vec![], shape.clone());
+            let sp = em.bin("Add", &rl, &lg)?;
+            let tz = em.bin("Mul", t_in, s)?;
+            let b = em.bin("Sub", &sp, &tz)?;
+            let tot = em.reduce("ReduceSum", &b, &all, false)?;
+            let k = em.c_f32(w / n as f32);
+            let loss = em.bin("Mul", &tot, &k)?;
+            let sg = em.op("Sigmoid", &[s], vec![], shape.clone());
+            let diff = em.bin("Sub", &sg, t_in)?;
+            Ok((loss, em.bin("Mul", &diff, &k)?))
+        }
+        LossKind::Mse => {
+            let diff = em.bin("Sub", s, t_in)?;
+            let sq = em.bin("Mul", &diff, &diff)?;
+            let tot = em.reduce("ReduceSum", &sq, &all, false)?;
+            let k = em.c_f32(w / n as f32);
+            let loss = em.bin("Mul", &tot, &k)?;
+            let gk = em.c_f32(2.0 * w / n as f32);
+            Ok((loss, em.bin("Mul", &diff, &gk)?))
+        }
+        LossKind::Nse => nse(em, s, t_in, w),
+        LossKind::None => Err(Error::InvalidGraph("no loss".into())),
+    }
+}
+
+/// Σ(s − t)² / (Σt² + ε) × w, and its gradient 2w(s − t) / (Σt² + ε).
+pub fn nse(em: &mut Emitter, s: &str, t_in: &str, w: f32) -> Result<(String, String)> {
+    let shape = em.shape(s)?;
+    let all: Vec<i64> = (0..shape.len() as i64).collect();
+    let t2 = em.bin("Mul", t_in, t_in)?;
+    let den = em.reduce("ReduceSum", &t2, &all, false)?;
+    let eps = em.c_f32(1e-6);
+    let den = em.bin("Add", &den, &eps)?;
+    let diff = em.bin("Sub", s, t_in)?;
+    let sq = em.bin("Mul", &diff, &diff)?;
+    let num = em.reduce("ReduceSum", &sq, &all, false)?;
+    let l = em.bin("Div", &num, &den)?;
+    let wk = em.c_f32(w);
+    let loss = em.bin("Mul", &l, &wk)?;
+    let k2 = em.c_f32(2.0 * w);
+    let g = em.bin("Mul", &diff, &k2)?;
+    Ok((loss, em.bin("Div", &g, &den)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_loss_arguments() {
+        let p = |s: &str| s.parse::<OutputLossArg>();
+        assert_eq!(p("logits=kl:2").unwrap(), OutputLossArg { output: "logits".into(), kind: LossKind::Kl, axis: Some(2), weight: None });
+        assert_eq!(p("map=bce:0.5").unwrap(), OutputLossArg { output: "map".into(), kind: LossKind::Bce, axis: None, weight: Some(0.5) });
+        assert_eq!(p("boxes=nse@2").unwrap().weight, Some(2.0));
+        assert_eq!(p("a=b=mse").unwrap().output, "a=b");
+        assert!(p("x=huber").unwrap_err().contains("not a loss"));
+        assert!(p("x").is_err());
+        assert!(p("x=mse:-1").is_err());
+    }
+}
