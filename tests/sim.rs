@@ -461,3 +461,37 @@ fn fuse_dataflow_equals_the_analytical_model_on_the_reference_networks() {
     }
     assert!(checked > 250, "{checked} FuSe layers checked");
 }
+
+/// SCALE-Sim v3's own numbers for MobileNetV2 and MobileNetV3-Large on a 64x64
+/// array in its CALC mode (testdata/scalesim/calc_64x64.json, recorded with
+/// scripts/scalesim_compare.py): fusec's simulator, fed the same topology CSV,
+/// gives the same compute cycles, SRAM reads and DRAM traffic on every layer
+/// and dataflow. The one deliberate difference is SCALE-Sim's OS ofmap SRAM
+/// write count, which also counts R + C writes per fold during the array's
+/// drain (the same value written again).
+#[test]
+fn scalesim_calc_mode_layer_by_layer() {
+    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string("testdata/scalesim/calc_64x64.json").unwrap()).unwrap();
+    let models = golden["models"].as_object().unwrap();
+    assert_eq!(models.len(), 2);
+    for (model, per_df) in models {
+        let rows = fusec::sim::workload::read_topology(std::path::Path::new(&format!("testdata/scalesim/{model}.csv"))).unwrap();
+        for (df_name, df) in [("os", Dataflow::Os), ("ws", Dataflow::Ws), ("is", Dataflow::Is)] {
+            let cfg = fusec::sim::SimConfig::new(64, 64, fusec::hw::HwKind::Systolic, df).unwrap();
+            let gs = fusec::sim::simulate_topology(&rows, &cfg);
+            let want = per_df[df_name]["layers"].as_array().unwrap();
+            assert_eq!(want.len(), gs.nodes.len(), "{model} {df_name}");
+            for (w, n) in want.iter().zip(&gs.nodes) {
+                let v: Vec<u64> = w.as_array().unwrap()[1..].iter().map(|x| x.as_u64().unwrap()).collect();
+                let m = &n.sim.memory;
+                let ctx = format!("{model} {df_name} {}", n.name);
+                assert_eq!(w[0].as_str().unwrap(), n.name, "{ctx}");
+                assert_eq!((n.sim.compute_cycles, n.sim.stall_cycles), (v[0], v[1]), "{ctx}: compute, stall cycles");
+                assert_eq!((m.ifmap.sram, m.filter.sram), (v[2], v[3]), "{ctx}: SRAM ifmap, filter reads");
+                let drain = if df == Dataflow::Os { (cfg.rows + cfg.cols) * n.sim.folds } else { 0 };
+                assert_eq!(m.ofmap.sram + drain, v[4], "{ctx}: SRAM ofmap writes (+ SCALE-Sim's drain count {drain})");
+                assert_eq!((m.ifmap.dram, m.filter.dram, m.ofmap.dram), (v[5], v[6], v[7]), "{ctx}: DRAM traffic");
+            }
+        }
+    }
+}

@@ -189,29 +189,7 @@ pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
         cfg.kind = crate::hw::HwKind::Systolic;
         let rows = crate::sim::workload::read_topology(topo)?;
         let conv = Convention::SCALESIM;
-        let mut nodes = vec![];
-        let mut clock = 0;
-        for r in &rows {
-            let work = crate::sim::Work::Array { gemm: r.conv.gemm(), repeat: if r.depthwise { r.conv.channels } else { 1 }, conv: Some(r.conv) };
-            let work = match work {
-                crate::sim::Work::Array { conv: Some(c), .. } if r.depthwise => {
-                    let one = crate::sim::workload::ConvLayer { channels: 1, ..c };
-                    crate::sim::Work::Array { gemm: one.gemm(), repeat: c.channels, conv: Some(one) }
-                }
-                w => w,
-            };
-            let sim = crate::sim::simulate_work(&work, &cfg, conv);
-            nodes.push(crate::sim::NodeSim { name: r.name.clone(), op: if r.depthwise { "DepthwiseConv".into() } else { "Conv".into() }, unit: crate::sim::Unit::Array, work, sim, start: clock, end: clock + sim.total_cycles });
-            clock += sim.total_cycles;
-        }
-        let gs = crate::sim::GraphSim {
-            total_cycles: clock,
-            array_compute_cycles: nodes.iter().map(|n| n.sim.compute_cycles).sum(),
-            array_stall_cycles: nodes.iter().map(|n| n.sim.stall_cycles).sum(),
-            vector_cycles: 0,
-            macs: nodes.iter().map(|n| n.sim.macs).sum(),
-            nodes,
-        };
+        let gs = crate::sim::simulate_topology(&rows, &cfg);
         let report = SimReport::new(&topo.display().to_string(), &gs, &cfg, conv, 1, None);
         return finish_sim(&report, &a);
     }

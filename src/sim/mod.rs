@@ -75,6 +75,33 @@ fn buffers(cfg: &SimConfig) -> Buffers {
     }
 }
 
+/// SCALE-Sim's inputs as SCALE-Sim runs them: the topology's layers back to
+/// back, in its conventions ([`Convention::SCALESIM`]); a depthwise layer is
+/// `channels` single-channel layers.
+pub fn simulate_topology(rows: &[workload::TopologyRow], cfg: &SimConfig) -> GraphSim {
+    let mut nodes = vec![];
+    let mut clock = 0;
+    for r in rows {
+        let work = if r.depthwise {
+            let one = workload::ConvLayer { channels: 1, ..r.conv };
+            Work::Array { gemm: one.gemm(), repeat: r.conv.channels, conv: Some(one) }
+        } else {
+            Work::Array { gemm: r.conv.gemm(), repeat: 1, conv: Some(r.conv) }
+        };
+        let sim = simulate_work(&work, cfg, Convention::SCALESIM);
+        nodes.push(NodeSim { name: r.name.clone(), op: if r.depthwise { "DepthwiseConv".into() } else { "Conv".into() }, unit: Unit::Array, work, sim, start: clock, end: clock + sim.total_cycles });
+        clock += sim.total_cycles;
+    }
+    GraphSim {
+        total_cycles: clock,
+        array_compute_cycles: nodes.iter().map(|n| n.sim.compute_cycles).sum(),
+        array_stall_cycles: nodes.iter().map(|n| n.sim.stall_cycles).sum(),
+        vector_cycles: 0,
+        macs: nodes.iter().map(|n| n.sim.macs).sum(),
+        nodes,
+    }
+}
+
 /// Simulate one node's work on `cfg`.
 pub fn simulate_work(work: &Work, cfg: &SimConfig, conv: Convention) -> LayerSim {
     let (rows, cols) = (cfg.rows, cfg.cols);
