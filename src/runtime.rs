@@ -107,6 +107,11 @@ pub fn session(model: &ModelProto, threads: usize) -> Result<Session> {
     // after one session's run would take the cores from the other (measured: teacher
     // 48 → 35 ms per batch of 32 without spinning).
     b = b.with_intra_op_spinning(false).map_err(|e| ort_err("session", e))?;
+    // a debugging aid: FUSEC_ORT_PROFILE=PREFIX writes ONNX Runtime's per-node timings
+    // (PREFIX_<date>.json) when the session ends
+    if let Some(prefix) = std::env::var_os("FUSEC_ORT_PROFILE") {
+        b = b.with_profiling(prefix).map_err(|e| ort_err("session", e))?;
+    }
     b.commit_from_memory(&bytes).map_err(|e| ort_err("ONNX Runtime rejected the model", e))
 }
 

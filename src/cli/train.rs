@@ -203,7 +203,7 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 50)]
     pub warmup: usize,
     /// Which parameters to train.
-    #[arg(long, value_enum, default_value = "all")]
+    #[arg(long, value_enum, default_value = "downstream")]
     pub train: crate::train::TrainSet,
     /// BatchNormalization: batch statistics with running averages (train) or stored statistics (frozen).
     #[arg(long, value_enum, default_value = "train")]

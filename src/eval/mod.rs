@@ -17,7 +17,17 @@ fn tract_err(e: anyhow::Error) -> Error {
 /// Optimize `model` for concrete f32 input shapes (one per graph input).
 fn prepare(model: &ModelProto, shapes: &[&[usize]]) -> Result<std::sync::Arc<TypedSimplePlan>> {
     use prost::Message;
-    let bytes = model.encode_to_vec();
+    // shapes recorded in the graph with symbolic dims ("DynamicDimension.0") would
+    // contradict the concrete input shapes: tract infers them again
+    let mut m = model.clone();
+    if let Some(g) = m.graph.as_mut() {
+        g.value_info.clear();
+        for o in g.output.iter_mut() {
+            let (ty, _) = crate::onnx::value_info_type(o);
+            *o = crate::onnx::make_value_info(o.name(), ty.unwrap_or(crate::onnx::dtype::FLOAT), None);
+        }
+    }
+    let bytes = m.encode_to_vec();
     let mut m = tract_onnx::onnx().model_for_read(&mut bytes.as_slice()).map_err(tract_err)?;
     for (i, shape) in shapes.iter().enumerate() {
         m = m.with_input_fact(i, f32::fact(*shape).into()).map_err(tract_err)?;

@@ -216,13 +216,16 @@ fn upgrade(nodes: Vec<NodeProto>, opset: i64, inits: &mut Vec<TensorProto>, shap
 /// The forward nodes as the training graph runs them: upgraded to the training opset, and
 /// every MaxPool with its Indices output (its backward scatters through them). Returns the
 /// nodes, the initializers (with any the upgrade added) and the opset.
-fn forward_for_training(nodes: Vec<NodeProto>, gp: &onnx::GraphProto, opset: i64, input: &str, shape: &[usize]) -> Result<(Vec<NodeProto>, Vec<TensorProto>, i64)> {
+/// `wrt`: the values gradients are taken with respect to (a MaxPool that none of them
+/// reaches needs no Indices).
+fn forward_for_training(nodes: Vec<NodeProto>, gp: &onnx::GraphProto, opset: i64, input: &str, shape: &[usize], wrt: &[String]) -> Result<(Vec<NodeProto>, Vec<TensorProto>, i64)> {
     let mut inits: Vec<TensorProto> = gp.initializer.clone();
     let old_softmax = opset < 13 && nodes.iter().any(|n| matches!(n.op_type(), "Softmax" | "LogSoftmax"));
     let shapes = if old_softmax { probe_shapes(opset, &nodes, &inits, input, shape)? } else { HashMap::new() };
     let mut nodes = upgrade(nodes, opset, &mut inits, &shapes)?;
+    let req = super::grad::requires_grad(&nodes, &wrt.iter().cloned().collect());
     for (i, n) in nodes.iter_mut().enumerate() {
-        if n.op_type() == "MaxPool" && n.output.get(1).is_none_or(|o| o.is_empty()) {
+        if n.op_type() == "MaxPool" && n.output.get(1).is_none_or(|o| o.is_empty()) && req.contains(&n.input[0]) {
             n.output.truncate(1);
             n.output.push(format!("maxpool/{i}/indices"));
         }
@@ -341,7 +344,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     if gp.output.is_empty() {
         return Err(Error::InvalidGraph("model has no output".into()));
     }
-    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset, &input, &spec.input_shape)?;
+    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset, &input, &spec.input_shape, spec.trainable)?;
     let trainable: HashSet<&str> = spec.trainable.iter().map(String::as_str).collect();
     // shapes first (batch-statistics BN needs its input shapes)
     let mut shapes = probe_shapes(train_opset, &nodes, &inits, &input, &input_shape)?;
@@ -540,7 +543,7 @@ pub fn gradient_model(model: &ModelProto, wrt: &[String], input_shapes: &[(Strin
     let opset = onnx::opset_of(model);
     let (nodes, _) = sorted_nodes(model)?;
     let (iname, ishape) = input_shapes.first().ok_or_else(|| Error::InvalidGraph("no input".into()))?;
-    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset, iname, ishape)?;
+    let (mut nodes, mut inits, train_opset) = forward_for_training(nodes, gp, opset, iname, ishape, wrt)?;
     let mut shapes = probe_shapes(train_opset, &nodes, &inits, iname, ishape)?;
     for (n, s) in input_shapes {
         shapes.insert(n.clone(), s.iter().map(|&d| d as i64).collect());

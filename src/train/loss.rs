@@ -184,14 +184,22 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32) -> R
             }
             // positions: every element but the class axis
             let positions = n / shape[ax as usize].max(1);
-            let tau = em.c_f32(temperature);
-            let sd = em.bin("Div", s, &tau)?;
-            let td = em.bin("Div", t_in, &tau)?;
+            // log-probabilities once per side; probabilities as their Exp (one pass, no second
+            // softmax); τ = 1 needs no scaling (a [16, 40, 18710] recognizer output: 12M values)
+            let scaled = |em: &mut Emitter, v: &str| -> Result<String> {
+                if temperature == 1.0 {
+                    return Ok(v.to_string());
+                }
+                let inv = em.c_f32(1.0 / temperature);
+                em.bin("Mul", v, &inv)
+            };
+            let sd = scaled(em, s)?;
+            let td = scaled(em, t_in)?;
             let attrs = || vec![a_int("axis", ax)];
-            let ps = em.op("Softmax", &[&sd], attrs(), shape.clone());
-            let pt = em.op("Softmax", &[&td], attrs(), shape.clone());
             let lps = em.op("LogSoftmax", &[&sd], attrs(), shape.clone());
             let lpt = em.op("LogSoftmax", &[&td], attrs(), shape.clone());
+            let ps = em.op("Exp", &[&lps], vec![], shape.clone());
+            let pt = em.op("Exp", &[&lpt], vec![], shape.clone());
             let d = em.bin("Sub", &lpt, &lps)?;
             let kl = em.bin("Mul", &pt, &d)?;
             let tot = em.reduce("ReduceSum", &kl, &all, false)?;

@@ -37,6 +37,9 @@ pub use optimizer::{Optimizer, Schedule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum TrainSet {
+    /// Every weight, bias and BN scale/bias from the first rewritten block on (the layers
+    /// before it still compute what they computed for the teacher).
+    Downstream,
     /// Every weight, bias and BN scale/bias.
     All,
     /// Only what the rewrite created or reshaped (the FuSe kernels, widened consumers).
@@ -97,7 +100,7 @@ impl Default for Options {
             weight_decay: 1e-4,
             schedule: Schedule::Cosine,
             warmup: 50,
-            train: TrainSet::All,
+            train: TrainSet::Downstream,
             bn: BnMode::Train,
             loss: LossSpec {
                 distill: Distill::Kl,

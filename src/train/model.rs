@@ -25,11 +25,20 @@ pub fn trainable(student: &ModelProto, set: TrainSet) -> Vec<String> {
             out.push(name.to_string());
         }
     };
-    for n in &g.node {
+    // nodes that read (directly or not) a value a rewritten block computes
+    let mut tainted: HashSet<&str> = HashSet::new();
+    let mut downstream = vec![false; g.node.len()];
+    for (i, n) in g.node.iter().enumerate() {
+        if n.name().contains(".fuse") || n.input.iter().any(|x| tainted.contains(x.as_str())) {
+            downstream[i] = true;
+            tainted.extend(n.output.iter().map(String::as_str));
+        }
+    }
+    for (ni, n) in g.node.iter().enumerate() {
         let is_fuse = |s: &str| s.contains(".fuse.");
         let slots: &[usize] = match n.op_type() {
-            "Conv" => &[1, 2],
-            "BatchNormalization" => &[1, 2],
+            "Conv" | "ConvTranspose" => &[1, 2],
+            "BatchNormalization" | "LayerNormalization" => &[1, 2],
             "Gemm" => &[0, 1, 2],
             "MatMul" | "Add" | "Mul" | "Sub" => &[0, 1],
             _ => &[],
@@ -38,6 +47,7 @@ pub fn trainable(student: &ModelProto, set: TrainSet) -> Vec<String> {
             let Some(name) = n.input.get(i) else { continue };
             let take = match set {
                 TrainSet::All => true,
+                TrainSet::Downstream => downstream[ni],
                 TrainSet::Fuse => is_fuse(name),
                 TrainSet::FuseBn => is_fuse(name) || n.op_type() == "BatchNormalization",
             };
