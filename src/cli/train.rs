@@ -218,18 +218,25 @@ pub struct FinetuneArgs {
     /// Softmax temperature of the KL distillation.
     #[arg(long, default_value_t = 4.0)]
     pub temperature: f32,
-    /// Weight of the cross-entropy on labels (0: no labels needed).
-    #[arg(long, default_value_t = 0.0)]
-    pub label_weight: f32,
-    /// Also train on the data's labels (cross-entropy with weight 1 unless --label-weight says otherwise).
+    /// Weight of the cross-entropy on labels; giving it turns labels on (0: off).
     #[arg(long)]
+    pub label_weight: Option<f32>,
+    /// Train on the data's labels too (cross-entropy, weight 1) [default: when every sample has a
+    /// label and the teacher agrees with at least 80% of them, i.e. they mean the model's classes].
+    #[arg(long, conflicts_with = "no_labels")]
     pub labels: bool,
+    /// Distillation only, even where labels exist.
+    #[arg(long)]
+    pub no_labels: bool,
     /// Weight of matching each rewritten block's output to the teacher's (0: off).
     #[arg(long, default_value_t = 1.0)]
     pub feature_weight: f32,
-    /// Random shifts, contrast/brightness jitter and noise on the training inputs.
-    #[arg(long)]
+    /// Random shifts, contrast/brightness jitter and noise on the training inputs (the default).
+    #[arg(long, conflicts_with = "no_augment")]
     pub augment: bool,
+    /// Train on the inputs as they are.
+    #[arg(long)]
+    pub no_augment: bool,
     /// Seed of the shuffling and the augmentation (runs are deterministic given it).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -387,12 +394,17 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
             distill_weight: 1.0,
             overrides: a.output_loss.clone(),
             outputs: vec![],
-            label_weight: if a.labels && a.label_weight == 0.0 { 1.0 } else { a.label_weight },
+            label_weight: a.label_weight.unwrap_or(1.0),
             feature_weight: a.feature_weight,
             features: vec![],
         },
         auto_features: true,
-        augment: a.augment,
+        augment: !a.no_augment,
+        labels: match (a.labels, a.no_labels, a.label_weight) {
+            (_, true, _) | (_, _, Some(0.0)) => crate::train::LabelUse::Off,
+            (true, _, _) | (_, _, Some(_)) => crate::train::LabelUse::On,
+            _ => crate::train::LabelUse::Auto,
+        },
         seed: a.seed,
         threads: a.threads,
         checkpoint: Some(checkpoint.clone()),

@@ -47,9 +47,11 @@ impl<'a> Batcher<'a> {
             self.order_epoch = epoch;
         }
         let idx = self.order[pos * b..(pos + 1) * b].to_vec();
-        let mut rng = StdRng::seed_from_u64(self.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let len: usize = self.shape.iter().product();
         for (j, &i) in idx.iter().enumerate() {
+            // one stream per sample drawn (the same whichever way a step is split into micro-batches)
+            let drawn = (k * b + j) as u64;
+            let mut rng = StdRng::seed_from_u64(self.seed ^ drawn.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let s = &self.data.samples[i];
             let src = s.x.as_slice().ok_or_else(|| Error::tensor(&s.name, "not contiguous"))?;
             let dst = &mut x[j * len..(j + 1) * len];

@@ -38,7 +38,8 @@ pub use optimizer::{Optimizer, Schedule};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum TrainSet {
     /// Every weight, bias and BN scale/bias from the first rewritten block on (the layers
-    /// before it still compute what they computed for the teacher).
+    /// before it still compute what they computed for the teacher); all of them in a
+    /// model without rewritten blocks.
     Downstream,
     /// Every weight, bias and BN scale/bias.
     All,
@@ -48,6 +49,19 @@ pub enum TrainSet {
     #[value(name = "fuse+bn")]
     FuseBn,
 }
+
+/// Whether the labels of the data train the model too (cross-entropy beside the distillation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum LabelUse {
+    /// When every sample has a label and the teacher agrees with at least
+    /// [`LABEL_AGREEMENT`] of them (the labels then mean the model's classes).
+    Auto,
+    On,
+    Off,
+}
+
+/// The teacher's top-1 agreement with the labels above which `LabelUse::Auto` uses them.
+pub const LABEL_AGREEMENT: f64 = 0.8;
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Options {
@@ -69,6 +83,8 @@ pub struct Options {
     pub loss: LossSpec,
     /// Match every rewritten block's output to the teacher's (sets loss.features).
     pub auto_features: bool,
+    /// Cross-entropy on the labels (with `loss.label_weight`).
+    pub labels: LabelUse,
     pub augment: bool,
     /// Train on random crops (height, width) of the samples.
     pub crop: Option<(usize, usize)>,
@@ -108,12 +124,13 @@ impl Default for Options {
                 distill_weight: 1.0,
                 overrides: vec![],
                 outputs: vec![],
-                label_weight: 0.0,
+                label_weight: 1.0,
                 feature_weight: 1.0,
                 features: vec![],
             },
             auto_features: true,
-            augment: false,
+            labels: LabelUse::Auto,
+            augment: true,
             crop: None,
             eval_kind: None,
             decode: Params::default(),
@@ -196,6 +213,18 @@ fn plan_batches(student: &ModelProto, teacher: &ModelProto, sample: &[usize], op
     Ok((student.clone(), teacher.clone(), b0, acc, false))
 }
 
+/// Whether the teacher's top-1 agrees with the labels of `data` on at least [`LABEL_AGREEMENT`]
+/// of the samples (false for outputs that are not `[N, C]` scores).
+fn teacher_agrees_with_labels(teacher: &ModelProto, data: &Dataset, batch: usize, threads: usize) -> Result<bool> {
+    let input = graph::data_input(teacher)?;
+    let mut sess = runtime::session(teacher, threads)?;
+    let preds = crate::eval::tasks::predict(&mut sess, &input, &[], &data.samples, batch, Kind::Classify, &Params::default())?;
+    let same = preds.iter().zip(&data.samples).filter(|(p, s)| matches!(p, crate::eval::tasks::Pred::Class(c) if Some(*c) == s.label)).count();
+    let share = same as f64 / data.samples.len().max(1) as f64;
+    log::info!("the teacher agrees with {:.1}% of the labels: {}", 100.0 * share, if share >= LABEL_AGREEMENT { "training on them too" } else { "distillation only" });
+    Ok(share >= LABEL_AGREEMENT)
+}
+
 /// Fine-tune `student` towards `teacher` on `data`; returns the trained model and a summary.
 pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eval_data: Option<&Dataset>, opts: &Options) -> Result<(ModelProto, Summary)> {
     let t0 = Instant::now();
@@ -203,9 +232,9 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     if opts.batch == 0 || opts.accumulate == 0 {
         return Err(Error::option("--batch", "the batch and --accumulate must be at least 1"));
     }
-    let labels_needed = opts.loss.label_weight > 0.0;
-    if labels_needed && data.samples.iter().any(|s| s.label.is_none()) {
-        return Err(Error::option("--label-weight", "the data has samples without labels"));
+    let all_labelled = data.samples.iter().all(|s| s.label.is_some());
+    if opts.labels == LabelUse::On && opts.loss.label_weight > 0.0 && !all_labelled {
+        return Err(Error::option("--labels", "the data has samples without labels"));
     }
     let mut batcher = batch::Batcher::new(data, opts.seed, opts.crop, opts.augment)?;
     let sample_shape = batcher.shape.clone();
@@ -227,6 +256,15 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     // the losses: one per output, and the block outputs matched to the teacher
     let mut loss = opts.loss.clone();
     let ss = graph::value_shapes(student, &s_input, &input_shape)?;
+    let labels_needed = loss.label_weight > 0.0
+        && match opts.labels {
+            LabelUse::On => true,
+            LabelUse::Off => false,
+            LabelUse::Auto => all_labelled && teacher_agrees_with_labels(&teacher_m, data, micro, opts.threads)?,
+        };
+    if !labels_needed {
+        loss.label_weight = 0.0;
+    }
     let (sg, tg_proto) = (student.graph.as_ref(), teacher_m.graph.as_ref());
     let (Some(sg), Some(tgp)) = (sg, tg_proto) else { return Err(Error::InvalidGraph("model has no graph".into())) };
     let ranks: Vec<usize> = sg.output.iter().map(|o| ss.get(o.name()).map_or(0, Vec::len)).collect();

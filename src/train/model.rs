@@ -34,6 +34,10 @@ pub fn trainable(student: &ModelProto, set: TrainSet) -> Vec<String> {
             tainted.extend(n.output.iter().map(String::as_str));
         }
     }
+    // a model fusec did not rewrite: all of it
+    if !downstream.iter().any(|&d| d) {
+        downstream.fill(true);
+    }
     for (ni, n) in g.node.iter().enumerate() {
         let is_fuse = |s: &str| s.contains(".fuse.");
         let slots: &[usize] = match n.op_type() {
