@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """Benchmark: training throughput (samples/s) of `fusec finetune` on the Half
-rewrite of the PP-OCR text-direction classifier, batch 32, distillation from
-the original (KL on logits + block-output features, BN in training mode,
-AdamW), side by side with PyTorch on CPU doing the same training.
+rewrite of a PP-OCR model, distillation from the original, side by side with
+PyTorch on CPU doing the same training step:
+
+- `--model cls` (default): the text-direction classifier, batch 32, KL on the
+  logits (+ block-output features, BN in training mode), AdamW;
+- `--model rec`: the PP-OCRv6 text recognizer, batch 16, inputs 48x320, KL
+  at tau 4 per position of its [N, 40, 18710] output, BN frozen, AdamW.
 
 PyTorch is optional: `--torch` creates bench/.venv-torch and installs torch
 and onnx2torch from PyPI into it (about 5 GB of wheels), converts the same
@@ -11,7 +15,7 @@ and backward, teacher forward, KL + feature loss, AdamW). Without `--torch` the
 comparison is with the figure the issue measured on this machine (250
 samples/s with 2 threads).
 
-usage: python3 bench/bench_train.py [--steps N] [--threads T] [--torch]
+usage: python3 bench/bench_train.py [--model cls|rec] [--steps N] [--threads T] [--torch]
 """
 import argparse
 import json
@@ -23,6 +27,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUSEC = os.path.join(ROOT, "target", "release", "fusec")
 MODEL = os.path.join(ROOT, "testdata", "ppocr_mobile_v2_cls.onnx")
+REC = os.path.join(os.path.dirname(ROOT), "shared", "models", "ppocrv6_rec_small.onnx")
 LINES = os.path.join(os.path.dirname(ROOT), "shared", "data", "textlines")
 ISSUE_TORCH = 250.0
 
@@ -44,30 +49,60 @@ def lifted(path):
     m.graph.node.extend(keep)
     return m
 student, teacher = convert(lifted(sys.argv[1])), convert(lifted(sys.argv[2]))
-student.train(); teacher.eval()
+shape = [int(v) for v in sys.argv[5].split(",")]
+bn_train = sys.argv[6] == "train"
+student.train(bn_train); teacher.eval()
 opt = torch.optim.AdamW(student.parameters(), lr=2e-3, weight_decay=1e-4)
-x = torch.randn(32, 3, 48, 192)
+x = torch.randn(*shape)
 def step():
     with torch.no_grad():
         t = teacher(x)
     s = student(x)
     tau = 4.0
-    loss = torch.nn.functional.kl_div(torch.log_softmax(torch.log(s + 1e-9) / tau, 1), torch.softmax(torch.log(t + 1e-9) / tau, 1), reduction="batchmean") * tau * tau
+    # the models end in a Softmax: its log gives the logits up to a constant per position
+    ls, lt = torch.log(s + 1e-9) / tau, torch.log(t + 1e-9) / tau
+    positions = s.numel() // s.shape[-1]
+    loss = torch.nn.functional.kl_div(torch.log_softmax(ls, -1), torch.log_softmax(lt, -1), reduction="sum", log_target=True) * tau * tau / positions
     opt.zero_grad(); loss.backward(); opt.step()
 for _ in range(3): step()
 n = int(sys.argv[4]); t0 = time.time()
 for _ in range(n): step()
-print(json.dumps({"samples_per_sec": 32 * n / (time.time() - t0)}))
+print(json.dumps({"samples_per_sec": shape[0] * n / (time.time() - t0)}))
 '''
 
 
-def torch_rate(student, teacher, threads, steps):
+def torch_rate(student, teacher, threads, steps, shape, bn):
     venv = os.path.join(ROOT, "bench", ".venv-torch")
     py = os.path.join(venv, "bin", "python")
     if not os.path.exists(py):
         subprocess.run(["bash", os.path.join(ROOT, "scripts", "torch_env.sh")], check=True)
-    out = subprocess.run([py, "-c", TORCH_STEP, student, teacher, str(threads), str(steps)], check=True, capture_output=True, text=True)
+    out = subprocess.run([py, "-c", TORCH_STEP, student, teacher, str(threads), str(steps), ",".join(map(str, shape)), bn], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_sec"]
+
+
+def fusec_rate(args, extra):
+    out = subprocess.run([FUSEC, "finetune"] + args + extra, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)["samples_per_sec"]
+
+
+def bench_rec(a, d):
+    half = os.path.join(d, "rec.half.onnx")
+    subprocess.run([FUSEC, "convert", REC, "--variant", "half", "-o", half], check=True, stdout=subprocess.DEVNULL)
+    args = [half, "--teacher", REC, "--data", os.path.join(LINES, "labels.tsv"), "--task", "ctc", "--limit", "200",
+            "--steps", str(a.steps), "--batch", "16", "--threads", str(a.threads), "--json", "-o", os.path.join(d, "t.onnx"), "--force",
+            "--bn", "frozen", "--no-augment"]
+    res = {
+        "KL only, every parameter (what the PyTorch side does)": fusec_rate(args, ["--feature-weight", "0", "--train", "all"]),
+        "KL only, from the first rewritten block on (the default set)": fusec_rate(args, ["--feature-weight", "0"]),
+        "default losses (KL + block outputs)": fusec_rate(args, []),
+    }
+    print(f"fusec finetune, Half PP-OCRv6 recognizer, batch 16 of 48x320, {a.threads} threads, {a.steps} steps, AdamW, BN frozen (after the first step):")
+    for name, v in res.items():
+        print(f"  {name:62s}: {v:6.2f} samples/s")
+    same = res["KL only, every parameter (what the PyTorch side does)"]
+    if a.torch:
+        t = torch_rate(half, REC, a.threads, a.steps, [16, 3, 48, 320], "frozen")
+        print(f"  PyTorch (onnx2torch on the same two models, KL only, every parameter): {t:6.2f} samples/s -> fusec/PyTorch {same / t:.2f}x")
 
 
 def main():
@@ -75,8 +110,13 @@ def main():
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--torch", action="store_true")
+    ap.add_argument("--model", choices=["cls", "rec"], default="cls")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet"], check=True, cwd=ROOT)
+    if a.model == "rec":
+        with tempfile.TemporaryDirectory() as d:
+            bench_rec(a, d)
+        return
     with tempfile.TemporaryDirectory() as d:
         half = os.path.join(d, "half.onnx")
         subprocess.run([FUSEC, "convert", MODEL, "--variant", "half", "-o", half], check=True, stdout=subprocess.DEVNULL)
@@ -88,13 +128,14 @@ def main():
         res = {}
         configs = {
             "default (KL + block outputs, BN train)": ["--bn", "train"],
-            "KL only, BN train (what the PyTorch side does)": ["--bn", "train", "--feature-weight", "0"],
+            "KL only, BN train (what the PyTorch side does)": ["--bn", "train", "--feature-weight", "0", "--train", "all"],
             "KL + block outputs, BN frozen": ["--bn", "frozen"],
         }
         for name, extra in configs.items():
             out = subprocess.run(
                 [FUSEC, "finetune", half, "--teacher", MODEL, "--data", listing, "--task", "rot180", "--preprocess", "ppocr-cls",
-                 "--steps", str(a.steps), "--batch", "32", "--threads", str(a.threads), "--json", "-o", os.path.join(d, "t.onnx"), "--force"] + extra,
+                 "--steps", str(a.steps), "--batch", "32", "--threads", str(a.threads), "--json", "-o", os.path.join(d, "t.onnx"), "--force",
+                 "--no-augment", "--no-labels"] + extra,
                 check=True, capture_output=True, text=True)
             res[name] = json.loads(out.stdout)["samples_per_sec"]
         print(f"fusec finetune, Half PP-OCR cls, batch 32, {a.threads} threads, {a.steps} steps, AdamW (after the first step):")
@@ -102,7 +143,7 @@ def main():
             print(f"  {name:50s}: {v:6.1f} samples/s")
         kl = res["KL only, BN train (what the PyTorch side does)"]
         if a.torch:
-            t = torch_rate(half, MODEL, a.threads, a.steps)
+            t = torch_rate(half, MODEL, a.threads, a.steps, [32, 3, 48, 192], "train")
             print(f"  PyTorch (onnx2torch on the same two models, KL only, BN train): {t:6.1f} samples/s -> fusec/PyTorch {kl / t:.2f}x")
         print(f"  PyTorch as measured in the issue on this machine (native model): {ISSUE_TORCH:.0f} samples/s -> fusec/PyTorch {kl / ISSUE_TORCH:.2f}x")
 

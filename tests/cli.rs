@@ -281,6 +281,64 @@ fn report_formats_gates_and_step_summary() {
 }
 
 #[test]
+fn simulate_sweep_and_the_sim_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = zoo(dir.path(), "mobilenet-v3-small");
+    let half = dir.path().join("half.onnx");
+    fusec().args(["convert", base.to_str().unwrap(), "--variant", "half", "-o", half.to_str().unwrap()]).assert().success();
+    let (b, h) = (base.to_str().unwrap(), half.to_str().unwrap());
+    let mem = ["--sram-kb", "64", "--dram-bw", "8"];
+    // JSON: totals add up, layers carry traffic, the timeline is ordered
+    let out = fusec().args(["simulate", h, "--baseline", b, "--format", "json"]).args(mem).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let total = v["total_cycles"].as_u64().unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    // the network ends when the last node has ended and its outputs have drained to DRAM
+    let last_end = layers.iter().map(|l| l["end"].as_u64().unwrap()).max().unwrap();
+    assert!(total >= last_end && total - last_end < 1000, "{total} vs {last_end}");
+    assert!(layers.iter().all(|l| l["start"].as_u64().unwrap() <= l["end"].as_u64().unwrap()));
+    let stalls: u64 = layers.iter().map(|l| l["stall_cycles"].as_u64().unwrap()).sum();
+    assert!(stalls > 0, "64 KB at 8 B/cycle stalls somewhere");
+    let speedup = v["speedup"].as_f64().unwrap();
+    assert!(speedup > 1.5, "{speedup}");
+    // report --engine sim: the same total, and it names the engine
+    let r = fusec().args(["report", h, "--engine", "sim", "--format", "json"]).args(mem).output().unwrap();
+    let rv: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(rv["total_cycles"].as_u64(), Some(total));
+    assert_eq!(rv["engine"], "sim");
+    assert!(rv["convention"].as_str().unwrap().contains("ONNX padding"), "{}", rv["convention"]);
+    // formats and gates
+    fusec().args(["simulate", h, "--format", "md"]).args(mem).assert().success().stdout(predicate::str::contains("| node |"));
+    let csv = fusec().args(["simulate", h, "--format", "csv"]).args(mem).output().unwrap();
+    assert!(String::from_utf8(csv.stdout).unwrap().lines().count() > 50);
+    let svg = dir.path().join("t.svg");
+    fusec().args(["simulate", h, "--format", "svg", "-o", svg.to_str().unwrap()]).args(mem).assert().success();
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    fusec().args(["simulate", h, "--baseline", b, "--min-speedup", "100"]).args(mem).assert().code(1).stderr(predicate::str::contains("--min-speedup"));
+    fusec().args(["simulate", h, "--max-cycles", "10"]).assert().code(1).stderr(predicate::str::contains("--max-cycles"));
+    // SCALE-Sim's inputs, and a topology export that reads back
+    let topo = dir.path().join("t.csv");
+    fusec().args(["simulate", b, "--scalesim-compat", "--export-topology", topo.to_str().unwrap()]).assert().success();
+    let cfg = dir.path().join("s.cfg");
+    std::fs::write(&cfg, "[architecture_presets]\nArrayHeight: 32\nArrayWidth: 32\nIfmapSramSzkB: 64\nFilterSramSzkB: 64\nOfmapSramSzkB: 64\nBandwidth: 10\nDataflow: ws\n[run_presets]\nInterfaceBandwidth: USER\n").unwrap();
+    fusec().args(["simulate", "--topology", topo.to_str().unwrap(), "--config", cfg.to_str().unwrap()]).assert().success().stdout(predicate::str::contains("WS dataflow"));
+    // a sweep: CSV rows = configurations, an SVG beside it
+    let out_csv = dir.path().join("sweep.csv");
+    fusec()
+        .args(["sweep", b, "--arrays", "16x16,32x32", "--hw", "systolic,fuse", "--dataflow", "os,ws", "--variants", "baseline,half", "--quiet", "-o", out_csv.to_str().unwrap()])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&out_csv).unwrap();
+    assert_eq!(text.lines().count(), 1 + 2 * 2 * 2 * 2, "{text}");
+    assert!(dir.path().join("sweep.svg").is_file());
+    // bad input: one line naming the option
+    fusec().args(["simulate", h, "--array", "0x4"]).assert().code(1).stderr(predicate::str::contains("--array"));
+    fusec().args(["simulate", h, "--dataflow", "xs"]).assert().code(2);
+    fusec().args(["sweep", b, "--arrays", "16x"]).assert().code(1).stderr(predicate::str::contains("--arrays"));
+}
+
+#[test]
 fn convert_with_report_prints_the_speedup() {
     let dir = tempfile::tempdir().unwrap();
     let base = zoo(dir.path(), "mobilenet-v2");

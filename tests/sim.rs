@@ -495,3 +495,72 @@ fn scalesim_calc_mode_layer_by_layer() {
         }
     }
 }
+
+// ------------------------------------------------------------ sweeps, topology and config files
+
+fn zoo_graph(name: &str) -> fusec::ir::Graph {
+    let m = fusec::zoo::build(name, 3).unwrap();
+    fusec::ir::Graph::from_proto(m.graph.as_ref().unwrap(), fusec::onnx::opset_of(&m)).unwrap()
+}
+
+/// Every point of a sweep (parallel, with the shared per-layer cache) equals a
+/// single simulation of that configuration.
+#[test]
+fn a_sweep_equals_single_simulations() {
+    use fusec::sim::sweep::{run, SweepSpec};
+    let g = zoo_graph("mobilenet-v2");
+    let spec = SweepSpec {
+        arrays: vec![(16, 16), (32, 64)],
+        kinds: vec![fusec::hw::HwKind::Systolic, fusec::hw::HwKind::Fuse],
+        dataflows: vec![Dataflow::Os, Dataflow::Ws, Dataflow::Is],
+        sram_kb: vec![Some(32.0), None],
+    };
+    let base = fusec::sim::SimConfig::new(64, 64, fusec::hw::HwKind::Fuse, Dataflow::Os).unwrap();
+    let (points, (hits, misses)) = run(&[("baseline".into(), g.clone())], &spec, &base, fusec::sim::Convention::FUSEC, 1, None).unwrap();
+    assert_eq!(points.len(), 2 * 2 * 3 * 2);
+    assert!(hits > misses, "layers repeat: {hits} hits, {misses} misses");
+    for p in &points {
+        let memory = p.sram_kb.map(|kb| fusec::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, dram_bytes_per_cycle: 16.0 });
+        let cfg = fusec::sim::SimConfig { memory, ..fusec::sim::SimConfig::new(p.rows, p.cols, p.kind, p.dataflow).unwrap() };
+        let one = fusec::sim::simulate_graph(&g, &cfg, fusec::sim::Convention::FUSEC, 1, None).unwrap();
+        assert_eq!((p.total_cycles, p.array_compute_cycles, p.stall_cycles, p.vector_cycles), (one.total_cycles, one.array_compute_cycles, one.array_stall_cycles, one.vector_cycles), "{p:?}");
+    }
+    // the Pareto front: no point is beaten in both PEs and cycles by another
+    for p in points.iter().filter(|p| p.pareto) {
+        assert!(!points.iter().any(|q| q.pes <= p.pes && q.total_cycles < p.total_cycles || q.pes < p.pes && q.total_cycles <= p.total_cycles), "{p:?}");
+    }
+}
+
+/// A model's exported topology, read back and simulated as SCALE-Sim's input,
+/// gives the array layers' cycles of the model simulated in SCALE-Sim's
+/// conventions; SCALE-Sim's `.cfg` files are read as it reads them.
+#[test]
+fn topology_export_round_trip_and_scalesim_cfg() {
+    let g = zoo_graph("mobilenet-v3-small");
+    let csv = fusec::sim::workload::write_topology(&g, fusec::sim::Padding::ScaleSim, 1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    std::fs::write(&path, &csv).unwrap();
+    let rows = fusec::sim::workload::read_topology(&path).unwrap();
+    let cfg = fusec::sim::SimConfig::new(32, 32, fusec::hw::HwKind::Systolic, Dataflow::Ws).unwrap();
+    let from_csv = fusec::sim::simulate_topology(&rows, &cfg);
+    let from_model = fusec::sim::simulate_graph(&g, &cfg, fusec::sim::Convention::SCALESIM, 1, None).unwrap();
+    // the topology holds the convolutions (fully connected layers have no SCALE-Sim form)
+    let array: Vec<u64> = from_model.nodes.iter().filter(|n| matches!(n.work, fusec::sim::Work::Array { conv: Some(_), .. })).map(|n| n.sim.compute_cycles).collect();
+    let topo: Vec<u64> = from_csv.nodes.iter().map(|n| n.sim.compute_cycles).collect();
+    assert!(rows.len() == 36 && rows.iter().filter(|r| r.depthwise).count() == 11, "{} rows", rows.len());
+    assert_eq!(array, topo);
+    // SCALE-Sim's configuration format
+    let cfg_text = "[general]\nrun_name = x\n\n[architecture_presets]\nArrayHeight: 16\nArrayWidth: 8\nIfmapSramSzkB: 64\nFilterSramSzkB: 32\nOfmapSramSzkB: 16\nBandwidth: 10\nDataflow: is\n\n[run_presets]\nInterfaceBandwidth: USER\n";
+    let c = fusec::sim::config::from_scalesim_cfg(cfg_text).unwrap();
+    assert_eq!((c.rows, c.cols, c.dataflow, c.kind), (16, 8, Dataflow::Is, fusec::hw::HwKind::Systolic));
+    assert_eq!(c.sram_words(), Some(([65536, 32768, 16384], 10.0)));
+    let calc = fusec::sim::config::from_scalesim_cfg(&cfg_text.replace("USER", "CALC")).unwrap();
+    assert!(calc.memory.is_none(), "CALC sizes the interface to never stall: no limit");
+    let err = fusec::sim::config::from_scalesim_cfg(&cfg_text.replace("Dataflow: is", "Dataflow: xs")).unwrap_err();
+    assert!(err.contains("xs"), "{err}");
+    // a topology line that is not one
+    std::fs::write(&path, "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\nc1, 8, 8, 3, x, 1, 1, 1,\n").unwrap();
+    let err = fusec::sim::workload::read_topology(&path).unwrap_err().to_string();
+    assert!(err.contains("t.csv") && err.contains("line 2") && err.contains("'x'"), "{err}");
+}
