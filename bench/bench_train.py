@@ -47,6 +47,16 @@ def lifted(path):
             keep.append(n)
     del m.graph.node[:]
     m.graph.node.extend(keep)
+    # onnx2torch cannot read auto_pad SAME_UPPER (the recognizer's stem): explicit pads, stride 1
+    for n in m.graph.node:
+        a = {x.name: x for x in n.attribute}
+        if "auto_pad" in a and a["auto_pad"].s == b"SAME_UPPER":
+            k = list(a["kernel_shape"].ints)
+            assert all(s == 1 for s in (a["strides"].ints if "strides" in a else [1])), n.name
+            begin = [(x - 1) // 2 for x in k]
+            end = [x - 1 - b for x, b in zip(k, begin)]
+            n.attribute.remove(a["auto_pad"])
+            n.attribute.append(onnx.helper.make_attribute("pads", begin + end))
     return m
 student, teacher = convert(lifted(sys.argv[1])), convert(lifted(sys.argv[2]))
 shape = [int(v) for v in sys.argv[5].split(",")]

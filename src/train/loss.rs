@@ -27,7 +27,8 @@ pub enum LossKind {
     Kl,
     /// Mean squared error.
     Mse,
-    /// Binary cross-entropy against the teacher's probabilities.
+    /// Binary cross-entropy against the teacher's probabilities (reported less the
+    /// teacher's entropy: 0 when the maps agree).
     Bce,
     /// Normalised squared error Σ(s − t)² / Σt².
     Nse,
@@ -211,7 +212,8 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32) -> R
         }
         LossKind::Bce => {
             // BCE(σ(z), t) = softplus(z) − t·z, with softplus(z) = relu(z) + log(1 + exp(−|z|));
-            // d/dz = σ(z) − t
+            // reported less the teacher's own entropy (what BCE cannot go below: soft maps
+            // are not 0/1), i.e. the Bernoulli KL, 0 when the maps agree; d/dz = σ(z) − t
             let abs = em.op("Abs", &[s], vec![], shape.clone());
             let neg = em.op("Neg", &[&abs], vec![], shape.clone());
             let ex = em.op("Exp", &[&neg], vec![], shape.clone());
@@ -222,7 +224,17 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32) -> R
             let sp = em.bin("Add", &rl, &lg)?;
             let tz = em.bin("Mul", t_in, s)?;
             let b = em.bin("Sub", &sp, &tz)?;
-            let tot = em.reduce("ReduceSum", &b, &all, false)?;
+            // entropy of t: −t·log t − (1 − t)·log(1 − t), t clipped away from 0 and 1
+            let (lo, hi) = (em.c_f32(1e-7), em.c_f32(1.0 - 1e-7));
+            let tc = em.op("Clip", &[t_in, &lo, &hi], vec![], shape.clone());
+            let lt = em.op("Log", &[&tc], vec![], shape.clone());
+            let omt = em.bin("Sub", &one, &tc)?;
+            let lomt = em.op("Log", &[&omt], vec![], shape.clone());
+            let a1 = em.bin("Mul", &tc, &lt)?;
+            let a2 = em.bin("Mul", &omt, &lomt)?;
+            let negh = em.bin("Add", &a1, &a2)?;
+            let kl = em.bin("Add", &b, &negh)?;
+            let tot = em.reduce("ReduceSum", &kl, &all, false)?;
             let k = em.c_f32(w / n as f32);
             let loss = em.bin("Mul", &tot, &k)?;
             let sg = em.op("Sigmoid", &[s], vec![], shape.clone());
