@@ -18,7 +18,7 @@ use train::{cmd_eval, cmd_finetune};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::convert::InputShape;
 
@@ -148,3 +148,14 @@ fn load_for_report(path: &std::path::Path, shape: Option<&InputShape>) -> anyhow
     Ok(g)
 }
 
+
+/// CI gates shared by `fusec report` and `fusec simulate`.
+#[derive(Args, Debug)]
+pub struct GateArgs {
+    /// Fail (exit 1) when the speedup over --baseline is below this.
+    #[arg(long)]
+    pub min_speedup: Option<f64>,
+    /// Fail (exit 1) when the model takes more cycles than this.
+    #[arg(long)]
+    pub max_cycles: Option<u64>,
+}

@@ -62,12 +62,8 @@ pub struct ReportArgs {
     /// Write the report to this file instead of standard output.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Fail (exit 1) when the speedup over --baseline is below this.
-    #[arg(long)]
-    pub min_speedup: Option<f64>,
-    /// Fail (exit 1) when the model takes more cycles than this.
-    #[arg(long)]
-    pub max_cycles: Option<u64>,
+    #[command(flatten)]
+    pub gates: GateArgs,
     /// The latency model: the paper's analytical one, or the cycle-level simulator.
     #[arg(long, value_enum, default_value_t = Engine::Analytical)]
     pub engine: Engine,
@@ -90,7 +86,7 @@ pub(super) fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
-    if a.min_speedup.is_some() && a.baseline.is_none() {
+    if a.gates.min_speedup.is_some() && a.baseline.is_none() {
         anyhow::bail!("option --min-speedup: needs --baseline");
     }
     let g = load_for_report(&a.model, a.input_shape.as_ref())?;
@@ -117,7 +113,7 @@ pub(super) fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
     };
     emit(&text, a.output.as_deref())?;
     report.append_github_summary()?;
-    if let Err(reason) = crate::report::check_gates(&report, a.min_speedup, a.max_cycles) {
+    if let Err(reason) = crate::report::check_gates(&report, a.gates.min_speedup, a.gates.max_cycles) {
         anyhow::bail!("gate failed: {reason}");
     }
     Ok(())

@@ -122,12 +122,8 @@ pub struct SimulateArgs {
     /// Also write the model's array layers as a SCALE-Sim topology CSV.
     #[arg(long)]
     pub export_topology: Option<PathBuf>,
-    /// Fail (exit 1) when the speedup over --baseline is below this.
-    #[arg(long)]
-    pub min_speedup: Option<f64>,
-    /// Fail (exit 1) when the model takes more cycles than this.
-    #[arg(long)]
-    pub max_cycles: Option<u64>,
+    #[command(flatten)]
+    pub gates: GateArgs,
 }
 
 #[derive(Args, Debug)]
@@ -223,7 +219,7 @@ pub(super) fn finish_sim(report: &crate::sim::report::SimReport, a: &SimulateArg
         ReportFormat::Svg => report.to_svg()?,
     };
     emit(&text, a.output.as_deref())?;
-    if let Err(reason) = crate::sim::report::check_gates(report, a.min_speedup, a.max_cycles) {
+    if let Err(reason) = crate::sim::report::check_gates(report, a.gates.min_speedup, a.gates.max_cycles) {
         anyhow::bail!("gate failed: {reason}");
     }
     Ok(())
