@@ -717,3 +717,13 @@ fn a_model_exported_for_batch_one_is_rebatched_or_accumulated() {
     let (_, s) = fusec::train::finetune(&flat, &flat_t, &data, None, &opts).unwrap();
     assert!(!s.rebatched && s.micro_batch == 1 && s.accumulate == 4, "{} {} {}", s.rebatched, s.micro_batch, s.accumulate);
 }
+
+/// The README's list of ops with a gradient rule is the rule table.
+#[test]
+fn readme_lists_the_gradient_rules() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- grad-rules -->").expect("README has a <!-- grad-rules --> block") + "<!-- grad-rules -->".len();
+    let end = readme[start..].find("<!-- /grad-rules -->").expect("the block is closed") + start;
+    let listed: Vec<&str> = readme[start..end].split(',').map(str::trim).collect();
+    assert_eq!(listed, fusec::train::grad::supported(), "update README.md's gradient-rule list from train::grad::supported()");
+}

@@ -170,7 +170,7 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub force: bool,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     /// Train for exactly this many steps (overrides --epochs).
     #[arg(long)]
@@ -184,9 +184,9 @@ pub struct FinetuneArgs {
     /// Train on random HxW crops of the samples (pages of a text detector).
     #[arg(long, value_name = "HxW")]
     pub crop: Option<String>,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 2e-3)]
-    pub lr: f32,
+    /// Peak learning rate [default: 2e-3; 5e-4 for --task ctc].
+    #[arg(long)]
+    pub lr: Option<f32>,
     /// Optimizer: adamw, or sgd (with --momentum).
     #[arg(long, value_enum, default_value = "adamw")]
     pub optimizer: crate::train::Optimizer,
@@ -215,9 +215,10 @@ pub struct FinetuneArgs {
     /// or none (ARG: weight); repeat for several outputs [default: chosen per output, see the summary].
     #[arg(long, value_name = "NAME=KIND")]
     pub output_loss: Vec<crate::train::OutputLossArg>,
-    /// Softmax temperature of the KL distillation.
-    #[arg(long, default_value_t = 4.0)]
-    pub temperature: f32,
+    /// Softmax temperature of the KL distillation [default: 4; 1 for --task ctc, whose
+    /// thousands of classes would put most of the softened teacher's mass in the tail].
+    #[arg(long)]
+    pub temperature: Option<f32>,
     /// Weight of the cross-entropy on labels; giving it turns labels on (0: off).
     #[arg(long)]
     pub label_weight: Option<f32>,
@@ -343,10 +344,16 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
-    if !(a.lr > 0.0 && a.lr.is_finite()) {
-        anyhow::bail!("option --lr: must be a positive number, got {}", a.lr);
+    // the recognizer's recipe (measured on PP-OCRv6, 18,710 classes): at τ = 4 the teacher's
+    // softened top class holds 8% of the mass (95% at τ = 2, 99% at τ = 1), and at τ = 1 the
+    // sharper targets need a lower learning rate (2e-3 diverges in the first epoch)
+    let ctc = a.task == Some(crate::data::Task::Ctc);
+    let lr = a.lr.unwrap_or(if ctc { 5e-4 } else { 2e-3 });
+    let temperature = a.temperature.unwrap_or(if ctc { 1.0 } else { 4.0 });
+    if !(lr > 0.0 && lr.is_finite()) {
+        anyhow::bail!("option --lr: must be a positive number, got {lr}");
     }
-    if a.distill == Distill::Kl && a.temperature <= 0.0 {
+    if a.distill == Distill::Kl && !(temperature > 0.0 && temperature.is_finite()) {
         anyhow::bail!("option --temperature: must be positive");
     }
     let pre = a.pre.resolve(a.task)?;
@@ -380,7 +387,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         crop,
         eval_kind,
         decode,
-        lr: a.lr,
+        lr,
         optimizer: a.optimizer,
         momentum: a.momentum,
         weight_decay: a.weight_decay,
@@ -390,7 +397,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         bn: a.bn,
         loss: LossSpec {
             distill: a.distill,
-            temperature: a.temperature,
+            temperature,
             distill_weight: 1.0,
             overrides: a.output_loss.clone(),
             outputs: vec![],
@@ -439,7 +446,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     }
     println!("wrote {}", output.display());
     println!(
-        "  {} steps ({:.1} epochs) in {:.1} s, {:.0} samples/s; {} parameters in {} tensors",
+        "  {} steps ({:.1} epochs) in {:.1} s, {:.0} samples/s; {} parameters in {} tensors; peak lr {lr}",
         summary.steps, summary.epochs, summary.seconds, summary.samples_per_sec, summary.params_trained, summary.tensors_trained
     );
     if summary.accumulate > 1 || summary.rebatched {
@@ -451,7 +458,8 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         );
     }
     for o in &summary.outputs {
-        println!("  output {}: {:?} on '{}' (weight {}; {})", o.output, o.kind, o.tensor, o.weight, o.reason);
+        let tau = if o.kind == crate::train::LossKind::Kl { format!(", τ {temperature}") } else { String::new() };
+        println!("  output {}: {:?} on '{}' (weight {}{tau}; {})", o.output, o.kind, o.tensor, o.weight, o.reason);
     }
     println!("  loss {:.4} -> {:.4} ({})", summary.first_loss, summary.final_loss, summary.loss_names.join(" + ").replace("loss + ", ""));
     if !summary.features.is_empty() {

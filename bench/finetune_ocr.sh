@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The fine-tuning table of the README for the PP-OCRv6 recognizer and detector
+# (../shared/models): convert (Half and Full), fine-tune by distillation on the
+# shared data only, evaluate on held-out lines and pages in other fonts and
+# words (scripts/heldout_data.sh). About 2 hours on a 2-core machine.
+#
+#   bash bench/finetune_ocr.sh [rec|det|all] [OUT_DIR]   (default: all, bench-out/ocr)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+out="${2:-bench-out/ocr}"
+mkdir -p "$out"
+fusec=./target/release/fusec
+models=../shared/models
+data=../shared/data
+[ -f bench-out/heldout/lines/labels.tsv ] || bash scripts/heldout_data.sh
+lines=bench-out/heldout/lines/labels.tsv
+pages=bench-out/heldout/pages/boxes.tsv
+
+score() { # MODEL TASK DATA: the task's metric as JSON
+  $fusec eval "$1" --data "$3" --task "$2" --json | python3 -c "import json,sys; print(json.load(sys.stdin)['score'])"
+}
+
+if [ "$what" = rec ] || [ "$what" = all ]; then
+  rec=$models/ppocrv6_rec_small.onnx
+  echo "recognizer, original: $(score $rec ctc $lines)"
+  for v in half full; do
+    $fusec convert $rec --variant $v --init lsq --calib $data/textlines/labels.tsv --preprocess ppocr-rec \
+      --calib-sequential -o "$out/rec.$v.onnx" --force > /dev/null
+    echo "recognizer, $v untrained: $(score "$out/rec.$v.onnx" ctc $lines)"
+    start=$(date +%s)
+    # --task ctc defaults: KL at tau 1, lr 5e-4; Full was run for 4 epochs (time-boxed)
+    epochs=12; [ $v = full ] && epochs=4
+    $fusec finetune "$out/rec.$v.onnx" --teacher $rec --data $data/textlines/labels.tsv --eval-data $lines \
+      --task ctc --batch 16 --epochs $epochs --bn frozen --no-augment --quiet -o "$out/rec.$v.tuned.onnx" --force
+    echo "recognizer, $v fine-tuned ($(( ($(date +%s) - start) / 60 )) min): $(score "$out/rec.$v.tuned.onnx" ctc $lines)"
+  done
+fi
+
+if [ "$what" = det ] || [ "$what" = all ]; then
+  det=$models/ppocrv6_det_small.onnx
+  echo "detector, original: $(score $det textdet $pages)"
+  for v in half full; do
+    $fusec convert $det --variant $v -o "$out/det.$v.onnx" --force > /dev/null
+    echo "detector, $v untrained: $(score "$out/det.$v.onnx" textdet $pages)"
+    start=$(date +%s)
+    $fusec finetune "$out/det.$v.onnx" --teacher $det --data $data/pages/boxes.tsv --eval-data $pages \
+      --task textdet --crop 320x320 --batch 8 --epochs 20 --bn frozen --output-loss fetch_name_0=bce:20 \
+      --quiet -o "$out/det.$v.tuned.onnx" --force
+    echo "detector, $v fine-tuned ($(( ($(date +%s) - start) / 60 )) min): $(score "$out/det.$v.tuned.onnx" textdet $pages)"
+  done
+fi
