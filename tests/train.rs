@@ -460,38 +460,45 @@ fn training_graph_gradients_match_finite_differences() {
             onehot[i * 3 + i % 3] = 1.0;
         }
         fixed.push((tg.labels_input.clone().unwrap(), vec![4, 3], onehot));
-        let init: std::collections::HashMap<String, Vec<f32>> = student
-            .graph
-            .as_ref()
-            .unwrap()
-            .initializer
-            .iter()
-            .filter(|t| t.data_type() == fusec::onnx::dtype::FLOAT)
-            .map(|t| (t.name().to_string(), Tensor::from_proto(t.clone()).unwrap().to_f32().unwrap().iter().copied().collect()))
-            .collect();
-        let theta: Vec<Vec<f32>> = tg.params.iter().map(|p| init[p].clone()).collect();
-        let mut run = |theta: &[Vec<f32>], outputs: &[String]| {
-            let mut feeds: Vec<Feed> = fixed.iter().map(|(n, s, v)| Feed { name: n, shape: s.clone(), data: v }).collect();
-            for (i, p) in tg.params.iter().enumerate() {
-                feeds.push(Feed { name: p, shape: tg.param_shapes[i].clone(), data: &theta[i] });
-            }
-            runtime::run(&mut sess, &feeds, outputs).unwrap()
-        };
-        let mut want = vec!["loss".to_string()];
-        want.extend(tg.grads.iter().cloned());
-        let out = run(&theta, &want);
-        for trial in 0..3 {
-            let eps = 1e-3f32;
-            let dir: Vec<Vec<f32>> = theta.iter().map(|v| rand_vec(v.len(), -1.0, 1.0, &mut rng)).collect();
-            let shifted = |sign: f32| -> Vec<Vec<f32>> { theta.iter().zip(&dir).map(|(t, d)| t.iter().zip(d).map(|(a, b)| a + sign * eps * b).collect()).collect() };
-            let lp = run(&shifted(1.0), &["loss".to_string()])[0].iter().next().copied().unwrap() as f64;
-            let lm = run(&shifted(-1.0), &["loss".to_string()])[0].iter().next().copied().unwrap() as f64;
-            let fd = (lp - lm) / (2.0 * eps as f64);
-            let an: f64 = out[1..].iter().zip(&dir).map(|(g, d)| g.iter().zip(d).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>()).sum();
-            let tol = 3e-2 * fd.abs().max(an.abs()) + 1e-3;
-            assert!((fd - an).abs() <= tol, "opset {opset} {bn:?} trial {trial}: finite difference {fd:.6} vs gradient {an:.6}");
-            assert!(an.abs() > 1e-2, "{bn:?}: vacuous check ({an})");
+        check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("opset {opset} {bn:?}"));
+    }
+}
+
+/// The training graph's loss against central finite differences along 3 random
+/// directions of its parameters (started from the student's initializers);
+/// `fixed` feeds the other inputs (batch, teacher values, labels).
+fn check_loss_gradient(tg: &tgraph::TrainGraph, student: &ModelProto, sess: &mut ort::session::Session, fixed: &[(String, Vec<usize>, Vec<f32>)], rng: &mut StdRng, what: &str) {
+    let init: std::collections::HashMap<String, Vec<f32>> = student
+        .graph
+        .as_ref()
+        .unwrap()
+        .initializer
+        .iter()
+        .filter(|t| t.data_type() == fusec::onnx::dtype::FLOAT)
+        .map(|t| (t.name().to_string(), Tensor::from_proto(t.clone()).unwrap().to_f32().unwrap().iter().copied().collect()))
+        .collect();
+    let theta: Vec<Vec<f32>> = tg.params.iter().map(|p| init[p].clone()).collect();
+    let mut run = |theta: &[Vec<f32>], outputs: &[String]| {
+        let mut feeds: Vec<Feed> = fixed.iter().map(|(n, s, v)| Feed { name: n, shape: s.clone(), data: v }).collect();
+        for (i, p) in tg.params.iter().enumerate() {
+            feeds.push(Feed { name: p, shape: tg.param_shapes[i].clone(), data: &theta[i] });
         }
+        runtime::run(sess, &feeds, outputs).unwrap()
+    };
+    let mut want = vec!["loss".to_string()];
+    want.extend(tg.grads.iter().cloned());
+    let out = run(&theta, &want);
+    for trial in 0..3 {
+        let eps = 1e-3f32;
+        let dir: Vec<Vec<f32>> = theta.iter().map(|v| rand_vec(v.len(), -1.0, 1.0, rng)).collect();
+        let shifted = |sign: f32| -> Vec<Vec<f32>> { theta.iter().zip(&dir).map(|(t, d)| t.iter().zip(d).map(|(a, b)| a + sign * eps * b).collect()).collect() };
+        let lp = run(&shifted(1.0), &["loss".to_string()])[0].iter().next().copied().unwrap() as f64;
+        let lm = run(&shifted(-1.0), &["loss".to_string()])[0].iter().next().copied().unwrap() as f64;
+        let fd = (lp - lm) / (2.0 * eps as f64);
+        let an: f64 = out[1..].iter().zip(&dir).map(|(g, d)| g.iter().zip(d).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>()).sum();
+        let tol = 3e-2 * fd.abs().max(an.abs()) + 1e-3;
+        assert!((fd - an).abs() <= tol, "{what} trial {trial}: finite difference {fd:.6} vs gradient {an:.6}");
+        assert!(an.abs() > 1e-2, "{what}: vacuous check ({an})");
     }
 }
 
@@ -623,38 +630,7 @@ fn dense_outputs_get_bce_and_nse_and_their_gradients_are_exact() {
     for (_, name, shape) in &tg.teacher_inputs {
         fixed.push((name.clone(), shape.clone(), rand_vec(shape.iter().product(), 0.05, 0.95, &mut rng)));
     }
-    let init: std::collections::HashMap<String, Vec<f32>> = student
-        .graph
-        .as_ref()
-        .unwrap()
-        .initializer
-        .iter()
-        .filter(|t| t.data_type() == fusec::onnx::dtype::FLOAT)
-        .map(|t| (t.name().to_string(), Tensor::from_proto(t.clone()).unwrap().to_f32().unwrap().iter().copied().collect()))
-        .collect();
-    let theta: Vec<Vec<f32>> = tg.params.iter().map(|p| init[p].clone()).collect();
-    let mut run = |theta: &[Vec<f32>], outputs: &[String]| {
-        let mut feeds: Vec<Feed> = fixed.iter().map(|(n, s, v)| Feed { name: n, shape: s.clone(), data: v }).collect();
-        for (i, p) in tg.params.iter().enumerate() {
-            feeds.push(Feed { name: p, shape: tg.param_shapes[i].clone(), data: &theta[i] });
-        }
-        runtime::run(&mut sess, &feeds, outputs).unwrap()
-    };
-    let mut want = vec!["loss".to_string()];
-    want.extend(tg.grads.iter().cloned());
-    let out = run(&theta, &want);
-    for trial in 0..3 {
-        let eps = 1e-3f32;
-        let dir: Vec<Vec<f32>> = theta.iter().map(|v| rand_vec(v.len(), -1.0, 1.0, &mut rng)).collect();
-        let shifted = |sign: f32| -> Vec<Vec<f32>> { theta.iter().zip(&dir).map(|(t, d)| t.iter().zip(d).map(|(a, b)| a + sign * eps * b).collect()).collect() };
-        let lp = run(&shifted(1.0), &["loss".to_string()])[0].iter().next().copied().unwrap() as f64;
-        let lm = run(&shifted(-1.0), &["loss".to_string()])[0].iter().next().copied().unwrap() as f64;
-        let fd = (lp - lm) / (2.0 * eps as f64);
-        let an: f64 = out[1..].iter().zip(&dir).map(|(g, d)| g.iter().zip(d).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>()).sum();
-        let tol = 3e-2 * fd.abs().max(an.abs()) + 1e-3;
-        assert!((fd - an).abs() <= tol, "trial {trial}: finite difference {fd:.6} vs gradient {an:.6}");
-        assert!(an.abs() > 1e-2, "vacuous check ({an})");
-    }
+    check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, "BCE + NSE");
 }
 
 #[test]
