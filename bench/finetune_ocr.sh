@@ -29,8 +29,8 @@ if [ "$what" = rec ] || [ "$what" = all ]; then
       --calib-sequential -o "$out/rec.$v.onnx" --force > /dev/null
     echo "recognizer, $v untrained: $(score "$out/rec.$v.onnx" ctc $lines)"
     start=$(date +%s)
-    # --task ctc defaults: KL at tau 1, lr 5e-4; Full was run for 4 epochs (time-boxed)
-    epochs=12; [ $v = full ] && epochs=4
+    # --task ctc defaults: KL at tau 1, lr 5e-4
+    epochs=12; [ $v = full ] && epochs=10
     $fusec finetune "$out/rec.$v.onnx" --teacher $rec --data $data/textlines/labels.tsv --eval-data $lines \
       --task ctc --batch 16 --epochs $epochs --bn frozen --no-augment --quiet -o "$out/rec.$v.tuned.onnx" --force
     echo "recognizer, $v fine-tuned ($(( ($(date +%s) - start) / 60 )) min): $(score "$out/rec.$v.tuned.onnx" ctc $lines)"
