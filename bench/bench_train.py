@@ -95,6 +95,32 @@ def fusec_rate(args, extra):
     return json.loads(out.stdout)["samples_per_sec"]
 
 
+def bench_cls(a, d):
+    half = os.path.join(d, "half.onnx")
+    subprocess.run([FUSEC, "convert", MODEL, "--variant", "half", "-o", half], check=True, stdout=subprocess.DEVNULL)
+    listing = os.path.join(d, "train.tsv")
+    with open(listing, "w") as f:
+        f.write("file\n")
+        for i in range(200):
+            f.write(os.path.join(LINES, f"{i:05d}.png") + "\n")
+    args = [half, "--teacher", MODEL, "--data", listing, "--task", "rot180", "--preprocess", "ppocr-cls",
+            "--steps", str(a.steps), "--batch", "32", "--threads", str(a.threads), "--json", "-o", os.path.join(d, "t.onnx"), "--force",
+            "--no-augment", "--no-labels"]
+    res = {
+        "default (KL + block outputs, BN train)": fusec_rate(args, ["--bn", "train"]),
+        "KL only, BN train (what the PyTorch side does)": fusec_rate(args, ["--bn", "train", "--feature-weight", "0", "--train", "all"]),
+        "KL + block outputs, BN frozen": fusec_rate(args, ["--bn", "frozen"]),
+    }
+    print(f"fusec finetune, Half PP-OCR cls, batch 32, {a.threads} threads, {a.steps} steps, AdamW (after the first step):")
+    for name, v in res.items():
+        print(f"  {name:50s}: {v:6.1f} samples/s")
+    kl = res["KL only, BN train (what the PyTorch side does)"]
+    if a.torch:
+        t = torch_rate(half, MODEL, a.threads, a.steps, [32, 3, 48, 192], "train")
+        print(f"  PyTorch (onnx2torch on the same two models, KL only, BN train): {t:6.1f} samples/s -> fusec/PyTorch {kl / t:.2f}x")
+    print(f"  PyTorch as measured in the issue on this machine (native model): {ISSUE_TORCH:.0f} samples/s -> fusec/PyTorch {kl / ISSUE_TORCH:.2f}x")
+
+
 def bench_rec(a, d):
     half = os.path.join(d, "rec.half.onnx")
     subprocess.run([FUSEC, "convert", REC, "--variant", "half", "-o", half], check=True, stdout=subprocess.DEVNULL)
@@ -123,39 +149,8 @@ def main():
     ap.add_argument("--model", choices=["cls", "rec"], default="cls")
     a = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "--quiet"], check=True, cwd=ROOT)
-    if a.model == "rec":
-        with tempfile.TemporaryDirectory() as d:
-            bench_rec(a, d)
-        return
     with tempfile.TemporaryDirectory() as d:
-        half = os.path.join(d, "half.onnx")
-        subprocess.run([FUSEC, "convert", MODEL, "--variant", "half", "-o", half], check=True, stdout=subprocess.DEVNULL)
-        listing = os.path.join(d, "train.tsv")
-        with open(listing, "w") as f:
-            f.write("file\n")
-            for i in range(200):
-                f.write(os.path.join(LINES, f"{i:05d}.png") + "\n")
-        res = {}
-        configs = {
-            "default (KL + block outputs, BN train)": ["--bn", "train"],
-            "KL only, BN train (what the PyTorch side does)": ["--bn", "train", "--feature-weight", "0", "--train", "all"],
-            "KL + block outputs, BN frozen": ["--bn", "frozen"],
-        }
-        for name, extra in configs.items():
-            out = subprocess.run(
-                [FUSEC, "finetune", half, "--teacher", MODEL, "--data", listing, "--task", "rot180", "--preprocess", "ppocr-cls",
-                 "--steps", str(a.steps), "--batch", "32", "--threads", str(a.threads), "--json", "-o", os.path.join(d, "t.onnx"), "--force",
-                 "--no-augment", "--no-labels"] + extra,
-                check=True, capture_output=True, text=True)
-            res[name] = json.loads(out.stdout)["samples_per_sec"]
-        print(f"fusec finetune, Half PP-OCR cls, batch 32, {a.threads} threads, {a.steps} steps, AdamW (after the first step):")
-        for name, v in res.items():
-            print(f"  {name:50s}: {v:6.1f} samples/s")
-        kl = res["KL only, BN train (what the PyTorch side does)"]
-        if a.torch:
-            t = torch_rate(half, MODEL, a.threads, a.steps, [32, 3, 48, 192], "train")
-            print(f"  PyTorch (onnx2torch on the same two models, KL only, BN train): {t:6.1f} samples/s -> fusec/PyTorch {kl / t:.2f}x")
-        print(f"  PyTorch as measured in the issue on this machine (native model): {ISSUE_TORCH:.0f} samples/s -> fusec/PyTorch {kl / ISSUE_TORCH:.2f}x")
+        (bench_rec if a.model == "rec" else bench_cls)(a, d)
 
 
 if __name__ == "__main__":

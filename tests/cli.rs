@@ -227,12 +227,18 @@ fn zoo(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     p
 }
 
+/// MobileNetV3-Small from the zoo and its Half rewrite.
+fn v3_small_and_half(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let base = zoo(dir, "mobilenet-v3-small");
+    let half = dir.join("half.onnx");
+    fusec().args(["convert", base.to_str().unwrap(), "--variant", "half", "-o", half.to_str().unwrap()]).assert().success();
+    (base, half)
+}
+
 #[test]
 fn report_formats_gates_and_step_summary() {
     let dir = tempfile::tempdir().unwrap();
-    let base = zoo(dir.path(), "mobilenet-v3-small");
-    let half = dir.path().join("half.onnx");
-    fusec().args(["convert", base.to_str().unwrap(), "--variant", "half", "-o", half.to_str().unwrap()]).assert().success();
+    let (base, half) = v3_small_and_half(dir.path());
     let (b, h) = (base.to_str().unwrap(), half.to_str().unwrap());
     // JSON: total, speedup, layers with name/op/cycles; numbers equal the paper-table computation
     let out = fusec().args(["report", h, "--baseline", b, "--format", "json"]).output().unwrap();
@@ -283,9 +289,7 @@ fn report_formats_gates_and_step_summary() {
 #[test]
 fn simulate_sweep_and_the_sim_engine() {
     let dir = tempfile::tempdir().unwrap();
-    let base = zoo(dir.path(), "mobilenet-v3-small");
-    let half = dir.path().join("half.onnx");
-    fusec().args(["convert", base.to_str().unwrap(), "--variant", "half", "-o", half.to_str().unwrap()]).assert().success();
+    let (base, half) = v3_small_and_half(dir.path());
     let (b, h) = (base.to_str().unwrap(), half.to_str().unwrap());
     let mem = ["--sram-kb", "64", "--dram-bw", "8"];
     // JSON: totals add up, layers carry traffic, the timeline is ordered
