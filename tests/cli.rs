@@ -396,7 +396,7 @@ fn finetune_runs_writes_a_model_curve_and_checkpoint() {
         assert!(dir.path().join(f).is_file(), "{f} missing");
     }
     let csv = std::fs::read_to_string(dir.path().join("tuned.curve.csv")).unwrap();
-    assert!(csv.starts_with("step,epoch,lr,loss,loss/kl,loss/feature,eval_accuracy"), "{csv}");
+    assert!(csv.starts_with("step,epoch,lr,loss,loss/kl,loss/feature,grad_norm,eval_accuracy"), "{csv}");
     assert_eq!(v["outputs"][0]["kind"], "kl", "the classifier's output gets the KL loss");
     assert_eq!(csv.lines().count(), 4);
     // the result is a model fusec (tract) evaluates, also with preprocessing given as flags

@@ -443,7 +443,7 @@ fn training_graph_gradients_match_finite_differences() {
         let outputs = fusec::train::loss::resolve(student.graph.as_ref().unwrap(), teacher.graph.as_ref().unwrap(), &[2], fusec::train::LossKind::Kl, &[]).unwrap();
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs[0].kind, fusec::train::LossKind::Kl);
-        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
+        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, edge_weight: 0.0, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
         let spec = tgraph::Spec { batch: 4, input_shape: vec![4, 3, 12, 16], trainable: &params, bn, loss: &loss, labels: true, teacher_shapes: Default::default() };
         let tg = tgraph::build(&student, &spec).unwrap();
         assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
@@ -548,7 +548,7 @@ fn resuming_from_a_checkpoint_gives_the_same_weights() {
     let data = teacher_labelled(&teacher, 64, 3);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.npz");
-    let base = fusec::train::Options { steps: Some(8), batch: 16, lr: 5e-3, warmup: 2, augment: true, seed: 9, progress: false, ..Default::default() };
+    let base = fusec::train::Options { steps: Some(8), batch: 16, lr: 5e-3, warmup: 2, augment: fusec::train::Augment::ON, seed: 9, progress: false, ..Default::default() };
     let (straight, _) = fusec::train::finetune(&student, &teacher, &data, None, &base).unwrap();
     let first = fusec::train::Options { checkpoint: Some(ck.clone()), stop_after: Some(5), ..base.clone() };
     let (_, s1) = fusec::train::finetune(&student, &teacher, &data, None, &first).unwrap();
@@ -620,17 +620,20 @@ fn dense_outputs_get_bce_and_nse_and_their_gradients_are_exact() {
     assert!(err.contains("--output-loss") && err.contains("nope"), "{err}");
     // loss + backward against finite differences (teacher values: probabilities in (0, 1))
     let params = trainable_initializers(&student);
-    let loss = LossSpec { distill: Distill::Kl, temperature: 1.0, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.0, feature_weight: 0.0, features: vec![] };
-    let spec = tgraph::Spec { batch: 2, input_shape: vec![2, 3, 8, 8], trainable: &params, bn: BnMode::Frozen, loss: &loss, labels: false, teacher_shapes: Default::default() };
-    let tg = tgraph::build(&student, &spec).unwrap();
-    assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
-    let mut sess = runtime::session(&tg.model, 1).unwrap();
-    let mut rng = StdRng::seed_from_u64(8);
-    let mut fixed: Vec<(String, Vec<usize>, Vec<f32>)> = vec![(tg.input.clone(), tg.input_shape.clone(), rand_vec(2 * 3 * 64, -1.0, 1.0, &mut rng))];
-    for (_, name, shape) in &tg.teacher_inputs {
-        fixed.push((name.clone(), shape.clone(), rand_vec(shape.iter().product(), 0.05, 0.95, &mut rng)));
+    // edge weight 3: the map's pixels weighed by 1 + 3·4t(1 − t)
+    for edge_weight in [0.0, 3.0] {
+        let loss = LossSpec { distill: Distill::Kl, temperature: 1.0, edge_weight, distill_weight: 1.0, overrides: vec![], outputs: outputs.clone(), label_weight: 0.0, feature_weight: 0.0, features: vec![] };
+        let spec = tgraph::Spec { batch: 2, input_shape: vec![2, 3, 8, 8], trainable: &params, bn: BnMode::Frozen, loss: &loss, labels: false, teacher_shapes: Default::default() };
+        let tg = tgraph::build(&student, &spec).unwrap();
+        assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
+        let mut sess = runtime::session(&tg.model, 1).unwrap();
+        let mut rng = StdRng::seed_from_u64(8);
+        let mut fixed: Vec<(String, Vec<usize>, Vec<f32>)> = vec![(tg.input.clone(), tg.input_shape.clone(), rand_vec(2 * 3 * 64, -1.0, 1.0, &mut rng))];
+        for (_, name, shape) in &tg.teacher_inputs {
+            fixed.push((name.clone(), shape.clone(), rand_vec(shape.iter().product(), 0.05, 0.95, &mut rng)));
+        }
+        check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("BCE (edge weight {edge_weight}) + NSE"));
     }
-    check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, "BCE + NSE");
 }
 
 #[test]
@@ -702,4 +705,66 @@ fn readme_lists_the_gradient_rules() {
     let end = readme[start..].find("<!-- /grad-rules -->").expect("the block is closed") + start;
     let listed: Vec<&str> = readme[start..end].split(',').map(str::trim).collect();
     assert_eq!(listed, fusec::train::grad::supported(), "update README.md's gradient-rule list from train::grad::supported()");
+}
+
+#[test]
+fn warp_shifts_and_stretches_about_the_left_edge() {
+    use fusec::train::batch::warp;
+    // one channel, 2 rows, 12 columns; a ramp along x in row 0, a bright column at x = 2 in row 1
+    let (h, w) = (2usize, 12usize);
+    let mut src = vec![0.0f32; h * w];
+    for x in 0..w {
+        src[x] = x as f32;
+    }
+    src[w + 2] = 1.0;
+    let mut dst = vec![f32::NAN; h * w];
+    // shift only: whole pixels, zero where the source is outside
+    warp(&src, &[1, h, w], 1, 3, 1.0, &mut dst);
+    assert!(dst[..w].iter().all(|&v| v == 0.0), "row 0 comes from row -1: {:?}", &dst[..w]);
+    assert_eq!(&dst[w..w + 3], &[0.0, 0.0, 0.0]);
+    assert_eq!(&dst[w + 3..2 * w], &src[..w - 3]);
+    // stretch 2: dst[x] = src[x / 2], interpolated; the column at 2 lands at 4 with half-weight neighbours
+    warp(&src, &[1, h, w], 0, 0, 2.0, &mut dst);
+    let row0: Vec<f32> = (0..w).map(|x| x as f32 / 2.0).collect();
+    assert_eq!(&dst[..w], row0.as_slice());
+    assert_eq!(&dst[w..w + 7], &[0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0]);
+    // squeeze 0.5: dst[x] = src[2x], zero past the sample's end
+    warp(&src, &[1, h, w], 0, 0, 0.5, &mut dst);
+    assert_eq!(&dst[..6], &[0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+    assert!(dst[6..w].iter().all(|&v| v == 0.0));
+    assert_eq!(&dst[w..w + 3], &[0.0, 1.0, 0.0]);
+}
+
+#[test]
+fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
+    let teacher = two_heads(11, None);
+    let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
+    let (sg, tg_) = (student.graph.as_ref().unwrap(), teacher.graph.as_ref().unwrap());
+    let losses = fusec::train::loss::resolve(sg, tg_, &[4, 3], fusec::train::LossKind::Kl, &[]).unwrap();
+    let data = images_8(12, 5);
+    let above = |m: &ModelProto, limit: usize| -> usize {
+        data.samples[..limit]
+            .iter()
+            .map(|s| {
+                let x = s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn();
+                fusec::eval::run(m, &[x]).unwrap()[0].iter().filter(|&&v| v > 0.5).count()
+            })
+            .sum()
+    };
+    let mut calibrated = student.clone();
+    let shifts = fusec::train::threshold::calibrate(&mut calibrated, &teacher, &losses, &data, 0.5, 8, 1).unwrap();
+    assert_eq!(shifts.len(), 1, "one probability map");
+    let (t, s0, s1) = (above(&teacher, 8), above(&student, 8), above(&calibrated, 8));
+    assert!(s0 != t && (shifts[0].ratio_before - s0 as f64 / t as f64).abs() < 1e-9, "{s0} vs {t}: {shifts:?}");
+    assert_eq!(s1, t, "{shifts:?}");
+    // one Add before the Sigmoid; the regression head is untouched
+    assert_eq!(calibrated.graph.as_ref().unwrap().node.len(), sg.node.len() + 1);
+    let x = common::random_input(&[2, 3, 8, 8], 4);
+    let (a, b) = (fusec::eval::run(&student, &[x.clone()]).unwrap(), fusec::eval::run(&calibrated, &[x]).unwrap());
+    assert_eq!(a[1], b[1]);
+    assert_ne!(a[0], b[0]);
+    // calibrating again on more samples adjusts the same shift
+    let again = fusec::train::threshold::calibrate(&mut calibrated, &teacher, &losses, &data, 0.5, 12, 1).unwrap();
+    assert_eq!(calibrated.graph.as_ref().unwrap().node.len(), sg.node.len() + 1);
+    assert_eq!(above(&calibrated, 12), above(&teacher, 12), "{again:?}");
 }

@@ -202,6 +202,10 @@ pub struct FinetuneArgs {
     /// Linear warm-up steps.
     #[arg(long, default_value_t = 50)]
     pub warmup: usize,
+    /// Scale the gradients down to this global L2 norm when they exceed it (the curve's
+    /// grad_norm column shows their norms) [default: no clipping].
+    #[arg(long, value_name = "NORM", value_parser = positive)]
+    pub clip_grad: Option<f32>,
     /// Which parameters to train.
     #[arg(long, value_enum, default_value = "downstream")]
     pub train: crate::train::TrainSet,
@@ -219,6 +223,15 @@ pub struct FinetuneArgs {
     /// thousands of classes would put most of the softened teacher's mass in the tail].
     #[arg(long)]
     pub temperature: Option<f32>,
+    /// Extra weight β of the teacher's edges in probability maps (BCE): each pixel counts
+    /// 1 + β·4t(1 − t), so a thresholded student map keeps the teacher's box sizes [default: 0].
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub edge_weight: f32,
+    /// After training, shift each probability map's logits so that on the first 32 training
+    /// samples as many of its pixels as of the teacher's exceed --thresh (boxes of the
+    /// teacher's size from a map slightly wider or narrower; adds one Add before its Sigmoid).
+    #[arg(long)]
+    pub calibrate_maps: bool,
     /// Weight of the cross-entropy on labels; giving it turns labels on (0: off).
     #[arg(long)]
     pub label_weight: Option<f32>,
@@ -238,6 +251,10 @@ pub struct FinetuneArgs {
     /// Train on the inputs as they are.
     #[arg(long)]
     pub no_augment: bool,
+    /// Also stretch the training inputs horizontally by a random factor in LO:HI (text in
+    /// narrower or wider fonts; anchored at the left edge), e.g. 0.8:1.2 [default: none].
+    #[arg(long, value_name = "LO:HI", value_parser = parse_range, conflicts_with = "no_augment")]
+    pub augment_xscale: Option<(f32, f32)>,
     /// Seed of the shuffling and the augmentation (runs are deterministic given it).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -393,11 +410,13 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         weight_decay: a.weight_decay,
         schedule: a.schedule,
         warmup: a.warmup,
+        clip_grad: a.clip_grad,
         train: a.train,
         bn: a.bn,
         loss: LossSpec {
             distill: a.distill,
             temperature,
+            edge_weight: a.edge_weight,
             distill_weight: 1.0,
             overrides: a.output_loss.clone(),
             outputs: vec![],
@@ -406,7 +425,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
             features: vec![],
         },
         auto_features: true,
-        augment: !a.no_augment,
+        augment: crate::train::Augment { on: !a.no_augment, xscale: a.augment_xscale.unwrap_or((1.0, 1.0)) },
         labels: match (a.labels, a.no_labels, a.label_weight) {
             (_, true, _) | (_, _, Some(0.0)) => crate::train::LabelUse::Off,
             (true, _, _) | (_, _, Some(_)) => crate::train::LabelUse::On,
@@ -428,7 +447,10 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         a.teacher.display(),
         crate::runtime::init()?.display()
     );
-    let (trained, summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;
+    let (mut trained, mut summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;
+    if a.calibrate_maps && !summary.interrupted && !summary.paused {
+        summary.calibration = crate::train::threshold::calibrate(&mut trained, &teacher.proto, &summary.outputs, &data, opts.decode.thresh, CALIBRATION_SAMPLES, a.threads).map_err(|e| e.in_file(&a.model))?;
+    }
     let curve = a.curve.clone().unwrap_or_else(|| output.with_extension("curve.csv"));
     let svg = crate::train::write_curve(&summary, &curve)?;
     if summary.interrupted || summary.paused {
@@ -465,6 +487,9 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     if !summary.features.is_empty() {
         println!("  matched {} block outputs to the teacher", summary.features.len());
     }
+    for c in &summary.calibration {
+        println!("  calibrated {}: {:.3}x the teacher's pixels above the threshold before; logits shifted by {:+.4} (threshold {:.3} before the shift)", c.output, c.ratio_before, c.shift, c.matched);
+    }
     if let (Some(m), Some(b), Some(e)) = (&summary.eval_metric, summary.eval_before, summary.eval_after) {
         println!("  held-out {m} {b:.2}% -> {e:.2}%");
     }
@@ -480,3 +505,33 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+
+/// Training samples `--calibrate-maps` runs.
+const CALIBRATION_SAMPLES: usize = 32;
+
+/// `LO:HI`, two positive factors with LO <= HI.
+fn parse_range(s: &str) -> std::result::Result<(f32, f32), String> {
+    let (lo, hi) = s.split_once(':').ok_or_else(|| format!("expected LO:HI, got '{s}'"))?;
+    let num = |t: &str| t.trim().parse::<f32>().map_err(|_| format!("'{t}' is not a number"));
+    let (lo, hi) = (num(lo)?, num(hi)?);
+    if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+        return Err(format!("expected 0 < LO <= HI, got {lo}:{hi}"));
+    }
+    Ok((lo, hi))
+}
+
+/// A finite number >= 0.
+fn non_negative(s: &str) -> std::result::Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("expected a number >= 0, got '{s}'")),
+    }
+}
+
+/// A finite number > 0.
+fn positive(s: &str) -> std::result::Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("expected a number > 0, got '{s}'")),
+    }
+}

@@ -13,7 +13,7 @@ pub struct Batcher<'a> {
     seed: u64,
     /// Crop (height, width) of every sample, at a random place.
     crop: Option<(usize, usize)>,
-    augment: bool,
+    augment: Augment,
     /// Per-sample input shape [C, H, W] after cropping.
     pub shape: Vec<usize>,
     order: Vec<usize>,
@@ -21,7 +21,7 @@ pub struct Batcher<'a> {
 }
 
 impl<'a> Batcher<'a> {
-    pub fn new(data: &'a Dataset, seed: u64, crop: Option<(usize, usize)>, augment: bool) -> Result<Batcher<'a>> {
+    pub fn new(data: &'a Dataset, seed: u64, crop: Option<(usize, usize)>, augment: Augment) -> Result<Batcher<'a>> {
         let first = data.samples.first().ok_or_else(|| Error::option("--data", "no samples"))?;
         let s0 = first.x.shape().to_vec();
         let shape = match crop {
@@ -59,8 +59,8 @@ impl<'a> Batcher<'a> {
                 Some((h, w)) => crop(src, s.x.shape(), dst, h, w, &mut rng),
                 None => dst.copy_from_slice(src),
             }
-            if self.augment {
-                augment(dst, &self.shape, &mut rng);
+            if self.augment.on {
+                augment(dst, &self.shape, self.augment.xscale, &mut rng);
             }
         }
         Ok(idx)
@@ -83,21 +83,56 @@ fn crop(src: &[f32], shape: &[usize], dst: &mut [f32], h: usize, w: usize, rng: 
     }
 }
 
-/// Random shift, contrast/brightness jitter and noise on a CHW sample (in place).
-fn augment(x: &mut [f32], shape: &[usize], rng: &mut StdRng) {
-    let (c, h, w) = (shape[0], shape[1], shape[2]);
+/// What the augmentation does.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Augment {
+    /// Shifts, contrast/brightness jitter and noise.
+    pub on: bool,
+    /// Range of a random horizontal stretch (anchored at the left edge, where
+    /// right-padded text lines start); `(1, 1)`: none.
+    pub xscale: (f32, f32),
+}
+
+impl Augment {
+    pub const OFF: Augment = Augment { on: false, xscale: (1.0, 1.0) };
+    pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0) };
+}
+
+/// Random shift, horizontal stretch, contrast/brightness jitter and noise on a
+/// CHW sample (in place).
+fn augment(x: &mut [f32], shape: &[usize], xscale: (f32, f32), rng: &mut StdRng) {
+    let w = shape[2];
     let dy = rng.random_range(-2i64..=2);
     let dx = rng.random_range(-(w as i64) / 24..=(w as i64) / 24);
     let gain = rng.random_range(0.75f32..1.25);
     let bias = rng.random_range(-0.2f32..0.2);
+    // drawn only when asked for, so runs without it draw the same numbers as before
+    let stretch = if xscale.0 < xscale.1 { rng.random_range(xscale.0..xscale.1) } else { xscale.0 };
     let src = x.to_vec();
+    warp(&src, shape, dy, dx, stretch, x);
+    for v in x.iter_mut() {
+        let noise = rng.random_range(-0.05f32..0.05);
+        *v = *v * gain + bias + noise;
+    }
+}
+
+/// `dst` = the CHW sample `src` shifted by (dy, dx) pixels and stretched
+/// horizontally by `stretch` about its left edge (linear interpolation; zero
+/// outside the sample): dst[c, y, x] = src[c, y - dy, (x - dx) / stretch].
+pub fn warp(src: &[f32], shape: &[usize], dy: i64, dx: i64, stretch: f32, dst: &mut [f32]) {
+    let (c, h, w) = (shape[0], shape[1], shape[2]);
+    let at = |ci: usize, sy: i64, sx: i64| if sy >= 0 && sy < h as i64 && sx >= 0 && sx < w as i64 { src[ci * h * w + sy as usize * w + sx as usize] } else { 0.0 };
     for ci in 0..c {
         for yi in 0..h {
+            let sy = yi as i64 - dy;
             for xi in 0..w {
-                let (sy, sx) = (yi as i64 - dy, xi as i64 - dx);
-                let v = if sy >= 0 && sy < h as i64 && sx >= 0 && sx < w as i64 { src[ci * h * w + sy as usize * w + sx as usize] } else { 0.0 };
-                let noise = rng.random_range(-0.05f32..0.05);
-                x[ci * h * w + yi * w + xi] = v * gain + bias + noise;
+                dst[ci * h * w + yi * w + xi] = if stretch == 1.0 {
+                    at(ci, sy, xi as i64 - dx)
+                } else {
+                    let u = (xi as i64 - dx) as f32 / stretch;
+                    let (x0, f) = (u.floor(), u - u.floor());
+                    at(ci, sy, x0 as i64) * (1.0 - f) + at(ci, sy, x0 as i64 + 1) * f
+                };
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The loss curve: CSV (step, epoch, learning rate, loss and its components,
-//! held-out metric at epoch ends) and an SVG plot beside it.
+//! the gradients' norm, held-out metric at epoch ends) and an SVG plot beside it.
 
 use std::path::{Path, PathBuf};
 
@@ -14,13 +14,13 @@ pub fn write_curve(s: &Summary, csv_path: &Path) -> Result<PathBuf> {
         text.push_str(n);
     }
     let metric = s.eval_metric.as_deref().unwrap_or("accuracy").replace([' ', '-'], "_");
-    text.push_str(&format!(",eval_{metric}\n"));
+    text.push_str(&format!(",grad_norm,eval_{metric}\n"));
     for p in &s.curve {
         text.push_str(&format!("{},{:.4},{:.6e},{:.6}", p.step, p.epoch, p.lr, p.loss));
         for c in &p.components {
             text.push_str(&format!(",{c:.6}"));
         }
-        text.push_str(&format!(",{}\n", p.eval.map(|a| format!("{a:.2}")).unwrap_or_default()));
+        text.push_str(&format!(",{:.6e},{}\n", p.grad_norm, p.eval.map(|a| format!("{a:.2}")).unwrap_or_default()));
     }
     std::fs::write(csv_path, text).map_err(|e| Error::io(csv_path, e))?;
     let svg = csv_path.with_extension("svg");

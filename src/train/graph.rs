@@ -51,6 +51,8 @@ pub struct LossSpec {
     /// The loss on class scores (outputs of a Softmax, or `[N, C]` logits).
     pub distill: Distill,
     pub temperature: f32,
+    /// Extra weight β of the teacher's edges in BCE maps (`loss::emit`).
+    pub edge_weight: f32,
     /// Weight of every output loss (besides its own weight).
     pub distill_weight: f32,
     /// Per-output overrides (`--output-loss`).
@@ -402,7 +404,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         teacher_inputs.push((l.teacher_tensor.clone(), t_in.clone(), want));
         let mut scaled = l.clone();
         scaled.weight *= ls.distill_weight;
-        let (value, seed) = loss::emit(&mut em, &scaled, &t_in, ls.temperature)?;
+        let (value, seed) = loss::emit(&mut em, &scaled, &t_in, ls.temperature, ls.edge_weight)?;
         // one output: "loss/kl"; several: "loss/kl:<output>"
         let name = if ls.outputs.len() == 1 { format!("loss/{}", kind_name(l.kind)) } else { format!("loss/{}:{}", kind_name(l.kind), l.output) };
         loss_parts.push((name, value));

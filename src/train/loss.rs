@@ -98,7 +98,7 @@ const MOVES: &[&str] = &["Identity", "Reshape", "Transpose", "Flatten", "Squeeze
 
 /// Walk back from `value` through element-moving ops; returns the producing node (if any)
 /// of the first value that is not moved, and that value.
-fn look_through<'a>(g: &'a GraphProto, value: &str) -> (Option<&'a NodeProto>, String) {
+pub fn look_through<'a>(g: &'a GraphProto, value: &str) -> (Option<&'a NodeProto>, String) {
     let producer: HashMap<&str, &NodeProto> = g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
     let mut v = value.to_string();
     for _ in 0..64 {
@@ -169,8 +169,10 @@ pub fn resolve(student: &GraphProto, teacher: &GraphProto, ranks: &[usize], clas
 
 /// Emit the loss of one term between the student tensor and the teacher input
 /// `t_in` (same shape); returns the loss value and the gradient seed of the
-/// student tensor.
-pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32) -> Result<(String, String)> {
+/// student tensor. `edge_weight` β weighs each pixel of a BCE map by
+/// 1 + β·4t(1 − t): the teacher's edges (t near ½) count up to 1 + β times its
+/// confident inside and outside, where a thresholded map's boxes are decided.
+pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, edge_weight: f32) -> Result<(String, String)> {
     let s = l.tensor.as_str();
     let shape = em.shape(s)?;
     let n: i64 = shape.iter().product();
@@ -233,12 +235,21 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32) -> R
             let a1 = em.bin("Mul", &tc, &lt)?;
             let a2 = em.bin("Mul", &omt, &lomt)?;
             let negh = em.bin("Add", &a1, &a2)?;
-            let kl = em.bin("Add", &b, &negh)?;
+            let mut kl = em.bin("Add", &b, &negh)?;
+            let sg = em.op("Sigmoid", &[s], vec![], shape.clone());
+            let mut diff = em.bin("Sub", &sg, t_in)?;
+            if edge_weight > 0.0 {
+                // 1 + β·4t(1 − t), from the teacher's map only (no gradient through it)
+                let t1t = em.bin("Mul", &tc, &omt)?;
+                let b4 = em.c_f32(4.0 * edge_weight);
+                let e = em.bin("Mul", &t1t, &b4)?;
+                let pw = em.bin("Add", &e, &one)?;
+                kl = em.bin("Mul", &kl, &pw)?;
+                diff = em.bin("Mul", &diff, &pw)?;
+            }
             let tot = em.reduce("ReduceSum", &kl, &all, false)?;
             let k = em.c_f32(w / n as f32);
             let loss = em.bin("Mul", &tot, &k)?;
-            let sg = em.op("Sigmoid", &[s], vec![], shape.clone());
-            let diff = em.bin("Sub", &sg, t_in)?;
             Ok((loss, em.bin("Mul", &diff, &k)?))
         }
         LossKind::Mse => {

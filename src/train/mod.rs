@@ -17,6 +17,9 @@ pub mod model;
 pub mod monitor;
 pub mod optimizer;
 pub mod teacher;
+pub mod threshold;
+
+pub use batch::Augment;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -78,6 +81,8 @@ pub struct Options {
     pub weight_decay: f32,
     pub schedule: Schedule,
     pub warmup: usize,
+    /// Scale the gradients down to this global L2 norm when they exceed it.
+    pub clip_grad: Option<f32>,
     pub train: TrainSet,
     pub bn: BnMode,
     pub loss: LossSpec,
@@ -85,7 +90,7 @@ pub struct Options {
     pub auto_features: bool,
     /// Cross-entropy on the labels (with `loss.label_weight`).
     pub labels: LabelUse,
-    pub augment: bool,
+    pub augment: batch::Augment,
     /// Train on random crops (height, width) of the samples.
     pub crop: Option<(usize, usize)>,
     /// What the held-out evaluation measures (None: top-1 for `[N, C]` outputs, else top anchors).
@@ -116,11 +121,13 @@ impl Default for Options {
             weight_decay: 1e-4,
             schedule: Schedule::Cosine,
             warmup: 50,
+            clip_grad: None,
             train: TrainSet::Downstream,
             bn: BnMode::Train,
             loss: LossSpec {
                 distill: Distill::Kl,
                 temperature: 4.0,
+                edge_weight: 0.0,
                 distill_weight: 1.0,
                 overrides: vec![],
                 outputs: vec![],
@@ -130,7 +137,7 @@ impl Default for Options {
             },
             auto_features: true,
             labels: LabelUse::Auto,
-            augment: true,
+            augment: batch::Augment::ON,
             crop: None,
             eval_kind: None,
             decode: Params::default(),
@@ -152,6 +159,8 @@ pub struct CurvePoint {
     pub lr: f32,
     pub loss: f32,
     pub components: Vec<f32>,
+    /// The gradients' global L2 norm (before clipping).
+    pub grad_norm: f32,
     /// The held-out metric (`Summary::eval_metric`, %), at epoch ends.
     pub eval: Option<f64>,
 }
@@ -189,6 +198,8 @@ pub struct Summary {
     pub paused: bool,
     pub checkpoint: Option<PathBuf>,
     pub curve: Vec<CurvePoint>,
+    /// Probability maps shifted after training (`threshold::calibrate`).
+    pub calibration: Vec<threshold::Shift>,
 }
 
 /// The micro-batch the models run: `batch` if they accept it (rebatched when
@@ -279,7 +290,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     tensors.extend(loss.features.iter().cloned());
     let mut seen = std::collections::HashSet::new();
     tensors.retain(|t| seen.insert(t.clone()));
-    let cacheable = !opts.augment && opts.crop.is_none();
+    let cacheable = !opts.augment.on && opts.crop.is_none();
     let (mut teach, teacher_shapes) = teacher::Teacher::new(&teacher_m, tensors, &input_shape, opts.threads, cacheable, data.samples.len())?;
     let spec = graph::Spec { batch: micro, input_shape: input_shape.clone(), trainable: &params, bn: opts.bn, loss: &loss, labels: labels_needed, teacher_shapes };
     let tg = graph::build(student, &spec)?;
@@ -431,6 +442,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
             first_loss = loss_v;
         }
         let lr = optimizer::lr_at(opts, st.step, total);
+        let grad_norm = optimizer::clip(&mut grads, opts.clip_grad);
         optimizer::step(opts, &mut st, &grads, &decay, lr);
         timing[2] += tt2.elapsed().as_secs_f64();
         st.step += 1;
@@ -442,7 +454,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         bar.set_position(st.step as u64);
         let done = st.step - start_step;
         bar.set_message(format!("loss {e:.4}  {:.1} samples/s", (done * per_step) as f64 / train_t0.elapsed().as_secs_f64()));
-        let mut point = CurvePoint { step: st.step, epoch: st.step as f64 / steps_per_epoch as f64, lr, loss: loss_v, components: losses[1..].to_vec(), eval: None };
+        let mut point = CurvePoint { step: st.step, epoch: st.step as f64 / steps_per_epoch as f64, lr, loss: loss_v, components: losses[1..].to_vec(), grad_norm, eval: None };
         let epoch_end = st.step % steps_per_epoch == 0 || st.step == total;
         if epoch_end && let Some(m) = monitor.as_mut() {
             let ev = evaluate(m, &st)?;
@@ -510,6 +522,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         paused,
         checkpoint: opts.checkpoint.clone(),
         curve,
+        calibration: vec![],
     };
     Ok((trained, summary))
 }

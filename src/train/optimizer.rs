@@ -34,6 +34,20 @@ pub fn lr_at(o: &Options, step: usize, total: usize) -> f32 {
     }
 }
 
+/// The global L2 norm of the gradients; when it exceeds `max_norm` they are
+/// scaled down to it (as PyTorch's `clip_grad_norm_`). Returns the norm before.
+pub fn clip(grads: &mut [Vec<f32>], max_norm: Option<f32>) -> f32 {
+    let norm = grads.iter().flat_map(|g| g.iter()).map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt() as f32;
+    if let Some(m) = max_norm
+        && norm > m
+        && norm.is_finite()
+    {
+        let k = m / norm;
+        grads.iter_mut().flat_map(|g| g.iter_mut()).for_each(|v| *v *= k);
+    }
+    norm
+}
+
 /// One update of every parameter from its gradient; `decay[i]`: whether weight
 /// decay applies (weights, not biases or BN parameters). `st.step` is the
 /// number of updates before this one.
