@@ -41,12 +41,13 @@ if [ "$what" = det ] || [ "$what" = all ]; then
   det=$models/ppocrv6_det_small.onnx
   echo "detector, original: $(score $det textdet $pages)"
   for v in half full; do
-    $fusec convert $det --variant $v -o "$out/det.$v.onnx" --force > /dev/null
+    $fusec convert $det --variant $v --init lsq --calib $data/pages/boxes.tsv --preprocess ppocr-det \
+      --calib-limit 32 --calib-sequential -o "$out/det.$v.onnx" --force > /dev/null
     echo "detector, $v untrained: $(score "$out/det.$v.onnx" textdet $pages)"
     start=$(date +%s)
     $fusec finetune "$out/det.$v.onnx" --teacher $det --data $data/pages/boxes.tsv --eval-data $pages \
       --task textdet --crop 320x320 --batch 8 --epochs 20 --bn frozen --output-loss fetch_name_0=bce:20 \
-      --quiet -o "$out/det.$v.tuned.onnx" --force
+      --augment-xscale 0.85:1.15 --calibrate-maps --quiet -o "$out/det.$v.tuned.onnx" --force
     echo "detector, $v fine-tuned ($(( ($(date +%s) - start) / 60 )) min): $(score "$out/det.$v.tuned.onnx" textdet $pages)"
   done
 fi
