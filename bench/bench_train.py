@@ -95,6 +95,13 @@ def fusec_rate(args, extra):
     return json.loads(out.stdout)["samples_per_sec"]
 
 
+def show(title, rates, width, digits):
+    """Print a title and one line per named rate (samples/s)."""
+    print(title)
+    for name, v in rates.items():
+        print(f"  {name:{width}s}: {v:6.{digits}f} samples/s")
+
+
 def bench_cls(a, d):
     half = os.path.join(d, "half.onnx")
     subprocess.run([FUSEC, "convert", MODEL, "--variant", "half", "-o", half], check=True, stdout=subprocess.DEVNULL)
@@ -111,9 +118,7 @@ def bench_cls(a, d):
         "KL only, BN train (what the PyTorch side does)": fusec_rate(args, ["--bn", "train", "--feature-weight", "0", "--train", "all"]),
         "KL + block outputs, BN frozen": fusec_rate(args, ["--bn", "frozen"]),
     }
-    print(f"fusec finetune, Half PP-OCR cls, batch 32, {a.threads} threads, {a.steps} steps, AdamW (after the first step):")
-    for name, v in res.items():
-        print(f"  {name:50s}: {v:6.1f} samples/s")
+    show(f"fusec finetune, Half PP-OCR cls, batch 32, {a.threads} threads, {a.steps} steps, AdamW (after the first step):", res, 50, 1)
     kl = res["KL only, BN train (what the PyTorch side does)"]
     if a.torch:
         t = torch_rate(half, MODEL, a.threads, a.steps, [32, 3, 48, 192], "train")
@@ -132,9 +137,7 @@ def bench_rec(a, d):
         "KL only, from the first rewritten block on (the default set)": fusec_rate(args, ["--feature-weight", "0"]),
         "default losses (KL + block outputs)": fusec_rate(args, []),
     }
-    print(f"fusec finetune, Half PP-OCRv6 recognizer, batch 16 of 48x320, {a.threads} threads, {a.steps} steps, AdamW, BN frozen (after the first step):")
-    for name, v in res.items():
-        print(f"  {name:62s}: {v:6.2f} samples/s")
+    show(f"fusec finetune, Half PP-OCRv6 recognizer, batch 16 of 48x320, {a.threads} threads, {a.steps} steps, AdamW, BN frozen (after the first step):", res, 62, 2)
     same = res["KL only, every parameter (what the PyTorch side does)"]
     if a.torch:
         t = torch_rate(half, REC, a.threads, a.steps, [16, 3, 48, 320], "frozen")

@@ -505,7 +505,6 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// Training samples `--calibrate-maps` runs.
 const CALIBRATION_SAMPLES: usize = 32;
 
@@ -520,18 +519,17 @@ fn parse_range(s: &str) -> std::result::Result<(f32, f32), String> {
     Ok((lo, hi))
 }
 
+/// A finite number.
+fn finite(s: &str) -> Option<f32> {
+    s.trim().parse::<f32>().ok().filter(|v| v.is_finite())
+}
+
 /// A finite number >= 0.
 fn non_negative(s: &str) -> std::result::Result<f32, String> {
-    match s.trim().parse::<f32>() {
-        Ok(v) if v >= 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("expected a number >= 0, got '{s}'")),
-    }
+    finite(s).filter(|&v| v >= 0.0).ok_or_else(|| format!("expected a number >= 0, got '{s}'"))
 }
 
 /// A finite number > 0.
 fn positive(s: &str) -> std::result::Result<f32, String> {
-    match s.trim().parse::<f32>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
-        _ => Err(format!("expected a number > 0, got '{s}'")),
-    }
+    finite(s).filter(|&v| v > 0.0).ok_or_else(|| format!("expected a number > 0, got '{s}'"))
 }

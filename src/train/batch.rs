@@ -94,7 +94,6 @@ pub struct Augment {
 }
 
 impl Augment {
-    pub const OFF: Augment = Augment { on: false, xscale: (1.0, 1.0) };
     pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0) };
 }
 

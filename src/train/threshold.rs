@@ -8,10 +8,10 @@
 
 use ndarray::ArrayD;
 
-use super::loss::{LossKind, OutputLoss, look_through};
+use super::loss::{look_through, LossKind, OutputLoss};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::onnx::{ModelProto, make_node};
+use crate::onnx::{make_node, GraphProto, ModelProto};
 use crate::runtime::{self, Feed};
 use crate::tensor::Tensor;
 
@@ -32,74 +32,37 @@ fn logit(p: f32) -> f32 {
     (p / (1.0 - p)).ln()
 }
 
+fn graph(m: &ModelProto) -> Result<&GraphProto> {
+    m.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))
+}
+
 /// Shift every BCE output's logits of `student` so that, on the first `limit`
 /// samples, as many of its pixels as the teacher's exceed `thresh`.
-pub fn calibrate(
-    student: &mut ModelProto,
-    teacher: &ModelProto,
-    losses: &[OutputLoss],
-    data: &Dataset,
-    thresh: f32,
-    limit: usize,
-    threads: usize,
-) -> Result<Vec<Shift>> {
+pub fn calibrate(student: &mut ModelProto, teacher: &ModelProto, losses: &[OutputLoss], data: &Dataset, thresh: f32, limit: usize, threads: usize) -> Result<Vec<Shift>> {
     let maps: Vec<&OutputLoss> = losses.iter().filter(|l| l.kind == LossKind::Bce).collect();
     if maps.is_empty() {
         return Ok(vec![]);
     }
-    let sg = student
-        .graph
-        .as_ref()
-        .ok_or_else(|| Error::InvalidGraph("no graph".into()))?;
-    let tg = teacher
-        .graph
-        .as_ref()
-        .ok_or_else(|| Error::InvalidGraph("no graph".into()))?;
+    let (sg, tg) = (graph(student)?, graph(teacher)?);
+    // outputs are matched by position, as the losses are
     let s_names: Vec<String> = maps.iter().map(|l| l.output.clone()).collect();
     let t_names: Vec<String> = maps
         .iter()
-        .map(|l| {
-            sg.output
-                .iter()
-                .position(|o| o.name() == l.output)
-                .and_then(|i| tg.output.get(i))
-                .map(|o| o.name().to_string())
-        })
+        .map(|l| sg.output.iter().position(|o| o.name() == l.output).and_then(|i| tg.output.get(i)).map(|o| o.name().to_string()))
         .collect::<Option<_>>()
         .ok_or_else(|| Error::option("--teacher", "its outputs do not match the model's"))?;
-    let (s_in, t_in) = (
-        super::graph::data_input(student)?,
-        super::graph::data_input(teacher)?,
-    );
+    let (s_in, t_in) = (super::graph::data_input(student)?, super::graph::data_input(teacher)?);
     let mut ss = runtime::session(student, threads)?;
     let mut ts = runtime::session(teacher, threads)?;
     let mut student_p: Vec<Vec<f32>> = vec![vec![]; maps.len()];
     let mut teacher_above = vec![0usize; maps.len()];
     for s in data.samples.iter().take(limit.max(1)) {
         let x = s.x.as_standard_layout();
+        let xs = x.as_slice().ok_or_else(|| Error::tensor(&s.name, "not contiguous"))?;
         let mut shape = vec![1];
         shape.extend(s.x.shape());
-        let xs = x
-            .as_slice()
-            .ok_or_else(|| Error::tensor(&s.name, "not contiguous"))?;
-        let so: Vec<ArrayD<f32>> = runtime::run(
-            &mut ss,
-            &[Feed {
-                name: &s_in,
-                shape: shape.clone(),
-                data: xs,
-            }],
-            &s_names,
-        )?;
-        let to: Vec<ArrayD<f32>> = runtime::run(
-            &mut ts,
-            &[Feed {
-                name: &t_in,
-                shape,
-                data: xs,
-            }],
-            &t_names,
-        )?;
+        let so: Vec<ArrayD<f32>> = runtime::run(&mut ss, &[Feed { name: &s_in, shape: shape.clone(), data: xs }], &s_names)?;
+        let to: Vec<ArrayD<f32>> = runtime::run(&mut ts, &[Feed { name: &t_in, shape, data: xs }], &t_names)?;
         for (k, (a, b)) in so.iter().zip(&to).enumerate() {
             student_p[k].extend(a.iter());
             teacher_above[k] += b.iter().filter(|&&v| v > thresh).count();
@@ -115,18 +78,13 @@ pub fn calibrate(
         }
         // the student's threshold with n values above it: between its n-th and (n+1)-th largest
         let i = p.len() - n;
-        let (lo_part, hi, _) = p.select_nth_unstable_by(i, |a, b| a.total_cmp(b));
+        let (below, hi, _) = p.select_nth_unstable_by(i, |a, b| a.total_cmp(b));
         let hi = *hi;
-        let lo = lo_part.iter().copied().fold(f32::MIN, f32::max);
+        let lo = below.iter().copied().fold(f32::MIN, f32::max);
         let matched = 0.5 * (lo + hi);
         let shift = logit(thresh) - logit(matched);
         shift_logits(student, &l.output, shift)?;
-        shifts.push(Shift {
-            output: l.output.clone(),
-            matched,
-            shift,
-            ratio_before: before as f64 / n as f64,
-        });
+        shifts.push(Shift { output: l.output.clone(), matched, shift, ratio_before: before as f64 / n as f64 });
     }
     Ok(shifts)
 }
@@ -134,16 +92,13 @@ pub fn calibrate(
 /// Insert `z + shift` before the Sigmoid that computes `output` (or add to the
 /// shift of an earlier calibration).
 fn shift_logits(model: &mut ModelProto, output: &str, shift: f32) -> Result<()> {
-    let g = model
-        .graph
-        .as_mut()
-        .ok_or_else(|| Error::InvalidGraph("no graph".into()))?;
-    let (node, _) = look_through(g, output);
-    let sig = node.filter(|n| n.op_type() == "Sigmoid").ok_or_else(|| {
-        Error::InvalidGraph(format!("output '{output}' is not computed by a Sigmoid"))
-    })?;
-    let sig_name = sig.output[0].clone();
-    let z = sig.input[0].clone();
+    let g = model.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
+    let sig_out = match look_through(g, output) {
+        (Some(n), _) if n.op_type() == "Sigmoid" => n.output[0].clone(),
+        _ => return Err(Error::InvalidGraph(format!("output '{output}' is not computed by a Sigmoid"))),
+    };
+    let pos = g.node.iter().position(|n| n.output.first() == Some(&sig_out)).ok_or_else(|| Error::InvalidGraph(format!("no node computes '{sig_out}'")))?;
+    let z = g.node[pos].input[0].clone();
     if let Some(base) = z.strip_suffix(".calibrated") {
         let c = format!("{base}.calibration_shift");
         if let Some(t) = g.initializer.iter_mut().find(|t| t.name() == c) {
@@ -152,25 +107,9 @@ fn shift_logits(model: &mut ModelProto, output: &str, shift: f32) -> Result<()> 
             return Ok(());
         }
     }
-    let c = format!("{z}.calibration_shift");
-    let zc = format!("{z}.calibrated");
-    let pos = g
-        .node
-        .iter()
-        .position(|n| n.op_type() == "Sigmoid" && n.output.first() == Some(&sig_name))
-        .unwrap_or(0);
+    let (c, zc) = (format!("{z}.calibration_shift"), format!("{z}.calibrated"));
     g.node[pos].input[0] = zc.clone();
-    g.node.insert(
-        pos,
-        make_node(
-            &format!("{z}.calibration"),
-            "Add",
-            &[&z, &c],
-            &[&zc],
-            vec![],
-        ),
-    );
-    g.initializer
-        .push(Tensor::from_f32(&c, &ArrayD::from_elem(ndarray::IxDyn(&[]), shift)).into_proto());
+    g.node.insert(pos, make_node(&format!("{z}.calibration"), "Add", &[&z, &c], &[&zc], vec![]));
+    g.initializer.push(Tensor::from_f32(&c, &ArrayD::from_elem(ndarray::IxDyn(&[]), shift)).into_proto());
     Ok(())
 }
