@@ -432,8 +432,10 @@ fn trainable_initializers(m: &ModelProto) -> Vec<String> {
 #[test]
 fn training_graph_gradients_match_finite_differences() {
     runtime::init().unwrap();
-    // opset 18 moves the reduction axes from attributes to inputs
-    for (opset, bn) in [(14, BnMode::Frozen), (14, BnMode::Train), (18, BnMode::Train)] {
+    // opset 18 moves the reduction axes from attributes to inputs; peak weight 2: each
+    // sample's KL weighed by 1 + 2·(1 − its teacher's probability of class 0)
+    let mut losses = vec![];
+    for (opset, bn, peak) in [(14, BnMode::Frozen, 0.0), (14, BnMode::Train, 0.0), (18, BnMode::Train, 0.0), (14, BnMode::Frozen, 2.0)] {
         let teacher = classifier_at(opset, 3, 3);
         let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
         let params = trainable_initializers(&student);
@@ -443,7 +445,7 @@ fn training_graph_gradients_match_finite_differences() {
         let outputs = fusec::train::loss::resolve(student.graph.as_ref().unwrap(), teacher.graph.as_ref().unwrap(), &[2], fusec::train::LossKind::Kl, &[]).unwrap();
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs[0].kind, fusec::train::LossKind::Kl);
-        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, edge_weight: 0.0, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
+        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, emphasis: fusec::train::Emphasis { peak, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
         let spec = tgraph::Spec { batch: 4, input_shape: vec![4, 3, 12, 16], trainable: &params, bn, loss: &loss, labels: true, teacher_shapes: Default::default() };
         let tg = tgraph::build(&student, &spec).unwrap();
         assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
@@ -460,14 +462,19 @@ fn training_graph_gradients_match_finite_differences() {
             onehot[i * 3 + i % 3] = 1.0;
         }
         fixed.push((tg.labels_input.clone().unwrap(), vec![4, 3], onehot));
-        check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("opset {opset} {bn:?}"));
+        let l = check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("opset {opset} {bn:?} peak weight {peak}"));
+        losses.push(l);
     }
+    // the same inputs with and without the peak weight: every sample weighs 1 to 3,
+    // its class 0 not certain, so the weighted loss lies strictly between
+    let (l0, l2) = (losses[0], losses[3]);
+    assert!(l2 > l0 * 1.05 && l2 < 3.0 * l0, "loss {l0} unweighted, {l2} with peak weight 2");
 }
 
 /// The training graph's loss against central finite differences along 3 random
 /// directions of its parameters (started from the student's initializers);
-/// `fixed` feeds the other inputs (batch, teacher values, labels).
-fn check_loss_gradient(tg: &tgraph::TrainGraph, student: &ModelProto, sess: &mut ort::session::Session, fixed: &[(String, Vec<usize>, Vec<f32>)], rng: &mut StdRng, what: &str) {
+/// `fixed` feeds the other inputs (batch, teacher values, labels). Returns the loss.
+fn check_loss_gradient(tg: &tgraph::TrainGraph, student: &ModelProto, sess: &mut ort::session::Session, fixed: &[(String, Vec<usize>, Vec<f32>)], rng: &mut StdRng, what: &str) -> f64 {
     let init: std::collections::HashMap<String, Vec<f32>> = student
         .graph
         .as_ref()
@@ -500,6 +507,7 @@ fn check_loss_gradient(tg: &tgraph::TrainGraph, student: &ModelProto, sess: &mut
         assert!((fd - an).abs() <= tol, "{what} trial {trial}: finite difference {fd:.6} vs gradient {an:.6}");
         assert!(an.abs() > 1e-2, "{what}: vacuous check ({an})");
     }
+    out[0].iter().next().copied().unwrap() as f64
 }
 
 fn accuracy(model: &ModelProto, data: &Dataset) -> f64 {
@@ -620,20 +628,29 @@ fn dense_outputs_get_bce_and_nse_and_their_gradients_are_exact() {
     assert!(err.contains("--output-loss") && err.contains("nope"), "{err}");
     // loss + backward against finite differences (teacher values: probabilities in (0, 1))
     let params = trainable_initializers(&student);
-    // edge weight 3: the map's pixels weighed by 1 + 3·4t(1 − t)
-    for edge_weight in [0.0, 3.0] {
-        let loss = LossSpec { distill: Distill::Kl, temperature: 1.0, edge_weight, distill_weight: 1.0, overrides: vec![], outputs: outputs.clone(), label_weight: 0.0, feature_weight: 0.0, features: vec![] };
+    // edge weight 3: the map's pixels weighed by 1 + 3·4t(1 − t); hard 0.5: the target
+    // halfway to the teacher's map thresholded at 0.3; the last two: a fully hardened
+    // target is the teacher's map given as 0/1 (`binary`)
+    let mut losses = vec![];
+    for (edge_weight, hard, binary) in [(0.0, 0.0, false), (3.0, 0.0, false), (0.0, 0.5, false), (0.0, 1.0, false), (0.0, 0.0, true)] {
+        let loss = LossSpec { distill: Distill::Kl, temperature: 1.0, emphasis: fusec::train::Emphasis { edge: edge_weight, hard, hard_thresh: 0.3, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs: outputs.clone(), label_weight: 0.0, feature_weight: 0.0, features: vec![] };
         let spec = tgraph::Spec { batch: 2, input_shape: vec![2, 3, 8, 8], trainable: &params, bn: BnMode::Frozen, loss: &loss, labels: false, teacher_shapes: Default::default() };
         let tg = tgraph::build(&student, &spec).unwrap();
         assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
         let mut sess = runtime::session(&tg.model, 1).unwrap();
         let mut rng = StdRng::seed_from_u64(8);
         let mut fixed: Vec<(String, Vec<usize>, Vec<f32>)> = vec![(tg.input.clone(), tg.input_shape.clone(), rand_vec(2 * 3 * 64, -1.0, 1.0, &mut rng))];
-        for (_, name, shape) in &tg.teacher_inputs {
-            fixed.push((name.clone(), shape.clone(), rand_vec(shape.iter().product(), 0.05, 0.95, &mut rng)));
+        for (i, (_, name, shape)) in tg.teacher_inputs.iter().enumerate() {
+            let mut t = rand_vec(shape.iter().product(), 0.05, 0.95, &mut rng);
+            if binary && i == 0 {
+                t.iter_mut().for_each(|v| *v = if *v > 0.3 { 1.0 } else { 0.0 });
+            }
+            fixed.push((name.clone(), shape.clone(), t));
         }
-        check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("BCE (edge weight {edge_weight}) + NSE"));
+        losses.push(check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("BCE (edge weight {edge_weight}, hard {hard}, binary {binary}) + NSE")));
     }
+    assert!((losses[3] - losses[4]).abs() <= 1e-5 * losses[4].abs(), "hardened {} vs 0/1 teacher {}", losses[3], losses[4]);
+    assert!((losses[2] - losses[0]).abs() > 1e-3 * losses[0].abs(), "hard 0.5 {} vs soft {}", losses[2], losses[0]);
 }
 
 #[test]

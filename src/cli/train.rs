@@ -227,6 +227,16 @@ pub struct FinetuneArgs {
     /// 1 + β·4t(1 − t), so a thresholded student map keeps the teacher's box sizes [default: 0].
     #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
     pub edge_weight: f32,
+    /// Extra weight β of the steps where the teacher reads a character in sequence outputs
+    /// (KL over [N, T, C], class 0 the CTC blank): each step counts 1 + β·(1 − blank
+    /// probability), against students that drop single letters [default: 0].
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub peak_weight: f32,
+    /// How much of the probability maps' BCE target is the teacher's map thresholded at
+    /// --thresh (0: its soft map; 1: its regions as 0/1): the student learns the regions'
+    /// edges rather than the soft slope around them [default: 0].
+    #[arg(long, default_value_t = 0.0, value_parser = unit)]
+    pub hard_maps: f32,
     /// After training, shift each probability map's logits so that on the first 32 training
     /// samples as many of its pixels as of the teacher's exceed --thresh (boxes of the
     /// teacher's size from a map slightly wider or narrower; adds one Add before its Sigmoid).
@@ -416,7 +426,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         loss: LossSpec {
             distill: a.distill,
             temperature,
-            edge_weight: a.edge_weight,
+            emphasis: crate::train::Emphasis { edge: a.edge_weight, peak: a.peak_weight, hard: a.hard_maps, hard_thresh: a.decode.thresh },
             distill_weight: 1.0,
             overrides: a.output_loss.clone(),
             outputs: vec![],
@@ -527,6 +537,11 @@ fn finite(s: &str) -> Option<f32> {
 /// A finite number >= 0.
 fn non_negative(s: &str) -> std::result::Result<f32, String> {
     finite(s).filter(|&v| v >= 0.0).ok_or_else(|| format!("expected a number >= 0, got '{s}'"))
+}
+
+/// A number in [0, 1].
+fn unit(s: &str) -> std::result::Result<f32, String> {
+    finite(s).filter(|&v| (0.0..=1.0).contains(&v)).ok_or_else(|| format!("expected a number between 0 and 1, got '{s}'"))
 }
 
 /// A finite number > 0.

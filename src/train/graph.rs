@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::grad::{differentiate, Emitter};
-use super::loss::{self, LossKind, OutputLoss, OutputLossArg};
+use super::loss::{self, Emphasis, LossKind, OutputLoss, OutputLossArg};
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::{self, a_int, a_ints, attr_float, attr_int, attr_ints, dtype, Dim, ModelProto, NodeProto, TensorProto};
@@ -51,8 +51,8 @@ pub struct LossSpec {
     /// The loss on class scores (outputs of a Softmax, or `[N, C]` logits).
     pub distill: Distill,
     pub temperature: f32,
-    /// Extra weight β of the teacher's edges in BCE maps (`loss::emit`).
-    pub edge_weight: f32,
+    /// Extra weight of the teacher's map edges (BCE) and character steps (KL).
+    pub emphasis: Emphasis,
     /// Weight of every output loss (besides its own weight).
     pub distill_weight: f32,
     /// Per-output overrides (`--output-loss`).
@@ -404,7 +404,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         teacher_inputs.push((l.teacher_tensor.clone(), t_in.clone(), want));
         let mut scaled = l.clone();
         scaled.weight *= ls.distill_weight;
-        let (value, seed) = loss::emit(&mut em, &scaled, &t_in, ls.temperature, ls.edge_weight)?;
+        let (value, seed) = loss::emit(&mut em, &scaled, &t_in, ls.temperature, ls.emphasis)?;
         // one output: "loss/kl"; several: "loss/kl:<output>"
         let name = if ls.outputs.len() == 1 { format!("loss/{}", kind_name(l.kind)) } else { format!("loss/{}:{}", kind_name(l.kind), l.output) };
         loss_parts.push((name, value));

@@ -167,12 +167,30 @@ pub fn resolve(student: &GraphProto, teacher: &GraphProto, ranks: &[usize], clas
     Ok(out)
 }
 
+/// Emphasis within one loss term: which elements count more than others.
+/// Weights come from the teacher's values only (no gradient flows through them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Emphasis {
+    /// β of BCE maps: each pixel weighs 1 + β·4t(1 − t), so the teacher's edges
+    /// (t near ½) count up to 1 + β times its confident inside and outside, where a
+    /// thresholded map's boxes are decided.
+    pub edge: f32,
+    /// β of KL class scores: each position weighs 1 + β·(1 − t₀), t₀ the teacher's
+    /// probability of class 0 (the CTC blank, at the KL's temperature), so the few steps where the teacher
+    /// reads a character count up to 1 + β times the blank steps around them.
+    pub peak: f32,
+    /// h of BCE maps: the target is (1 − h)·t + h·[t > `hard_thresh`], the teacher's
+    /// map blended with its thresholded regions, so the student's map is pushed to 0
+    /// or 1 on either side of the teacher's box edges instead of copying their soft
+    /// slope (a soft copy that is a little blurrier thresholds to larger boxes).
+    pub hard: f32,
+    pub hard_thresh: f32,
+}
+
 /// Emit the loss of one term between the student tensor and the teacher input
 /// `t_in` (same shape); returns the loss value and the gradient seed of the
-/// student tensor. `edge_weight` β weighs each pixel of a BCE map by
-/// 1 + β·4t(1 − t): the teacher's edges (t near ½) count up to 1 + β times its
-/// confident inside and outside, where a thresholded map's boxes are decided.
-pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, edge_weight: f32) -> Result<(String, String)> {
+/// student tensor.
+pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emphasis: Emphasis) -> Result<(String, String)> {
     let s = l.tensor.as_str();
     let shape = em.shape(s)?;
     let n: i64 = shape.iter().product();
@@ -204,11 +222,21 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, edge
             let ps = em.op("Exp", &[&lps], vec![], shape.clone());
             let pt = em.op("Exp", &[&lpt], vec![], shape.clone());
             let d = em.bin("Sub", &lpt, &lps)?;
-            let kl = em.bin("Mul", &pt, &d)?;
+            let mut kl = em.bin("Mul", &pt, &d)?;
+            let mut diff = em.bin("Sub", &ps, &pt)?;
+            if emphasis.peak > 0.0 {
+                // 1 + β·(1 − t₀) = (1 + β) − β·t₀ per position, broadcast over the classes
+                let t0 = em.slice(&pt, &[ax], &[0], &[1])?;
+                let nb = em.c_f32(-emphasis.peak);
+                let bt = em.bin("Mul", &t0, &nb)?;
+                let c = em.c_f32(1.0 + emphasis.peak);
+                let pw = em.bin("Add", &bt, &c)?;
+                kl = em.bin("Mul", &kl, &pw)?;
+                diff = em.bin("Mul", &diff, &pw)?;
+            }
             let tot = em.reduce("ReduceSum", &kl, &all, false)?;
             let k = em.c_f32(w * temperature * temperature / positions as f32);
             let loss = em.bin("Mul", &tot, &k)?;
-            let diff = em.bin("Sub", &ps, &pt)?;
             let gk = em.c_f32(w * temperature / positions as f32);
             Ok((loss, em.bin("Mul", &diff, &gk)?))
         }
@@ -216,6 +244,21 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, edge
             // BCE(σ(z), t) = softplus(z) − t·z, with softplus(z) = relu(z) + log(1 + exp(−|z|));
             // reported less the teacher's own entropy (what BCE cannot go below: soft maps
             // are not 0/1), i.e. the Bernoulli KL, 0 when the maps agree; d/dz = σ(z) − t
+            let soft = t_in;
+            let hardened;
+            let t_in = if emphasis.hard > 0.0 {
+                // (1 − h)·t + h·[t > θ]
+                let th = em.c_f32(emphasis.hard_thresh);
+                let gt = em.op("Greater", &[soft, &th], vec![], shape.clone());
+                let on = em.op("Cast", &[&gt], vec![a_int("to", crate::onnx::dtype::FLOAT as i64)], shape.clone());
+                let h = em.c_f32(emphasis.hard);
+                let d = em.bin("Sub", &on, soft)?;
+                let hd = em.bin("Mul", &d, &h)?;
+                hardened = em.bin("Add", soft, &hd)?;
+                hardened.as_str()
+            } else {
+                soft
+            };
             let abs = em.op("Abs", &[s], vec![], shape.clone());
             let neg = em.op("Neg", &[&abs], vec![], shape.clone());
             let ex = em.op("Exp", &[&neg], vec![], shape.clone());
@@ -238,10 +281,13 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, edge
             let mut kl = em.bin("Add", &b, &negh)?;
             let sg = em.op("Sigmoid", &[s], vec![], shape.clone());
             let mut diff = em.bin("Sub", &sg, t_in)?;
-            if edge_weight > 0.0 {
-                // 1 + β·4t(1 − t), from the teacher's map only (no gradient through it)
+            if emphasis.edge > 0.0 {
+                // 1 + β·4t(1 − t), from the teacher's (soft) map only (no gradient through it)
+                let (lo, hi) = (em.c_f32(1e-7), em.c_f32(1.0 - 1e-7));
+                let tc = em.op("Clip", &[soft, &lo, &hi], vec![], shape.clone());
+                let omt = em.bin("Sub", &one, &tc)?;
                 let t1t = em.bin("Mul", &tc, &omt)?;
-                let b4 = em.c_f32(4.0 * edge_weight);
+                let b4 = em.c_f32(4.0 * emphasis.edge);
                 let e = em.bin("Mul", &t1t, &b4)?;
                 let pw = em.bin("Add", &e, &one)?;
                 kl = em.bin("Mul", &kl, &pw)?;

@@ -34,7 +34,7 @@ use crate::tensor::Tensor;
 use checkpoint::State;
 pub use curve::write_curve;
 pub use graph::{BnMode, Distill, LossSpec};
-pub use loss::{LossKind, OutputLoss, OutputLossArg};
+pub use loss::{Emphasis, LossKind, OutputLoss, OutputLossArg};
 pub use model::trainable;
 pub use optimizer::{Optimizer, Schedule};
 
@@ -127,7 +127,7 @@ impl Default for Options {
             loss: LossSpec {
                 distill: Distill::Kl,
                 temperature: 4.0,
-                edge_weight: 0.0,
+                emphasis: Emphasis::default(),
                 distill_weight: 1.0,
                 overrides: vec![],
                 outputs: vec![],
