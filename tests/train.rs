@@ -433,9 +433,10 @@ fn trainable_initializers(m: &ModelProto) -> Vec<String> {
 fn training_graph_gradients_match_finite_differences() {
     runtime::init().unwrap();
     // opset 18 moves the reduction axes from attributes to inputs; peak weight 2: each
-    // sample's KL weighed by 1 + 2·(1 − its teacher's probability of class 0)
+    // sample's KL weighed by 1 + 2·(1 − its teacher's probability of class 0); miss weight
+    // 2: by 3 where the student's best class is not the teacher's
     let mut losses = vec![];
-    for (opset, bn, peak) in [(14, BnMode::Frozen, 0.0), (14, BnMode::Train, 0.0), (18, BnMode::Train, 0.0), (14, BnMode::Frozen, 2.0)] {
+    for (opset, bn, peak, miss) in [(14, BnMode::Frozen, 0.0, 0.0), (14, BnMode::Train, 0.0, 0.0), (18, BnMode::Train, 0.0, 0.0), (14, BnMode::Frozen, 2.0, 0.0), (14, BnMode::Frozen, 0.0, 2.0)] {
         let teacher = classifier_at(opset, 3, 3);
         let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
         let params = trainable_initializers(&student);
@@ -445,7 +446,7 @@ fn training_graph_gradients_match_finite_differences() {
         let outputs = fusec::train::loss::resolve(student.graph.as_ref().unwrap(), teacher.graph.as_ref().unwrap(), &[2], fusec::train::LossKind::Kl, &[]).unwrap();
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs[0].kind, fusec::train::LossKind::Kl);
-        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, emphasis: fusec::train::Emphasis { peak, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
+        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, emphasis: fusec::train::Emphasis { peak, miss, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
         let spec = tgraph::Spec { batch: 4, input_shape: vec![4, 3, 12, 16], trainable: &params, bn, loss: &loss, labels: true, teacher_shapes: Default::default() };
         let tg = tgraph::build(&student, &spec).unwrap();
         assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
@@ -462,13 +463,14 @@ fn training_graph_gradients_match_finite_differences() {
             onehot[i * 3 + i % 3] = 1.0;
         }
         fixed.push((tg.labels_input.clone().unwrap(), vec![4, 3], onehot));
-        let l = check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("opset {opset} {bn:?} peak weight {peak}"));
+        let l = check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("opset {opset} {bn:?} peak weight {peak} miss weight {miss}"));
         losses.push(l);
     }
     // the same inputs with and without the peak weight: every sample weighs 1 to 3,
     // its class 0 not certain, so the weighted loss lies strictly between
-    let (l0, l2) = (losses[0], losses[3]);
+    let (l0, l2, m2) = (losses[0], losses[3], losses[4]);
     assert!(l2 > l0 * 1.05 && l2 < 3.0 * l0, "loss {l0} unweighted, {l2} with peak weight 2");
+    assert!(m2 > l0 * 1.05 && m2 < 3.0 * l0, "loss {l0} unweighted, {m2} with miss weight 2");
 }
 
 /// The training graph's loss against central finite differences along 3 random

@@ -232,6 +232,11 @@ pub struct FinetuneArgs {
     /// probability), against students that drop single letters [default: 0].
     #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
     pub peak_weight: f32,
+    /// Extra weight β of the positions where the student's best class is not the teacher's
+    /// (KL class scores): each counts 1 + β, e.g. a recognizer's dropped letter or the blank
+    /// it misses between a double letter [default: 0].
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub miss_weight: f32,
     /// How much of the probability maps' BCE target is the teacher's map thresholded at
     /// --thresh (0: its soft map; 1: its regions as 0/1): the student learns the regions'
     /// edges rather than the soft slope around them [default: 0].
@@ -426,7 +431,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         loss: LossSpec {
             distill: a.distill,
             temperature,
-            emphasis: crate::train::Emphasis { edge: a.edge_weight, peak: a.peak_weight, hard: a.hard_maps, hard_thresh: a.decode.thresh },
+            emphasis: crate::train::Emphasis { edge: a.edge_weight, peak: a.peak_weight, miss: a.miss_weight, hard: a.hard_maps, hard_thresh: a.decode.thresh },
             distill_weight: 1.0,
             overrides: a.output_loss.clone(),
             outputs: vec![],

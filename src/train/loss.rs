@@ -179,6 +179,10 @@ pub struct Emphasis {
     /// probability of class 0 (the CTC blank, at the KL's temperature), so the few steps where the teacher
     /// reads a character count up to 1 + β times the blank steps around them.
     pub peak: f32,
+    /// β of KL class scores: each position where the student's best class is not the
+    /// teacher's weighs 1 + β (a recognizer's dropped letter, or the blank between a
+    /// double letter that it merges).
+    pub miss: f32,
     /// h of BCE maps: the target is (1 − h)·t + h·[t > `hard_thresh`], the teacher's
     /// map blended with its thresholded regions, so the student's map is pushed to 0
     /// or 1 on either side of the teacher's box edges instead of copying their soft
@@ -233,6 +237,22 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emph
                 let pw = em.bin("Add", &bt, &c)?;
                 kl = em.bin("Mul", &kl, &pw)?;
                 diff = em.bin("Mul", &diff, &pw)?;
+            }
+            if emphasis.miss > 0.0 {
+                // (1 + β) − β·[argmax s = argmax t] per position (piecewise constant: no gradient)
+                let keep = || vec![a_int("axis", ax), a_int("keepdims", 1)];
+                let mut one_shape = shape.clone();
+                one_shape[ax as usize] = 1;
+                let bs = em.op("ArgMax", &[&lps], keep(), one_shape.clone());
+                let bt = em.op("ArgMax", &[&lpt], keep(), one_shape.clone());
+                let same = em.op("Equal", &[&bs, &bt], vec![], one_shape.clone());
+                let same = em.op("Cast", &[&same], vec![a_int("to", crate::onnx::dtype::FLOAT as i64)], one_shape);
+                let nb = em.c_f32(-emphasis.miss);
+                let bm = em.bin("Mul", &same, &nb)?;
+                let c = em.c_f32(1.0 + emphasis.miss);
+                let mw = em.bin("Add", &bm, &c)?;
+                kl = em.bin("Mul", &kl, &mw)?;
+                diff = em.bin("Mul", &diff, &mw)?;
             }
             let tot = em.reduce("ReduceSum", &kl, &all, false)?;
             let k = em.c_f32(w * temperature * temperature / positions as f32);
