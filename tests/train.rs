@@ -727,7 +727,7 @@ fn readme_lists_the_gradient_rules() {
 }
 
 #[test]
-fn warp_shifts_and_stretches_about_the_left_edge() {
+fn warp_shifts_stretches_and_zooms_about_the_top_left_corner() {
     use fusec::train::batch::warp;
     // one channel, 2 rows, 12 columns; a ramp along x in row 0, a bright column at x = 2 in row 1
     let (h, w) = (2usize, 12usize);
@@ -738,20 +738,25 @@ fn warp_shifts_and_stretches_about_the_left_edge() {
     src[w + 2] = 1.0;
     let mut dst = vec![f32::NAN; h * w];
     // shift only: whole pixels, zero where the source is outside
-    warp(&src, &[1, h, w], 1, 3, 1.0, &mut dst);
+    warp(&src, &[1, h, w], 1, 3, (1.0, 1.0), &mut dst);
     assert!(dst[..w].iter().all(|&v| v == 0.0), "row 0 comes from row -1: {:?}", &dst[..w]);
     assert_eq!(&dst[w..w + 3], &[0.0, 0.0, 0.0]);
     assert_eq!(&dst[w + 3..2 * w], &src[..w - 3]);
     // stretch 2: dst[x] = src[x / 2], interpolated; the column at 2 lands at 4 with half-weight neighbours
-    warp(&src, &[1, h, w], 0, 0, 2.0, &mut dst);
+    warp(&src, &[1, h, w], 0, 0, (1.0, 2.0), &mut dst);
     let row0: Vec<f32> = (0..w).map(|x| x as f32 / 2.0).collect();
     assert_eq!(&dst[..w], row0.as_slice());
     assert_eq!(&dst[w..w + 7], &[0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0]);
     // squeeze 0.5: dst[x] = src[2x], zero past the sample's end
-    warp(&src, &[1, h, w], 0, 0, 0.5, &mut dst);
+    warp(&src, &[1, h, w], 0, 0, (1.0, 0.5), &mut dst);
     assert_eq!(&dst[..6], &[0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
     assert!(dst[6..w].iter().all(|&v| v == 0.0));
     assert_eq!(&dst[w..w + 3], &[0.0, 1.0, 0.0]);
+    // zoom 2 on both axes: row 1 is halfway between rows 0 and 1 (the column at 2 lands at 4)
+    warp(&src, &[1, h, w], 0, 0, (2.0, 2.0), &mut dst);
+    assert_eq!(&dst[..w], row0.as_slice());
+    let mid: Vec<f32> = (0..w).map(|x| 0.5 * row0[x] + 0.5 * [0.0, 0.0, 0.0, 0.5, 1.0, 0.5][..].get(x).copied().unwrap_or(0.0)).collect();
+    assert_eq!(&dst[w..2 * w], mid.as_slice());
 }
 
 #[test]

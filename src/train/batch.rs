@@ -60,7 +60,7 @@ impl<'a> Batcher<'a> {
                 None => dst.copy_from_slice(src),
             }
             if self.augment.on {
-                augment(dst, &self.shape, self.augment.xscale, &mut rng);
+                augment(dst, &self.shape, &self.augment, &mut rng);
             }
         }
         Ok(idx)
@@ -91,47 +91,56 @@ pub struct Augment {
     /// Range of a random horizontal stretch (anchored at the left edge, where
     /// right-padded text lines start); `(1, 1)`: none.
     pub xscale: (f32, f32),
+    /// Range of a random zoom of both axes (about the top-left corner: text of
+    /// other sizes); `(1, 1)`: none.
+    pub scale: (f32, f32),
 }
 
 impl Augment {
-    pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0) };
+    pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0), scale: (1.0, 1.0) };
 }
 
-/// Random shift, horizontal stretch, contrast/brightness jitter and noise on a
-/// CHW sample (in place).
-fn augment(x: &mut [f32], shape: &[usize], xscale: (f32, f32), rng: &mut StdRng) {
+/// Random shift, zoom, horizontal stretch, contrast/brightness jitter and noise
+/// on a CHW sample (in place).
+fn augment(x: &mut [f32], shape: &[usize], a: &Augment, rng: &mut StdRng) {
     let w = shape[2];
     let dy = rng.random_range(-2i64..=2);
     let dx = rng.random_range(-(w as i64) / 24..=(w as i64) / 24);
     let gain = rng.random_range(0.75f32..1.25);
     let bias = rng.random_range(-0.2f32..0.2);
-    // drawn only when asked for, so runs without it draw the same numbers as before
-    let stretch = if xscale.0 < xscale.1 { rng.random_range(xscale.0..xscale.1) } else { xscale.0 };
+    // drawn only when asked for, so runs without them draw the same numbers as before
+    let draw = |r: (f32, f32), rng: &mut StdRng| if r.0 < r.1 { rng.random_range(r.0..r.1) } else { r.0 };
+    let stretch = draw(a.xscale, rng);
+    let zoom = draw(a.scale, rng);
     let src = x.to_vec();
-    warp(&src, shape, dy, dx, stretch, x);
+    warp(&src, shape, dy, dx, (zoom, zoom * stretch), x);
     for v in x.iter_mut() {
         let noise = rng.random_range(-0.05f32..0.05);
         *v = *v * gain + bias + noise;
     }
 }
 
-/// `dst` = the CHW sample `src` shifted by (dy, dx) pixels and stretched
-/// horizontally by `stretch` about its left edge (linear interpolation; zero
-/// outside the sample): dst[c, y, x] = src[c, y - dy, (x - dx) / stretch].
-pub fn warp(src: &[f32], shape: &[usize], dy: i64, dx: i64, stretch: f32, dst: &mut [f32]) {
+/// `dst` = the CHW sample `src` shifted by (dy, dx) pixels and stretched by
+/// `(sy, sx)` about its top-left corner (bilinear interpolation; zero outside
+/// the sample): dst[c, y, x] = src[c, (y - dy) / sy, (x - dx) / sx].
+pub fn warp(src: &[f32], shape: &[usize], dy: i64, dx: i64, (sy, sx): (f32, f32), dst: &mut [f32]) {
     let (c, h, w) = (shape[0], shape[1], shape[2]);
-    let at = |ci: usize, sy: i64, sx: i64| if sy >= 0 && sy < h as i64 && sx >= 0 && sx < w as i64 { src[ci * h * w + sy as usize * w + sx as usize] } else { 0.0 };
+    let at = |ci: usize, y: i64, x: i64| if y >= 0 && y < h as i64 && x >= 0 && x < w as i64 { src[ci * h * w + y as usize * w + x as usize] } else { 0.0 };
+    // source coordinate of an output row or column: whole pixel and the next one's weight
+    let coord = |i: usize, d: i64, s: f32| -> (i64, f32) {
+        if s == 1.0 {
+            return (i as i64 - d, 0.0);
+        }
+        let u = (i as i64 - d) as f32 / s;
+        (u.floor() as i64, u - u.floor())
+    };
     for ci in 0..c {
         for yi in 0..h {
-            let sy = yi as i64 - dy;
+            let (y0, g) = coord(yi, dy, sy);
             for xi in 0..w {
-                dst[ci * h * w + yi * w + xi] = if stretch == 1.0 {
-                    at(ci, sy, xi as i64 - dx)
-                } else {
-                    let u = (xi as i64 - dx) as f32 / stretch;
-                    let (x0, f) = (u.floor(), u - u.floor());
-                    at(ci, sy, x0 as i64) * (1.0 - f) + at(ci, sy, x0 as i64 + 1) * f
-                };
+                let (x0, f) = coord(xi, dx, sx);
+                let row = |y: i64| if f == 0.0 { at(ci, y, x0) } else { at(ci, y, x0) * (1.0 - f) + at(ci, y, x0 + 1) * f };
+                dst[ci * h * w + yi * w + xi] = if g == 0.0 { row(y0) } else { row(y0) * (1.0 - g) + row(y0 + 1) * g };
             }
         }
     }
