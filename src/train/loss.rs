@@ -231,12 +231,7 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emph
             if emphasis.peak > 0.0 {
                 // 1 + β·(1 − t₀) = (1 + β) − β·t₀ per position, broadcast over the classes
                 let t0 = em.slice(&pt, &[ax], &[0], &[1])?;
-                let nb = em.c_f32(-emphasis.peak);
-                let bt = em.bin("Mul", &t0, &nb)?;
-                let c = em.c_f32(1.0 + emphasis.peak);
-                let pw = em.bin("Add", &bt, &c)?;
-                kl = em.bin("Mul", &kl, &pw)?;
-                diff = em.bin("Mul", &diff, &pw)?;
+                weigh(em, (&mut kl, &mut diff), &t0, 1.0 + emphasis.peak, -emphasis.peak)?;
             }
             if emphasis.miss > 0.0 {
                 // (1 + β) − β·[argmax s = argmax t] per position (piecewise constant: no gradient)
@@ -247,12 +242,7 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emph
                 let bt = em.op("ArgMax", &[&lpt], keep(), one_shape.clone());
                 let same = em.op("Equal", &[&bs, &bt], vec![], one_shape.clone());
                 let same = em.op("Cast", &[&same], vec![a_int("to", crate::onnx::dtype::FLOAT as i64)], one_shape);
-                let nb = em.c_f32(-emphasis.miss);
-                let bm = em.bin("Mul", &same, &nb)?;
-                let c = em.c_f32(1.0 + emphasis.miss);
-                let mw = em.bin("Add", &bm, &c)?;
-                kl = em.bin("Mul", &kl, &mw)?;
-                diff = em.bin("Mul", &diff, &mw)?;
+                weigh(em, (&mut kl, &mut diff), &same, 1.0 + emphasis.miss, -emphasis.miss)?;
             }
             let tot = em.reduce("ReduceSum", &kl, &all, false)?;
             let k = em.c_f32(w * temperature * temperature / positions as f32);
@@ -307,11 +297,7 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emph
                 let tc = em.op("Clip", &[soft, &lo, &hi], vec![], shape.clone());
                 let omt = em.bin("Sub", &one, &tc)?;
                 let t1t = em.bin("Mul", &tc, &omt)?;
-                let b4 = em.c_f32(4.0 * emphasis.edge);
-                let e = em.bin("Mul", &t1t, &b4)?;
-                let pw = em.bin("Add", &e, &one)?;
-                kl = em.bin("Mul", &kl, &pw)?;
-                diff = em.bin("Mul", &diff, &pw)?;
+                weigh(em, (&mut kl, &mut diff), &t1t, 1.0, 4.0 * emphasis.edge)?;
             }
             let tot = em.reduce("ReduceSum", &kl, &all, false)?;
             let k = em.c_f32(w / n as f32);
@@ -330,6 +316,18 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emph
         LossKind::Nse => nse(em, s, t_in, w),
         LossKind::None => Err(Error::InvalidGraph("no loss".into())),
     }
+}
+
+/// Weigh a loss's elements and their gradient by a + b·x (x broadcast; computed
+/// from the teacher or piecewise constant, so no gradient flows through it).
+fn weigh(em: &mut Emitter, (loss, grad): (&mut String, &mut String), x: &str, a: f32, b: f32) -> Result<()> {
+    let bk = em.c_f32(b);
+    let bx = em.bin("Mul", x, &bk)?;
+    let ak = em.c_f32(a);
+    let w = em.bin("Add", &bx, &ak)?;
+    *loss = em.bin("Mul", loss, &w)?;
+    *grad = em.bin("Mul", grad, &w)?;
+    Ok(())
 }
 
 /// Σ(s − t)² / (Σt² + ε) × w, and its gradient 2w(s − t) / (Σt² + ε).
