@@ -760,6 +760,21 @@ fn warp_shifts_stretches_and_zooms_about_the_top_left_corner() {
 }
 
 #[test]
+fn stroke_widens_or_thins_dark_strokes_by_one_pixel() {
+    use fusec::train::batch::stroke;
+    // one channel, 4 × 4, white with a dark pixel at (1, 1)
+    let mut x = vec![1.0f32; 16];
+    x[5] = -1.0;
+    stroke(&mut x, &[1, 4, 4], true);
+    let dark: Vec<usize> = (0..16).filter(|&i| x[i] < 0.0).collect();
+    assert_eq!(dark, [0, 1, 4, 5], "the 2×2 windows that hold (1, 1) start at rows/columns 0 and 1");
+    // thinning the 2×2 block brings it back to one pixel, at its top-left corner
+    stroke(&mut x, &[1, 4, 4], false);
+    let dark: Vec<usize> = (0..16).filter(|&i| x[i] < 0.0).collect();
+    assert_eq!(dark, [0]);
+}
+
+#[test]
 fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
     let teacher = two_heads(11, None);
     let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);

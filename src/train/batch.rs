@@ -94,10 +94,14 @@ pub struct Augment {
     /// Range of a random zoom of both axes (about the top-left corner: text of
     /// other sizes); `(1, 1)`: none.
     pub scale: (f32, f32),
+    /// Random stroke weight: a third of the samples get darker strokes one pixel
+    /// wider (a 2×2 minimum filter), a third one pixel thinner (maximum), for
+    /// fonts of other weights.
+    pub stroke: bool,
 }
 
 impl Augment {
-    pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0), scale: (1.0, 1.0) };
+    pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0), scale: (1.0, 1.0), stroke: false };
 }
 
 /// Random shift, zoom, horizontal stretch, contrast/brightness jitter and noise
@@ -114,6 +118,13 @@ fn augment(x: &mut [f32], shape: &[usize], a: &Augment, rng: &mut StdRng) {
     let zoom = draw(a.scale, rng);
     let src = x.to_vec();
     warp(&src, shape, dy, dx, (zoom, zoom * stretch), x);
+    if a.stroke {
+        match rng.random_range(0..3) {
+            1 => stroke(x, shape, true),
+            2 => stroke(x, shape, false),
+            _ => {}
+        }
+    }
     for v in x.iter_mut() {
         let noise = rng.random_range(-0.05f32..0.05);
         *v = *v * gain + bias + noise;
@@ -141,6 +152,32 @@ pub fn warp(src: &[f32], shape: &[usize], dy: i64, dx: i64, (sy, sx): (f32, f32)
                 let (x0, f) = coord(xi, dx, sx);
                 let row = |y: i64| if f == 0.0 { at(ci, y, x0) } else { at(ci, y, x0) * (1.0 - f) + at(ci, y, x0 + 1) * f };
                 dst[ci * h * w + yi * w + xi] = if g == 0.0 { row(y0) } else { row(y0) * (1.0 - g) + row(y0 + 1) * g };
+            }
+        }
+    }
+}
+
+/// Dark strokes of a CHW sample one pixel wider (`thicken`: each pixel the
+/// minimum of the 2×2 window at it, per channel) or thinner (the maximum); the
+/// window is cut at the right and bottom edges.
+pub fn stroke(x: &mut [f32], shape: &[usize], thicken: bool) {
+    let (c, h, w) = (shape[0], shape[1], shape[2]);
+    let pick = |a: f32, b: f32| if thicken { a.min(b) } else { a.max(b) };
+    for plane in x.chunks_exact_mut(h * w).take(c) {
+        for y in 0..h {
+            for xi in 0..w {
+                let mut v = plane[y * w + xi];
+                if xi + 1 < w {
+                    v = pick(v, plane[y * w + xi + 1]);
+                }
+                if y + 1 < h {
+                    v = pick(v, plane[(y + 1) * w + xi]);
+                    if xi + 1 < w {
+                        v = pick(v, plane[(y + 1) * w + xi + 1]);
+                    }
+                }
+                // rows below and the column to the right are read before they are written
+                plane[y * w + xi] = v;
             }
         }
     }
