@@ -168,7 +168,8 @@ pub fn resolve(student: &GraphProto, teacher: &GraphProto, ranks: &[usize], clas
 }
 
 /// Emphasis within one loss term: which elements count more than others.
-/// Weights come from the teacher's values only (no gradient flows through them).
+/// Weights come from the teacher's values, or (`miss`) are piecewise constant in
+/// the student's: no gradient flows through them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Emphasis {
     /// β of BCE maps: each pixel weighs 1 + β·4t(1 − t), so the teacher's edges
@@ -292,10 +293,15 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emph
             let sg = em.op("Sigmoid", &[s], vec![], shape.clone());
             let mut diff = em.bin("Sub", &sg, t_in)?;
             if emphasis.edge > 0.0 {
-                // 1 + β·4t(1 − t), from the teacher's (soft) map only (no gradient through it)
-                let (lo, hi) = (em.c_f32(1e-7), em.c_f32(1.0 - 1e-7));
-                let tc = em.op("Clip", &[soft, &lo, &hi], vec![], shape.clone());
-                let omt = em.bin("Sub", &one, &tc)?;
+                // 1 + β·4t(1 − t), from the teacher's (soft) map only (no gradient through it);
+                // the entropy's clipped map is that map unless the target was hardened
+                let (tc, omt) = if emphasis.hard > 0.0 {
+                    let tc = em.op("Clip", &[soft, &lo, &hi], vec![], shape.clone());
+                    let omt = em.bin("Sub", &one, &tc)?;
+                    (tc, omt)
+                } else {
+                    (tc, omt)
+                };
                 let t1t = em.bin("Mul", &tc, &omt)?;
                 weigh(em, (&mut kl, &mut diff), &t1t, 1.0, 4.0 * emphasis.edge)?;
             }
