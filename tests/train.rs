@@ -684,6 +684,44 @@ fn micro_batches_accumulate_to_the_same_update_as_one_batch() {
 }
 
 #[test]
+fn ema_writes_the_moving_average_of_the_weights() {
+    let teacher = two_heads(8, None);
+    let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
+    let data = images_8(16, 4);
+    let vals = |m: &ModelProto| -> Vec<f32> {
+        m.graph.as_ref().unwrap().initializer.iter().filter(|t| t.data_type() == fusec::onnx::dtype::FLOAT).flat_map(|t| Tensor::from_proto(t.clone()).unwrap().to_f32().unwrap().iter().copied().collect::<Vec<_>>()).collect()
+    };
+    let v0 = vals(&student);
+    // the same steps with and without the average: the parameters follow the same path
+    let mut last = vec![v0.clone()];
+    for steps in 1..=2 {
+        let plain = fusec::train::Options { steps: Some(steps), batch: 8, lr: 1e-2, warmup: 0, bn: BnMode::Frozen, progress: false, ..Default::default() };
+        last.push(vals(&fusec::train::finetune(&student, &teacher, &data, None, &plain).unwrap().0));
+    }
+    let (p1, p2) = (&last[1], &last[2]);
+    let moved = p2.iter().zip(&v0).filter(|(x, y)| (*x - *y).abs() > 1e-4).count();
+    assert!(moved > v0.len() / 4, "the update is too small to compare ({moved} of {} moved)", v0.len());
+    let with = fusec::train::Options { steps: Some(2), batch: 8, lr: 1e-2, warmup: 0, bn: BnMode::Frozen, progress: false, ema: Some(0.99), ..Default::default() };
+    let avg = vals(&fusec::train::finetune(&student, &teacher, &data, None, &with).unwrap().0);
+    // decays min(0.99, (1 + t) / (10 + t)): 0.1 after the first update, 2/11 after the second
+    let (d1, d2) = (fusec::train::optimizer::ema_decay(0.99, 0), fusec::train::optimizer::ema_decay(0.99, 1));
+    assert!((d1 - 0.1).abs() < 1e-7 && (d2 - 2.0 / 11.0).abs() < 1e-7, "{d1} {d2}");
+    let worst = (0..v0.len())
+        .map(|i| {
+            let a1 = d1 * v0[i] + (1.0 - d1) * p1[i];
+            let a2 = d2 * a1 + (1.0 - d2) * p2[i];
+            (avg[i] - a2).abs()
+        })
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-5, "the written weights differ from the average by {worst}");
+    let off = avg.iter().zip(p2).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(off > 1e-4, "the average equals the last weights ({off})");
+    let bad = fusec::train::Options { ema: Some(1.0), ..with };
+    let e = fusec::train::finetune(&student, &teacher, &data, None, &bad).unwrap_err().to_string();
+    assert!(e.contains("--ema"), "{e}");
+}
+
+#[test]
 fn a_model_exported_for_batch_one_is_rebatched_or_accumulated() {
     let teacher = two_heads(7, Some(1));
     let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);

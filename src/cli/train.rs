@@ -206,6 +206,11 @@ pub struct FinetuneArgs {
     /// grad_norm column shows their norms) [default: no clipping].
     #[arg(long, value_name = "NORM", value_parser = positive)]
     pub clip_grad: Option<f32>,
+    /// Keep an exponential moving average of the weights with this decay (0.999: about the
+    /// last thousand steps) and evaluate and write it instead of the last step's weights;
+    /// it smooths the epoch-to-epoch swings of dense outputs [default: the last weights].
+    #[arg(long, value_name = "DECAY", value_parser = decay)]
+    pub ema: Option<f32>,
     /// Which parameters to train.
     #[arg(long, value_enum, default_value = "downstream")]
     pub train: crate::train::TrainSet,
@@ -434,6 +439,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         schedule: a.schedule,
         warmup: a.warmup,
         clip_grad: a.clip_grad,
+        ema: a.ema,
         train: a.train,
         bn: a.bn,
         loss: LossSpec {
@@ -473,6 +479,13 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     let (mut trained, mut summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;
     if a.calibrate_maps && !summary.interrupted && !summary.paused {
         summary.calibration = crate::train::threshold::calibrate(&mut trained, &teacher.proto, &summary.outputs, &data, opts.decode.thresh, CALIBRATION_SAMPLES, a.threads).map_err(|e| e.in_file(&a.model))?;
+        // the per-epoch evaluations saw the maps before the shift: score the model as written
+        if let (Some(ed), Some(kind), false) = (eval_data.as_ref(), opts.eval_kind, summary.calibration.is_empty()) {
+            let input = crate::train::graph::data_input(&trained)?;
+            let batch = crate::train::model::declared_batch(&trained, &input).map_or(opts.batch, |b| b.max(1) as usize);
+            let r = crate::eval::tasks::evaluate("student", &trained, Some(("teacher", &teacher.proto)), ed, kind, &opts.decode, batch).map_err(|e| e.in_file(&a.model))?;
+            summary.eval_calibrated = Some(crate::train::monitor::Eval { score: r.score, agreement: r.agreement });
+        }
     }
     let curve = a.curve.clone().unwrap_or_else(|| output.with_extension("curve.csv"));
     let svg = crate::train::write_curve(&summary, &curve)?;
@@ -494,6 +507,9 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         "  {} steps ({:.1} epochs) in {:.1} s, {:.0} samples/s; {} parameters in {} tensors; peak lr {lr}",
         summary.steps, summary.epochs, summary.seconds, summary.samples_per_sec, summary.params_trained, summary.tensors_trained
     );
+    if let Some(d) = a.ema {
+        println!("  written: the moving average of the weights (decay {d})");
+    }
     if summary.accumulate > 1 || summary.rebatched {
         println!(
             "  micro-batches of {}{}{}",
@@ -514,9 +530,10 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         println!("  calibrated {}: {:.3}x the teacher's pixels above the threshold before; logits shifted by {:+.4} (threshold {:.3} before the shift)", c.output, c.ratio_before, c.shift, c.matched);
     }
     if let (Some(m), Some(b), Some(e)) = (&summary.eval_metric, summary.eval_before, summary.eval_after) {
-        println!("  held-out {m} {b:.2}% -> {e:.2}%");
+        let calibrated = summary.eval_calibrated.as_ref().and_then(|e| e.headline()).map(|(_, v)| format!(" ({v:.2}% after the calibration)")).unwrap_or_default();
+        println!("  held-out {m} {b:.2}% -> {e:.2}%{calibrated}");
     }
-    if let Some(ev) = &summary.eval_last {
+    if let Some(ev) = summary.eval_calibrated.as_ref().or(summary.eval_last.as_ref()) {
         if let Some(s) = &ev.score {
             println!("    against the ground truth: {}", s.describe());
         }
@@ -550,6 +567,11 @@ fn finite(s: &str) -> Option<f32> {
 /// A finite number >= 0.
 fn non_negative(s: &str) -> std::result::Result<f32, String> {
     finite(s).filter(|&v| v >= 0.0).ok_or_else(|| format!("expected a number >= 0, got '{s}'"))
+}
+
+/// A number strictly between 0 and 1.
+fn decay(s: &str) -> std::result::Result<f32, String> {
+    finite(s).filter(|&v| v > 0.0 && v < 1.0).ok_or_else(|| format!("expected a number between 0 and 1 (exclusive), got '{s}'"))
 }
 
 /// A number in [0, 1].

@@ -27,7 +27,17 @@ pub struct State {
     pub v: Vec<Vec<f32>>,
     pub bn_mean: Vec<Vec<f32>>,
     pub bn_var: Vec<Vec<f32>>,
+    /// The exponential moving average of the parameters (`--ema`), which the
+    /// held-out evaluation and the written model use.
+    pub avg: Option<Vec<Vec<f32>>>,
     pub step: usize,
+}
+
+impl State {
+    /// The parameters the model is evaluated and written with: the average when there is one.
+    pub fn weights(&self) -> &[Vec<f32>] {
+        self.avg.as_deref().unwrap_or(&self.params)
+    }
 }
 
 pub fn save(path: &Path, st: &State, tg: &TrainGraph, fingerprint: i64) -> Result<()> {
@@ -42,6 +52,9 @@ pub fn save(path: &Path, st: &State, tg: &TrainGraph, fingerprint: i64) -> Resul
             w.add_array(format!("param/{p}"), &ndarray::arr1(&st.params[i])).map_err(err)?;
             w.add_array(format!("m/{p}"), &ndarray::arr1(&st.m[i])).map_err(err)?;
             w.add_array(format!("v/{p}"), &ndarray::arr1(&st.v[i])).map_err(err)?;
+            if let Some(a) = &st.avg {
+                w.add_array(format!("avg/{p}"), &ndarray::arr1(&a[i])).map_err(err)?;
+            }
         }
         for (i, b) in tg.bn.iter().enumerate() {
             w.add_array(format!("bn_mean/{}", b.mean), &ndarray::arr1(&st.bn_mean[i])).map_err(err)?;
@@ -74,6 +87,11 @@ pub fn load(path: &Path, st: &mut State, tg: &TrainGraph, fingerprint: i64) -> R
         st.params[i] = get(format!("param/{p}"), n)?;
         st.m[i] = get(format!("m/{p}"), n)?;
         st.v[i] = get(format!("v/{p}"), n)?;
+    }
+    if st.avg.is_some() {
+        // a checkpoint written without --ema starts the average at its parameters
+        let avg: Vec<Vec<f32>> = tg.params.iter().enumerate().map(|(i, p)| get(format!("avg/{p}"), st.params[i].len()).unwrap_or_else(|_| st.params[i].clone())).collect();
+        st.avg = Some(avg);
     }
     for (i, b) in tg.bn.iter().enumerate() {
         let n = st.bn_mean[i].len();

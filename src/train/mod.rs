@@ -83,6 +83,8 @@ pub struct Options {
     pub warmup: usize,
     /// Scale the gradients down to this global L2 norm when they exceed it.
     pub clip_grad: Option<f32>,
+    /// Evaluate and write an exponential moving average of the weights with this decay.
+    pub ema: Option<f32>,
     pub train: TrainSet,
     pub bn: BnMode,
     pub loss: LossSpec,
@@ -122,6 +124,7 @@ impl Default for Options {
             schedule: Schedule::Cosine,
             warmup: 50,
             clip_grad: None,
+            ema: None,
             train: TrainSet::Downstream,
             bn: BnMode::Train,
             loss: LossSpec {
@@ -200,6 +203,8 @@ pub struct Summary {
     pub curve: Vec<CurvePoint>,
     /// Probability maps shifted after training (`threshold::calibrate`).
     pub calibration: Vec<threshold::Shift>,
+    /// The held-out evaluation of the model as written, after the calibration.
+    pub eval_calibrated: Option<monitor::Eval>,
 }
 
 /// The micro-batch the models run: `batch` if they accept it (rebatched when
@@ -310,7 +315,13 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         Ok(Tensor::from_proto((*t).clone())?.to_f32()?.iter().copied().collect())
     };
     let params_v: Vec<Vec<f32>> = tg.params.iter().map(|p| get(p)).collect::<Result<_>>()?;
+    if let Some(d) = opts.ema
+        && !(d > 0.0 && d < 1.0)
+    {
+        return Err(Error::option("--ema", format!("the decay must lie between 0 and 1, got {d}")));
+    }
     let mut st = State {
+        avg: opts.ema.map(|_| params_v.clone()),
         m: params_v.iter().map(|v| vec![0.0; v.len()]).collect(),
         v: params_v.iter().map(|v| vec![0.0; v.len()]).collect(),
         params: params_v,
@@ -343,7 +354,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         None => None,
     };
     let evaluate = |m: &mut monitor::Monitor, st: &State| -> Result<monitor::Eval> {
-        let mut vals: Vec<&[f32]> = st.params.iter().map(Vec::as_slice).collect();
+        let mut vals: Vec<&[f32]> = st.weights().iter().map(Vec::as_slice).collect();
         for i in 0..tg.bn.len() {
             vals.push(&st.bn_mean[i]);
             vals.push(&st.bn_var[i]);
@@ -444,6 +455,9 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         let lr = optimizer::lr_at(opts, st.step, total);
         let grad_norm = optimizer::clip(&mut grads, opts.clip_grad);
         optimizer::step(opts, &mut st, &grads, &decay, lr);
+        if let Some(d) = opts.ema {
+            optimizer::average(&mut st, d);
+        }
         timing[2] += tt2.elapsed().as_secs_f64();
         st.step += 1;
         if warm.is_none() {
@@ -523,6 +537,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         checkpoint: opts.checkpoint.clone(),
         curve,
         calibration: vec![],
+        eval_calibrated: None,
     };
     Ok((trained, summary))
 }

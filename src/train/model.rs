@@ -151,7 +151,7 @@ pub fn write_back(student: &ModelProto, tg: &TrainGraph, st: &State) -> Result<M
     let g = m.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
     let mut values: HashMap<&str, (&[usize], &[f32])> = HashMap::new();
     for (i, p) in tg.params.iter().enumerate() {
-        values.insert(p, (&tg.param_shapes[i], &st.params[i]));
+        values.insert(p, (&tg.param_shapes[i], &st.weights()[i]));
     }
     let bn_shapes: Vec<Vec<usize>> = st.bn_mean.iter().map(|v| vec![v.len()]).collect();
     for (i, b) in tg.bn.iter().enumerate() {

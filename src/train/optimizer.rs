@@ -76,6 +76,26 @@ pub fn step(o: &Options, st: &mut State, grads: &[Vec<f32>], decay: &[bool], lr:
     }
 }
 
+/// The decay of the parameter average after `updates` optimizer steps: `decay`, but
+/// lower early on, (1 + t) / (10 + t), so that the average forgets the
+/// initial weights (as TensorFlow's `ExponentialMovingAverage` with `num_updates`).
+pub fn ema_decay(decay: f32, updates: usize) -> f32 {
+    decay.min((1 + updates) as f32 / (10 + updates) as f32)
+}
+
+/// Fold the parameters into their moving average (`--ema`); `st.step` is the
+/// number of updates before the one just made.
+pub fn average(st: &mut State, decay: f32) {
+    let d = ema_decay(decay, st.step);
+    if let Some(avg) = st.avg.as_mut() {
+        for (a, p) in avg.iter_mut().zip(&st.params) {
+            for (x, &y) in a.iter_mut().zip(p) {
+                *x = d * *x + (1.0 - d) * y;
+            }
+        }
+    }
+}
+
 /// Fold one batch's statistics into the running averages (unbiased variance, as PyTorch).
 pub fn update_bn(st: &mut State, bn: &[BnStat], means: &[&[f32]], vars: &[&[f32]]) {
     for (i, b) in bn.iter().enumerate() {
