@@ -553,12 +553,13 @@ fn short_finetune_lowers_the_loss_and_recovers_accuracy() {
 
 #[test]
 fn resuming_from_a_checkpoint_gives_the_same_weights() {
+    // with --ema: the checkpoint carries the average too
     let teacher = classifier(5, 3);
     let (student, _) = common::convert(&teacher, Variant::Full, Init::Sum);
     let data = teacher_labelled(&teacher, 64, 3);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.npz");
-    let base = fusec::train::Options { steps: Some(8), batch: 16, lr: 5e-3, warmup: 2, augment: fusec::train::Augment::ON, seed: 9, progress: false, ..Default::default() };
+    let base = fusec::train::Options { steps: Some(8), batch: 16, lr: 5e-3, warmup: 2, augment: fusec::train::Augment::ON, seed: 9, ema: Some(0.9), progress: false, ..Default::default() };
     let (straight, _) = fusec::train::finetune(&student, &teacher, &data, None, &base).unwrap();
     let first = fusec::train::Options { checkpoint: Some(ck.clone()), stop_after: Some(5), ..base.clone() };
     let (_, s1) = fusec::train::finetune(&student, &teacher, &data, None, &first).unwrap();
