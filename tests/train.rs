@@ -446,7 +446,7 @@ fn training_graph_gradients_match_finite_differences() {
         let outputs = fusec::train::loss::resolve(student.graph.as_ref().unwrap(), teacher.graph.as_ref().unwrap(), &[2], fusec::train::LossKind::Kl, &[]).unwrap();
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs[0].kind, fusec::train::LossKind::Kl);
-        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, emphasis: fusec::train::Emphasis { peak, miss, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()] };
+        let loss = LossSpec { distill: Distill::Kl, temperature: 2.0, emphasis: fusec::train::Emphasis { peak, miss, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs, label_weight: 0.5, feature_weight: 0.3, features: vec![feature.clone()], ctc_weight: 0.0 };
         let spec = tgraph::Spec { batch: 4, input_shape: vec![4, 3, 12, 16], trainable: &params, bn, loss: &loss, labels: true, teacher_shapes: Default::default() };
         let tg = tgraph::build(&student, &spec).unwrap();
         assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
@@ -636,7 +636,7 @@ fn dense_outputs_get_bce_and_nse_and_their_gradients_are_exact() {
     // target is the teacher's map given as 0/1 (`binary`)
     let mut losses = vec![];
     for (edge_weight, hard, binary) in [(0.0, 0.0, false), (3.0, 0.0, false), (0.0, 0.5, false), (0.0, 1.0, false), (0.0, 0.0, true)] {
-        let loss = LossSpec { distill: Distill::Kl, temperature: 1.0, emphasis: fusec::train::Emphasis { edge: edge_weight, hard, hard_thresh: 0.3, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs: outputs.clone(), label_weight: 0.0, feature_weight: 0.0, features: vec![] };
+        let loss = LossSpec { distill: Distill::Kl, temperature: 1.0, emphasis: fusec::train::Emphasis { edge: edge_weight, hard, hard_thresh: 0.3, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs: outputs.clone(), label_weight: 0.0, feature_weight: 0.0, features: vec![], ctc_weight: 0.0 };
         let spec = tgraph::Spec { batch: 2, input_shape: vec![2, 3, 8, 8], trainable: &params, bn: BnMode::Frozen, loss: &loss, labels: false, teacher_shapes: Default::default() };
         let tg = tgraph::build(&student, &spec).unwrap();
         assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
@@ -720,6 +720,66 @@ fn ema_writes_the_moving_average_of_the_weights() {
     let bad = fusec::train::Options { ema: Some(1.0), ..with };
     let e = fusec::train::finetune(&student, &teacher, &data, None, &bad).unwrap_err().to_string();
     assert!(e.contains("--ema"), "{e}");
+}
+
+/// A tiny recognizer: [N, 3, 4, 16] → 8 steps of 4 classes (blank, a, b, c), Softmax on the last axis.
+fn tiny_recognizer(seed: u64) -> ModelProto {
+    let mut b = ModelBuilder::new(13, seed);
+    let x = b.input("x", &[Dim::Sym("N".into()), Dim::Known(3), Dim::Known(4), Dim::Known(16)]);
+    let mut h = b.conv(&x, 3, 8, (4, 2), (4, 2), (0, 0), 1, true);
+    h = b.act(&h, Act::Relu);
+    h = b.conv(&h, 8, 4, (1, 1), (1, 1), (0, 0), 1, true);
+    let shape = b.constant_i64("shape", &[3], &[0, 4, 8]);
+    let r = b.op("Reshape", &[&h, &shape], vec![]);
+    let t = b.op("Transpose", &[&r], vec![a_ints("perm", &[0, 2, 1])]);
+    let p = b.op("Softmax", &[&t], vec![a_int("axis", 2)]);
+    b.output(&p);
+    b.build()
+}
+
+#[test]
+fn ctc_alone_teaches_a_recognizer_to_read_its_text() {
+    // each line's image spells a CTC path of its text: step s lights channel k − 1 for class k
+    let texts = ["ab", "aab", "c", "bca", "cc", "abc", "ba", "bb"];
+    let paths: [[usize; 8]; 8] = [[1, 1, 0, 2, 0, 0, 0, 0], [1, 0, 1, 2, 2, 0, 0, 0], [0, 0, 3, 3, 0, 0, 0, 0], [2, 3, 0, 1, 0, 0, 0, 0], [3, 0, 3, 0, 0, 0, 0, 0], [1, 2, 2, 3, 0, 0, 0, 0], [0, 2, 1, 1, 0, 0, 0, 0], [2, 2, 0, 2, 0, 0, 0, 0]];
+    let mut rng = StdRng::seed_from_u64(11);
+    let samples: Vec<Sample> = texts
+        .iter()
+        .zip(&paths)
+        .enumerate()
+        .map(|(i, (t, path))| {
+            let noise = rand_vec(3 * 4 * 16, -0.2, 0.2, &mut rng);
+            let x = ndarray::Array3::from_shape_fn((3, 4, 16), |(c, y, col)| noise[(c * 4 + y) * 16 + col] + if path[col / 2] == c + 1 { 1.0 } else { 0.0 });
+            let mut s = Sample::new(format!("l{i}"), x, None);
+            s.text = Some(t.to_string());
+            s
+        })
+        .collect();
+    let data = Dataset { samples, classes: vec![] };
+    let (student, teacher) = (tiny_recognizer(3), tiny_recognizer(4));
+    let dict: Vec<String> = ["", "a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let decode = fusec::eval::tasks::Params { dict: dict.clone(), ..Default::default() };
+    let read = |m: &ModelProto| fusec::eval::tasks::evaluate("m", m, None, &data, fusec::eval::tasks::Kind::Ctc, &decode, 8).unwrap().score.unwrap().headline().1;
+    assert!(read(&student) < 50.0, "the untrained student already reads {}% of the lines", read(&student));
+    let mut o = fusec::train::Options { steps: Some(300), batch: 8, lr: 3e-2, warmup: 0, train: fusec::train::TrainSet::All, bn: BnMode::Frozen, augment: fusec::train::Augment { on: false, ..fusec::train::Augment::ON }, progress: false, decode: decode.clone(), ..Default::default() };
+    // the teacher reads nothing useful: only the CTC on the text can teach the student
+    o.loss.distill_weight = 0.0;
+    o.loss.feature_weight = 0.0;
+    o.loss.ctc_weight = 1.0;
+    let (trained, s) = fusec::train::finetune(&student, &teacher, &data, None, &o).unwrap();
+    let c = s.ctc.as_ref().unwrap();
+    assert_eq!((c.target, c.skipped, c.sequences), ("text", 0, 300 * 8));
+    let i = s.loss_names.iter().position(|n| n == "loss/ctc").unwrap() - 1;
+    let (first, last) = (s.curve[0].components[i], s.curve.last().unwrap().components[i]);
+    assert!(last < 0.1 * first, "the CTC loss went from {first} to {last}");
+    // every line read exactly, the double letters included
+    assert_eq!(read(&trained), 100.0);
+    // the teacher's readings as targets, and a model without [N, T, C] scores
+    let t = fusec::train::Options { ctc_target: fusec::train::CtcTarget::Teacher, steps: Some(2), ..o.clone() };
+    assert_eq!(fusec::train::finetune(&student, &teacher, &data, None, &t).unwrap().1.ctc.unwrap().target, "teacher");
+    let two = two_heads(9, None);
+    let e = fusec::train::finetune(&two, &two, &images_8(8, 1), None, &fusec::train::Options { steps: Some(1), batch: 4, ..o }).unwrap_err().to_string();
+    assert!(e.contains("--ctc-weight"), "{e}");
 }
 
 #[test]

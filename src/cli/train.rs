@@ -242,6 +242,16 @@ pub struct FinetuneArgs {
     /// it misses between a double letter [default: 0].
     #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
     pub miss_weight: f32,
+    /// Weight of a CTC loss on a recognizer's `[N, T, C]` class scores, beside the
+    /// distillation: it scores whole readings, so a merged double letter (a missing blank
+    /// between two steps of the same class) costs what a wrong letter costs. Computed on the
+    /// host from a forward run each step [default: 0, off].
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub ctc_weight: f32,
+    /// The CTC targets: the data's `text` column, or the teacher's greedy reading (no labels
+    /// needed); auto: the text when every sample has one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub ctc_target: crate::train::CtcTarget,
     /// How much of the probability maps' BCE target is the teacher's map thresholded at
     /// --thresh (0: its soft map; 1: its regions as 0/1): the student learns the regions'
     /// edges rather than the soft slope around them [default: 0].
@@ -440,6 +450,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         warmup: a.warmup,
         clip_grad: a.clip_grad,
         ema: a.ema,
+        ctc_target: a.ctc_target,
         train: a.train,
         bn: a.bn,
         loss: LossSpec {
@@ -452,6 +463,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
             label_weight: a.label_weight.unwrap_or(1.0),
             feature_weight: a.feature_weight,
             features: vec![],
+            ctc_weight: a.ctc_weight,
         },
         auto_features: true,
         augment: crate::train::Augment { on: !a.no_augment, xscale: a.augment_xscale.unwrap_or((1.0, 1.0)), scale: a.augment_scale.unwrap_or((1.0, 1.0)), stroke: a.augment_stroke },
@@ -521,6 +533,11 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     for o in &summary.outputs {
         let tau = if o.kind == crate::train::LossKind::Kl { format!(", τ {temperature}") } else { String::new() };
         println!("  output {}: {:?} on '{}' (weight {}{tau}; {})", o.output, o.kind, o.tensor, o.weight, o.reason);
+    }
+    if let Some(c) = &summary.ctc {
+        let target = if c.target == "text" { "the data's text" } else { "the teacher's readings" };
+        let skipped = if c.skipped > 0 { format!("; {} of {} sequences left out (a character outside the dictionary, or too long)", c.skipped, c.sequences) } else { String::new() };
+        println!("  CTC on '{}' against {target} (weight {}){skipped}", c.tensor, c.weight);
     }
     println!("  loss {:.4} -> {:.4} ({})", summary.first_loss, summary.final_loss, summary.loss_names.join(" + ").replace("loss + ", ""));
     if !summary.features.is_empty() {

@@ -65,6 +65,9 @@ pub struct LossSpec {
     pub feature_weight: f32,
     /// Student tensors matched to the teacher's tensors of the same name.
     pub features: Vec<String>,
+    /// Weight of the CTC loss on the first `[N, T, C]` class-score output (its
+    /// gradient computed on the host, `ctc.rs`).
+    pub ctc_weight: f32,
 }
 
 #[derive(Debug, Clone)]
@@ -97,10 +100,25 @@ pub struct TrainGraph {
     /// the batch), the output losses' first, then the features'.
     pub teacher_inputs: Vec<(String, String, Vec<usize>)>,
     pub labels_input: Option<String>,
+    /// The CTC term's inputs, fed from the host each step.
+    pub ctc: Option<CtcInputs>,
     /// "loss" first, then each component.
     pub loss_outputs: Vec<String>,
     /// Parameters that no loss reaches (gradient always zero).
     pub unreachable: Vec<String>,
+}
+
+/// Where the host-computed CTC loss enters the training graph.
+#[derive(Debug, Clone)]
+pub struct CtcInputs {
+    /// The output loss (KL on `[N, T, C]` class scores) whose logits the CTC reads.
+    pub output: usize,
+    /// The student's logits tensor and its shape `[N, T, C]`.
+    pub tensor: String,
+    pub shape: Vec<usize>,
+    /// Input of the loss value (a scalar, weighted) and of its gradient seed (weighted).
+    pub loss_input: String,
+    pub grad_input: String,
 }
 
 /// The tensor holding a model's logits: the input of a trailing Softmax, else the first output.
@@ -438,6 +456,25 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     } else {
         None
     };
+    let ctc = if ls.ctc_weight > 0.0 {
+        let (output, l) = ls
+            .outputs
+            .iter()
+            .enumerate()
+            .find(|(_, l)| l.kind == LossKind::Kl && em.shape(&l.tensor).is_ok_and(|s| s.len() == 3) && (l.axis == -1 || l.axis == 2))
+            .ok_or_else(|| Error::option("--ctc-weight", "CTC needs a recognizer output: [N, T, C] class scores on the last axis with the KL loss"))?;
+        let shape = em.shape(&l.tensor)?;
+        let (loss_input, grad_input) = ("ctc/loss".to_string(), "ctc/grad".to_string());
+        inputs.push(f32_info(&loss_input, &[]));
+        inputs.push(f32_info(&grad_input, &shape));
+        em.shapes.insert(grad_input.clone(), shape.clone());
+        em.shapes.insert(loss_input.clone(), vec![]);
+        loss_parts.push(("loss/ctc".into(), loss_input.clone()));
+        seeds.push((l.tensor.clone(), grad_input.clone()));
+        Some(CtcInputs { output, tensor: l.tensor.clone(), shape: shape.iter().map(|&d| d as usize).collect(), loss_input, grad_input })
+    } else {
+        None
+    };
     if ls.feature_weight > 0.0 && !ls.features.is_empty() {
         let wf = ls.feature_weight / ls.features.len() as f32;
         let mut parts = vec![];
@@ -518,6 +555,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         bn,
         teacher_inputs,
         labels_input,
+        ctc,
         loss_outputs,
         unreachable,
     })

@@ -9,6 +9,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod ctc;
 pub mod curve;
 pub mod grad;
 pub mod graph;
@@ -20,6 +21,7 @@ pub mod teacher;
 pub mod threshold;
 
 pub use batch::Augment;
+pub use ctc::CtcTarget;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -85,6 +87,8 @@ pub struct Options {
     pub clip_grad: Option<f32>,
     /// Evaluate and write an exponential moving average of the weights with this decay.
     pub ema: Option<f32>,
+    /// The targets of the CTC loss (`loss.ctc_weight`).
+    pub ctc_target: CtcTarget,
     pub train: TrainSet,
     pub bn: BnMode,
     pub loss: LossSpec,
@@ -125,6 +129,7 @@ impl Default for Options {
             warmup: 50,
             clip_grad: None,
             ema: None,
+            ctc_target: CtcTarget::Auto,
             train: TrainSet::Downstream,
             bn: BnMode::Train,
             loss: LossSpec {
@@ -137,6 +142,7 @@ impl Default for Options {
                 label_weight: 1.0,
                 feature_weight: 1.0,
                 features: vec![],
+                ctc_weight: 0.0,
             },
             auto_features: true,
             labels: LabelUse::Auto,
@@ -205,6 +211,100 @@ pub struct Summary {
     pub calibration: Vec<threshold::Shift>,
     /// The held-out evaluation of the model as written, after the calibration.
     pub eval_calibrated: Option<monitor::Eval>,
+    /// The CTC loss, when on.
+    pub ctc: Option<CtcSummary>,
+}
+
+/// What the CTC loss trained on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CtcSummary {
+    /// The student tensor (logits) it reads.
+    pub tensor: String,
+    /// "text" (the data's text column) or "teacher" (the teacher's greedy reading).
+    pub target: &'static str,
+    pub weight: f32,
+    /// Sequences left out of the loss: a character outside the dictionary, or a target
+    /// longer than the steps allow.
+    pub skipped: usize,
+    pub sequences: usize,
+}
+
+/// The CTC term's host side: the student's forward run and the targets.
+struct CtcRun {
+    forward: ctc::Forward,
+    /// Per sample, the encoded text (None: a character outside the dictionary); None: the teacher's readings.
+    text: Option<Vec<Option<Vec<usize>>>>,
+    /// The forward run's parameter inputs, then BN statistics.
+    names: Vec<String>,
+    /// The parameters' shapes.
+    shapes: Vec<Vec<usize>>,
+    summary: CtcSummary,
+}
+
+impl CtcRun {
+    fn new(student: &ModelProto, tg: &graph::TrainGraph, c: &graph::CtcInputs, data: &Dataset, opts: &Options) -> Result<CtcRun> {
+        let has_text = data.samples.iter().all(|s| s.text.is_some());
+        let use_text = match opts.ctc_target {
+            CtcTarget::Text if !has_text => return Err(Error::option("--ctc-target", "text: the data has samples without a `text` column")),
+            CtcTarget::Text => true,
+            CtcTarget::Teacher => false,
+            CtcTarget::Auto => has_text,
+        };
+        let text = if use_text {
+            if opts.decode.dict.is_empty() {
+                return Err(Error::option("--ctc-target", "the text needs the model's dictionary (its `character` metadata, or --dict)"));
+            }
+            let enc = ctc::Encoder::new(&opts.decode.dict);
+            Some(data.samples.iter().map(|s| s.text.as_deref().and_then(|t| enc.encode(t))).collect())
+        } else {
+            None
+        };
+        let mut names: Vec<String> = tg.params.clone();
+        for b in &tg.bn {
+            names.push(b.mean.clone());
+            names.push(b.var.clone());
+        }
+        let shapes = tg.param_shapes.clone();
+        let forward = ctc::Forward::new(student, &names, &c.tensor, opts.threads)?;
+        let summary = CtcSummary { tensor: c.tensor.clone(), target: if use_text { "text" } else { "teacher" }, weight: opts.loss.ctc_weight, skipped: 0, sequences: 0 };
+        Ok(CtcRun { forward, text, names, shapes, summary })
+    }
+
+    /// The weighted loss and gradient seed of one micro-batch (samples `idx`, input `x`);
+    /// `teacher`: the teacher's logits for the same inputs.
+    #[allow(clippy::too_many_arguments)]
+    fn step(&mut self, c: &graph::CtcInputs, st: &State, idx: &[usize], x: &[f32], shape: &[usize], teacher: &[f32], weight: f32) -> Result<(f32, Vec<f32>)> {
+        let mut vals: Vec<&[f32]> = st.params.iter().map(Vec::as_slice).collect();
+        for i in 0..st.bn_mean.len() {
+            vals.push(&st.bn_mean[i]);
+            vals.push(&st.bn_var[i]);
+        }
+        // parameters with their shapes, then BN statistics (one value per channel)
+        let shape_of = |i: usize, v: &[f32]| self.shapes.get(i).cloned().unwrap_or_else(|| vec![v.len()]);
+        let feeds: Vec<Feed> = self.names.iter().zip(&vals).enumerate().map(|(i, (n, v))| Feed { name: n, shape: shape_of(i, v), data: v }).collect();
+        let scores = self.forward.run(x, shape, &feeds)?;
+        let (t, k) = (c.shape[1], c.shape[2]);
+        let per = t * k;
+        if scores.len() != idx.len() * per || teacher.len() != scores.len() {
+            return Err(Error::Eval(format!("CTC: '{}' has {} values, expected {}", c.tensor, scores.len(), idx.len() * per)));
+        }
+        let mut grad = vec![0.0f32; scores.len()];
+        let mut total = 0.0f64;
+        for (j, &i) in idx.iter().enumerate() {
+            let target = match &self.text {
+                Some(text) => text[i].clone(),
+                None => Some(ctc::greedy(&teacher[j * per..(j + 1) * per], t, k)),
+            };
+            self.summary.sequences += 1;
+            match target.and_then(|tg| ctc::loss_and_grad(&scores[j * per..(j + 1) * per], t, k, &tg, &mut grad[j * per..(j + 1) * per])) {
+                Some(l) => total += l,
+                None => self.summary.skipped += 1,
+            }
+        }
+        let w = weight / idx.len() as f32;
+        grad.iter_mut().for_each(|g| *g *= w);
+        Ok((total as f32 * w, grad))
+    }
 }
 
 /// The micro-batch the models run: `batch` if they accept it (rebatched when
@@ -334,6 +434,12 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         checkpoint::load(r, &mut st, &tg, fingerprint)?;
     }
 
+    // CTC: the student's scores from a forward run; targets from the text column or the teacher
+    let mut ctc_run = match &tg.ctc {
+        Some(c) => Some(CtcRun::new(student, &tg, c, data, opts)?),
+        None => None,
+    };
+
     let steps_per_epoch = data.samples.len() / per_step;
     let total = opts.steps.unwrap_or(opts.epochs * steps_per_epoch).max(1);
     // held-out evaluation: the student as exported (its own batch), parameters and BN statistics as inputs
@@ -413,7 +519,15 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
             }
             let tt0 = Instant::now();
             let tv = teach.values(&idx, &xbuf, &input_shape)?;
+            let ctc_vals = match (&tg.ctc, ctc_run.as_mut()) {
+                (Some(c), Some(r)) => Some(r.step(c, &st, &idx, &xbuf, &input_shape, &tv[teacher_slot[c.output]], loss.ctc_weight)?),
+                _ => None,
+            };
             let mut feeds = vec![Feed { name: &tg.input, shape: input_shape.clone(), data: &xbuf }];
+            if let (Some(c), Some((l, g))) = (&tg.ctc, &ctc_vals) {
+                feeds.push(Feed { name: &c.loss_input, shape: vec![], data: std::slice::from_ref(l) });
+                feeds.push(Feed { name: &c.grad_input, shape: c.shape.clone(), data: g });
+            }
             for ((_, iname, shape), &slot) in tg.teacher_inputs.iter().zip(&teacher_slot) {
                 feeds.push(Feed { name: iname, shape: shape.clone(), data: &tv[slot] });
             }
@@ -538,6 +652,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         curve,
         calibration: vec![],
         eval_calibrated: None,
+        ctc: ctc_run.map(|r| r.summary),
     };
     Ok((trained, summary))
 }
