@@ -5,11 +5,12 @@ mod convert;
 mod report;
 mod sim;
 mod train;
+mod train_args;
 
 pub use convert::{print_summary, ConvertArgs, InspectArgs, ZooArgs};
 pub use report::{HwArgs, ReportArgs, ReportFormat};
 pub use sim::{Engine, SimArgs, SimulateArgs, SweepArgs};
-pub use train::{EvalArgs, FinetuneArgs, PreprocessArgs};
+pub use train_args::{EvalArgs, FinetuneArgs, PreprocessArgs};
 use convert::{cmd_convert, cmd_inspect, cmd_zoo};
 use report::cmd_report;
 use sim::{cmd_simulate, cmd_sweep};

@@ -7,7 +7,10 @@
 
 use std::collections::HashMap;
 
+use super::checkpoint::State;
 use super::graph;
+use super::Options;
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::onnx::{self, ModelProto};
 use crate::runtime::{self, Feed};
@@ -171,6 +174,98 @@ impl Forward {
         feeds.extend(extra.iter().map(|f| Feed { name: f.name, shape: f.shape.clone(), data: f.data }));
         let out = runtime::run(&mut self.sess, &feeds, std::slice::from_ref(&self.tensor))?;
         Ok(out.into_iter().next().map(|o| o.iter().copied().collect()).unwrap_or_default())
+    }
+}
+
+/// What the CTC loss trained on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CtcSummary {
+    /// The student tensor (logits) it reads.
+    pub tensor: String,
+    /// "text" (the data's text column) or "teacher" (the teacher's greedy reading).
+    pub target: &'static str,
+    pub weight: f32,
+    /// Sequences left out of the loss: a character outside the dictionary, or a target
+    /// longer than the steps allow.
+    pub skipped: usize,
+    pub sequences: usize,
+}
+
+/// The CTC term's host side: the student's forward run and the targets.
+pub(super) struct Run {
+    forward: Forward,
+    /// Per sample, the encoded text (None: a character outside the dictionary); None: the teacher's readings.
+    text: Option<Vec<Option<Vec<usize>>>>,
+    /// The forward run's parameter inputs, then BN statistics.
+    names: Vec<String>,
+    /// The parameters' shapes.
+    shapes: Vec<Vec<usize>>,
+    pub(super) summary: CtcSummary,
+}
+
+impl Run {
+    pub(super) fn new(student: &ModelProto, tg: &graph::TrainGraph, c: &graph::CtcInputs, data: &Dataset, opts: &Options) -> Result<Run> {
+        let has_text = data.samples.iter().all(|s| s.text.is_some());
+        let use_text = match opts.ctc_target {
+            CtcTarget::Text if !has_text => return Err(Error::option("--ctc-target", "text: the data has samples without a `text` column")),
+            CtcTarget::Text => true,
+            CtcTarget::Teacher => false,
+            CtcTarget::Auto => has_text,
+        };
+        let text = if use_text {
+            if opts.decode.dict.is_empty() {
+                return Err(Error::option("--ctc-target", "the text needs the model's dictionary (its `character` metadata, or --dict)"));
+            }
+            let enc = Encoder::new(&opts.decode.dict);
+            Some(data.samples.iter().map(|s| s.text.as_deref().and_then(|t| enc.encode(t))).collect())
+        } else {
+            None
+        };
+        let mut names: Vec<String> = tg.params.clone();
+        for b in &tg.bn {
+            names.push(b.mean.clone());
+            names.push(b.var.clone());
+        }
+        let shapes = tg.param_shapes.clone();
+        let forward = Forward::new(student, &names, &c.tensor, opts.threads)?;
+        let summary = CtcSummary { tensor: c.tensor.clone(), target: if use_text { "text" } else { "teacher" }, weight: opts.loss.ctc_weight, skipped: 0, sequences: 0 };
+        Ok(Run { forward, text, names, shapes, summary })
+    }
+
+    /// The weighted loss and gradient seed of one micro-batch (samples `idx`, input `x`);
+    /// `teacher`: the teacher's logits for the same inputs.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn step(&mut self, c: &graph::CtcInputs, st: &State, idx: &[usize], x: &[f32], shape: &[usize], teacher: &[f32], weight: f32) -> Result<(f32, Vec<f32>)> {
+        let mut vals: Vec<&[f32]> = st.params.iter().map(Vec::as_slice).collect();
+        for i in 0..st.bn_mean.len() {
+            vals.push(&st.bn_mean[i]);
+            vals.push(&st.bn_var[i]);
+        }
+        // parameters with their shapes, then BN statistics (one value per channel)
+        let shape_of = |i: usize, v: &[f32]| self.shapes.get(i).cloned().unwrap_or_else(|| vec![v.len()]);
+        let feeds: Vec<Feed> = self.names.iter().zip(&vals).enumerate().map(|(i, (n, v))| Feed { name: n, shape: shape_of(i, v), data: v }).collect();
+        let scores = self.forward.run(x, shape, &feeds)?;
+        let (t, k) = (c.shape[1], c.shape[2]);
+        let per = t * k;
+        if scores.len() != idx.len() * per || teacher.len() != scores.len() {
+            return Err(Error::Eval(format!("CTC: '{}' has {} values, expected {}", c.tensor, scores.len(), idx.len() * per)));
+        }
+        let mut grad = vec![0.0f32; scores.len()];
+        let mut total = 0.0f64;
+        for (j, &i) in idx.iter().enumerate() {
+            let target = match &self.text {
+                Some(text) => text[i].clone(),
+                None => Some(greedy(&teacher[j * per..(j + 1) * per], t, k)),
+            };
+            self.summary.sequences += 1;
+            match target.and_then(|tg| loss_and_grad(&scores[j * per..(j + 1) * per], t, k, &tg, &mut grad[j * per..(j + 1) * per])) {
+                Some(l) => total += l,
+                None => self.summary.skipped += 1,
+            }
+        }
+        let w = weight / idx.len() as f32;
+        grad.iter_mut().for_each(|g| *g *= w);
+        Ok((total as f32 * w, grad))
     }
 }
 

@@ -11,6 +11,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod ctc;
 pub mod curve;
+pub mod forward;
 pub mod grad;
 pub mod graph;
 pub mod loss;
@@ -21,7 +22,7 @@ pub mod teacher;
 pub mod threshold;
 
 pub use batch::Augment;
-pub use ctc::CtcTarget;
+pub use ctc::{CtcSummary, CtcTarget};
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -212,99 +213,7 @@ pub struct Summary {
     /// The held-out evaluation of the model as written, after the calibration.
     pub eval_calibrated: Option<monitor::Eval>,
     /// The CTC loss, when on.
-    pub ctc: Option<CtcSummary>,
-}
-
-/// What the CTC loss trained on.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CtcSummary {
-    /// The student tensor (logits) it reads.
-    pub tensor: String,
-    /// "text" (the data's text column) or "teacher" (the teacher's greedy reading).
-    pub target: &'static str,
-    pub weight: f32,
-    /// Sequences left out of the loss: a character outside the dictionary, or a target
-    /// longer than the steps allow.
-    pub skipped: usize,
-    pub sequences: usize,
-}
-
-/// The CTC term's host side: the student's forward run and the targets.
-struct CtcRun {
-    forward: ctc::Forward,
-    /// Per sample, the encoded text (None: a character outside the dictionary); None: the teacher's readings.
-    text: Option<Vec<Option<Vec<usize>>>>,
-    /// The forward run's parameter inputs, then BN statistics.
-    names: Vec<String>,
-    /// The parameters' shapes.
-    shapes: Vec<Vec<usize>>,
-    summary: CtcSummary,
-}
-
-impl CtcRun {
-    fn new(student: &ModelProto, tg: &graph::TrainGraph, c: &graph::CtcInputs, data: &Dataset, opts: &Options) -> Result<CtcRun> {
-        let has_text = data.samples.iter().all(|s| s.text.is_some());
-        let use_text = match opts.ctc_target {
-            CtcTarget::Text if !has_text => return Err(Error::option("--ctc-target", "text: the data has samples without a `text` column")),
-            CtcTarget::Text => true,
-            CtcTarget::Teacher => false,
-            CtcTarget::Auto => has_text,
-        };
-        let text = if use_text {
-            if opts.decode.dict.is_empty() {
-                return Err(Error::option("--ctc-target", "the text needs the model's dictionary (its `character` metadata, or --dict)"));
-            }
-            let enc = ctc::Encoder::new(&opts.decode.dict);
-            Some(data.samples.iter().map(|s| s.text.as_deref().and_then(|t| enc.encode(t))).collect())
-        } else {
-            None
-        };
-        let mut names: Vec<String> = tg.params.clone();
-        for b in &tg.bn {
-            names.push(b.mean.clone());
-            names.push(b.var.clone());
-        }
-        let shapes = tg.param_shapes.clone();
-        let forward = ctc::Forward::new(student, &names, &c.tensor, opts.threads)?;
-        let summary = CtcSummary { tensor: c.tensor.clone(), target: if use_text { "text" } else { "teacher" }, weight: opts.loss.ctc_weight, skipped: 0, sequences: 0 };
-        Ok(CtcRun { forward, text, names, shapes, summary })
-    }
-
-    /// The weighted loss and gradient seed of one micro-batch (samples `idx`, input `x`);
-    /// `teacher`: the teacher's logits for the same inputs.
-    #[allow(clippy::too_many_arguments)]
-    fn step(&mut self, c: &graph::CtcInputs, st: &State, idx: &[usize], x: &[f32], shape: &[usize], teacher: &[f32], weight: f32) -> Result<(f32, Vec<f32>)> {
-        let mut vals: Vec<&[f32]> = st.params.iter().map(Vec::as_slice).collect();
-        for i in 0..st.bn_mean.len() {
-            vals.push(&st.bn_mean[i]);
-            vals.push(&st.bn_var[i]);
-        }
-        // parameters with their shapes, then BN statistics (one value per channel)
-        let shape_of = |i: usize, v: &[f32]| self.shapes.get(i).cloned().unwrap_or_else(|| vec![v.len()]);
-        let feeds: Vec<Feed> = self.names.iter().zip(&vals).enumerate().map(|(i, (n, v))| Feed { name: n, shape: shape_of(i, v), data: v }).collect();
-        let scores = self.forward.run(x, shape, &feeds)?;
-        let (t, k) = (c.shape[1], c.shape[2]);
-        let per = t * k;
-        if scores.len() != idx.len() * per || teacher.len() != scores.len() {
-            return Err(Error::Eval(format!("CTC: '{}' has {} values, expected {}", c.tensor, scores.len(), idx.len() * per)));
-        }
-        let mut grad = vec![0.0f32; scores.len()];
-        let mut total = 0.0f64;
-        for (j, &i) in idx.iter().enumerate() {
-            let target = match &self.text {
-                Some(text) => text[i].clone(),
-                None => Some(ctc::greedy(&teacher[j * per..(j + 1) * per], t, k)),
-            };
-            self.summary.sequences += 1;
-            match target.and_then(|tg| ctc::loss_and_grad(&scores[j * per..(j + 1) * per], t, k, &tg, &mut grad[j * per..(j + 1) * per])) {
-                Some(l) => total += l,
-                None => self.summary.skipped += 1,
-            }
-        }
-        let w = weight / idx.len() as f32;
-        grad.iter_mut().for_each(|g| *g *= w);
-        Ok((total as f32 * w, grad))
-    }
+    pub ctc: Option<ctc::CtcSummary>,
 }
 
 /// The micro-batch the models run: `batch` if they accept it (rebatched when
@@ -436,7 +345,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
 
     // CTC: the student's scores from a forward run; targets from the text column or the teacher
     let mut ctc_run = match &tg.ctc {
-        Some(c) => Some(CtcRun::new(student, &tg, c, data, opts)?),
+        Some(c) => Some(ctc::Run::new(student, &tg, c, data, opts)?),
         None => None,
     };
 
