@@ -905,4 +905,20 @@ fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
     let again = fusec::train::threshold::calibrate(&mut calibrated, &teacher, &losses, &data, 0.5, 12, 1).unwrap();
     assert_eq!(calibrated.graph.as_ref().unwrap().node.len(), sg.node.len() + 1);
     assert_eq!(above(&calibrated, 12), above(&teacher, 12), "{again:?}");
+    // stroke variants: each sample, then its strokes a pixel wider and thinner
+    let v = fusec::train::threshold::with_stroke_variants(&data, 4);
+    assert_eq!(v.samples.len(), 12);
+    for (k, s) in v.samples.iter().enumerate() {
+        let orig = &data.samples[k / 3];
+        let mut want = orig.x.as_standard_layout().into_owned();
+        if k % 3 > 0 {
+            fusec::train::batch::stroke(want.as_slice_mut().unwrap(), &[3, 8, 8], k % 3 == 1);
+        }
+        assert_eq!(s.x, want, "variant {k}");
+    }
+    assert!(v.samples[1].x.sum() < v.samples[0].x.sum() && v.samples[2].x.sum() > v.samples[0].x.sum());
+    let mut on_variants = student.clone();
+    fusec::train::threshold::calibrate(&mut on_variants, &teacher, &losses, &v, 0.5, 12, 1).unwrap();
+    let count = |m: &ModelProto| -> usize { v.samples.iter().map(|s| fusec::eval::run(m, &[s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap()[0].iter().filter(|&&p| p > 0.5).count()).sum() };
+    assert_eq!(count(&on_variants), count(&teacher));
 }

@@ -170,7 +170,13 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     );
     let (mut trained, mut summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;
     if a.calibrate_maps && !summary.interrupted && !summary.paused {
-        summary.calibration = crate::train::threshold::calibrate(&mut trained, &teacher.proto, &summary.outputs, &data, opts.decode.thresh, CALIBRATION_SAMPLES, a.threads).map_err(|e| e.in_file(&a.model))?;
+        // with --augment-stroke the calibration also sees each page's stroke variants
+        let stroked = a.augment_stroke.then(|| crate::train::threshold::with_stroke_variants(&data, CALIBRATION_SAMPLES));
+        let (cal, limit) = match &stroked {
+            Some(d) => (d, d.samples.len()),
+            None => (&data, CALIBRATION_SAMPLES),
+        };
+        summary.calibration = crate::train::threshold::calibrate(&mut trained, &teacher.proto, &summary.outputs, cal, opts.decode.thresh, limit, a.threads).map_err(|e| e.in_file(&a.model))?;
         // the per-epoch evaluations saw the maps before the shift: score the model as written
         if let (Some(ed), Some(kind), false) = (eval_data.as_ref(), opts.eval_kind, summary.calibration.is_empty()) {
             let input = crate::train::graph::data_input(&trained)?;

@@ -89,6 +89,28 @@ pub fn calibrate(student: &mut ModelProto, teacher: &ModelProto, losses: &[Outpu
     Ok(shifts)
 }
 
+/// The first `limit` samples, each also with its dark strokes a pixel wider and a
+/// pixel thinner (`batch::stroke`): calibrating on them matches the teacher on
+/// inputs as varied as `--augment-stroke` trains on, not only on the clean pages.
+pub fn with_stroke_variants(data: &Dataset, limit: usize) -> Dataset {
+    let mut samples = vec![];
+    for s in data.samples.iter().take(limit) {
+        samples.push(s.clone());
+        for thicken in [true, false] {
+            let mut v = s.clone();
+            let shape = v.x.shape().to_vec();
+            let mut x = v.x.as_standard_layout().into_owned();
+            if let Some(xs) = x.as_slice_mut() {
+                super::batch::stroke(xs, &shape, thicken);
+            }
+            v.x = x;
+            v.name = format!("{}#{}", s.name, if thicken { "wider" } else { "thinner" });
+            samples.push(v);
+        }
+    }
+    Dataset { samples, classes: data.classes.clone() }
+}
+
 /// Insert `z + shift` before the Sigmoid that computes `output` (or add to the
 /// shift of an earlier calibration).
 fn shift_logits(model: &mut ModelProto, output: &str, shift: f32) -> Result<()> {
