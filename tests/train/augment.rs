@@ -1,0 +1,49 @@
+//! The training-time augmentations (warp, stroke).
+
+#[test]
+fn warp_shifts_stretches_and_zooms_about_the_top_left_corner() {
+    use fusec::train::batch::warp;
+    // one channel, 2 rows, 12 columns; a ramp along x in row 0, a bright column at x = 2 in row 1
+    let (h, w) = (2usize, 12usize);
+    let mut src = vec![0.0f32; h * w];
+    for x in 0..w {
+        src[x] = x as f32;
+    }
+    src[w + 2] = 1.0;
+    let mut dst = vec![f32::NAN; h * w];
+    // shift only: whole pixels, zero where the source is outside
+    warp(&src, &[1, h, w], 1, 3, (1.0, 1.0), &mut dst);
+    assert!(dst[..w].iter().all(|&v| v == 0.0), "row 0 comes from row -1: {:?}", &dst[..w]);
+    assert_eq!(&dst[w..w + 3], &[0.0, 0.0, 0.0]);
+    assert_eq!(&dst[w + 3..2 * w], &src[..w - 3]);
+    // stretch 2: dst[x] = src[x / 2], interpolated; the column at 2 lands at 4 with half-weight neighbours
+    warp(&src, &[1, h, w], 0, 0, (1.0, 2.0), &mut dst);
+    let row0: Vec<f32> = (0..w).map(|x| x as f32 / 2.0).collect();
+    assert_eq!(&dst[..w], row0.as_slice());
+    assert_eq!(&dst[w..w + 7], &[0.0, 0.0, 0.0, 0.5, 1.0, 0.5, 0.0]);
+    // squeeze 0.5: dst[x] = src[2x], zero past the sample's end
+    warp(&src, &[1, h, w], 0, 0, (1.0, 0.5), &mut dst);
+    assert_eq!(&dst[..6], &[0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+    assert!(dst[6..w].iter().all(|&v| v == 0.0));
+    assert_eq!(&dst[w..w + 3], &[0.0, 1.0, 0.0]);
+    // zoom 2 on both axes: row 1 is halfway between rows 0 and 1 (the column at 2 lands at 4)
+    warp(&src, &[1, h, w], 0, 0, (2.0, 2.0), &mut dst);
+    assert_eq!(&dst[..w], row0.as_slice());
+    let mid: Vec<f32> = (0..w).map(|x| 0.5 * row0[x] + 0.5 * [0.0, 0.0, 0.0, 0.5, 1.0, 0.5][..].get(x).copied().unwrap_or(0.0)).collect();
+    assert_eq!(&dst[w..2 * w], mid.as_slice());
+}
+
+#[test]
+fn stroke_widens_or_thins_dark_strokes_by_one_pixel() {
+    use fusec::train::batch::stroke;
+    // one channel, 4 × 4, white with a dark pixel at (1, 1)
+    let mut x = vec![1.0f32; 16];
+    x[5] = -1.0;
+    stroke(&mut x, &[1, 4, 4], true);
+    let dark: Vec<usize> = (0..16).filter(|&i| x[i] < 0.0).collect();
+    assert_eq!(dark, [0, 1, 4, 5], "the 2×2 windows that hold (1, 1) start at rows/columns 0 and 1");
+    // thinning the 2×2 block brings it back to one pixel, at its top-left corner
+    stroke(&mut x, &[1, 4, 4], false);
+    let dark: Vec<usize> = (0..16).filter(|&i| x[i] < 0.0).collect();
+    assert_eq!(dark, [0]);
+}
