@@ -457,6 +457,8 @@ fn finetune_bad_inputs_fail_cleanly() {
     for (args, needle) in cases {
         fusec().args(&args).args(base).assert().code(1).stderr(predicate::str::contains(needle));
     }
+    // a value clap rejects: its usage error (exit 2) names the option
+    fusec().args(["finetune", t, "--teacher", t, "--data", l, "--divergence-ratio", "0.5"]).args(base).assert().code(2).stderr(predicate::str::contains("--divergence-ratio"));
     no_files_but(dir.path(), &["cls.onnx", "lines"]);
 }
 

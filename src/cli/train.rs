@@ -130,6 +130,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         warmup: a.warmup,
         clip_grad: a.clip_grad,
         ema: a.ema,
+        divergence_ratio: Some(a.divergence_ratio).filter(|&r| r > 0.0),
         ctc_target: a.ctc_target,
         train: a.train,
         bn: a.bn,
@@ -207,6 +208,12 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     );
     if let Some(d) = a.ema {
         println!("  written: the moving average of the weights (decay {d})");
+    }
+    for r in &summary.rollbacks {
+        println!(
+            "  rolled back at step {} (running loss {:.4}, lowest {:.4}) to step {}; learning rate × {} from there",
+            r.at_step, r.loss, r.lowest, r.to_step, r.lr_scale
+        );
     }
     if summary.accumulate > 1 || summary.rebatched {
         println!(

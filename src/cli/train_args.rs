@@ -209,6 +209,11 @@ pub struct FinetuneArgs {
     /// it smooths the epoch-to-epoch swings of dense outputs [default: the last weights].
     #[arg(long, value_name = "DECAY", value_parser = decay)]
     pub ema: Option<f32>,
+    /// When the running loss climbs above R × the lowest it has been (or becomes NaN), go
+    /// back to the last healthy epoch end and halve the learning rate (at most 4 times);
+    /// 0 turns the guard off, and a NaN loss then stops the run.
+    #[arg(long, value_name = "R", default_value_t = 10.0, value_parser = divergence_ratio)]
+    pub divergence_ratio: f32,
     /// Which parameters to train.
     #[arg(long, value_enum, default_value = "downstream")]
     pub train: crate::train::TrainSet,
@@ -339,6 +344,11 @@ fn finite(s: &str) -> Option<f32> {
 /// A finite number >= 0.
 fn non_negative(s: &str) -> std::result::Result<f32, String> {
     finite(s).filter(|&v| v >= 0.0).ok_or_else(|| format!("expected a number >= 0, got '{s}'"))
+}
+
+/// 0 (off) or a number above 1.
+fn divergence_ratio(s: &str) -> std::result::Result<f32, String> {
+    finite(s).filter(|&v| v == 0.0 || v > 1.0).ok_or_else(|| format!("expected 0 (off) or a number > 1, got '{s}'"))
 }
 
 /// A number strictly between 0 and 1.

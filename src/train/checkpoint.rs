@@ -20,6 +20,7 @@ pub fn fingerprint(tg: &TrainGraph) -> i64 {
 }
 
 /// State that a checkpoint saves.
+#[derive(Clone)]
 pub struct State {
     pub params: Vec<Vec<f32>>,
     /// Optimizer moments (AdamW m and v; SGD uses m as its momentum buffer).

@@ -14,6 +14,7 @@ pub mod curve;
 pub mod forward;
 pub mod grad;
 pub mod graph;
+pub mod guard;
 pub mod loss;
 pub mod model;
 pub mod monitor;
@@ -88,6 +89,9 @@ pub struct Options {
     pub clip_grad: Option<f32>,
     /// Evaluate and write an exponential moving average of the weights with this decay.
     pub ema: Option<f32>,
+    /// Roll back and halve the learning rate when the running loss exceeds this many times
+    /// its lowest ([`guard`]); None: a non-finite loss stops the run.
+    pub divergence_ratio: Option<f32>,
     /// The targets of the CTC loss (`loss.ctc_weight`).
     pub ctc_target: CtcTarget,
     pub train: TrainSet,
@@ -130,6 +134,7 @@ impl Default for Options {
             warmup: 50,
             clip_grad: None,
             ema: None,
+            divergence_ratio: Some(10.0),
             ctc_target: CtcTarget::Auto,
             train: TrainSet::Downstream,
             bn: BnMode::Train,
@@ -214,6 +219,8 @@ pub struct Summary {
     pub eval_calibrated: Option<monitor::Eval>,
     /// The CTC loss, when on.
     pub ctc: Option<ctc::CtcSummary>,
+    /// Where the divergence guard rolled training back.
+    pub rollbacks: Vec<guard::Rollback>,
 }
 
 /// The micro-batch the models run: `batch` if they accept it (rebatched when
@@ -417,6 +424,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     let mut eval_last = eval_first.clone();
     // seconds in the teacher, the training graph, and the optimizer/bookkeeping
     let mut timing = [0.0f64; 3];
+    let mut guard = guard::Guard::new(opts.divergence_ratio, &st);
     while st.step < total {
         let mut grads: Vec<Vec<f32>> = tg.param_shapes.iter().map(|s| vec![0.0; s.iter().product()]).collect();
         let mut losses = vec![0.0f32; nl];
@@ -469,13 +477,19 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         }
         let tt2 = Instant::now();
         let loss_v = losses[0];
-        if !loss_v.is_finite() {
-            return Err(Error::Eval(format!("loss became {loss_v} at step {}; lower --lr", st.step)));
+        if guard.diverged(loss_v) {
+            let r = guard.roll_back(&mut st, &mut curve, loss_v)?;
+            say(&bar, &format!(
+                "warning: the loss ran away at step {} (running average {:.4}, lowest {:.4}): back to step {}, learning rate × {}",
+                r.at_step, r.loss, r.lowest, r.to_step, r.lr_scale
+            ));
+            ema = None;
+            continue;
         }
         if first_loss.is_nan() {
             first_loss = loss_v;
         }
-        let lr = optimizer::lr_at(opts, st.step, total);
+        let lr = optimizer::lr_at(opts, st.step, total) * guard.lr_scale;
         let grad_norm = optimizer::clip(&mut grads, opts.clip_grad);
         optimizer::step(opts, &mut st, &grads, &decay, lr);
         if let Some(d) = opts.ema {
@@ -503,14 +517,13 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
             if let Some(a) = &ev.agreement {
                 line.push_str(&format!(", teacher agreement: {}", a.describe()));
             }
-            if bar.is_hidden() {
-                eprintln!("{line}");
-            } else {
-                bar.println(line);
-            }
+            say(&bar, &line);
             eval_last = Some(ev);
         }
         curve.push(point);
+        if epoch_end {
+            guard.epoch_end(&st, curve.len());
+        }
         if let Some(c) = &opts.checkpoint
             && (st.step % opts.checkpoint_every.max(1) == 0 || st.step == total)
         {
@@ -562,6 +575,16 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         calibration: vec![],
         eval_calibrated: None,
         ctc: ctc_run.map(|r| r.summary),
+        rollbacks: guard.rollbacks,
     };
     Ok((trained, summary))
+}
+
+/// A line above the progress bar (or on stderr when the bar is hidden).
+fn say(bar: &indicatif::ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }

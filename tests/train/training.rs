@@ -208,6 +208,44 @@ fn short_finetune_lowers_the_loss_and_recovers_accuracy() {
     common::assert_close(&a[0], &b[0], 1e-4, 1e-5, "tract vs ORT");
 }
 
+/// A learning rate far too high for plain SGD makes the loss run away (inf at step 17 here);
+/// the divergence guard goes back to the last healthy epoch end with half the rate, and
+/// training settles.
+#[test]
+fn the_divergence_guard_rolls_a_runaway_run_back() {
+    let teacher = balanced(classifier(21, 3), &images(192, 1));
+    let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
+    let data = teacher_labelled(&teacher, 192, 1);
+    let opts = fusec::train::Options { epochs: 8, batch: 16, lr: 0.1, warmup: 0, optimizer: fusec::train::Optimizer::Sgd, progress: false, divergence_ratio: None, ..Default::default() };
+    let steps = 8 * (192 / 16);
+    // without the guard: the loss ends far above its lowest, or becomes NaN
+    match fusec::train::finetune(&student, &teacher, &data, None, &opts) {
+        Ok((_, s)) => {
+            let lowest = s.curve.iter().map(|p| p.loss).fold(f32::INFINITY, f32::min);
+            let late = s.curve[steps - 12..].iter().map(|p| p.loss).sum::<f32>() / 12.0;
+            assert!(!(late < 10.0 * lowest), "lr 0.1 should run away: lowest {lowest}, last epoch {late}");
+        }
+        Err(e) => assert!(e.to_string().contains("loss became"), "{e}"),
+    }
+    let opts = fusec::train::Options { divergence_ratio: Some(10.0), ..opts };
+    let (_, s) = fusec::train::finetune(&student, &teacher, &data, None, &opts).unwrap();
+    assert!(!s.rollbacks.is_empty(), "the guard rolled back");
+    for (i, r) in s.rollbacks.iter().enumerate() {
+        assert!(r.to_step < r.at_step && r.to_step % 12 == 0, "back to an epoch end: {r:?}");
+        assert_eq!(r.lr_scale, 0.5f32.powi(i as i32 + 1));
+    }
+    // the curve is that of the run that stands: one point per step, in order, lr scaled
+    assert_eq!(s.curve.len(), steps);
+    assert!(s.curve.iter().enumerate().all(|(i, p)| p.step == i + 1 && p.loss.is_finite()));
+    let scale = s.rollbacks.last().unwrap().lr_scale;
+    let last = s.curve.last().unwrap();
+    let lowest = s.curve.iter().map(|p| p.loss).fold(f32::INFINITY, f32::min);
+    let late = s.curve[steps - 12..].iter().map(|p| p.loss).sum::<f32>() / 12.0;
+    assert!(late < 10.0 * lowest, "settled: lowest {lowest}, last epoch {late}");
+    let cos = 0.5 * (1.0 + (std::f32::consts::PI * (steps - 1) as f32 / steps as f32).cos());
+    assert!((last.lr - 0.1 * scale * cos).abs() < 1e-8, "{} vs {}", last.lr, 0.1 * scale * cos);
+}
+
 #[test]
 fn resuming_from_a_checkpoint_gives_the_same_weights() {
     // with --ema: the checkpoint carries the average too
@@ -521,3 +559,4 @@ fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
     let count = |m: &ModelProto| -> usize { v.samples.iter().map(|s| fusec::eval::run(m, &[s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap()[0].iter().filter(|&&p| p > 0.5).count()).sum() };
     assert_eq!(count(&on_variants), count(&teacher));
 }
+

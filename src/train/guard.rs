@@ -1,0 +1,161 @@
+//! The divergence guard: when the loss runs away (it becomes non-finite, or
+//! its running average climbs above `ratio` × the lowest it has been), the
+//! weights, optimizer moments, moving average and BN statistics go back to the
+//! last epoch end where training was healthy, and the learning rate is halved
+//! from there on. After [`MAX_ROLLBACKS`] rollbacks training stops with an error
+//! instead of writing a broken model.
+
+use super::checkpoint::State;
+use crate::error::{Error, Result};
+
+/// Rollbacks allowed before the run is given up (the learning rate is then 1/16 of the asked one).
+pub const MAX_ROLLBACKS: usize = 4;
+
+/// Weight of the newest step in the running average of the loss.
+const SMOOTHING: f32 = 0.1;
+
+/// One rollback, as the summary reports it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rollback {
+    /// The step at which the divergence was seen.
+    pub at_step: usize,
+    /// The step training went back to.
+    pub to_step: usize,
+    /// The running average of the loss then, and the lowest it had been.
+    pub loss: f32,
+    pub lowest: f32,
+    /// The learning rate's scale from then on.
+    pub lr_scale: f32,
+}
+
+pub struct Guard {
+    /// None: no rollbacks (a non-finite loss still stops the run).
+    ratio: Option<f32>,
+    smoothed: Option<f32>,
+    lowest: f32,
+    saved: Snapshot,
+    /// The factor on the scheduled learning rate.
+    pub lr_scale: f32,
+    pub rollbacks: Vec<Rollback>,
+}
+
+struct Snapshot {
+    state: State,
+    /// Points of the loss curve at that time.
+    curve_len: usize,
+}
+
+impl Guard {
+    /// A guard that can go back to `st`, the state training starts from.
+    pub fn new(ratio: Option<f32>, st: &State) -> Guard {
+        Guard { ratio, smoothed: None, lowest: f32::INFINITY, saved: Snapshot { state: st.clone(), curve_len: 0 }, lr_scale: 1.0, rollbacks: vec![] }
+    }
+
+    /// Take one step's loss; true when training has diverged. Without a ratio only a
+    /// non-finite loss counts (and is an error: see [`Guard::roll_back`]).
+    pub fn diverged(&mut self, loss: f32) -> bool {
+        if !loss.is_finite() {
+            return true;
+        }
+        let s = self.smoothed.map_or(loss, |e| (1.0 - SMOOTHING) * e + SMOOTHING * loss);
+        self.smoothed = Some(s);
+        self.lowest = self.lowest.min(s);
+        self.ratio.is_some_and(|r| s > r * self.lowest)
+    }
+
+    /// At an epoch end: remember the state if the loss is well inside the bound (a run that
+    /// has started to climb but not yet crossed it is not a state to come back to).
+    pub fn epoch_end(&mut self, st: &State, curve_len: usize) {
+        let healthy = match (self.ratio, self.smoothed) {
+            (Some(r), Some(s)) => s <= r.sqrt() * self.lowest,
+            _ => false,
+        };
+        if healthy {
+            self.saved = Snapshot { state: st.clone(), curve_len };
+        }
+    }
+
+    /// Go back to the last healthy state (`st` and `curve` are reset to it) with half the
+    /// learning rate; an error when the guard is off or has rolled back too often.
+    pub fn roll_back(&mut self, st: &mut State, curve: &mut Vec<super::CurvePoint>, loss: f32) -> Result<Rollback> {
+        let at = st.step;
+        let lowest = self.lowest;
+        let Some(ratio) = self.ratio else {
+            return Err(Error::Eval(format!("loss became {loss} at step {at}; lower --lr (or turn the divergence guard on: --divergence-ratio)")));
+        };
+        if self.rollbacks.len() >= MAX_ROLLBACKS {
+            return Err(Error::Eval(format!(
+                "the loss diverged again at step {at} (running average {}, lowest {lowest:.4}, bound {ratio} × lowest) after {MAX_ROLLBACKS} rollbacks, the learning rate at {} of --lr; lower --lr or set --clip-grad",
+                self.smoothed.unwrap_or(loss),
+                self.lr_scale
+            )));
+        }
+        self.lr_scale *= 0.5;
+        *st = self.saved.state.clone();
+        curve.truncate(self.saved.curve_len);
+        let r = Rollback { at_step: at, to_step: st.step, loss: self.smoothed.unwrap_or(loss), lowest, lr_scale: self.lr_scale };
+        // the running average starts again from the restored weights; the lowest stays
+        self.smoothed = None;
+        self.rollbacks.push(r.clone());
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(step: usize, p: f32) -> State {
+        State { params: vec![vec![p]], m: vec![vec![0.0]], v: vec![vec![0.0]], bn_mean: vec![], bn_var: vec![], avg: None, step }
+    }
+
+    #[test]
+    fn a_running_loss_above_the_bound_rolls_back_to_the_last_healthy_epoch() {
+        let mut g = Guard::new(Some(10.0), &state(0, 0.0));
+        let mut curve = vec![];
+        for _ in 0..20 {
+            assert!(!g.diverged(1.0));
+        }
+        g.epoch_end(&state(20, 1.0), 3);
+        // a single step 5× higher moves the average by 0.4: not a divergence
+        assert!(!g.diverged(5.0));
+        // the running average climbs past 10 × 1.0 at the second step at 50 (6.26, then 10.63)
+        let n = (0..10).take_while(|_| !g.diverged(50.0)).count();
+        assert_eq!(n, 1);
+        let mut st = state(27, 9.0);
+        curve.resize(5, super::super::CurvePoint { step: 0, epoch: 0.0, lr: 0.0, loss: 0.0, components: vec![], grad_norm: 0.0, eval: None });
+        let r = g.roll_back(&mut st, &mut curve, 100.0).unwrap();
+        assert_eq!((st.step, st.params[0][0], curve.len()), (20, 1.0, 3));
+        assert_eq!((r.at_step, r.to_step, r.lr_scale, r.lowest), (27, 20, 0.5, 1.0));
+        // a non-finite loss always counts
+        assert!(g.diverged(f32::NAN));
+    }
+
+    #[test]
+    fn a_climbing_epoch_end_is_not_saved_and_rollbacks_are_bounded() {
+        let mut g = Guard::new(Some(10.0), &state(0, 0.0));
+        g.diverged(1.0);
+        g.diverged(6.0); // average 1.5
+        g.diverged(30.0); // average 4.35 > √10 × 1: not healthy
+        g.epoch_end(&state(3, 3.0), 1);
+        let mut st = state(5, 5.0);
+        let mut curve = vec![];
+        g.roll_back(&mut st, &mut curve, f32::NAN).unwrap();
+        assert_eq!((st.step, st.params[0][0]), (0, 0.0), "back to the start, not to the climbing epoch end");
+        for _ in 1..MAX_ROLLBACKS {
+            g.roll_back(&mut st, &mut curve, f32::NAN).unwrap();
+        }
+        assert_eq!(g.lr_scale, 1.0 / 16.0);
+        let err = g.roll_back(&mut st, &mut curve, f32::NAN).unwrap_err().to_string();
+        assert!(err.contains("after 4 rollbacks") && err.contains("--lr"), "{err}");
+    }
+
+    #[test]
+    fn without_a_ratio_only_a_non_finite_loss_stops_the_run() {
+        let mut g = Guard::new(None, &state(0, 0.0));
+        assert!(!g.diverged(1.0) && !g.diverged(1e6));
+        assert!(g.diverged(f32::INFINITY));
+        let err = g.roll_back(&mut state(4, 0.0), &mut vec![], f32::INFINITY).unwrap_err().to_string();
+        assert!(err.contains("loss became inf at step 4"), "{err}");
+    }
+}
