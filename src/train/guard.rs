@@ -2,8 +2,10 @@
 //! its running average climbs above `ratio` × the lowest it has been), the
 //! weights, optimizer moments, moving average and BN statistics go back to the
 //! last epoch end where training was healthy, and the learning rate is halved
-//! from there on. After [`MAX_ROLLBACKS`] rollbacks training stops with an error
-//! instead of writing a broken model.
+//! from there on. A state that runs away again before a single step has gone
+//! well is not healthy after all: the next rollback goes one epoch end further
+//! back. After [`MAX_ROLLBACKS`] rollbacks training stops with an error instead
+//! of writing a broken model.
 
 use super::checkpoint::State;
 use crate::error::{Error, Result};
@@ -13,6 +15,9 @@ pub const MAX_ROLLBACKS: usize = 4;
 
 /// Weight of the newest step in the running average of the loss.
 const SMOOTHING: f32 = 0.1;
+
+/// Healthy epoch ends kept to go back to (besides the start).
+const KEPT: usize = 3;
 
 /// One rollback, as the summary reports it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -33,7 +38,11 @@ pub struct Guard {
     ratio: Option<f32>,
     smoothed: Option<f32>,
     lowest: f32,
-    saved: Snapshot,
+    /// The state training started from, and the healthy epoch ends since, newest last.
+    start: Snapshot,
+    saved: Vec<Snapshot>,
+    /// Steps whose loss was within the bound since the last rollback.
+    good_steps: usize,
     /// The factor on the scheduled learning rate.
     pub lr_scale: f32,
     pub rollbacks: Vec<Rollback>,
@@ -48,7 +57,7 @@ struct Snapshot {
 impl Guard {
     /// A guard that can go back to `st`, the state training starts from.
     pub fn new(ratio: Option<f32>, st: &State) -> Guard {
-        Guard { ratio, smoothed: None, lowest: f32::INFINITY, saved: Snapshot { state: st.clone(), curve_len: 0 }, lr_scale: 1.0, rollbacks: vec![] }
+        Guard { ratio, smoothed: None, lowest: f32::INFINITY, start: Snapshot { state: st.clone(), curve_len: 0 }, saved: vec![], good_steps: 0, lr_scale: 1.0, rollbacks: vec![] }
     }
 
     /// Take one step's loss; true when training has diverged. Without a ratio only a
@@ -60,18 +69,26 @@ impl Guard {
         let s = self.smoothed.map_or(loss, |e| (1.0 - SMOOTHING) * e + SMOOTHING * loss);
         self.smoothed = Some(s);
         self.lowest = self.lowest.min(s);
-        self.ratio.is_some_and(|r| s > r * self.lowest)
+        let diverged = self.ratio.is_some_and(|r| s > r * self.lowest);
+        if !diverged {
+            self.good_steps += 1;
+        }
+        diverged
     }
 
-    /// At an epoch end: remember the state if the loss is well inside the bound (a run that
-    /// has started to climb but not yet crossed it is not a state to come back to).
+    /// At an epoch end: remember the state if the running loss is within twice its lowest
+    /// (or √ratio for ratios under 4): a run that has started to climb but not yet crossed
+    /// the bound is not a state to come back to.
     pub fn epoch_end(&mut self, st: &State, curve_len: usize) {
         let healthy = match (self.ratio, self.smoothed) {
-            (Some(r), Some(s)) => s <= r.sqrt() * self.lowest,
+            (Some(r), Some(s)) => s <= r.sqrt().min(2.0) * self.lowest,
             _ => false,
         };
         if healthy {
-            self.saved = Snapshot { state: st.clone(), curve_len };
+            if self.saved.len() == KEPT {
+                self.saved.remove(0);
+            }
+            self.saved.push(Snapshot { state: st.clone(), curve_len });
         }
     }
 
@@ -90,9 +107,15 @@ impl Guard {
                 self.lr_scale
             )));
         }
+        // the state last gone back to ran away before one good step: drop it, go further back
+        if !self.rollbacks.is_empty() && self.good_steps == 0 {
+            self.saved.pop();
+        }
         self.lr_scale *= 0.5;
-        *st = self.saved.state.clone();
-        curve.truncate(self.saved.curve_len);
+        let back = self.saved.last().unwrap_or(&self.start);
+        *st = back.state.clone();
+        curve.truncate(back.curve_len);
+        self.good_steps = 0;
         let r = Rollback { at_step: at, to_step: st.step, loss: self.smoothed.unwrap_or(loss), lowest, lr_scale: self.lr_scale };
         // the running average starts again from the restored weights; the lowest stays
         self.smoothed = None;
@@ -136,7 +159,7 @@ mod tests {
         let mut g = Guard::new(Some(10.0), &state(0, 0.0));
         g.diverged(1.0);
         g.diverged(6.0); // average 1.5
-        g.diverged(30.0); // average 4.35 > √10 × 1: not healthy
+        g.diverged(30.0); // average 4.35 > 2 × 1: not healthy
         g.epoch_end(&state(3, 3.0), 1);
         let mut st = state(5, 5.0);
         let mut curve = vec![];
@@ -148,6 +171,38 @@ mod tests {
         assert_eq!(g.lr_scale, 1.0 / 16.0);
         let err = g.roll_back(&mut st, &mut curve, f32::NAN).unwrap_err().to_string();
         assert!(err.contains("after 4 rollbacks") && err.contains("--lr"), "{err}");
+    }
+
+    #[test]
+    fn a_state_that_runs_away_at_once_is_dropped_for_the_one_before() {
+        let mut g = Guard::new(Some(10.0), &state(0, 0.0));
+        let mut curve = vec![];
+        for e in 1..=3 {
+            for _ in 0..10 {
+                assert!(!g.diverged(1.0));
+            }
+            g.epoch_end(&state(10 * e, e as f32), e);
+        }
+        assert!(g.diverged(f32::NAN));
+        let mut st = state(33, 9.0);
+        g.roll_back(&mut st, &mut curve, f32::NAN).unwrap();
+        assert_eq!(st.step, 30, "first back to the newest epoch end");
+        // from there the very first step runs away again: that epoch end was not healthy
+        assert!(g.diverged(f32::INFINITY));
+        g.roll_back(&mut st, &mut curve, f32::INFINITY).unwrap();
+        assert_eq!((st.step, st.params[0][0], g.lr_scale), (20, 2.0, 0.25));
+        // a good step, then a runaway: back to the same epoch end, not further
+        assert!(!g.diverged(1.0));
+        assert!(g.diverged(f32::NAN));
+        g.roll_back(&mut st, &mut curve, f32::NAN).unwrap();
+        assert_eq!((st.step, g.lr_scale), (20, 0.125));
+        // only KEPT epoch ends are kept: the oldest (10) went when the fourth would come
+        let mut g = Guard::new(Some(10.0), &state(0, 0.0));
+        for e in 1..=4 {
+            g.diverged(1.0);
+            g.epoch_end(&state(10 * e, e as f32), e);
+        }
+        assert_eq!(g.saved.iter().map(|s| s.state.step).collect::<Vec<_>>(), [20, 30, 40]);
     }
 
     #[test]
