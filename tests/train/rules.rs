@@ -273,6 +273,20 @@ fn rules_for_detectors_and_recognizers() {
     b.output(&wh);
     b.output(&mx);
     check(&b.build(), &[3, 5, 2], &[w.as_str()], (-1.0, 1.0), 24);
+    // distinct indices, as a FuSe block with channels assigned by fit writes them:
+    // two subsets of the channels, then a permutation back
+    let mut b = builder();
+    let x = b.input("x", &dims(&[3, 5, 2]));
+    let ia = b.constant_i64("ia", &[2], &[3, 1]);
+    let ib = b.constant_i64("ib", &[3], &[0, 4, 2]);
+    let ga = b.op("Gather", &[&x, &ia], vec![a_int("axis", 1)]);
+    let gb = b.op("Gather", &[&x, &ib], vec![a_int("axis", 1)]);
+    let sq = b.op("Mul", &[&gb, &gb], vec![]);
+    let cat = b.op("Concat", &[&ga, &sq], vec![a_int("axis", 1)]);
+    let order = b.constant_i64("order", &[5], &[2, 1, 4, 0, 3]);
+    let back = b.op("Gather", &[&cat, &order], vec![a_int("axis", 1)]);
+    b.output(&back);
+    check(&b.build(), &[3, 5, 2], &[], (-1.0, 1.0), 26);
 }
 
 #[test]

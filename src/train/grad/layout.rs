@@ -115,20 +115,34 @@ pub(super) fn gather(em: &mut Emitter, c: &Ctx) -> Grads {
     let idx = em.const_ints(c.input(1)).ok_or_else(|| c.err("Gather indices must be constant for training"))?;
     let d = xs[ax];
     let m = idx.len() as i64;
-    let mut onehot = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[m as usize, d as usize]));
-    for (i, &v) in idx.iter().enumerate() {
-        let v = if v < 0 { v + d } else { v };
-        if !(0..d).contains(&v) {
-            return Err(c.err(format!("Gather index {v} outside [0, {d})")));
-        }
-        onehot[[i, v as usize]] = 1.0;
+    let idx: Vec<i64> = idx.iter().map(|&v| if v < 0 { v + d } else { v }).collect();
+    if let Some(bad) = idx.iter().find(|v| !(0..d).contains(*v)) {
+        return Err(c.err(format!("Gather index {bad} outside [0, {d})")));
     }
-    let oh = em.c_array(&onehot);
-    // dY as [pre..., m, post...], the gathered axis moved last
+    // dY as [pre..., m, post...]
     let mut g_shape: Vec<i64> = xs[..ax].to_vec();
     g_shape.push(m);
     g_shape.extend(&xs[ax + 1..]);
     let g = em.reshape(&c.gy()?, &g_shape)?;
+    // distinct indices (a channel subset or permutation): dX gathers dY back,
+    // from a zero slice appended at position m where X was not read
+    let mut from = vec![m; d as usize];
+    if idx.iter().enumerate().all(|(i, &v)| std::mem::replace(&mut from[v as usize], i as i64) == m) {
+        let mut z_shape = g_shape.clone();
+        z_shape[ax] = 1;
+        let z = em.zeros(&z_shape);
+        let mut gz_shape = g_shape.clone();
+        gz_shape[ax] = m + 1;
+        let gz = em.op("Concat", &[&g, &z], vec![a_int("axis", ax as i64)], gz_shape);
+        let from = em.c_i64(&from);
+        return one(em.op("Gather", &[&gz, &from], vec![a_int("axis", ax as i64)], xs));
+    }
+    let mut onehot = ndarray::ArrayD::<f32>::zeros(ndarray::IxDyn(&[m as usize, d as usize]));
+    for (i, &v) in idx.iter().enumerate() {
+        onehot[[i, v as usize]] = 1.0;
+    }
+    let oh = em.c_array(&onehot);
+    // repeated indices sum: dY with the gathered axis moved last, times a one-hot matrix
     let mut perm: Vec<i64> = (0..r as i64).filter(|&i| i != ax as i64).collect();
     perm.push(ax as i64);
     let gt = em.transpose(&g, &perm)?;
