@@ -53,12 +53,16 @@ crosscheck_ppocrv6() {
     $fusec convert $models/ppocrv6_rec_small.onnx --variant "$v" -o "$out/rec.$v.onnx" > /dev/null || return 1
     $fusec convert $models/ppocrv6_det_small.onnx --variant "$v" -o "$out/det.$v.onnx" > /dev/null || return 1
   done
-  $fusec finetune "$out/rec.half.onnx" --teacher $models/ppocrv6_rec_small.onnx --data $data/textlines/labels.tsv \
-    --task ctc --limit 8 --batch 4 --steps 2 --bn frozen --quiet -o "$out/rec.half.tuned.onnx" > /dev/null || return 1
+  # Half with channels assigned by fit: Gathers around the branches
+  $fusec convert $models/ppocrv6_rec_small.onnx --variant half --assign fit -o "$out/rec.half-fit.onnx" > /dev/null || return 1
+  for m in half half-fit; do
+    $fusec finetune "$out/rec.$m.onnx" --teacher $models/ppocrv6_rec_small.onnx --data $data/textlines/labels.tsv \
+      --task ctc --limit 8 --batch 4 --steps 2 --bn frozen --quiet -o "$out/rec.$m.tuned.onnx" > /dev/null || return 1
+  done
   $fusec finetune "$out/det.half.onnx" --teacher $models/ppocrv6_det_small.onnx --data $data/pages/boxes.tsv \
     --task textdet --crop 320x320 --limit 4 --batch 2 --steps 2 --bn frozen --quiet -o "$out/det.half.tuned.onnx" > /dev/null || return 1
   .venv/bin/python scripts/check_onnx.py --shape 1,3,48,320 --expect-out 1,40,18710 \
-    "$out/rec.half.onnx" "$out/rec.full.onnx" "$out/rec.half.tuned.onnx" || return 1
+    "$out/rec.half.onnx" "$out/rec.full.onnx" "$out/rec.half.tuned.onnx" "$out/rec.half-fit.onnx" "$out/rec.half-fit.tuned.onnx" || return 1
   .venv/bin/python scripts/check_onnx.py --shape 1,3,320,320 --expect-out 1,1,320,320 \
     "$out/det.half.onnx" "$out/det.full.onnx" "$out/det.half.tuned.onnx" || return 1
   # the original reads 7 of the first 8 shared lines exactly (the shared README: 89% of lines)

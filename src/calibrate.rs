@@ -16,30 +16,44 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::{self, ModelProto};
-use crate::passes::fuse_depthwise::{depthwise_convs, split_kernels, Candidate, DepthwiseConv, FuseKernels, Init, KernelInit, Variant};
+use crate::passes::fuse_depthwise::{depthwise_convs, split_kernels, Assign, Candidate, Channels, DepthwiseConv, FuseKernels, Init, KernelInit, Variant};
+
+/// One layer's fitted kernels, for all C channels (Half uses each channel's
+/// share), and the Half assignment chosen when fitting.
+#[derive(Clone)]
+pub struct Fitted {
+    pub row: ArrayD<f32>,
+    pub col: ArrayD<f32>,
+    pub row_bias: ArrayD<f32>,
+    pub col_bias: ArrayD<f32>,
+    pub channels: Channels,
+}
 
 /// Fitted kernels by depthwise node name.
 #[derive(Clone)]
 pub struct LsqInit {
-    pub kernels: HashMap<String, (ArrayD<f32>, ArrayD<f32>, ArrayD<f32>, ArrayD<f32>)>,
+    pub kernels: HashMap<String, Fitted>,
 }
 
 impl KernelInit for LsqInit {
-    fn kernels(&self, dw: &DepthwiseConv, variant: Variant) -> Result<FuseKernels> {
-        let Some((row, col, rb, cb)) = self.kernels.get(&dw.name) else {
-            return Init::Center.kernels(dw, variant);
+    fn kernels(&self, dw: &DepthwiseConv, variant: Variant, assign: Assign) -> Result<FuseKernels> {
+        let Some(f) = self.kernels.get(&dw.name) else {
+            return Init::Center.kernels(dw, variant, assign);
         };
-        let mut k = split_kernels(dw, variant, row.clone(), col.clone());
+        let channels = match assign {
+            Assign::Fit => f.channels.clone(),
+            Assign::Ordered => Channels::ordered(dw.channels),
+        };
+        let mut k = split_kernels(dw, variant, f.row.clone(), f.col.clone(), channels);
         // fitted biases replace the original's share
-        let c1 = dw.half_split();
         match variant {
             Variant::Full => {
-                k.row_bias = Some(rb.clone());
-                k.col_bias = Some(cb.clone());
+                k.row_bias = Some(f.row_bias.clone());
+                k.col_bias = Some(f.col_bias.clone());
             }
             Variant::Half => {
-                k.row_bias = Some(rb.slice_axis(Axis(0), (..c1).into()).to_owned());
-                k.col_bias = Some(cb.slice_axis(Axis(0), (c1..).into()).to_owned());
+                k.row_bias = Some(f.row_bias.select(Axis(0), &k.channels.row));
+                k.col_bias = Some(f.col_bias.select(Axis(0), &k.channels.col));
             }
         }
         Ok(k)
@@ -202,11 +216,11 @@ fn as4(a: ArrayD<f32>) -> Result<Array4<f32>> {
 
 /// Inputs of depthwise conv `d` in the student: the model with the layers
 /// fitted so far already rewritten (with their fitted kernels).
-fn student_inputs(model: &ModelProto, g: &Graph, variant: Variant, fitted: &LsqInit, done: &[usize], input: &str, data: &Dataset) -> Result<Vec<Array4<f32>>> {
+fn student_inputs(model: &ModelProto, g: &Graph, variant: Variant, assign: Assign, fitted: &LsqInit, done: &[usize], input: &str, data: &Dataset) -> Result<Vec<Array4<f32>>> {
     use crate::passes::fuse_depthwise::{FuseDepthwise, Options};
     use crate::passes::{LayerSelection, ListItem};
     let mut sg = g.clone();
-    let opts = Options { variant, init: Init::Center, layers: LayerSelection::List(done.iter().map(|&i| ListItem::Index(i)).collect()), skip: vec![] };
+    let opts = Options { variant, init: Init::Center, assign, layers: LayerSelection::List(done.iter().map(|&i| ListItem::Index(i)).collect()), skip: vec![] };
     let pass = FuseDepthwise::new(opts)?.with_init(Box::new(fitted.clone()));
     crate::passes::run_pipeline(&mut sg, &[Box::new(pass)], &Default::default())?;
     let mut student = model.clone();
@@ -227,11 +241,14 @@ fn student_inputs(model: &ModelProto, g: &Graph, variant: Variant, fitted: &LsqI
 /// With `calibrate_with(.., sequential = true)` each layer is fitted on the inputs it sees in the student
 /// (earlier layers already rewritten with their fitted kernels) against the
 /// original's outputs, so errors do not compound from layer to layer.
+///
+/// With `assign` [`Assign::Fit`] (Half) both branches are fitted for every
+/// channel and each channel goes to the one with the smaller output error.
 pub fn calibrate(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant) -> Result<(LsqInit, Vec<LayerFit>)> {
-    calibrate_with(model, g, data, variant, false)
+    calibrate_with(model, g, data, variant, Assign::Ordered, false)
 }
 
-pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant, sequential: bool) -> Result<(LsqInit, Vec<LayerFit>)> {
+pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant, assign: Assign, sequential: bool) -> Result<(LsqInit, Vec<LayerFit>)> {
     let cands: Vec<DepthwiseConv> = depthwise_convs(g)?
         .into_iter()
         .filter_map(|c| match c {
@@ -257,7 +274,7 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
     let mut done: Vec<usize> = vec![];
     for (k, d) in cands.iter().enumerate() {
         if sequential && !done.is_empty() {
-            xs[k] = student_inputs(model, g, variant, &init, &done, &d.input, data)?;
+            xs[k] = student_inputs(model, g, variant, assign, &init, &done, &d.input, data)?;
         }
         let sp: Option<Vec<i64>> = d.input_shape.as_ref().map(|s| s[2..].iter().map(|x| x.known().unwrap_or(0)).collect());
         let pads = d.window.explicit_pads(&sp.unwrap_or_else(|| vec![xs[k][0].shape()[2] as i64, xs[k][0].shape()[3] as i64]));
@@ -278,16 +295,17 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
         let mut col = ArrayD::<f32>::zeros(IxDyn(&[c, 1, kh, 1]));
         let mut rb = ArrayD::<f32>::zeros(IxDyn(&[c]));
         let mut cb = ArrayD::<f32>::zeros(IxDyn(&[c]));
-        let center = Init::Center.kernels(d, Variant::Full)?;
-        let sum = Init::Sum.kernels(d, Variant::Full)?;
-        let (mut e_c, mut e_s, mut e_l, mut norm) = (0.0, 0.0, 0.0, 0.0);
-        let c1 = d.half_split();
-        for ch in 0..c {
-            // Half fits only the branch a channel goes to; Full fits both
-            let branches: &[bool] = match variant {
-                Variant::Half if ch < c1 => &[true],
-                Variant::Half => &[false],
-                Variant::Full => &[true, false],
+        let center = Init::Center.kernels(d, Variant::Full, Assign::Ordered)?;
+        let sum = Init::Sum.kernels(d, Variant::Full, Assign::Ordered)?;
+        // errors (center, sum, lsq) and target norm of each fitted branch, by [channel][row?]
+        let mut errs = vec![[None::<[f64; 4]>; 2]; c];
+        let ordered = Channels::ordered(c);
+        for (ch, errs) in errs.iter_mut().enumerate() {
+            // Half fits only the branch a channel goes to, unless the assignment is chosen by fit
+            let branches: &[bool] = match (variant, assign) {
+                (Variant::Half, Assign::Ordered) if ch < ordered.row.len() => &[true],
+                (Variant::Half, Assign::Ordered) => &[false],
+                _ => &[true, false],
             };
             for &is_row in branches {
                 let (taps, bias) = fit(&xs[k], &ys[k], ch, &geo, is_row);
@@ -300,10 +318,7 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
                 let (ec, n) = rel_error(&xs[k], &ys[k], ch, &geo, is_row, &cw_, cn);
                 let (es, _) = rel_error(&xs[k], &ys[k], ch, &geo, is_row, &sw_, cn);
                 let (el, _) = rel_error(&xs[k], &ys[k], ch, &geo, is_row, &taps, bias);
-                e_c += ec;
-                e_s += es;
-                e_l += el;
-                norm += n;
+                errs[usize::from(is_row)] = Some([ec, es, el, n]);
                 for (t, &v) in taps.iter().enumerate() {
                     if is_row {
                         row[[ch, 0, 0, t]] = v;
@@ -318,9 +333,19 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
                 }
             }
         }
+        let channels = match (variant, assign) {
+            (Variant::Half, Assign::Fit) => Channels::balanced(&errs.iter().map(|e| e[0].map_or(0.0, |x| x[2]) - e[1].map_or(0.0, |x| x[2])).collect::<Vec<_>>()),
+            _ => ordered,
+        };
+        // the error of what the model gets: Half each channel's one branch, Full both
+        let kept: Vec<[f64; 4]> = match variant {
+            Variant::Half => channels.row.iter().filter_map(|&ch| errs[ch][1]).chain(channels.col.iter().filter_map(|&ch| errs[ch][0])).collect(),
+            Variant::Full => errs.iter().flat_map(|e| e.iter().flatten().copied()).collect(),
+        };
+        let [e_c, e_s, e_l, norm] = kept.iter().fold([0.0; 4], |acc, e| [acc[0] + e[0], acc[1] + e[1], acc[2] + e[2], acc[3] + e[3]]);
         let n = norm.max(1e-30);
         fits.push(LayerFit { node: d.name.clone(), center: (e_c / n).sqrt(), sum: (e_s / n).sqrt(), lsq: (e_l / n).sqrt() });
-        init.kernels.insert(d.name.clone(), (row, col, rb, cb));
+        init.kernels.insert(d.name.clone(), Fitted { row, col, row_bias: rb, col_bias: cb, channels });
         done.push(d.index);
     }
     Ok((init, fits))

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::{self, Model};
 use crate::calibrate::LsqInit;
-use crate::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
+use crate::passes::fuse_depthwise::{Assign, FuseDepthwise, Init, Options, Variant};
 use crate::passes::{self, LayerSelection, Pass, PassCx, PassReport, Pipeline};
 use crate::stats::{stats, Stats};
 
@@ -20,6 +20,7 @@ use crate::stats::{stats, Stats};
 pub struct ConvertOptions {
     pub variant: Option<Variant>,
     pub init: Option<Init>,
+    pub assign: Option<Assign>,
     pub layers: Option<LayerSelection>,
     pub skip: Vec<String>,
     /// A pipeline file replacing the built-in one for `variant`.
@@ -78,6 +79,8 @@ pub struct ConvertSummary {
     pub input: String,
     pub variant: String,
     pub init: String,
+    /// Half: how channels were assigned to the branches (ordered, fit).
+    pub assign: String,
     /// The pipeline that ran, as recorded in the metadata (`fusec.pipeline`).
     pub pipeline: String,
     /// Shape computations folded when the model was loaded.
@@ -114,6 +117,9 @@ pub fn resolve_pipeline(opts: &ConvertOptions) -> Result<Pipeline> {
     }
     if let Some(i) = opts.init {
         p.set_option("fuse_depthwise", "init", s(i.to_string()));
+    }
+    if let Some(a) = opts.assign {
+        p.set_option("fuse_depthwise", "assign", s(a.to_string()));
     }
     if let Some(l) = &opts.layers {
         let v = match l {
@@ -162,7 +168,7 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
     };
     let (init, fits) = match (fuse.init, &opts.calib, &data) {
         (Init::Lsq, Some(c), Some(data)) => {
-            let (init, fits) = crate::calibrate::calibrate_with(&model.proto, g, data, fuse.variant, c.sequential)?;
+            let (init, fits) = crate::calibrate::calibrate_with(&model.proto, g, data, fuse.variant, fuse.assign, c.sequential)?;
             (Some(init), fits)
         }
         (Init::Lsq, _, _) => return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)")),
@@ -185,6 +191,7 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
         ("fusec.version", env!("CARGO_PKG_VERSION").to_string()),
         ("fusec.variant", fuse.variant.to_string()),
         ("fusec.init", fuse.init.to_string()),
+        ("fusec.assign", fuse.assign.to_string()),
         ("fusec.converted", converted.join(",")),
         ("fusec.pipeline", pipeline.describe()),
     ];
@@ -196,6 +203,7 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
         input: model.path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         variant: fuse.variant.to_string(),
         init: fuse.init.to_string(),
+        assign: fuse.assign.to_string(),
         pipeline: pipeline.describe(),
         folded: g.folded.clone(),
         passes: reports,
@@ -216,9 +224,7 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions, force: b
     if fuse.init == Init::Lsq && opts.calib.is_none() {
         return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)"));
     }
-    if fuse.init != Init::Lsq {
-        build_passes(&pipeline, None)?;
-    }
+    build_passes(&pipeline, None)?;
     let (mut model, mut g) = crate::ir::load_graph(input)?;
     if let Some(s) = &opts.input_shape {
         s.apply(&mut g)?;

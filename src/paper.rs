@@ -58,7 +58,7 @@ pub fn variant_of(base: &Graph, network: &str, variant: &str) -> Result<Graph> {
         "50-half" => (Variant::Half, LayerSelection::Named(format!("paper-50-{network}"))),
         other => return Err(crate::Error::option("variant", format!("unknown paper variant '{other}'"))),
     };
-    let pass = FuseDepthwise::new(Options { variant: v, init: Init::Center, layers, skip: vec![] })?;
+    let pass = FuseDepthwise::new(Options { variant: v, init: Init::Center, assign: Default::default(), layers, skip: vec![] })?;
     run_pipeline(&mut g, &[Box::new(pass)], &PassCx::default())?;
     Ok(g)
 }

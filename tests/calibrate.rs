@@ -54,7 +54,7 @@ fn lsq_kernels_are_used_by_the_pass() {
     let (init, _) = fusec::calibrate::calibrate(&m, &g0, &data, Variant::Half).unwrap();
     let out = |init: Option<Box<dyn fusec::passes::fuse_depthwise::KernelInit>>| {
         let mut g = g0.clone();
-        let mut p = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, layers: Default::default(), skip: vec![] }).unwrap();
+        let mut p = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, assign: Default::default(), layers: Default::default(), skip: vec![] }).unwrap();
         if let Some(i) = init {
             p = p.with_init(i);
         }
@@ -116,8 +116,8 @@ fn sequential_calibration_fits_each_layer_on_the_students_inputs() {
     let m = b.build();
     let g = graph_of(&m);
     let data = dataset(4, &[3, 9, 11], 2);
-    let (_, indep) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, false).unwrap();
-    let (_, seq) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, true).unwrap();
+    let (_, indep) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, fusec::passes::fuse_depthwise::Assign::Ordered, false).unwrap();
+    let (_, seq) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, fusec::passes::fuse_depthwise::Assign::Ordered, true).unwrap();
     assert_eq!((indep.len(), seq.len()), (2, 2));
     // the first layer sees the same inputs either way
     assert!((indep[0].lsq - seq[0].lsq).abs() < 1e-9);
@@ -159,4 +159,32 @@ fn bn_recalibration_stores_the_activation_statistics() {
     // the old statistics are gone and the model still runs
     assert!(!g.initializer.iter().any(|t| t.name() == bn.input[3]));
     fusec::eval::run(&m, &[data.samples[0].x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap();
+}
+
+/// `--assign fit` with `--init lsq`: both branches are fitted for every channel
+/// and each channel goes to the one that reproduces it; on kernels that are
+/// 1×K or K×1 in channels the paper's split does not expect, that is exact
+/// where the ordered split is not.
+#[test]
+fn lsq_fit_assignment_finds_each_channels_branch() {
+    use fusec::passes::fuse_depthwise::Assign;
+    let b = Block { kernel: Kernel::HalfExact, bias: true, c: 6, ..Default::default() };
+    let mut m = b.model(4);
+    // reverse the channels of the depthwise kernel: rows now on channels 3..6
+    let g0 = graph_of(&m);
+    let dw = fusec::passes::fuse_depthwise::depthwise_convs(&g0).unwrap().remove(0);
+    let fusec::passes::fuse_depthwise::Candidate::Convertible(d) = dw else { panic!("not convertible") };
+    let wname = g0.node(d.node).input(1).unwrap().to_string();
+    let mut w = d.weight.clone();
+    w.invert_axis(ndarray::Axis(0));
+    let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
+    *t = fusec::tensor::Tensor::from_f32(&wname, &w).into_proto();
+    let g = graph_of(&m);
+    let data = dataset(6, &[3, b.h, b.w], 1);
+    let (_, ordered) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, Assign::Ordered, false).unwrap();
+    let (init, fit) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, Assign::Fit, false).unwrap();
+    assert!(fit[0].lsq < 1e-3, "fit assignment: lsq error {} on kernels it can represent", fit[0].lsq);
+    assert!(ordered[0].lsq > 0.1, "ordered split: lsq error {} should be large here", ordered[0].lsq);
+    let chosen = &init.kernels[&d.name].channels;
+    assert_eq!((chosen.row.clone(), chosen.col.clone()), (vec![3, 4, 5], vec![0, 1, 2]));
 }

@@ -85,6 +85,13 @@ fn convert_json_summary() {
     let idx: Vec<u64> = rewrites.iter().map(|r| r["index"].as_u64().unwrap()).collect();
     assert_eq!(idx, vec![0, 2, 3]);
     assert!(v["after"]["params"].as_u64().unwrap() > v["before"]["params"].as_u64().unwrap());
+    // Half with channels assigned by kernel energy: recorded, and said per layer
+    let out = fusec().args(["convert", m.to_str().unwrap(), "--variant", "half", "--assign", "fit", "--json", "--force", "-o", dir.path().join("fit.onnx").to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["assign"], "fit");
+    let details: Vec<&str> = v["passes"][0][1]["rewrites"].as_array().unwrap().iter().map(|r| r["detail"].as_str().unwrap()).collect();
+    assert!(details.iter().any(|d| d.contains("channels in the other branch")), "{details:?}");
 }
 
 #[test]
@@ -176,6 +183,7 @@ fn bad_options_and_outputs_fail_cleanly() {
     fusec().args(["convert", ms, "--variant", "half", "--pipeline", bad_pipe.to_str().unwrap()]).assert().code(1).stderr(predicate::str::contains("valid passes: fold_shapes, fuse_depthwise"));
     std::fs::write(&bad_pipe, "[[pass]]\nname = \"fuse_depthwise\"\nvariant = \"half\"\ncolour = 3\n").unwrap();
     fusec().args(["convert", ms, "--variant", "half", "--pipeline", bad_pipe.to_str().unwrap()]).assert().code(1).stderr(predicate::str::contains("colour"));
+    fusec().args(["convert", ms, "--variant", "full", "--assign", "fit"]).assert().code(1).stderr(predicate::str::contains("--assign"));
     no_files_but(dir.path(), &["cls.onnx", "p.toml"]);
     // a place nobody can create files in, root included
     #[cfg(target_os = "linux")]

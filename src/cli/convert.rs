@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::convert::{self, ConvertOptions, ConvertSummary, InputShape};
-use crate::passes::fuse_depthwise::{Init, Variant};
+use crate::passes::fuse_depthwise::{Assign, Init, Variant};
 use crate::passes::LayerSelection;
 use crate::stats::human;
 use super::*;
@@ -51,6 +51,11 @@ pub struct ConvertArgs {
     /// [default: the pipeline's, center for the built-in ones].
     #[arg(long, value_enum)]
     pub init: Option<Init>,
+    /// Half: which channels go to 1×K and which to K×1: ordered (the paper's: the first
+    /// half to 1×K) or fit (each channel to the branch that reproduces it best; the
+    /// block gathers the channels and restores their order) [default: the pipeline's, ordered].
+    #[arg(long, value_enum)]
+    pub assign: Option<Assign>,
     /// Layers to convert: `all`, a preset from passes/ (e.g. paper-50-mobilenet-v2),
     /// a preset .toml file, or a comma list of indices, ranges (3-7) and name patterns
     /// [default: the pipeline's, all for the built-in ones].
@@ -123,6 +128,7 @@ pub(super) fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
     let mut opts = ConvertOptions {
         variant: a.variant,
         init: a.init,
+        assign: a.assign,
         layers: a.layers.as_deref().map(LayerSelection::parse),
         skip: a.skip.clone(),
         pipeline: a.pipeline.clone(),
@@ -183,7 +189,8 @@ fn pct(before: u64, after: u64) -> String {
 
 
 pub fn print_summary(s: &ConvertSummary, output: &std::path::Path) {
-    println!("fusec convert: {} → {} (FuSe-{}, init {})", s.input, output.display(), s.variant, s.init);
+    let assign = if s.assign == "fit" { ", channels assigned by fit" } else { "" };
+    println!("fusec convert: {} → {} (FuSe-{}, init {}{assign})", s.input, output.display(), s.variant, s.init);
     if s.folded.folded > 0 {
         println!("  shape folding: {} shape computations replaced by constants ({} nodes removed)", s.folded.folded, s.folded.removed_nodes);
     }

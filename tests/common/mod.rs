@@ -4,7 +4,7 @@
 use fusec::builder::{Act, ModelBuilder};
 use fusec::ir::Graph;
 use fusec::onnx::{Dim, Model, ModelProto};
-use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
+use fusec::passes::fuse_depthwise::{Assign, FuseDepthwise, Init, Options, Variant};
 use fusec::passes::{run_pipeline, LayerSelection, Pass, PassCx, PassReport};
 use ndarray::{ArrayD, IxDyn};
 use rand::rngs::StdRng;
@@ -163,13 +163,22 @@ pub fn graph_of(m: &ModelProto) -> Graph {
 }
 
 pub fn fuse_pass(variant: Variant, init: Init) -> Box<dyn Pass> {
-    Box::new(FuseDepthwise::new(Options { variant, init, layers: LayerSelection::All, skip: vec![] }).unwrap())
+    fuse_pass_assigned(variant, init, Assign::Ordered)
+}
+
+pub fn fuse_pass_assigned(variant: Variant, init: Init, assign: Assign) -> Box<dyn Pass> {
+    Box::new(FuseDepthwise::new(Options { variant, init, assign, layers: LayerSelection::All, skip: vec![] }).unwrap())
 }
 
 /// Run the FuSe pass on a model in memory; returns the new model and the report.
 pub fn convert(m: &ModelProto, variant: Variant, init: Init) -> (ModelProto, PassReport) {
+    convert_assigned(m, variant, init, Assign::Ordered)
+}
+
+/// [`convert`] with Half's channels assigned by `assign`.
+pub fn convert_assigned(m: &ModelProto, variant: Variant, init: Init, assign: Assign) -> (ModelProto, PassReport) {
     let mut g = graph_of(m);
-    let mut reports = run_pipeline(&mut g, &[fuse_pass(variant, init)], &PassCx::default()).unwrap();
+    let mut reports = run_pipeline(&mut g, &[fuse_pass_assigned(variant, init, assign)], &PassCx::default()).unwrap();
     let mut out = m.clone();
     out.graph = Some(g.to_proto().unwrap());
     (out, reports.remove(0).1)

@@ -1,6 +1,7 @@
 //! Emitting the FuSe block that replaces one depthwise conv: the Split
-//! (Half), the two 1-D convs with their pads (or a crop where a pad would be
-//! negative), and the Concat.
+//! (Half; two Gathers where the channels are assigned by fit), the two 1-D
+//! convs with their pads (or a crop where a pad would be negative), and the
+//! Concat (followed, after Gathers, by one that restores the channel order).
 
 use std::collections::HashSet;
 
@@ -69,6 +70,18 @@ fn conv_node(name: &str, inputs: Vec<String>, output: &str, kernel: [i64; 2], st
     }
 }
 
+/// Gather along the channel axis.
+fn gather_node(name: &str, x: &str, indices: &str, output: &str) -> NodeProto {
+    NodeProto {
+        name: Some(name.into()),
+        op_type: Some("Gather".into()),
+        input: vec![x.into(), indices.into()],
+        output: vec![output.into()],
+        attribute: vec![a_int("axis", 1)],
+        ..Default::default()
+    }
+}
+
 /// Pads of one 1-D branch along the axis whose kernel collapses to tap
 /// `centre`, given the original begin/end pads there. Returns (begin, end,
 /// crop_begin, crop_end).
@@ -79,7 +92,6 @@ fn collapsed_pads(pb: i64, pe: i64, k: i64, d: i64, centre: i64) -> (i64, i64, i
     (nb.max(0), ne.max(0), (-nb).max(0), (-ne).max(0))
 }
 
-/// Emit the Split / 1-D convs / Concat replacing `dw`.
 /// How the two branches of a block take their input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -115,8 +127,21 @@ pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKe
         Layout::Half => (dw.half_split(), dw.channels - dw.half_split()),
         Layout::Full | Layout::Widened => (dw.channels, dw.channels),
     };
+    // Half with channels moved between the branches: each branch gathers its own
+    let gathered = layout == Layout::Half && !k.channels.is_ordered();
     let (x_row, x_col) = match layout {
         Layout::Full => (dw.input.clone(), dw.input.clone()),
+        Layout::Half if gathered => {
+            let mut take = |tag: &str, channels: &[usize]| -> String {
+                let out = names.fresh(&format!("{}.fuse.in_{tag}", dw.output));
+                let iname = names.fresh(&format!("{base}.fuse.{tag}_channels"));
+                let idx: Vec<i64> = channels.iter().map(|&c| c as i64).collect();
+                patch.initializers.push(Tensor::from_i64(&iname, &[idx.len() as i64], &idx));
+                patch.add.push((gather_node(&names.fresh(&format!("{base}.fuse.{tag}_gather")), &dw.input, &iname, &out), pos));
+                out
+            };
+            (take("row", &k.channels.row), take("col", &k.channels.col))
+        }
         Layout::Half | Layout::Widened => {
             let a = names.fresh(&format!("{}.fuse.in_row", dw.output));
             let b = names.fresh(&format!("{}.fuse.in_col", dw.output));
@@ -199,15 +224,23 @@ pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKe
     };
     let y_row = branch("row", x_row, c_row, &k.row, &k.row_bias, true);
     let y_col = branch("col", x_col, c_col, &k.col, &k.col_bias, false);
+    let concat_out = if gathered { names.fresh(&format!("{}.fuse.concat", dw.output)) } else { dw.output.clone() };
     let concat = NodeProto {
         name: Some(names.fresh(&format!("{base}.fuse.concat"))),
         op_type: Some("Concat".into()),
         input: vec![y_row, y_col],
-        output: vec![dw.output.clone()],
+        output: vec![concat_out.clone()],
         attribute: vec![a_int("axis", 1)],
         ..Default::default()
     };
     patch.add.push((concat, pos));
+    if gathered {
+        // back to the original channel order
+        let iname = names.fresh(&format!("{base}.fuse.order"));
+        let idx: Vec<i64> = k.channels.inverse().iter().map(|&c| c as i64).collect();
+        patch.initializers.push(Tensor::from_i64(&iname, &[idx.len() as i64], &idx));
+        patch.add.push((gather_node(&names.fresh(&format!("{base}.fuse.order_gather")), &concat_out, &iname, &dw.output), pos));
+    }
     patch.remove.push(dw.node);
     Ok(())
 }

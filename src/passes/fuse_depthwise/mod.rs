@@ -21,7 +21,10 @@
 //! aligns with the output, see `Window::centre_taps`), `center` takes row c_h
 //! of each kernel for 1×K and column c_w for K×1;
 //! `sum` sums the rows (1×K) or the columns (K×1). Half gives channels
-//! [0, ⌈C/2⌉) to 1×K and the rest to K×1, each with its share of the bias;
+//! [0, ⌈C/2⌉) to 1×K and the rest to K×1, each with its share of the bias
+//! (`--assign fit`: each channel to the branch that reproduces it best, the
+//! branches taking their channels with a Gather and a third Gather putting
+//! the Concat back in the original channel order);
 //! Full gives every channel to both branches, each with the whole bias.
 //!
 //! Padding: the 1×K branch keeps the original pads along the width; along the
@@ -59,7 +62,7 @@ use crate::ir::{Graph, Patch};
 use crate::passes::{LayerSelection, Pass, PassCx, PassReport, Rewrite, Selector, Semantics};
 
 pub use block::{build_block, Layout, Names};
-pub use kernels::{split_kernels, FuseKernels, Init, KernelInit};
+pub use kernels::{split_kernels, Assign, Channels, FuseKernels, Init, KernelInit};
 pub use matcher::{depthwise_convs, find, subgraph_depthwise, Candidate, DepthwiseConv};
 pub use widen::{plan_widen, WidenPlan};
 
@@ -88,6 +91,9 @@ pub struct Options {
     pub variant: Variant,
     #[serde(default)]
     pub init: Init,
+    /// Half: which channels go to 1×K and which to K×1.
+    #[serde(default)]
+    pub assign: Assign,
     #[serde(default)]
     pub layers: LayerSelection,
     #[serde(default)]
@@ -102,6 +108,9 @@ pub struct FuseDepthwise {
 impl FuseDepthwise {
     pub fn new(opts: Options) -> Result<Self> {
         opts.layers.validate()?;
+        if opts.variant == Variant::Full && opts.assign != Assign::Ordered {
+            return Err(crate::error::Error::option("--assign", format!("{} applies to --variant half (Full gives every channel to both branches)", opts.assign)));
+        }
         for s in &opts.skip {
             crate::passes::Selector::parse(s)?;
         }
@@ -200,7 +209,14 @@ impl Pass for FuseDepthwise {
             for (d, layout, how) in blocks {
                 converted.insert(d.node);
                 claimed.insert(d.node);
-                let kernels = self.init.kernels(d, self.opts.variant)?;
+                let kernels = self.init.kernels(d, self.opts.variant, self.opts.assign)?;
+                let how = if layout == Layout::Half && !kernels.channels.is_ordered() {
+                    // each channel that enters 1×K from the second half displaces one from the first
+                    let moved = 2 * kernels.channels.row.iter().filter(|&&c| c >= kernels.channels.row.len()).count();
+                    format!(" ({moved} of {} channels in the other branch than the ordered split's, by --assign fit){how}", d.channels)
+                } else {
+                    how
+                };
                 build_block(g, d, layout, &kernels, &mut names, &mut patch)?;
                 let after = kernels.row.len() + kernels.col.len() + kernels.row_bias.as_ref().map_or(0, |b| b.len()) + kernels.col_bias.as_ref().map_or(0, |b| b.len());
                 report.rewrites.push(Rewrite {
