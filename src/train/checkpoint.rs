@@ -32,6 +32,8 @@ pub struct State {
     /// held-out evaluation and the written model use.
     pub avg: Option<Vec<Vec<f32>>>,
     pub step: usize,
+    /// The divergence guard's factor on the scheduled learning rate (1 until a rollback).
+    pub lr_scale: f32,
 }
 
 impl State {
@@ -49,6 +51,7 @@ pub fn save(path: &Path, st: &State, tg: &TrainGraph, fingerprint: i64) -> Resul
         let mut w = NpzWriter::new(tmp.as_file());
         let err = |e: ndarray_npy::WriteNpzError| Error::io(path, std::io::Error::other(e.to_string()));
         w.add_array("meta", &ndarray::arr1(&[st.step as i64, fingerprint])).map_err(err)?;
+        w.add_array("lr_scale", &ndarray::arr1(&[st.lr_scale])).map_err(err)?;
         for (i, p) in tg.params.iter().enumerate() {
             w.add_array(format!("param/{p}"), &ndarray::arr1(&st.params[i])).map_err(err)?;
             w.add_array(format!("m/{p}"), &ndarray::arr1(&st.m[i])).map_err(err)?;
@@ -100,6 +103,9 @@ pub fn load(path: &Path, st: &mut State, tg: &TrainGraph, fingerprint: i64) -> R
         st.bn_var[i] = get(format!("bn_var/{}", b.var), n)?;
     }
     st.step = meta[0].max(0) as usize;
+    // checkpoints written before the guard saved its scale: the asked learning rate
+    let scale: Option<ndarray::Array1<f32>> = r.by_name("lr_scale").ok();
+    st.lr_scale = scale.and_then(|a| a.first().copied()).filter(|s| s.is_finite() && *s > 0.0).unwrap_or(1.0);
     Ok(())
 }
 

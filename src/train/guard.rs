@@ -38,13 +38,12 @@ pub struct Guard {
     ratio: Option<f32>,
     smoothed: Option<f32>,
     lowest: f32,
-    /// The state training started from, and the healthy epoch ends since, newest last.
-    start: Snapshot,
+    /// The state training started from (None when the guard is off: nothing to go back to),
+    /// and the healthy epoch ends since, newest last.
+    start: Option<Snapshot>,
     saved: Vec<Snapshot>,
     /// Steps whose loss was within the bound since the last rollback.
     good_steps: usize,
-    /// The factor on the scheduled learning rate.
-    pub lr_scale: f32,
     pub rollbacks: Vec<Rollback>,
 }
 
@@ -55,9 +54,11 @@ struct Snapshot {
 }
 
 impl Guard {
-    /// A guard that can go back to `st`, the state training starts from.
+    /// A guard that can go back to `st`, the state training starts from (a copy is kept
+    /// only when the guard is on).
     pub fn new(ratio: Option<f32>, st: &State) -> Guard {
-        Guard { ratio, smoothed: None, lowest: f32::INFINITY, start: Snapshot { state: st.clone(), curve_len: 0 }, saved: vec![], good_steps: 0, lr_scale: 1.0, rollbacks: vec![] }
+        let start = ratio.map(|_| Snapshot { state: st.clone(), curve_len: 0 });
+        Guard { ratio, smoothed: None, lowest: f32::INFINITY, start, saved: vec![], good_steps: 0, rollbacks: vec![] }
     }
 
     /// Take one step's loss; true when training has diverged. Without a ratio only a
@@ -94,29 +95,31 @@ impl Guard {
 
     /// Go back to the last healthy state (`st` and `curve` are reset to it) with half the
     /// learning rate; an error when the guard is off or has rolled back too often.
+    /// The learning-rate scale travels with the state (and its checkpoints).
     pub fn roll_back(&mut self, st: &mut State, curve: &mut Vec<super::CurvePoint>, loss: f32) -> Result<Rollback> {
         let at = st.step;
         let lowest = self.lowest;
-        let Some(ratio) = self.ratio else {
+        let (Some(ratio), Some(start)) = (self.ratio, &self.start) else {
             return Err(Error::Eval(format!("loss became {loss} at step {at}; lower --lr (or turn the divergence guard on: --divergence-ratio)")));
         };
         if self.rollbacks.len() >= MAX_ROLLBACKS {
             return Err(Error::Eval(format!(
-                "the loss diverged again at step {at} (running average {}, lowest {lowest:.4}, bound {ratio} × lowest) after {MAX_ROLLBACKS} rollbacks, the learning rate at {} of --lr; lower --lr or set --clip-grad",
+                "the loss diverged again at step {at} (running average {:.4}, lowest {lowest:.4}, bound {ratio} × lowest) after {MAX_ROLLBACKS} rollbacks, the learning rate at {} of --lr; lower --lr or set --clip-grad",
                 self.smoothed.unwrap_or(loss),
-                self.lr_scale
+                st.lr_scale
             )));
         }
         // the state last gone back to ran away before one good step: drop it, go further back
         if !self.rollbacks.is_empty() && self.good_steps == 0 {
             self.saved.pop();
         }
-        self.lr_scale *= 0.5;
-        let back = self.saved.last().unwrap_or(&self.start);
+        let lr_scale = st.lr_scale * 0.5;
+        let back = self.saved.last().unwrap_or(start);
         *st = back.state.clone();
+        st.lr_scale = lr_scale;
         curve.truncate(back.curve_len);
         self.good_steps = 0;
-        let r = Rollback { at_step: at, to_step: st.step, loss: self.smoothed.unwrap_or(loss), lowest, lr_scale: self.lr_scale };
+        let r = Rollback { at_step: at, to_step: st.step, loss: self.smoothed.unwrap_or(loss), lowest, lr_scale };
         // the running average starts again from the restored weights; the lowest stays
         self.smoothed = None;
         self.rollbacks.push(r.clone());
@@ -129,7 +132,7 @@ mod tests {
     use super::*;
 
     fn state(step: usize, p: f32) -> State {
-        State { params: vec![vec![p]], m: vec![vec![0.0]], v: vec![vec![0.0]], bn_mean: vec![], bn_var: vec![], avg: None, step }
+        State { params: vec![vec![p]], m: vec![vec![0.0]], v: vec![vec![0.0]], bn_mean: vec![], bn_var: vec![], avg: None, step, lr_scale: 1.0 }
     }
 
     #[test]
@@ -168,9 +171,11 @@ mod tests {
         for _ in 1..MAX_ROLLBACKS {
             g.roll_back(&mut st, &mut curve, f32::NAN).unwrap();
         }
-        assert_eq!(g.lr_scale, 1.0 / 16.0);
-        let err = g.roll_back(&mut st, &mut curve, f32::NAN).unwrap_err().to_string();
+        assert_eq!(st.lr_scale, 1.0 / 16.0);
+        assert!(!g.diverged(1.234_567_9));
+        let err = g.roll_back(&mut st, &mut curve, 50.0).unwrap_err().to_string();
         assert!(err.contains("after 4 rollbacks") && err.contains("--lr"), "{err}");
+        assert!(err.contains("running average 1.2346,"), "rounded: {err}");
     }
 
     #[test]
@@ -190,12 +195,12 @@ mod tests {
         // from there the very first step runs away again: that epoch end was not healthy
         assert!(g.diverged(f32::INFINITY));
         g.roll_back(&mut st, &mut curve, f32::INFINITY).unwrap();
-        assert_eq!((st.step, st.params[0][0], g.lr_scale), (20, 2.0, 0.25));
+        assert_eq!((st.step, st.params[0][0], st.lr_scale), (20, 2.0, 0.25));
         // a good step, then a runaway: back to the same epoch end, not further
         assert!(!g.diverged(1.0));
         assert!(g.diverged(f32::NAN));
         g.roll_back(&mut st, &mut curve, f32::NAN).unwrap();
-        assert_eq!((st.step, g.lr_scale), (20, 0.125));
+        assert_eq!((st.step, st.lr_scale), (20, 0.125));
         // only KEPT epoch ends are kept: the oldest (10) went when the fourth would come
         let mut g = Guard::new(Some(10.0), &state(0, 0.0));
         for e in 1..=4 {
@@ -208,6 +213,7 @@ mod tests {
     #[test]
     fn without_a_ratio_only_a_non_finite_loss_stops_the_run() {
         let mut g = Guard::new(None, &state(0, 0.0));
+        assert!(g.start.is_none(), "no copy of the state when the guard is off");
         assert!(!g.diverged(1.0) && !g.diverged(1e6));
         assert!(g.diverged(f32::INFINITY));
         let err = g.roll_back(&mut state(4, 0.0), &mut vec![], f32::INFINITY).unwrap_err().to_string();

@@ -344,6 +344,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         bn_mean: tg.bn.iter().map(|b| get(&b.mean)).collect::<Result<_>>()?,
         bn_var: tg.bn.iter().map(|b| get(&b.var)).collect::<Result<_>>()?,
         step: 0,
+        lr_scale: 1.0,
     };
     let fingerprint = checkpoint::fingerprint(&tg);
     if let Some(r) = &opts.resume {
@@ -489,7 +490,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         if first_loss.is_nan() {
             first_loss = loss_v;
         }
-        let lr = optimizer::lr_at(opts, st.step, total) * guard.lr_scale;
+        let lr = optimizer::lr_at(opts, st.step, total) * st.lr_scale;
         let grad_norm = optimizer::clip(&mut grads, opts.clip_grad);
         optimizer::step(opts, &mut st, &grads, &decay, lr);
         if let Some(d) = opts.ema {

@@ -244,6 +244,14 @@ fn the_divergence_guard_rolls_a_runaway_run_back() {
     assert!(late < 10.0 * lowest, "settled: lowest {lowest}, last epoch {late}");
     let cos = 0.5 * (1.0 + (std::f32::consts::PI * (steps - 1) as f32 / steps as f32).cos());
     assert!((last.lr - 0.1 * scale * cos).abs() < 1e-8, "{} vs {}", last.lr, 0.1 * scale * cos);
+    // the scale is part of the checkpoint: a run paused after the rollbacks resumes at it
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.npz");
+    let first = fusec::train::Options { checkpoint: Some(ck.clone()), stop_after: Some(steps - 12), ..opts.clone() };
+    let (_, s1) = fusec::train::finetune(&student, &teacher, &data, None, &first).unwrap();
+    assert!(s1.paused && s1.rollbacks.last().map(|r| r.lr_scale) == Some(scale), "{:?}", s1.rollbacks);
+    let (_, s2) = fusec::train::finetune(&student, &teacher, &data, None, &fusec::train::Options { resume: Some(ck), ..opts.clone() }).unwrap();
+    assert!((s2.curve.last().unwrap().lr - last.lr).abs() < 1e-9, "resumed at lr {} instead of {}", s2.curve.last().unwrap().lr, last.lr);
 }
 
 #[test]
