@@ -297,7 +297,9 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
         let mut cb = ArrayD::<f32>::zeros(IxDyn(&[c]));
         let center = Init::Center.kernels(d, Variant::Full, Assign::Ordered)?;
         let sum = Init::Sum.kernels(d, Variant::Full, Assign::Ordered)?;
-        // errors (center, sum, lsq) and target norm of each fitted branch, by [channel][row?]
+        // squared errors (center, sum, lsq) and target norm of each fitted branch, by [channel][ROW or COL]
+        const ROW: usize = 0;
+        const COL: usize = 1;
         let mut errs = vec![[None::<[f64; 4]>; 2]; c];
         let ordered = Channels::ordered(c);
         for (ch, errs) in errs.iter_mut().enumerate() {
@@ -318,7 +320,7 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
                 let (ec, n) = rel_error(&xs[k], &ys[k], ch, &geo, is_row, &cw_, cn);
                 let (es, _) = rel_error(&xs[k], &ys[k], ch, &geo, is_row, &sw_, cn);
                 let (el, _) = rel_error(&xs[k], &ys[k], ch, &geo, is_row, &taps, bias);
-                errs[usize::from(is_row)] = Some([ec, es, el, n]);
+                errs[if is_row { ROW } else { COL }] = Some([ec, es, el, n]);
                 for (t, &v) in taps.iter().enumerate() {
                     if is_row {
                         row[[ch, 0, 0, t]] = v;
@@ -334,12 +336,13 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
             }
         }
         let channels = match (variant, assign) {
-            (Variant::Half, Assign::Fit) => Channels::balanced(&errs.iter().map(|e| e[0].map_or(0.0, |x| x[2]) - e[1].map_or(0.0, |x| x[2])).collect::<Vec<_>>()),
+            // how much lower 1×K's lsq error is than K×1's
+            (Variant::Half, Assign::Fit) => Channels::balanced(&errs.iter().map(|e| e[COL].map_or(0.0, |x| x[2]) - e[ROW].map_or(0.0, |x| x[2])).collect::<Vec<_>>()),
             _ => ordered,
         };
         // the error of what the model gets: Half each channel's one branch, Full both
         let kept: Vec<[f64; 4]> = match variant {
-            Variant::Half => channels.row.iter().filter_map(|&ch| errs[ch][1]).chain(channels.col.iter().filter_map(|&ch| errs[ch][0])).collect(),
+            Variant::Half => channels.row.iter().filter_map(|&ch| errs[ch][ROW]).chain(channels.col.iter().filter_map(|&ch| errs[ch][COL])).collect(),
             Variant::Full => errs.iter().flat_map(|e| e.iter().flatten().copied()).collect(),
         };
         let [e_c, e_s, e_l, norm] = kept.iter().fold([0.0; 4], |acc, e| [acc[0] + e[0], acc[1] + e[1], acc[2] + e[2], acc[3] + e[3]]);
