@@ -124,7 +124,7 @@ pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKe
     let pads = &dw.pads;
     let opset = g.opset;
     let (c_row, c_col) = match layout {
-        Layout::Half => (dw.half_split(), dw.channels - dw.half_split()),
+        Layout::Half => (k.channels.row.len(), k.channels.col.len()),
         Layout::Full | Layout::Widened => (dw.channels, dw.channels),
     };
     // Half with channels moved between the branches: each branch gathers its own
