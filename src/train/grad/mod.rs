@@ -140,11 +140,14 @@ pub struct Emitter {
     pub batch_bn: HashSet<String>,
     prefix: String,
     counter: usize,
+    /// The op type of the forward node whose backward is being emitted: node names carry
+    /// it (`g/Conv/Mul_12`), so a runtime profile attributes time to gradient rules.
+    rule: String,
 }
 
 impl Emitter {
     pub fn new(shapes: HashMap<String, Vec<i64>>, consts: HashMap<String, Tensor>, opset: i64, prefix: &str) -> Self {
-        Emitter { nodes: vec![], inits: vec![], shapes, consts, opset, batch_bn: HashSet::new(), prefix: prefix.to_string(), counter: 0 }
+        Emitter { nodes: vec![], inits: vec![], shapes, consts, opset, batch_bn: HashSet::new(), prefix: prefix.to_string(), counter: 0, rule: String::new() }
     }
 
     pub fn fresh(&mut self, base: &str) -> String {
@@ -165,7 +168,8 @@ impl Emitter {
     }
 
     pub fn node(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<onnx::AttributeProto>) {
-        let name = self.fresh(op);
+        self.counter += 1;
+        let name = format!("{}{}{}_{}", self.prefix, self.rule, op, self.counter);
         self.nodes.push(onnx::make_node(&name, op, inputs, outputs, attrs));
     }
 
@@ -379,7 +383,10 @@ fn backward(em: &mut Emitter, n: &NodeProto, gys: &[Option<String>], need: &[boo
     let op = n.op_type();
     let r = rule(op).ok_or_else(|| Error::node(&label, format!("no gradient rule for {op} (rules exist for: {})", supported().join(", "))))?;
     let ctx = Ctx { n, gys, need, label: label.clone() };
-    let mut v = r(em, &ctx).map_err(|e| if let Error::Node { .. } = e { e } else { Error::node(&label, e.to_string()) })?;
+    em.rule = format!("{op}/");
+    let v = r(em, &ctx);
+    em.rule.clear();
+    let mut v = v.map_err(|e| if let Error::Node { .. } = e { e } else { Error::node(&label, e.to_string()) })?;
     v.resize(n.input.len(), None);
     Ok(v)
 }
@@ -389,11 +396,18 @@ fn list_arg(em: &Emitter, n: &NodeProto, attr: &str, input: usize) -> Option<Vec
     attr_ints(n, attr).or_else(|| n.input.get(input).filter(|s| !s.is_empty()).and_then(|s| em.const_ints(s)))
 }
 
-/// `Where(mask, g, 0)`.
-fn where_mask(em: &mut Emitter, mask: &str, g: &str) -> Result<String> {
-    let z = em.c_f32(0.0);
-    let shape = broadcast(&em.shape(mask)?, &em.shape(g)?);
-    Ok(em.op("Where", &[mask, g, &z], vec![], shape))
+/// A boolean mask as 0.0/1.0 floats.
+fn mask_f32(em: &mut Emitter, mask: &str) -> Result<String> {
+    let shape = em.shape(mask)?;
+    Ok(em.op("Cast", &[mask], vec![a_int("to", onnx::dtype::FLOAT as i64)], shape))
+}
+
+/// `g` where `mask` holds, 0 elsewhere, as `g · float(mask)`: ONNX Runtime's Where is
+/// several times slower than Cast + Mul (measured 12.4 against 2.9 ms on 32×64×24×48,
+/// one thread), and activation gradients run it on every activation.
+fn masked(em: &mut Emitter, mask: &str, g: &str) -> Result<String> {
+    let m = mask_f32(em, mask)?;
+    em.bin("Mul", g, &m)
 }
 
 /// A comparison (boolean result, broadcast shape).

@@ -1,6 +1,6 @@
 //! Elementwise ops: activations, arithmetic with broadcasting, Pow, Erf, Where.
 
-use super::{cmp, where_mask, Ctx, Emitter};
+use super::{cmp, mask_f32, masked, Ctx, Emitter};
 use crate::error::Result;
 use crate::onnx::attr_float;
 
@@ -13,23 +13,25 @@ fn one(g: String) -> Grads {
 pub(super) fn relu(em: &mut Emitter, c: &Ctx) -> Grads {
     let z = em.c_f32(0.0);
     let m = cmp(em, "Greater", c.input(0), &z)?;
-    one(where_mask(em, &m, &c.gy()?)?)
+    one(masked(em, &m, &c.gy()?)?)
 }
 
 pub(super) fn leaky_relu(em: &mut Emitter, c: &Ctx) -> Grads {
     let alpha = attr_float(c.n, "alpha").unwrap_or(0.01);
     let (z, a) = (em.c_f32(0.0), em.c_f32(alpha));
+    // slope alpha + (1 − alpha)·[x > 0]
     let m = cmp(em, "Greater", c.input(0), &z)?;
-    let g = c.gy()?;
-    let ga = em.bin("Mul", &g, &a)?;
-    let shape = em.shape(&g)?;
-    one(em.op("Where", &[&m, &g, &ga], vec![], shape))
+    let m = mask_f32(em, &m)?;
+    let b = em.c_f32(1.0 - alpha);
+    let s = em.bin("Mul", &m, &b)?;
+    let s = em.bin("Add", &s, &a)?;
+    one(em.bin("Mul", &c.gy()?, &s)?)
 }
 
 /// The gradient passes where the value was not clipped, i.e. where y == x.
 pub(super) fn clip(em: &mut Emitter, c: &Ctx) -> Grads {
     let m = cmp(em, "Equal", c.input(0), c.y())?;
-    one(where_mask(em, &m, &c.gy()?)?)
+    one(masked(em, &m, &c.gy()?)?)
 }
 
 pub(super) fn hard_sigmoid(em: &mut Emitter, c: &Ctx) -> Grads {
@@ -40,18 +42,21 @@ pub(super) fn hard_sigmoid(em: &mut Emitter, c: &Ctx) -> Grads {
     let m = cmp(em, "And", &m1, &m2)?;
     let g = c.gy()?;
     let ga = em.bin("Mul", &g, &a)?;
-    one(where_mask(em, &m, &ga)?)
+    one(masked(em, &m, &ga)?)
 }
 
 pub(super) fn hard_swish(em: &mut Emitter, c: &Ctx) -> Grads {
-    let (third, half, m3, p3, z, o) = (em.c_f32(1.0 / 3.0), em.c_f32(0.5), em.c_f32(-3.0), em.c_f32(3.0), em.c_f32(0.0), em.c_f32(1.0));
-    let t = em.bin("Mul", c.input(0), &third)?;
-    let t = em.bin("Add", &t, &half)?;
-    let hi = cmp(em, "Greater", c.input(0), &p3)?;
-    let shape = em.shape(&t)?;
-    let t = em.op("Where", &[&hi, &o, &t], vec![], shape.clone());
-    let lo = cmp(em, "Less", c.input(0), &m3)?;
-    let dt = em.op("Where", &[&lo, &z, &t], vec![], shape);
+    // dy/dx = x/3 + 1/2 on [−3, 3], 1 above, 0 below: with c = clip(x, −3, 3) and
+    // s = sign(x − c) (1 above, −1 below, 0 inside), dy/dx = c/3 + (1 − s)/2
+    let (third, half, m3, p3) = (em.c_f32(1.0 / 3.0), em.c_f32(0.5), em.c_f32(-3.0), em.c_f32(3.0));
+    let shape = c.in_shape(em, 0)?;
+    let cl = em.op("Clip", &[c.input(0), &m3, &p3], vec![], shape.clone());
+    let out = em.bin("Sub", c.input(0), &cl)?;
+    let s = em.op("Sign", &[&out], vec![], shape);
+    let hs = em.bin("Mul", &s, &half)?;
+    let k = em.bin("Sub", &half, &hs)?;
+    let t = em.bin("Mul", &cl, &third)?;
+    let dt = em.bin("Add", &t, &k)?;
     one(em.bin("Mul", &c.gy()?, &dt)?)
 }
 
@@ -164,15 +169,21 @@ pub(super) fn arith(em: &mut Emitter, c: &Ctx) -> Grads {
 pub(super) fn where_(em: &mut Emitter, c: &Ctx) -> Grads {
     let g = c.gy()?;
     let shape = em.shape(&g)?;
-    let z = em.c_f32(0.0);
+    // cond is boolean (the shape table holds numeric values only); it broadcasts to the
+    // output, so the float mask times g has g's shape whatever cond's shape is
+    let cond_shape = em.shape(c.input(0)).unwrap_or_else(|_| shape.clone());
+    let to_f32 = || vec![crate::onnx::a_int("to", crate::onnx::dtype::FLOAT as i64)];
     let mut out = vec![None, None, None];
     if c.needs(1) {
-        let ga = em.op("Where", &[c.input(0), &g, &z], vec![], shape.clone());
+        let m = em.op("Cast", &[c.input(0)], to_f32(), cond_shape.clone());
+        let ga = em.bin("Mul", &g, &m)?;
         let sa = c.in_shape(em, 1)?;
         out[1] = Some(em.unbroadcast(&ga, &sa)?);
     }
     if c.needs(2) {
-        let gb = em.op("Where", &[c.input(0), &z, &g], vec![], shape);
+        let not = em.op("Not", &[c.input(0)], vec![], cond_shape.clone());
+        let m = em.op("Cast", &[&not], to_f32(), cond_shape);
+        let gb = em.bin("Mul", &g, &m)?;
         let sb = c.in_shape(em, 2)?;
         out[2] = Some(em.unbroadcast(&gb, &sb)?);
     }
