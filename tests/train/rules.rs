@@ -112,6 +112,10 @@ fn conv_rules() {
     // depthwise 3×3 with dilation 2 and stride 2 (the per-tap slice path), and 7×1
     check_single("Conv", &[2, 3, 11, 10], &[("w", &[3, 1, 3, 3], -0.5, 0.5)], vec![a_int("group", 3), a_ints("strides", &[2, 2]), a_ints("dilations", &[2, 2]), a_ints("pads", &[2, 1, 2, 2])], (-1.0, 1.0));
     check_single("Conv", &[2, 3, 9, 4], &[("w", &[3, 1, 7, 1], -0.5, 0.5), ("b", &[3], -0.5, 0.5)], vec![a_int("group", 3), a_ints("pads", &[3, 0, 3, 0])], (-1.0, 1.0));
+    // stride 1 with asymmetric pads and a grouped weight (dX as a convolution with the
+    // flipped kernel), and pads wider than the kernel reaches (dX through ConvTranspose)
+    check_single("Conv", &[2, 4, 6, 5], &[("w", &[6, 2, 2, 3], -0.5, 0.5)], vec![a_int("group", 2), a_ints("pads", &[0, 2, 1, 1])], (-1.0, 1.0));
+    check_single("Conv", &[2, 3, 4, 5], &[("w", &[2, 3, 1, 2], -0.5, 0.5)], vec![a_ints("pads", &[1, 0, 0, 2])], (-1.0, 1.0));
     // SAME_UPPER auto padding
     check_single("Conv", &[1, 2, 7, 7], &[("w", &[2, 2, 3, 3], -0.5, 0.5)], vec![a_string("auto_pad", "SAME_UPPER"), a_ints("strides", &[2, 2])], (-1.0, 1.0));
 }

@@ -148,6 +148,14 @@ pub(super) fn conv(em: &mut Emitter, c: &Ctx) -> Result<Vec<Option<String>>> {
         let y3 = em.reshape(&gy, &[x[0], m, hw])?;
         let dx = em.op("MatMul", &[&wt, &y3], vec![], vec![x[0], ch, hw]);
         out[0] = Some(em.reshape(&dx, &x)?);
+    } else if c.needs(0) && s.iter().all(|&v| v == 1) && (0..4).all(|i| pads[i] <= d[i % 2] * (k[i % 2] - 1)) {
+        // stride 1: dX = Conv(dY, W with the kernel flipped and in/out channels swapped per
+        // group), padded by d·(k−1) − p: a plain convolution, which ONNX Runtime runs 1.4-5×
+        // faster than the grouped ConvTranspose (measured on the classifier's 1×3 layers)
+        let wt = flipped_transposed(em, c.input(1), &w, *g)?;
+        let p2: Vec<i64> = (0..4).map(|i| d[i % 2] * (k[i % 2] - 1) - pads[i]).collect();
+        let cv = em.op("Conv", &[&gy, &wt], vec![a_ints("dilations", d), a_ints("pads", &p2), a_int("group", *g)], x.clone());
+        out[0] = Some(cv);
     } else if c.needs(0) {
         let full: Vec<i64> = vec![x[0], x[1], s[0] * (y[2] - 1) + (k[0] - 1) * d[0] + 1, s[1] * (y[3] - 1) + (k[1] - 1) * d[1] + 1];
         let ct = em.op("ConvTranspose", &[&gy, c.input(1)], vec![a_ints("strides", s), a_ints("dilations", d), a_int("group", *g)], full);
@@ -160,6 +168,26 @@ pub(super) fn conv(em: &mut Emitter, c: &Ctx) -> Result<Vec<Option<String>>> {
         out[2] = Some(em.reduce("ReduceSum", &gy, &[0, 2, 3], false)?);
     }
     Ok(out)
+}
+
+/// The weight of the convolution that carries dY back to dX at stride 1: W [M, C/g, kh, kw]
+/// with its two channel axes swapped within each group ([C, M/g, kh, kw]) and the kernel
+/// flipped in both spatial axes.
+fn flipped_transposed(em: &mut Emitter, w_name: &str, w: &[i64], g: i64) -> Result<String> {
+    let (m, cg, kh, kw) = (w[0], w[1], w[2], w[3]);
+    let mg = m / g;
+    let swapped = if cg == 1 && mg == 1 {
+        w_name.to_string()
+    } else {
+        let r = em.reshape(w_name, &[g, mg, cg, kh, kw])?;
+        let t = em.transpose(&r, &[0, 2, 1, 3, 4])?;
+        em.reshape(&t, &[g * cg, mg, kh, kw])?
+    };
+    if kh == 1 && kw == 1 {
+        return Ok(swapped);
+    }
+    let (st, en, ax, step) = (em.c_i64(&[-1, -1]), em.c_i64(&[i64::MIN, i64::MIN]), em.c_i64(&[2, 3]), em.c_i64(&[-1, -1]));
+    Ok(em.op("Slice", &[&swapped, &st, &en, &ax, &step], vec![], vec![g * cg, mg, kh, kw]))
 }
 
 /// y = ConvTranspose(x, W) is the input gradient of a convolution with weight W
