@@ -134,7 +134,6 @@ pub(super) fn batch_bn(n: &NodeProto, x_shape: &[i64], opset: i64, out: &mut Vec
     let count: usize = x_shape.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, &d)| d as usize).product();
     let mk = |op: &str, ins: &[&str], o: &str, attrs: Vec<onnx::AttributeProto>| onnx::make_node(&format!("{o}/node"), op, ins, &[o], attrs);
     let v = |s: &str| format!("{p}/{s}");
-    inits.push(Tensor::from_f32(&v("inv_count"), &ndarray::arr0(1.0 / count as f32).into_dyn()).into_proto());
     // reductions take their axes as an attribute up to opset 17 and as an input from 18
     let (red_in, red_attrs): (Vec<String>, Vec<onnx::AttributeProto>) = if opset >= 18 {
         inits.push(Tensor::from_i64(&v("axes"), &[axes.len() as i64], &axes).into_proto());
@@ -149,8 +148,10 @@ pub(super) fn batch_bn(n: &NodeProto, x_shape: &[i64], opset: i64, out: &mut Vec
         mk(op, &refs, o, red_attrs.clone())
     };
     out.push(red("ReduceMean", &n.input[0], &v("mean")));
-    out.push(red("ReduceSumSquare", &n.input[0], &v("sumsq")));
-    out.push(mk("Mul", &[&v("sumsq"), &v("inv_count")], &v("ex2"), vec![]));
+    // E[x²] as Mul + ReduceMean: ONNX Runtime's ReduceSumSquare over (N, H, W) is 2-3×
+    // slower (measured 1.02 against 0.34 ms on [32, 64, 12, 48], one thread)
+    out.push(mk("Mul", &[&n.input[0], &n.input[0]], &v("sq"), vec![]));
+    out.push(red("ReduceMean", &v("sq"), &v("ex2")));
     out.push(mk("Mul", &[&v("mean"), &v("mean")], &v("mean2"), vec![]));
     out.push(mk("Sub", &[&v("ex2"), &v("mean2")], &v("var0"), vec![]));
     out.push(mk("Relu", &[&v("var0")], &v("var"), vec![]));
