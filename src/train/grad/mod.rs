@@ -168,8 +168,7 @@ impl Emitter {
     }
 
     pub fn node(&mut self, op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<onnx::AttributeProto>) {
-        self.counter += 1;
-        let name = format!("{}{}{}_{}", self.prefix, self.rule, op, self.counter);
+        let name = self.fresh(&format!("{}{op}", self.rule));
         self.nodes.push(onnx::make_node(&name, op, inputs, outputs, attrs));
     }
 
