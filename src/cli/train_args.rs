@@ -296,6 +296,10 @@ pub struct FinetuneArgs {
     /// wider, a third one pixel thinner (fonts of other weights).
     #[arg(long, conflicts_with = "no_augment")]
     pub augment_stroke: bool,
+    /// Also cut half the training inputs into vertical strips 8-48 pixels wide and shuffle them
+    /// (letter sequences and glyph pieces that the data's words do not have: text in other words).
+    #[arg(long, conflicts_with = "no_augment")]
+    pub augment_strips: bool,
     /// Seed of the shuffling and the augmentation (runs are deterministic given it).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -98,11 +98,19 @@ pub struct Augment {
     /// wider (a 2×2 minimum filter), a third one pixel thinner (maximum), for
     /// fonts of other weights.
     pub stroke: bool,
+    /// Random strips: half the samples are cut into vertical strips 8-48 pixels
+    /// wide, put back in a random order, so that their lines show letter
+    /// sequences and glyph pieces that the data's words do not have.
+    pub strips: bool,
 }
 
 impl Augment {
-    pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0), scale: (1.0, 1.0), stroke: false };
+    pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0), scale: (1.0, 1.0), stroke: false, strips: false };
 }
+
+/// Narrowest and widest strip of `Augment::strips`, in pixels: about one to
+/// three letters of the 18-32 pixel text that detectors see.
+const STRIPS: (usize, usize) = (8, 48);
 
 /// Random shift, zoom, horizontal stretch, contrast/brightness jitter and noise
 /// on a CHW sample (in place).
@@ -116,7 +124,10 @@ fn augment(x: &mut [f32], shape: &[usize], a: &Augment, rng: &mut StdRng) {
     let draw = |r: (f32, f32), rng: &mut StdRng| if r.0 < r.1 { rng.random_range(r.0..r.1) } else { r.0 };
     let stretch = draw(a.xscale, rng);
     let zoom = draw(a.scale, rng);
-    let src = x.to_vec();
+    let mut src = x.to_vec();
+    if a.strips && rng.random_bool(0.5) {
+        shuffle_strips(x, shape, rng, &mut src);
+    }
     warp(&src, shape, dy, dx, (zoom, zoom * stretch), x);
     if a.stroke {
         match rng.random_range(0..3) {
@@ -128,6 +139,27 @@ fn augment(x: &mut [f32], shape: &[usize], a: &Augment, rng: &mut StdRng) {
     for v in x.iter_mut() {
         let noise = rng.random_range(-0.05f32..0.05);
         *v = *v * gain + bias + noise;
+    }
+}
+
+/// `dst` = the CHW sample `src` cut into vertical strips of random widths in
+/// `STRIPS` (the last one what is left) and put back in a random order.
+pub fn shuffle_strips(src: &[f32], shape: &[usize], rng: &mut StdRng, dst: &mut [f32]) {
+    let (c, h, w) = (shape[0], shape[1], shape[2]);
+    let mut strips = vec![];
+    let mut x0 = 0;
+    while x0 < w {
+        let x1 = (x0 + rng.random_range(STRIPS.0..=STRIPS.1)).min(w);
+        strips.push(x0..x1);
+        x0 = x1;
+    }
+    strips.shuffle(rng);
+    let mut at = 0;
+    for r in strips {
+        for row in 0..c * h {
+            dst[row * w + at..row * w + at + r.len()].copy_from_slice(&src[row * w + r.start..row * w + r.end]);
+        }
+        at += r.len();
     }
 }
 

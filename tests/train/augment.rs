@@ -1,4 +1,4 @@
-//! The training-time augmentations (warp, stroke).
+//! The training-time augmentations (warp, stroke, strips).
 
 #[test]
 fn warp_shifts_stretches_and_zooms_about_the_top_left_corner() {
@@ -46,4 +46,42 @@ fn stroke_widens_or_thins_dark_strokes_by_one_pixel() {
     stroke(&mut x, &[1, 4, 4], false);
     let dark: Vec<usize> = (0..16).filter(|&i| x[i] < 0.0).collect();
     assert_eq!(dark, [0]);
+}
+
+#[test]
+fn strips_are_a_permutation_of_column_runs_the_same_in_every_row_and_channel() {
+    use fusec::train::batch::shuffle_strips;
+    use rand::SeedableRng;
+    // two channels, 3 rows, 200 columns; every value names its (channel, row, column)
+    let (c, h, w) = (2usize, 3usize, 200usize);
+    let src: Vec<f32> = (0..c * h * w).map(|i| i as f32).collect();
+    let mut moved = 0;
+    for seed in 0..8 {
+        let mut dst = vec![f32::NAN; c * h * w];
+        shuffle_strips(&src, &[c, h, w], &mut rand::rngs::StdRng::seed_from_u64(seed), &mut dst);
+        // the source column of each output column, read from row 0 of channel 0
+        let from: Vec<usize> = (0..w).map(|x| dst[x] as usize).collect();
+        let mut sorted = from.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..w).collect::<Vec<_>>(), "every column exactly once (seed {seed})");
+        for row in 0..c * h {
+            for x in 0..w {
+                assert_eq!(dst[row * w + x], src[row * w + from[x]], "row {row} moves with row 0 (seed {seed})");
+            }
+        }
+        // runs of consecutive source columns: the strips, 8 to 48 wide except the last one cut
+        let mut runs = vec![1usize];
+        for x in 1..w {
+            if from[x] == from[x - 1] + 1 {
+                *runs.last_mut().unwrap() += 1;
+            } else {
+                runs.push(1);
+            }
+        }
+        assert!(runs.len() > 1, "{runs:?}");
+        // a run may join strips that happen to stay adjacent, and the last strip may be short
+        assert!(runs.iter().filter(|&&r| r < 8).count() <= 1, "at most the cut-off strip is narrower than 8: {runs:?}");
+        moved += (from != (0..w).collect::<Vec<_>>()) as usize;
+    }
+    assert!(moved >= 7, "the strips change places");
 }
