@@ -112,8 +112,9 @@ impl Augment {
 /// three letters of the 18-32 pixel text that detectors see.
 const STRIPS: (usize, usize) = (8, 48);
 
-/// Random shift, zoom, horizontal stretch, contrast/brightness jitter and noise
-/// on a CHW sample (in place).
+/// Random shift, zoom, horizontal stretch, strips, stroke weight,
+/// contrast/brightness jitter and noise on a CHW sample (in place); what
+/// `Augment` turns on.
 fn augment(x: &mut [f32], shape: &[usize], a: &Augment, rng: &mut StdRng) {
     let w = shape[2];
     let dy = rng.random_range(-2i64..=2);
