@@ -147,7 +147,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
             ctc_weight: a.ctc_weight,
         },
         auto_features: true,
-        augment: crate::train::Augment { on: !a.no_augment, xscale: a.augment_xscale.unwrap_or((1.0, 1.0)), scale: a.augment_scale.unwrap_or((1.0, 1.0)), stroke: a.augment_stroke, strips: a.augment_strips },
+        augment: crate::train::Augment { on: !a.no_augment, xscale: a.augment_xscale.unwrap_or((1.0, 1.0)), scale: a.augment_scale.unwrap_or((1.0, 1.0)), stroke: a.augment_stroke, strips: a.augment_strips, elastic: a.augment_elastic.unwrap_or(0.0) },
         labels: match (a.labels, a.no_labels, a.label_weight) {
             (_, true, _) | (_, _, Some(0.0)) => crate::train::LabelUse::Off,
             (true, _, _) | (_, _, Some(_)) => crate::train::LabelUse::On,

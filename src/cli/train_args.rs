@@ -300,6 +300,10 @@ pub struct FinetuneArgs {
     /// (letter sequences and glyph pieces that the data's words do not have: text in other words).
     #[arg(long, conflicts_with = "no_augment")]
     pub augment_strips: bool,
+    /// Also distort the training inputs elastically: a smooth random displacement field of up to
+    /// PX pixels (independent values every 8 pixels) reshapes the glyphs as other fonts do, e.g. 1.5.
+    #[arg(long, value_name = "PX", conflicts_with = "no_augment", value_parser = non_negative)]
+    pub augment_elastic: Option<f32>,
     /// Seed of the shuffling and the augmentation (runs are deterministic given it).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -102,19 +102,28 @@ pub struct Augment {
     /// wide, put back in a random order, so that their lines show letter
     /// sequences and glyph pieces that the data's words do not have.
     pub strips: bool,
+    /// Amplitude in pixels of a random elastic distortion (0: none): every
+    /// sample is resampled through a smooth random displacement field
+    /// (`ELASTIC_GRID` pixels between its independent values), which reshapes
+    /// the glyphs (stroke curves, x-height, letter widths) as other fonts do.
+    pub elastic: f32,
 }
 
 impl Augment {
-    pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0), scale: (1.0, 1.0), stroke: false, strips: false };
+    pub const ON: Augment = Augment { on: true, xscale: (1.0, 1.0), scale: (1.0, 1.0), stroke: false, strips: false, elastic: 0.0 };
 }
 
 /// Narrowest and widest strip of `Augment::strips`, in pixels: about one to
 /// three letters of the 18-32 pixel text that detectors see.
 const STRIPS: (usize, usize) = (8, 48);
 
-/// Random shift, zoom, horizontal stretch, strips, stroke weight,
-/// contrast/brightness jitter and noise on a CHW sample (in place); what
-/// `Augment` turns on.
+/// Pixels between the independent displacements of `Augment::elastic`: about
+/// half a letter of the 18-32 pixel text, so that parts of one glyph move apart.
+pub const ELASTIC_GRID: usize = 8;
+
+/// Random shift, zoom, horizontal stretch, strips, elastic distortion, stroke
+/// weight, contrast/brightness jitter and noise on a CHW sample (in place);
+/// what `Augment` turns on.
 fn augment(x: &mut [f32], shape: &[usize], a: &Augment, rng: &mut StdRng) {
     let w = shape[2];
     let dy = rng.random_range(-2i64..=2);
@@ -130,6 +139,10 @@ fn augment(x: &mut [f32], shape: &[usize], a: &Augment, rng: &mut StdRng) {
         shuffle_strips(x, shape, rng, &mut src);
     }
     warp(&src, shape, dy, dx, (zoom, zoom * stretch), x);
+    if a.elastic > 0.0 {
+        src.copy_from_slice(x);
+        elastic(&src, shape, a.elastic, ELASTIC_GRID, rng, x);
+    }
     if a.stroke {
         match rng.random_range(0..3) {
             1 => stroke(x, shape, true),
@@ -185,6 +198,39 @@ pub fn warp(src: &[f32], shape: &[usize], dy: i64, dx: i64, (sy, sx): (f32, f32)
                 let (x0, f) = coord(xi, dx, sx);
                 let row = |y: i64| if f == 0.0 { at(ci, y, x0) } else { at(ci, y, x0) * (1.0 - f) + at(ci, y, x0 + 1) * f };
                 dst[ci * h * w + yi * w + xi] = if g == 0.0 { row(y0) } else { row(y0) * (1.0 - g) + row(y0 + 1) * g };
+            }
+        }
+    }
+}
+
+/// `dst` = the CHW sample `src` resampled (bilinear, edges clamped) at
+/// (y + uy, x + ux), the displacements drawn uniformly in ±`amp` pixels on a
+/// grid every `grid` pixels and interpolated bilinearly between: a smooth field,
+/// the same in every channel, that moves no pixel by more than `amp` on each axis.
+pub fn elastic(src: &[f32], shape: &[usize], amp: f32, grid: usize, rng: &mut StdRng, dst: &mut [f32]) {
+    let (c, h, w) = (shape[0], shape[1], shape[2]);
+    let grid = grid.max(1);
+    let (gh, gw) = (h.div_ceil(grid) + 1, w.div_ceil(grid) + 1);
+    let field = |rng: &mut StdRng| -> Vec<f32> { (0..gh * gw).map(|_| rng.random_range(-amp..=amp)).collect() };
+    let (uy, ux) = (field(rng), field(rng));
+    let at = |f: &[f32], y: usize, x: usize| {
+        let (gy, gx) = (y / grid, x / grid);
+        let (fy, fx) = ((y % grid) as f32 / grid as f32, (x % grid) as f32 / grid as f32);
+        let row = |r: usize| f[r * gw + gx] * (1.0 - fx) + f[r * gw + gx + 1] * fx;
+        row(gy) * (1.0 - fy) + row(gy + 1) * fy
+    };
+    for y in 0..h {
+        for x in 0..w {
+            let sy = (y as f32 + at(&uy, y, x)).clamp(0.0, (h - 1) as f32);
+            let sx = (x as f32 + at(&ux, y, x)).clamp(0.0, (w - 1) as f32);
+            let (y0, x0) = (sy.floor() as usize, sx.floor() as usize);
+            let (y1, x1) = ((y0 + 1).min(h - 1), (x0 + 1).min(w - 1));
+            let (g, f) = (sy - y0 as f32, sx - x0 as f32);
+            for ci in 0..c {
+                let p = &src[ci * h * w..(ci + 1) * h * w];
+                let top = p[y0 * w + x0] * (1.0 - f) + p[y0 * w + x1] * f;
+                let bottom = p[y1 * w + x0] * (1.0 - f) + p[y1 * w + x1] * f;
+                dst[ci * h * w + y * w + x] = top * (1.0 - g) + bottom * g;
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The training-time augmentations (warp, stroke, strips).
+//! The training-time augmentations (warp, stroke, strips, elastic).
 
 #[test]
 fn warp_shifts_stretches_and_zooms_about_the_top_left_corner() {
@@ -84,4 +84,42 @@ fn strips_are_a_permutation_of_column_runs_the_same_in_every_row_and_channel() {
         moved += (from != (0..w).collect::<Vec<_>>()) as usize;
     }
     assert!(moved >= 7, "the strips change places");
+}
+
+#[test]
+fn elastic_moves_no_pixel_further_than_its_amplitude_and_zero_is_the_identity() {
+    use fusec::train::batch::elastic;
+    use rand::SeedableRng;
+    // two channels, 24 × 40, values unique per pixel and channel
+    let (c, h, w) = (2usize, 24usize, 40usize);
+    let src: Vec<f32> = (0..c * h * w).map(|i| ((i * 7919) % 1000) as f32).collect();
+    let mut dst = vec![f32::NAN; c * h * w];
+    elastic(&src, &[c, h, w], 0.0, 8, &mut rand::rngs::StdRng::seed_from_u64(1), &mut dst);
+    assert_eq!(dst, src, "amplitude 0 leaves the sample as it is");
+    // a ramp along x (channel 0) and along y (channel 1): the output is the source coordinate
+    let mut ramp = vec![0.0f32; c * h * w];
+    for y in 0..h {
+        for x in 0..w {
+            ramp[y * w + x] = x as f32;
+            ramp[h * w + y * w + x] = y as f32;
+        }
+    }
+    let amp = 1.5f32;
+    let mut moved = 0usize;
+    for seed in 0..4 {
+        elastic(&ramp, &[c, h, w], amp, 8, &mut rand::rngs::StdRng::seed_from_u64(seed), &mut dst);
+        for y in 0..h {
+            for x in 0..w {
+                let (ux, uy) = (dst[y * w + x] - x as f32, dst[h * w + y * w + x] - y as f32);
+                assert!(ux.abs() <= amp + 1e-4 && uy.abs() <= amp + 1e-4, "({y}, {x}) moved by ({uy}, {ux})");
+                moved += (ux.abs() > 0.05 || uy.abs() > 0.05) as usize;
+                // smooth: horizontal neighbours move alike (the field changes by at most 2·amp per grid step)
+                if x >= 2 && x + 4 <= w {
+                    let ux1 = dst[y * w + x + 1] - (x + 1) as f32;
+                    assert!((ux1 - ux).abs() <= 2.0 * amp / 8.0 + 1e-4, "({y}, {x}): {ux} then {ux1}");
+                }
+            }
+        }
+    }
+    assert!(moved > c * h * w, "the field moves most pixels: {moved}");
 }
