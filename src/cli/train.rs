@@ -137,7 +137,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         loss: LossSpec {
             distill: a.distill,
             temperature,
-            emphasis: crate::train::Emphasis { edge: a.edge_weight, peak: a.peak_weight, miss: a.miss_weight, hard: a.hard_maps, hard_thresh: a.decode.thresh },
+            emphasis: crate::train::Emphasis { edge: a.edge_weight, peak: a.peak_weight, miss: a.miss_weight, hard: a.hard_maps, hard_thresh: a.decode.thresh, region: a.region_weight },
             distill_weight: 1.0,
             overrides: a.output_loss.clone(),
             outputs: vec![],

@@ -235,6 +235,12 @@ pub struct FinetuneArgs {
     /// 1 + β·4t(1 − t), so a thresholded student map keeps the teacher's box sizes [default: 0].
     #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
     pub edge_weight: f32,
+    /// Extra weight β of short text in probability maps (BCE): each pixel inside a teacher
+    /// box (its map thresholded at --thresh and grown as the decoder does) of area A counts
+    /// 1 + β·√(Ā / A), Ā the batch's mean box area, so a short word weighs about as much as a
+    /// long line [default: 0].
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub region_weight: f32,
     /// Extra weight β of the steps where the teacher reads a character in sequence outputs
     /// (KL over [N, T, C], class 0 the CTC blank): each step counts 1 + β·(1 − blank
     /// probability), against students that drop single letters [default: 0].

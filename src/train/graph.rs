@@ -100,6 +100,9 @@ pub struct TrainGraph {
     /// Graph inputs for the teacher's values: (teacher tensor, input name, shape with
     /// the batch), the output losses' first, then the features'.
     pub teacher_inputs: Vec<(String, String, Vec<usize>)>,
+    /// Per-pixel weight inputs of probability-map losses (`Emphasis::region`): (index in
+    /// `teacher_inputs` of the teacher's map they are computed from, input name).
+    pub region_inputs: Vec<(usize, String)>,
     pub labels_input: Option<String>,
     /// The CTC term's inputs, fed from the host each step.
     pub ctc: Option<CtcInputs>,
@@ -224,6 +227,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     let b = spec.batch as f32;
     let mut inputs = vec![f32_info(&input, &input_shape.iter().map(|&d| d as i64).collect::<Vec<_>>())];
     let mut teacher_inputs = vec![];
+    let mut region_inputs = vec![];
     let mut seeds: Vec<(String, String)> = vec![];
     let mut loss_parts: Vec<(String, String)> = vec![];
     let ls = spec.loss;
@@ -236,10 +240,16 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         }
         inputs.push(f32_info(&t_in, &ts));
         em.shapes.insert(t_in.clone(), ts.clone());
+        let pixel_w = (l.kind == LossKind::Bce && ls.emphasis.region > 0.0).then(|| format!("weight/{}", l.teacher_tensor));
+        if let Some(pw) = &pixel_w {
+            inputs.push(f32_info(pw, &ts));
+            em.shapes.insert(pw.clone(), ts.clone());
+            region_inputs.push((teacher_inputs.len(), pw.clone()));
+        }
         teacher_inputs.push((l.teacher_tensor.clone(), t_in.clone(), want));
         let mut scaled = l.clone();
         scaled.weight *= ls.distill_weight;
-        let (value, seed) = loss::emit(&mut em, &scaled, &t_in, ls.temperature, ls.emphasis)?;
+        let (value, seed) = loss::emit(&mut em, &scaled, &t_in, ls.temperature, ls.emphasis, pixel_w.as_deref())?;
         // one output: "loss/kl"; several: "loss/kl:<output>"
         let name = if ls.outputs.len() == 1 { format!("loss/{}", kind_name(l.kind)) } else { format!("loss/{}:{}", kind_name(l.kind), l.output) };
         loss_parts.push((name, value));
@@ -371,6 +381,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         grads: grad_names,
         bn,
         teacher_inputs,
+        region_inputs,
         labels_input,
         ctc,
         loss_outputs,

@@ -190,12 +190,18 @@ pub struct Emphasis {
     /// slope (a soft copy that is a little blurrier thresholds to larger boxes).
     pub hard: f32,
     pub hard_thresh: f32,
+    /// β of BCE maps: each pixel inside a teacher box of area A weighs 1 + β·√(Ā / A)
+    /// (Ā the batch's mean box area), the rest 1, all scaled to mean 1, so short
+    /// words count as much as long lines. Computed on the host ([`super::regions`])
+    /// and fed as an input of the map's shape.
+    pub region: f32,
 }
 
 /// Emit the loss of one term between the student tensor and the teacher input
 /// `t_in` (same shape); returns the loss value and the gradient seed of the
-/// student tensor.
-pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emphasis: Emphasis) -> Result<(String, String)> {
+/// student tensor. `pixel_w`: an input of per-element weights (BCE maps,
+/// `Emphasis::region`).
+pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emphasis: Emphasis, pixel_w: Option<&str>) -> Result<(String, String)> {
     let s = l.tensor.as_str();
     let shape = em.shape(s)?;
     let n: i64 = shape.iter().product();
@@ -304,6 +310,9 @@ pub fn emit(em: &mut Emitter, l: &OutputLoss, t_in: &str, temperature: f32, emph
                 };
                 let t1t = em.bin("Mul", &tc, &omt)?;
                 weigh(em, (&mut kl, &mut diff), &t1t, 1.0, 4.0 * emphasis.edge)?;
+            }
+            if let Some(pw) = pixel_w {
+                weigh(em, (&mut kl, &mut diff), pw, 0.0, 1.0)?;
             }
             let tot = em.reduce("ReduceSum", &kl, &all, false)?;
             let k = em.c_f32(w / n as f32);

@@ -19,6 +19,9 @@ pub mod loss;
 pub mod model;
 pub mod monitor;
 pub mod optimizer;
+pub mod options;
+pub mod regions;
+pub mod summary;
 pub mod teacher;
 pub mod threshold;
 
@@ -41,187 +44,8 @@ pub use graph::{BnMode, Distill, LossSpec};
 pub use loss::{Emphasis, LossKind, OutputLoss, OutputLossArg};
 pub use model::trainable;
 pub use optimizer::{Optimizer, Schedule};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum TrainSet {
-    /// Every weight, bias and BN scale/bias from the first rewritten block on (the layers
-    /// before it still compute what they computed for the teacher); all of them in a
-    /// model without rewritten blocks.
-    Downstream,
-    /// Every weight, bias and BN scale/bias.
-    All,
-    /// Only what the rewrite created or reshaped (the FuSe kernels, widened consumers).
-    Fuse,
-    /// The FuSe parameters and every BatchNormalization scale and bias.
-    #[value(name = "fuse+bn")]
-    FuseBn,
-}
-
-/// Whether the labels of the data train the model too (cross-entropy beside the distillation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum LabelUse {
-    /// When every sample has a label and the teacher agrees with at least
-    /// [`LABEL_AGREEMENT`] of them (the labels then mean the model's classes).
-    Auto,
-    On,
-    Off,
-}
-
-/// The teacher's top-1 agreement with the labels above which `LabelUse::Auto` uses them.
-pub const LABEL_AGREEMENT: f64 = 0.8;
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Options {
-    pub epochs: usize,
-    /// Stop after this many steps (overrides epochs).
-    pub steps: Option<usize>,
-    /// Samples per micro-batch (the training graph's batch).
-    pub batch: usize,
-    /// Micro-batches per optimizer step (gradients averaged).
-    pub accumulate: usize,
-    pub lr: f32,
-    pub optimizer: Optimizer,
-    pub momentum: f32,
-    pub weight_decay: f32,
-    pub schedule: Schedule,
-    pub warmup: usize,
-    /// Scale the gradients down to this global L2 norm when they exceed it.
-    pub clip_grad: Option<f32>,
-    /// Evaluate and write an exponential moving average of the weights with this decay.
-    pub ema: Option<f32>,
-    /// Roll back and halve the learning rate when the running loss exceeds this many times
-    /// its lowest ([`guard`]); None: a non-finite loss stops the run.
-    pub divergence_ratio: Option<f32>,
-    /// The targets of the CTC loss (`loss.ctc_weight`).
-    pub ctc_target: CtcTarget,
-    pub train: TrainSet,
-    pub bn: BnMode,
-    pub loss: LossSpec,
-    /// Match every rewritten block's output to the teacher's (sets loss.features).
-    pub auto_features: bool,
-    /// Cross-entropy on the labels (with `loss.label_weight`).
-    pub labels: LabelUse,
-    pub augment: batch::Augment,
-    /// Train on random crops (height, width) of the samples.
-    pub crop: Option<(usize, usize)>,
-    /// What the held-out evaluation measures (None: top-1 for `[N, C]` outputs, else top anchors).
-    pub eval_kind: Option<Kind>,
-    /// Decoding of the held-out predictions (dictionary, thresholds).
-    #[serde(skip)]
-    pub decode: Params,
-    pub seed: u64,
-    pub threads: usize,
-    pub checkpoint: Option<PathBuf>,
-    pub checkpoint_every: usize,
-    pub resume: Option<PathBuf>,
-    /// Pause (checkpoint saved, `Summary::paused`) once this many steps are done.
-    pub stop_after: Option<usize>,
-    pub progress: bool,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            epochs: 10,
-            steps: None,
-            batch: 32,
-            accumulate: 1,
-            lr: 2e-3,
-            optimizer: Optimizer::Adamw,
-            momentum: 0.9,
-            weight_decay: 1e-4,
-            schedule: Schedule::Cosine,
-            warmup: 50,
-            clip_grad: None,
-            ema: None,
-            divergence_ratio: Some(10.0),
-            ctc_target: CtcTarget::Auto,
-            train: TrainSet::Downstream,
-            bn: BnMode::Train,
-            loss: LossSpec {
-                distill: Distill::Kl,
-                temperature: 4.0,
-                emphasis: Emphasis::default(),
-                distill_weight: 1.0,
-                overrides: vec![],
-                outputs: vec![],
-                label_weight: 1.0,
-                feature_weight: 1.0,
-                features: vec![],
-                ctc_weight: 0.0,
-            },
-            auto_features: true,
-            labels: LabelUse::Auto,
-            augment: batch::Augment::ON,
-            crop: None,
-            eval_kind: None,
-            decode: Params::default(),
-            seed: 0,
-            threads: 0,
-            checkpoint: None,
-            checkpoint_every: 500,
-            resume: None,
-            stop_after: None,
-            progress: true,
-        }
-    }
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CurvePoint {
-    pub step: usize,
-    pub epoch: f64,
-    pub lr: f32,
-    pub loss: f32,
-    pub components: Vec<f32>,
-    /// The gradients' global L2 norm (before clipping).
-    pub grad_norm: f32,
-    /// The held-out metric (`Summary::eval_metric`, %), at epoch ends.
-    pub eval: Option<f64>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Summary {
-    pub steps: usize,
-    pub epochs: f64,
-    pub seconds: f64,
-    /// Training throughput after the first step (ONNX Runtime's first run allocates its buffers).
-    pub samples_per_sec: f64,
-    pub params_trained: usize,
-    pub tensors_trained: usize,
-    /// Samples per training-graph run, and runs per optimizer step.
-    pub micro_batch: usize,
-    pub accumulate: usize,
-    /// The model was exported for a fixed batch and rewritten for `micro_batch`.
-    pub rebatched: bool,
-    /// The loss on each output and why.
-    pub outputs: Vec<OutputLoss>,
-    pub loss_names: Vec<String>,
-    pub features: Vec<String>,
-    pub first_loss: f32,
-    pub final_loss: f32,
-    /// What `eval_before`/`eval_after` and the curve measure.
-    pub eval_metric: Option<String>,
-    pub eval_before: Option<f64>,
-    pub eval_after: Option<f64>,
-    /// The held-out evaluations before and after, in full.
-    pub eval_first: Option<monitor::Eval>,
-    pub eval_last: Option<monitor::Eval>,
-    /// Stopped by Ctrl-C.
-    pub interrupted: bool,
-    /// Stopped by `stop_after` before the last step.
-    pub paused: bool,
-    pub checkpoint: Option<PathBuf>,
-    pub curve: Vec<CurvePoint>,
-    /// Probability maps shifted after training (`threshold::calibrate`).
-    pub calibration: Vec<threshold::Shift>,
-    /// The held-out evaluation of the model as written, after the calibration.
-    pub eval_calibrated: Option<monitor::Eval>,
-    /// The CTC loss, when on.
-    pub ctc: Option<ctc::CtcSummary>,
-    /// Where the divergence guard rolled training back.
-    pub rollbacks: Vec<guard::Rollback>,
-}
+pub use options::{LabelUse, Options, TrainSet, LABEL_AGREEMENT};
+pub use summary::{CurvePoint, Summary};
 
 /// The micro-batch the models run: `batch` if they accept it (rebatched when
 /// exported for a fixed batch), otherwise their fixed batch with gradients
@@ -404,6 +228,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     let sample_len: usize = sample_shape.iter().product();
     let mut xbuf = vec![0.0f32; micro * sample_len];
     let mut ybuf = vec![0.0f32; micro * tg.classes];
+    let mut wbufs: Vec<Vec<f32>> = tg.region_inputs.iter().map(|(ti, _)| vec![1.0; tg.teacher_inputs[*ti].2.iter().product()]).collect();
     let mut curve: Vec<CurvePoint> = vec![];
     let decay: Vec<bool> = tg.param_shapes.iter().map(|s| s.len() > 1).collect();
     let mut want: Vec<String> = tg.loss_outputs.clone();
@@ -441,6 +266,9 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
                 (Some(c), Some(r)) => Some(r.step(c, &st, &idx, &xbuf, &input_shape, &tv[teacher_slot[c.output]], loss.ctc_weight)?),
                 _ => None,
             };
+            for ((ti, _), buf) in tg.region_inputs.iter().zip(wbufs.iter_mut()) {
+                regions::weights(&tv[teacher_slot[*ti]], &tg.teacher_inputs[*ti].2, &opts.decode, loss.emphasis.region, buf)?;
+            }
             let mut feeds = vec![Feed { name: &tg.input, shape: input_shape.clone(), data: &xbuf }];
             if let (Some(c), Some((l, g))) = (&tg.ctc, &ctc_vals) {
                 feeds.push(Feed { name: &c.loss_input, shape: vec![], data: std::slice::from_ref(l) });
@@ -448,6 +276,9 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
             }
             for ((_, iname, shape), &slot) in tg.teacher_inputs.iter().zip(&teacher_slot) {
                 feeds.push(Feed { name: iname, shape: shape.clone(), data: &tv[slot] });
+            }
+            for ((ti, name), buf) in tg.region_inputs.iter().zip(&wbufs) {
+                feeds.push(Feed { name, shape: tg.teacher_inputs[*ti].2.clone(), data: buf });
             }
             if let Some(l) = &tg.labels_input {
                 feeds.push(Feed { name: l, shape: vec![micro, tg.classes], data: &ybuf });

@@ -335,11 +335,12 @@ fn dense_outputs_get_bce_and_nse_and_their_gradients_are_exact() {
     // loss + backward against finite differences (teacher values: probabilities in (0, 1))
     let params = trainable_initializers(&student);
     // edge weight 3: the map's pixels weighed by 1 + 3·4t(1 − t); hard 0.5: the target
-    // halfway to the teacher's map thresholded at 0.3; the last two: a fully hardened
-    // target is the teacher's map given as 0/1 (`binary`)
+    // halfway to the teacher's map thresholded at 0.3; the next two: a fully hardened
+    // target is the teacher's map given as 0/1 (`binary`); region: per-pixel weights fed
+    // as an input of the map's shape (here random, the host computes them in training)
     let mut losses = vec![];
-    for (edge_weight, hard, binary) in [(0.0, 0.0, false), (3.0, 0.0, false), (0.0, 0.5, false), (0.0, 1.0, false), (0.0, 0.0, true)] {
-        let loss = LossSpec { distill: Distill::Kl, temperature: 1.0, emphasis: fusec::train::Emphasis { edge: edge_weight, hard, hard_thresh: 0.3, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs: outputs.clone(), label_weight: 0.0, feature_weight: 0.0, features: vec![], ctc_weight: 0.0 };
+    for (edge_weight, hard, binary, region) in [(0.0, 0.0, false, 0.0), (3.0, 0.0, false, 0.0), (0.0, 0.5, false, 0.0), (0.0, 1.0, false, 0.0), (0.0, 0.0, true, 0.0), (0.0, 0.0, false, 1.0)] {
+        let loss = LossSpec { distill: Distill::Kl, temperature: 1.0, emphasis: fusec::train::Emphasis { edge: edge_weight, hard, hard_thresh: 0.3, region, ..Default::default() }, distill_weight: 1.0, overrides: vec![], outputs: outputs.clone(), label_weight: 0.0, feature_weight: 0.0, features: vec![], ctc_weight: 0.0 };
         let spec = tgraph::Spec { batch: 2, input_shape: vec![2, 3, 8, 8], trainable: &params, bn: BnMode::Frozen, loss: &loss, labels: false, teacher_shapes: Default::default() };
         let tg = tgraph::build(&student, &spec).unwrap();
         assert!(tg.unreachable.is_empty(), "{:?}", tg.unreachable);
@@ -353,7 +354,22 @@ fn dense_outputs_get_bce_and_nse_and_their_gradients_are_exact() {
             }
             fixed.push((name.clone(), shape.clone(), t));
         }
-        losses.push(check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("BCE (edge weight {edge_weight}, hard {hard}, binary {binary}) + NSE")));
+        assert_eq!(tg.region_inputs.len(), usize::from(region > 0.0), "one weight input for the map when region > 0");
+        let mut pixel_w = vec![];
+        for (ti, name) in &tg.region_inputs {
+            let shape = tg.teacher_inputs[*ti].2.clone();
+            pixel_w = rand_vec(shape.iter().product(), 0.0, 3.0, &mut rng);
+            fixed.push((name.clone(), shape, pixel_w.clone()));
+        }
+        losses.push(check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, &format!("BCE (edge weight {edge_weight}, hard {hard}, binary {binary}, region {region}) + NSE")));
+        if region > 0.0 {
+            // weights of one: the unweighted loss (same inputs and teacher values as the first case)
+            let ones = fixed.iter().position(|f| f.0 == tg.region_inputs[0].1).unwrap();
+            fixed[ones].2 = vec![1.0; pixel_w.len()];
+            let l1 = check_loss_gradient(&tg, &student, &mut sess, &fixed, &mut rng, "BCE (region weights of one) + NSE");
+            assert!((l1 - losses[0]).abs() <= 1e-5 * losses[0].abs(), "weights of one {l1} vs unweighted {}", losses[0]);
+            assert!((losses[5] - losses[0]).abs() > 1e-3 * losses[0].abs(), "random weights {} vs unweighted {}", losses[5], losses[0]);
+        }
     }
     assert!((losses[3] - losses[4]).abs() <= 1e-5 * losses[4].abs(), "hardened {} vs 0/1 teacher {}", losses[3], losses[4]);
     assert!((losses[2] - losses[0]).abs() > 1e-3 * losses[0].abs(), "hard 0.5 {} vs soft {}", losses[2], losses[0]);
