@@ -139,6 +139,12 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 
 /// Greedy one-to-one matching at `min_iou` (best pairs first): (matched, predicted, ground truth).
 pub fn match_boxes(pred: &[[f32; 4]], gt: &[[f32; 4]], min_iou: f32) -> (usize, usize, usize) {
+    (match_pairs(pred, gt, min_iou).len(), pred.len(), gt.len())
+}
+
+/// The pairs (predicted, ground truth) of the greedy one-to-one matching at `min_iou`
+/// (best pairs first).
+pub fn match_pairs(pred: &[[f32; 4]], gt: &[[f32; 4]], min_iou: f32) -> Vec<(usize, usize)> {
     let mut pairs: Vec<(f32, usize, usize)> = vec![];
     for (i, p) in pred.iter().enumerate() {
         for (j, g) in gt.iter().enumerate() {
@@ -150,15 +156,15 @@ pub fn match_boxes(pred: &[[f32; 4]], gt: &[[f32; 4]], min_iou: f32) -> (usize, 
     }
     pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
     let (mut up, mut ug) = (vec![false; pred.len()], vec![false; gt.len()]);
-    let mut matched = 0;
+    let mut matched = vec![];
     for (_, i, j) in pairs {
         if !up[i] && !ug[j] {
             up[i] = true;
             ug[j] = true;
-            matched += 1;
+            matched.push((i, j));
         }
     }
-    (matched, pred.len(), gt.len())
+    matched
 }
 
 /// Detection metrics.

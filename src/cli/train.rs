@@ -177,7 +177,7 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
             Some(d) => (d, d.samples.len()),
             None => (&data, CALIBRATION_SAMPLES),
         };
-        summary.calibration = crate::train::threshold::calibrate(&mut trained, &teacher.proto, &summary.outputs, cal, opts.decode.thresh, limit, a.threads).map_err(|e| e.in_file(&a.model))?;
+        summary.calibration = crate::train::threshold::calibrate(&mut trained, &teacher.proto, &summary.outputs, cal, &opts.decode, limit, a.threads).map_err(|e| e.in_file(&a.model))?;
         // the per-epoch evaluations saw the maps before the shift: score the model as written
         if let (Some(ed), Some(kind), false) = (eval_data.as_ref(), opts.eval_kind, summary.calibration.is_empty()) {
             let input = crate::train::graph::data_input(&trained)?;
@@ -232,12 +232,15 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         let skipped = if c.skipped > 0 { format!("; {} of {} sequences left out (a character outside the dictionary, or too long)", c.skipped, c.sequences) } else { String::new() };
         println!("  CTC on '{}' against {target} (weight {}){skipped}", c.tensor, c.weight);
     }
-    println!("  loss {:.4} -> {:.4} ({})", summary.first_loss, summary.final_loss, summary.loss_names.join(" + ").replace("loss + ", ""));
+    if summary.steps > 0 {
+        println!("  loss {:.4} -> {:.4} ({})", summary.first_loss, summary.final_loss, summary.loss_names.join(" + ").replace("loss + ", ""));
+    }
     if !summary.features.is_empty() {
         println!("  matched {} block outputs to the teacher", summary.features.len());
     }
     for c in &summary.calibration {
         println!("  calibrated {}: {:.3}x the teacher's pixels above the threshold before; logits shifted by {:+.4} (threshold {:.3} before the shift)", c.output, c.ratio_before, c.shift, c.matched);
+        println!("    boxes {:+.2} px wider than the teacher's ({} matched); horizontal blend {:+.3}: {:+.2} px", c.width_before, c.pairs, c.blend, c.width_after);
     }
     if let (Some(m), Some(b), Some(e)) = (&summary.eval_metric, summary.eval_before, summary.eval_after) {
         let calibrated = summary.eval_calibrated.as_ref().and_then(|e| e.headline()).map(|(_, v)| format!(" ({v:.2}% after the calibration)")).unwrap_or_default();

@@ -170,7 +170,8 @@ pub struct FinetuneArgs {
     /// Passes over the training data.
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
-    /// Train for exactly this many steps (overrides --epochs).
+    /// Train for exactly this many steps (overrides --epochs); 0 trains nothing and writes the
+    /// model as given (with --calibrate-maps: calibrates a model trained before).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Samples per step (the training graph is built for this batch size; a last partial batch is skipped).

@@ -44,7 +44,8 @@ fn plot(s: &Summary, path: &Path) -> std::result::Result<(), String> {
         pts.push((p.epoch, v.max(1e-6)));
     }
     let (lo, hi) = pts.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &(_, v)| (lo.min(v), hi.max(v)));
-    let (lo, hi) = if lo >= hi { (lo * 0.5, lo * 2.0 + 1e-6) } else { (lo * 0.9, hi * 1.1) };
+    // no steps (`--steps 0`): an empty chart on 0..1
+    let (lo, hi) = if pts.is_empty() { (0.0, 1.0) } else if lo >= hi { (lo * 0.5, lo * 2.0 + 1e-6) } else { (lo * 0.9, hi * 1.1) };
     let mut chart = ChartBuilder::on(&top)
         .caption("training loss (smoothed)", ("sans-serif", 18))
         .margin(10)

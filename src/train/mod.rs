@@ -182,7 +182,8 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     };
 
     let steps_per_epoch = data.samples.len() / per_step;
-    let total = opts.steps.unwrap_or(opts.epochs * steps_per_epoch).max(1);
+    // `steps: Some(0)` trains nothing: the model as given (to calibrate or evaluate it)
+    let total = opts.steps.unwrap_or((opts.epochs * steps_per_epoch).max(1));
     // held-out evaluation: the student as exported (its own batch), parameters and BN statistics as inputs
     let mut monitor = match eval_data {
         Some(ed) => {

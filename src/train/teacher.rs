@@ -23,7 +23,7 @@ pub struct Teacher {
 }
 
 /// The teacher with `tensors` as its outputs.
-fn with_outputs(teacher: &ModelProto, tensors: &[String]) -> Result<ModelProto> {
+pub(crate) fn with_outputs(teacher: &ModelProto, tensors: &[String]) -> Result<ModelProto> {
     let mut m = teacher.clone();
     let g = m.graph.as_mut().ok_or_else(|| Error::InvalidGraph("teacher has no graph".into()))?;
     g.output = tensors.iter().map(|t| onnx::ValueInfoProto { name: Some(t.clone()), ..Default::default() }).collect();

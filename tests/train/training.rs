@@ -550,8 +550,12 @@ fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
             })
             .sum()
     };
+    // threshold 0.5; boxes smaller than min_size are dropped, so with min_size beyond the
+    // map there are no boxes to compare widths on and only the shift is calibrated
+    let p = fusec::eval::tasks::Params { thresh: 0.5, min_size: 1e9, ..Default::default() };
     let mut calibrated = student.clone();
-    let shifts = fusec::train::threshold::calibrate(&mut calibrated, &teacher, &losses, &data, 0.5, 8, 1).unwrap();
+    let shifts = fusec::train::threshold::calibrate(&mut calibrated, &teacher, &losses, &data, &p, 8, 1).unwrap();
+    assert_eq!((shifts[0].blend, shifts[0].pairs), (0.0, 0));
     assert_eq!(shifts.len(), 1, "one probability map");
     let (t, s0, s1) = (above(&teacher, 8), above(&student, 8), above(&calibrated, 8));
     assert!(s0 != t && (shifts[0].ratio_before - s0 as f64 / t as f64).abs() < 1e-9, "{s0} vs {t}: {shifts:?}");
@@ -563,7 +567,7 @@ fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
     assert_eq!(a[1], b[1]);
     assert_ne!(a[0], b[0]);
     // calibrating again on more samples adjusts the same shift
-    let again = fusec::train::threshold::calibrate(&mut calibrated, &teacher, &losses, &data, 0.5, 12, 1).unwrap();
+    let again = fusec::train::threshold::calibrate(&mut calibrated, &teacher, &losses, &data, &p, 12, 1).unwrap();
     assert_eq!(calibrated.graph.as_ref().unwrap().node.len(), sg.node.len() + 1);
     assert_eq!(above(&calibrated, 12), above(&teacher, 12), "{again:?}");
     // stroke variants: each sample, then its strokes a pixel wider and thinner
@@ -579,8 +583,32 @@ fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
     }
     assert!(v.samples[1].x.sum() < v.samples[0].x.sum() && v.samples[2].x.sum() > v.samples[0].x.sum());
     let mut on_variants = student.clone();
-    fusec::train::threshold::calibrate(&mut on_variants, &teacher, &losses, &v, 0.5, 12, 1).unwrap();
+    fusec::train::threshold::calibrate(&mut on_variants, &teacher, &losses, &v, &p, 12, 1).unwrap();
     let count = |m: &ModelProto| -> usize { v.samples.iter().map(|s| fusec::eval::run(m, &[s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap()[0].iter().filter(|&&p| p > 0.5).count()).sum() };
     assert_eq!(count(&on_variants), count(&teacher));
 }
 
+#[test]
+fn the_inserted_blend_computes_the_host_blend_in_onnx_runtime() {
+    runtime::init().unwrap();
+    let (h, w) = (5, 9);
+    let mut b = builder();
+    let x = b.input("x", &dims(&[1, 1, h, w]));
+    let y = b.op("Sigmoid", &[&x], vec![]);
+    b.output(&y);
+    let base = b.build();
+    let mut rng = StdRng::seed_from_u64(5);
+    let z = rand_vec(h * w, -4.0, 4.0, &mut rng);
+    for lam in [0.6f32, -0.4] {
+        let mut m = base.clone();
+        fusec::train::threshold::blend_logits(&mut m, &y, lam).unwrap();
+        let mut sess = runtime::session(&m, 1).unwrap();
+        let got = runtime::run(&mut sess, &[Feed { name: &x, shape: vec![1, 1, h, w], data: &z }], &[y.clone()]).unwrap();
+        let mut want = vec![0.0f32; h * w];
+        fusec::train::threshold::blend_plane(&z, h, w, lam, &mut want);
+        let worst = got[0].iter().zip(&want).map(|(g, v)| (g - 1.0 / (1.0 + (-v).exp())).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-6, "λ {lam}: ONNX Runtime and the host blend differ by {worst}");
+        let moved = want.iter().zip(&z).filter(|(a, b)| (*a - *b).abs() > 1e-3).count();
+        assert!(moved > h * w / 4, "λ {lam}: the blend changed only {moved} values");
+    }
+}
