@@ -268,8 +268,11 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 0.0, value_parser = unit)]
     pub hard_maps: f32,
     /// After training, shift each probability map's logits so that on the first 32 training
-    /// samples as many of its pixels as of the teacher's exceed --thresh (boxes of the
-    /// teacher's size from a map slightly wider or narrower; adds one Add before its Sigmoid).
+    /// samples as many of its pixels as of the teacher's exceed --thresh, then blend them with
+    /// their horizontal 3-pixel minimum (or maximum) so that the boxes matched to the teacher's
+    /// come out as wide as the teacher's (boxes of the teacher's size from a map slightly wider
+    /// or narrower; adds an Add, and for the blend a 1x3 MaxPool and four elementwise ops,
+    /// before its Sigmoid). With --steps 0: calibrate a model trained before.
     #[arg(long)]
     pub calibrate_maps: bool,
     /// Weight of the cross-entropy on labels; giving it turns labels on (0: off).
