@@ -42,7 +42,7 @@ pub const LABEL_AGREEMENT: f64 = 0.8;
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Options {
     pub epochs: usize,
-    /// Stop after this many steps (overrides epochs).
+    /// Stop after this many steps (overrides epochs); 0 trains nothing.
     pub steps: Option<usize>,
     /// Samples per micro-batch (the training graph's batch).
     pub batch: usize,

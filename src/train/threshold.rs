@@ -62,11 +62,9 @@ fn sigmoid_of(g: &GraphProto, output: &str) -> Result<(usize, String)> {
     Ok((pos, g.node[pos].input[0].clone()))
 }
 
-/// One map's samples: the student's logits (planes of `h` × `w`) and the teacher's boxes.
+/// One map's samples: the student's logit planes (height, width, values) and the teacher's boxes.
 struct Samples {
-    h: usize,
-    w: usize,
-    logits: Vec<Vec<f32>>,
+    logits: Vec<(usize, usize, Vec<f32>)>,
     teacher: Vec<Vec<[f32; 4]>>,
     teacher_above: usize,
 }
@@ -89,7 +87,7 @@ pub fn calibrate(student: &mut ModelProto, teacher: &ModelProto, losses: &[Outpu
     let (s_in, t_in) = (super::graph::data_input(student)?, super::graph::data_input(teacher)?);
     let mut ss = runtime::session(&super::teacher::with_outputs(student, &s_names)?, threads)?;
     let mut ts = runtime::session(teacher, threads)?;
-    let mut per_map: Vec<Samples> = maps.iter().map(|_| Samples { h: 0, w: 0, logits: vec![], teacher: vec![], teacher_above: 0 }).collect();
+    let mut per_map: Vec<Samples> = maps.iter().map(|_| Samples { logits: vec![], teacher: vec![], teacher_above: 0 }).collect();
     for s in data.samples.iter().take(limit.max(1)) {
         let x = s.x.as_standard_layout();
         let xs = x.as_slice().ok_or_else(|| Error::tensor(&s.name, "not contiguous"))?;
@@ -104,20 +102,20 @@ pub fn calibrate(student: &mut ModelProto, teacher: &ModelProto, losses: &[Outpu
             if r < 2 || a.len() != b.len() {
                 continue;
             }
-            (m.h, m.w) = (a.shape()[r - 2], a.shape()[r - 1]);
-            let plane = m.h * m.w;
+            let (h, w) = (a.shape()[r - 2], a.shape()[r - 1]);
+            let plane = h * w;
             let (za, tb): (Vec<f32>, Vec<f32>) = (a.iter().copied().collect(), b.iter().copied().collect());
             for (zp, tp) in za.chunks_exact(plane).zip(tb.chunks_exact(plane)) {
-                let tv = ndarray::ArrayView2::from_shape((m.h, m.w), tp).map_err(|e| Error::Eval(e.to_string()))?;
+                let tv = ndarray::ArrayView2::from_shape((h, w), tp).map_err(|e| Error::Eval(e.to_string()))?;
                 m.teacher.push(crate::tasks::db_boxes(tv, decode.thresh, decode.unclip, decode.min_size));
-                m.logits.push(zp.to_vec());
+                m.logits.push((h, w, zp.to_vec()));
             }
         }
     }
     let mut shifts = vec![];
     for (k, l) in maps.iter().enumerate() {
         let m = &per_map[k];
-        let mut z: Vec<f32> = m.logits.iter().flatten().copied().collect();
+        let mut z: Vec<f32> = m.logits.iter().flat_map(|(_, _, v)| v.iter().copied()).collect();
         let cut = logit(decode.thresh);
         let before = z.iter().filter(|&&v| v > cut).count();
         let n = m.teacher_above;
@@ -160,16 +158,14 @@ pub fn blend_plane(z: &[f32], h: usize, w: usize, lam: f32, out: &mut [f32]) {
 /// matched teacher boxes', and the number of pairs.
 fn width_diff(m: &Samples, shift: f32, lam: f32, p: &Params) -> (f64, usize) {
     let cut = logit(p.thresh);
-    let mut buf = vec![0.0f32; m.h * m.w];
     let (mut sum, mut n) = (0.0f64, 0usize);
-    for (z, tb) in m.logits.iter().zip(&m.teacher) {
-        let shifted: Vec<f32> = z.iter().map(|v| v + shift).collect();
+    for ((h, w, z), tb) in m.logits.iter().zip(&m.teacher) {
+        let mut buf: Vec<f32> = z.iter().map(|v| v + shift).collect();
         if lam != 0.0 {
-            blend_plane(&shifted, m.h, m.w, lam, &mut buf);
-        } else {
-            buf.copy_from_slice(&shifted);
+            let shifted = buf.clone();
+            blend_plane(&shifted, *h, *w, lam, &mut buf);
         }
-        let Ok(view) = ndarray::ArrayView2::from_shape((m.h, m.w), &buf[..]) else { continue };
+        let Ok(view) = ndarray::ArrayView2::from_shape((*h, *w), &buf[..]) else { continue };
         let sb = crate::tasks::db_boxes(view, cut, p.unclip, p.min_size);
         for (i, j) in crate::tasks::match_pairs(&sb, tb, p.iou) {
             sum += ((sb[i][2] - sb[i][0]) - (tb[j][2] - tb[j][0])) as f64;
@@ -310,14 +306,14 @@ mod tests {
         let p = Params { min_size: 1.0, ..Params::default() };
         let tb = crate::tasks::db_boxes(ndarray::ArrayView2::from_shape((h, w), &t[..]).unwrap(), p.thresh, p.unclip, p.min_size);
         for (z, sign) in [(wide, 1.0f32), (narrow, -1.0)] {
-            let m = Samples { h, w, logits: vec![z], teacher: vec![tb.clone()], teacher_above: 0 };
+            let m = Samples { logits: vec![(h, w, z)], teacher: vec![tb.clone()], teacher_above: 0 };
             let (lam, before, after, pairs) = fit_width(&m, 0.0, &p);
             assert_eq!(pairs, 1);
             assert!(before * sign as f64 > 2.0, "{before}");
             assert!(lam * sign > 0.0 && lam.abs() <= 1.0 && after.abs() < 0.01, "λ {lam}: {before} -> {after} px");
         }
         // already the teacher's width: no blend
-        let m = Samples { h, w, logits: vec![t.iter().map(|&v| if v > 0.5 { 4.0 } else { -6.0 }).collect()], teacher: vec![tb], teacher_above: 0 };
+        let m = Samples { logits: vec![(h, w, t.iter().map(|&v| if v > 0.5 { 4.0 } else { -6.0 }).collect())], teacher: vec![tb], teacher_above: 0 };
         assert_eq!(fit_width(&m, 0.0, &p).0, 0.0);
     }
 }
