@@ -26,6 +26,9 @@ pub enum Resize {
     Page,
 }
 
+/// Largest image side a preprocessing accepts (`--size`, a TOML's `height`/`width`).
+pub const MAX_SIDE: u32 = 16384;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Preprocess {
@@ -67,10 +70,32 @@ impl Preprocess {
             "imagenet" => Ok(Self::imagenet()),
             other if other.ends_with(".toml") => {
                 let text = std::fs::read_to_string(other).map_err(|e| Error::io(other, e))?;
-                toml::from_str(&text).map_err(|e| Error::option("--preprocess", format!("{other}: {e}")))
+                let p: Preprocess = toml::from_str(&text).map_err(|e| Error::option("--preprocess", format!("{other}: {e}")))?;
+                p.check().map_err(|e| Error::option("--preprocess", format!("{other}: {e}")))?;
+                Ok(p)
             }
             other => Err(Error::option("--preprocess", format!("'{other}' is not a preset (ppocr-cls, ppocr-det, ppocr-rec, imagenet) or a .toml file"))),
         }
+    }
+
+    /// The checks the command-line flags get (`--size`, `--std`, ...), for values from a
+    /// TOML file: the key at fault and what it must be.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        for (key, v) in [("height", self.height), ("width", self.width)] {
+            if !(1..=MAX_SIDE).contains(&v) {
+                return Err(format!("{key} = {v}: must be 1..={MAX_SIDE}"));
+            }
+        }
+        if !(self.scale.is_finite() && self.scale != 0.0) {
+            return Err(format!("scale = {}: must be a finite number other than 0", self.scale));
+        }
+        if let Some(m) = self.mean.iter().find(|m| !m.is_finite()) {
+            return Err(format!("mean contains {m}: must be finite"));
+        }
+        if let Some(v) = self.std.iter().find(|v| !v.is_finite() || **v == 0.0) {
+            return Err(format!("std contains {v}: must be finite and not 0"));
+        }
+        Ok(())
     }
 
     /// The input size for an image of `w0 × h0`, and the scale from the image

@@ -9,6 +9,8 @@ use crate::onnx::{dtype, TensorProto};
 /// Largest number of elements a single tensor may declare (guards against
 /// absurd dims making us allocate gigabytes).
 pub const MAX_ELEMENTS: u64 = 1 << 32;
+/// Largest dense tensor a sparse initializer may expand to.
+pub const MAX_DENSE_BYTES: u64 = 1 << 30;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
@@ -96,6 +98,69 @@ impl Tensor {
             }
         }
         Ok(())
+    }
+
+    /// The dense tensor a `SparseTensorProto` stands for (as a sparse initializer
+    /// declares it: `values` [NNZ] named as the tensor, `indices` [NNZ] linear or
+    /// [NNZ, rank] coordinates, `dims`). Zero elsewhere.
+    pub fn from_sparse(sp: &crate::onnx::proto::SparseTensorProto) -> Result<Tensor> {
+        let values = sp.values.clone().ok_or_else(|| Error::tensor("", "sparse initializer without values"))?;
+        let name = values.name().to_string();
+        let bad = |reason: String| Error::tensor(&name, format!("sparse initializer: {reason}"));
+        if values.data_location == Some(1) {
+            return Err(bad("values in external data are not supported".into()));
+        }
+        let values = Tensor::from_proto(values)?;
+        let dt = values.dtype();
+        let size = match dtype::size_of(dt) {
+            Some(s) if !(21..=26).contains(&dt) => s,
+            _ => return Err(bad(format!("{} values are not supported", dtype::name(dt)))),
+        };
+        if values.dims().len() != 1 {
+            return Err(bad(format!("values have dims {:?}, expected [NNZ]", values.dims())));
+        }
+        let nnz = values.len() as usize;
+        let dense = Tensor { proto: TensorProto { name: Some(name.clone()), data_type: Some(dt), dims: sp.dims.clone(), ..Default::default() } };
+        let mut n: u64 = 1;
+        for &d in &sp.dims {
+            n = u64::try_from(d).ok().and_then(|d| n.checked_mul(d)).filter(|&n| n <= MAX_ELEMENTS).ok_or_else(|| bad(format!("dims {:?} are negative or too large", sp.dims)))?;
+        }
+        if n * size as u64 > MAX_DENSE_BYTES {
+            return Err(bad(format!("dims {:?} are more than {} MiB dense", sp.dims, MAX_DENSE_BYTES >> 20)));
+        }
+        let indices = match &sp.indices {
+            Some(i) => Tensor::from_proto(i.clone())?,
+            None if nnz == 0 => Tensor::from_i64("", &[0], &[]),
+            None => return Err(bad("values without indices".into())),
+        };
+        let idx = indices.to_i64().map_err(|_| bad("indices must be int64".into()))?;
+        let rank = sp.dims.len();
+        let linear: Vec<u64> = match indices.dims() {
+            [k] if *k as usize == nnz => idx.iter().map(|&i| u64::try_from(i).unwrap_or(u64::MAX)).collect(),
+            [k, r] if *k as usize == nnz && *r as usize == rank => idx
+                .chunks(rank.max(1))
+                .map(|c| {
+                    c.iter().zip(&sp.dims).try_fold(0u64, |acc, (&i, &d)| {
+                        let i = u64::try_from(i).ok().filter(|&i| i < d as u64)?;
+                        acc.checked_mul(d as u64)?.checked_add(i)
+                    })
+                    .unwrap_or(u64::MAX)
+                })
+                .collect(),
+            other => return Err(bad(format!("indices have dims {other:?}; expected [{nnz}] or [{nnz}, {rank}]"))),
+        };
+        let src = values.raw_bytes()?;
+        let mut raw = vec![0u8; (n as usize) * size];
+        for (k, &at) in linear.iter().enumerate() {
+            if at >= n {
+                return Err(bad(format!("index {k} lies outside dims {:?}", sp.dims)));
+            }
+            let at = at as usize * size;
+            raw[at..at + size].copy_from_slice(&src[k * size..(k + 1) * size]);
+        }
+        let mut proto = dense.proto;
+        proto.raw_data = Some(raw.into());
+        Tensor::from_proto(proto)
     }
 
     /// The data as little-endian bytes (raw_data, or the typed field encoded).

@@ -76,6 +76,13 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     if output.exists() && !a.force {
         anyhow::bail!("{} exists; pass --force to replace it", output.display());
     }
+    // every file the run writes is checked before the first step: a run must not train
+    // for an hour and then fail on a side output
+    let checkpoint = a.checkpoint.clone().unwrap_or_else(|| output.with_extension("ckpt.npz"));
+    let curve = a.curve.clone().unwrap_or_else(|| output.with_extension("curve.csv"));
+    check_writable(&output, "-o")?;
+    check_writable(&checkpoint, "--checkpoint")?;
+    check_writable(&curve, "--curve")?;
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
@@ -99,7 +106,6 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         Some(p) => Some(crate::data::load(p, &pre, a.task, None)?),
         None => None,
     };
-    let checkpoint = a.checkpoint.clone().unwrap_or_else(|| output.with_extension("ckpt.npz"));
     let crop = match &a.crop {
         Some(c) => Some(
             c.split_once(['x', 'X'])
@@ -186,9 +192,8 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
             summary.eval_calibrated = Some(crate::train::monitor::Eval { score: r.score, agreement: r.agreement });
         }
     }
-    let curve = a.curve.clone().unwrap_or_else(|| output.with_extension("curve.csv"));
-    let svg = crate::train::write_curve(&summary, &curve)?;
     if summary.interrupted || summary.paused {
+        crate::train::write_curve(&summary, &curve)?;
         eprintln!("stopped at step {}; checkpoint {}; continue with --resume {}", summary.steps, checkpoint.display(), checkpoint.display());
         if summary.interrupted {
             return Err(crate::Error::Eval("interrupted".into()).into());
@@ -197,6 +202,8 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     }
     let model = crate::onnx::Model { proto: trained, path: None, external_tensors: Default::default() };
     crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
+    // the model is on disk before the side outputs: a curve that cannot be written loses nothing
+    let svg = crate::train::write_curve(&summary, &curve).map_err(|e| anyhow::anyhow!("{e} (the model was written to {})", output.display()))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
@@ -255,6 +262,24 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         }
     }
     println!("  curve {} and {}; checkpoint {}", curve.display(), svg.display(), checkpoint.display());
+    Ok(())
+}
+
+/// Can a file be created at `path`? Its folder must exist and take a new file (probed
+/// with a temporary file, which is removed: this holds for root too). An error names
+/// the option and the path.
+fn check_writable(path: &std::path::Path, option: &str) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!("option {option}: {}: folder {} does not exist", path.display(), dir.display());
+    }
+    if path.is_dir() {
+        anyhow::bail!("option {option}: {} is a folder, expected a file path", path.display());
+    }
+    tempfile::NamedTempFile::new_in(&dir).map_err(|e| anyhow::anyhow!("option {option}: {}: cannot create files in {}: {e}", path.display(), dir.display()))?;
     Ok(())
 }
 

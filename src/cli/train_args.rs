@@ -108,7 +108,7 @@ impl PreprocessArgs {
             let (h, w) = s
                 .split_once(['x', 'X'])
                 .and_then(|(h, w)| Some((h.trim().parse::<u32>().ok()?, w.trim().parse::<u32>().ok()?)))
-                .filter(|&(h, w)| h > 0 && w > 0 && h <= 16384 && w <= 16384)
+                .filter(|&(h, w)| (1..=crate::data::MAX_SIDE).contains(&h) && (1..=crate::data::MAX_SIDE).contains(&w))
                 .ok_or_else(|| Error::option("--size", format!("'{s}' is not HxW (e.g. 48x192)")))?;
             p.height = h;
             p.width = w;
@@ -133,6 +133,8 @@ impl PreprocessArgs {
             }
         }
         p.bgr |= self.bgr;
+        // --scale and the rest: the same bounds as a TOML's values
+        p.check().map_err(|e| Error::option("--preprocess", e))?;
         Ok(p)
     }
 }

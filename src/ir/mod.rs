@@ -128,6 +128,52 @@ fn implicit_inputs(g: &GraphProto, out: &mut HashSet<String>) {
     }
 }
 
+/// The checks `Graph::rebuild` makes of the main graph, made of every subgraph
+/// of `n` (recursively): names defined once, each node's inputs defined before
+/// it (inside the subgraph or in an enclosing scope, which `rebuild` checks
+/// for the names the subgraph leaves open), its outputs produced.
+fn check_subgraphs(n: &NodeProto) -> Result<()> {
+    for a in &n.attribute {
+        for sg in a.g.iter().chain(a.graphs.iter()) {
+            check_subgraph(n, a.name(), sg)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_subgraph(owner: &NodeProto, attr: &str, sg: &GraphProto) -> Result<()> {
+    let at = || format!("{} (subgraph '{attr}')", onnx::node_label(owner));
+    let open = {
+        let mut s = HashSet::new();
+        implicit_inputs(sg, &mut s);
+        s
+    };
+    let mut defined: HashSet<&str> = HashSet::new();
+    let names = sg.input.iter().map(|v| (v.name(), "input")).chain(sg.initializer.iter().map(|t| (t.name(), "initializer")));
+    for (name, what) in names {
+        if name.is_empty() {
+            return Err(Error::node(at(), format!("a subgraph {what} has no name")));
+        }
+        if !defined.insert(name) {
+            return Err(Error::node(at(), format!("'{name}' is defined more than once in the subgraph")));
+        }
+    }
+    for node in &sg.node {
+        for i in node.input.iter().filter(|i| !i.is_empty()) {
+            if !defined.contains(i.as_str()) && !open.contains(i) {
+                return Err(Error::node(at(), format!("node {} reads '{i}' before the subgraph defines it", onnx::node_label(node))));
+            }
+        }
+        check_subgraphs(node)?;
+        for o in node.output.iter().filter(|o| !o.is_empty()) {
+            if !defined.insert(o) {
+                return Err(Error::node(at(), format!("'{o}' is defined more than once in the subgraph")));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn node_implicit_inputs(n: &NodeProto) -> HashSet<String> {
     let mut out = HashSet::new();
     for a in &n.attribute {
@@ -154,11 +200,21 @@ impl Graph {
                 return Err(Error::tensor(name, "initializer defined twice"));
             }
         }
+        // sparse initializers are read as the dense tensors they stand for (and saved dense)
+        for sp in &gp.sparse_initializer {
+            let t = Tensor::from_sparse(sp)?;
+            let name = t.name().to_string();
+            if name.is_empty() {
+                return Err(Error::InvalidGraph("a sparse initializer has no name".into()));
+            }
+            if initializers.insert(name.clone(), t).is_some() {
+                return Err(Error::tensor(name, "defined twice (as an initializer and a sparse initializer, or twice as a sparse one)"));
+            }
+        }
         // the fields the IR does not model (cloning all of `gp` would copy every node twice)
         let rest = GraphProto {
             name: gp.name.clone(),
             doc_string: gp.doc_string.clone(),
-            sparse_initializer: gp.sparse_initializer.clone(),
             quantization_annotation: gp.quantization_annotation.clone(),
             metadata_props: gp.metadata_props.clone(),
             ..Default::default()
@@ -196,7 +252,15 @@ impl Graph {
         self.producer.clear();
         self.consumers.clear();
         self.g.clear_edges();
-        let graph_inputs: HashSet<&str> = self.inputs.iter().map(|v| v.name()).collect();
+        let mut graph_inputs: HashSet<&str> = HashSet::new();
+        for v in &self.inputs {
+            if v.name().is_empty() {
+                return Err(Error::InvalidGraph("a graph input has no name".into()));
+            }
+            if !graph_inputs.insert(v.name()) {
+                return Err(Error::InvalidGraph(format!("graph input '{}' is listed more than once", v.name())));
+            }
+        }
         for ix in self.g.node_indices() {
             let n = &self.g[ix];
             for (slot, o) in n.proto.output.iter().enumerate() {
@@ -225,10 +289,16 @@ impl Graph {
                     return Err(Error::node(n.label(), format!("input '{i}' is never produced (no node, graph input or initializer defines it)")));
                 }
             }
+            // subgraphs (If/Loop/Scan bodies) are checked as the main graph is; the outer
+            // values they read order their node after the producers, as an input does
+            check_subgraphs(&n.proto)?;
             for i in node_implicit_inputs(&n.proto) {
-                if self.producer.contains_key(&i) || graph_inputs.contains(i.as_str()) || self.initializers.contains_key(&i) {
-                    self.consumers.entry(i).or_default().push((ix, IMPLICIT_SLOT));
+                if let Some(&(src, src_slot)) = self.producer.get(&i) {
+                    edges.push((src, ix, Wire { src_slot, dst_slot: IMPLICIT_SLOT }));
+                } else if !graph_inputs.contains(i.as_str()) && !self.initializers.contains_key(&i) {
+                    return Err(Error::node(n.label(), format!("a subgraph reads '{i}', which nothing defines (no node, graph input or initializer, inside or outside it)")));
                 }
+                self.consumers.entry(i).or_default().push((ix, IMPLICIT_SLOT));
             }
         }
         for (a, b, w) in edges {
@@ -379,7 +449,8 @@ impl Graph {
         let mut name = value.to_string();
         for _ in 0..64 {
             if let Some(t) = self.initializers.get(&name) {
-                return Some(t.clone());
+                // an initializer that is also a graph input is a default the caller may replace
+                return (!self.is_overridable(&name)).then(|| t.clone());
             }
             let (ix, _) = self.producer(&name)?;
             let n = &self.g[ix];
@@ -404,6 +475,12 @@ impl Graph {
             }
         }
         None
+    }
+
+    /// An initializer that is also a graph input: a default value that a caller
+    /// may override at run time, so not a constant (ONNX IR ≥ 4).
+    pub fn is_overridable(&self, value: &str) -> bool {
+        self.initializers.contains_key(value) && self.inputs.iter().any(|i| i.name() == value)
     }
 
     pub fn is_const(&self, value: &str) -> bool {

@@ -76,9 +76,12 @@ pub fn sweep(g: &mut Graph, mut candidates: HashSet<String>) -> Result<()> {
             if !g.consumers(&v).is_empty() || g.is_graph_output(&v) {
                 continue;
             }
+            if g.is_overridable(&v) {
+                // part of the model's interface: a caller may still feed it
+                continue;
+            }
             if g.initializers.contains_key(&v) {
                 g.initializers.shift_remove(&v);
-                g.inputs.retain(|i| i.name() != v);
                 changed = true;
             } else if let Some((ix, _)) = g.producer(&v) {
                 let all_dead = g.g[ix].proto.output.iter().all(|o| g.consumers(o).is_empty() && !g.is_graph_output(o));

@@ -19,6 +19,13 @@ const SMOOTHING: f32 = 0.1;
 /// Healthy epoch ends kept to go back to (besides the start).
 const KEPT: usize = 3;
 
+/// The lowest loss the bound is measured from: this share of the first step's loss,
+/// and never less than [`FLOOR`].
+const FLOOR_OF_FIRST: f32 = 1e-3;
+/// A loss at or below this is at its floor: rounding noise, as for a student equal to
+/// its teacher (the training loop makes no update on such a step).
+pub const FLOOR: f32 = 1e-5;
+
 /// One rollback, as the summary reports it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Rollback {
@@ -38,6 +45,8 @@ pub struct Guard {
     ratio: Option<f32>,
     smoothed: Option<f32>,
     lowest: f32,
+    /// The least `lowest` counts as (see [`FLOOR_OF_FIRST`]).
+    floor: f32,
     /// The state training started from (None when the guard is off: nothing to go back to),
     /// and the healthy epoch ends since, newest last.
     start: Option<Snapshot>,
@@ -58,7 +67,7 @@ impl Guard {
     /// only when the guard is on).
     pub fn new(ratio: Option<f32>, st: &State) -> Guard {
         let start = ratio.map(|_| Snapshot { state: st.clone(), curve_len: 0 });
-        Guard { ratio, smoothed: None, lowest: f32::INFINITY, start, saved: vec![], good_steps: 0, rollbacks: vec![] }
+        Guard { ratio, smoothed: None, lowest: f32::INFINITY, floor: FLOOR, start, saved: vec![], good_steps: 0, rollbacks: vec![] }
     }
 
     /// Take one step's loss; true when training has diverged. Without a ratio only a
@@ -68,9 +77,14 @@ impl Guard {
             return true;
         }
         let s = self.smoothed.map_or(loss, |e| (1.0 - SMOOTHING) * e + SMOOTHING * loss);
+        if self.lowest.is_infinite() {
+            self.floor = (FLOOR_OF_FIRST * loss).max(FLOOR);
+        }
         self.smoothed = Some(s);
         self.lowest = self.lowest.min(s);
-        let diverged = self.ratio.is_some_and(|r| s > r * self.lowest);
+        // a loss at its floor (a student equal to its teacher: 0) is not a runaway when
+        // rounding lifts it: the bound is measured from the floor at least
+        let diverged = self.ratio.is_some_and(|r| s > r * self.lowest.max(self.floor));
         if !diverged {
             self.good_steps += 1;
         }
@@ -82,7 +96,7 @@ impl Guard {
     /// the bound is not a state to come back to.
     pub fn epoch_end(&mut self, st: &State, curve_len: usize) {
         let healthy = match (self.ratio, self.smoothed) {
-            (Some(r), Some(s)) => s <= r.sqrt().min(2.0) * self.lowest,
+            (Some(r), Some(s)) => s <= r.sqrt().min(2.0) * self.lowest.max(self.floor),
             _ => false,
         };
         if healthy {
@@ -208,6 +222,28 @@ mod tests {
             g.epoch_end(&state(10 * e, e as f32), e);
         }
         assert_eq!(g.saved.iter().map(|s| s.state.step).collect::<Vec<_>>(), [20, 30, 40]);
+    }
+
+    #[test]
+    fn a_loss_at_its_floor_is_not_a_runaway() {
+        // a student equal to its teacher: loss 0, then rounding noise
+        let mut g = Guard::new(Some(10.0), &state(0, 0.0));
+        assert!(!g.diverged(0.0));
+        for noise in [1e-8, 3e-7, 0.0, 5e-7, 1e-6] {
+            assert!(!g.diverged(noise), "{noise} after a loss of 0");
+        }
+        g.epoch_end(&state(6, 0.0), 6);
+        assert_eq!(g.saved.len(), 1, "an epoch end at the floor is healthy");
+        // a real runaway from 0 still counts
+        assert!((0..20).any(|_| g.diverged(1.0)));
+        // from a positive start the floor is a thousandth of the first loss
+        let mut g = Guard::new(Some(10.0), &state(0, 0.0));
+        assert!(!g.diverged(2.0));
+        for _ in 0..200 {
+            g.diverged(1e-5);
+        }
+        assert!(!g.diverged(1e-3), "1e-3 is under 10 × (2.0 / 1000)");
+        assert!((0..50).any(|_| g.diverged(0.05)), "0.05 is over 10 × 0.002");
     }
 
     #[test]

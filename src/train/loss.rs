@@ -10,7 +10,8 @@
 //! - anything else (boxes, regression heads): normalised squared error
 //!   Σ(s − t)² / Σt².
 //!
-//! Outputs are matched to the teacher's by position; Reshape, Transpose and
+//! Outputs are matched to the teacher's by name (by position, with a warning, when
+//! the names differ: [`pair_outputs`]); Reshape, Transpose and
 //! the like between the loss tensor and the output are looked through (the
 //! losses are sums over elements, so a permutation does not change them).
 
@@ -18,7 +19,7 @@ use std::collections::HashMap;
 
 use super::grad::Emitter;
 use crate::error::{Error, Result};
-use crate::onnx::{a_int, attr_int, GraphProto, NodeProto};
+use crate::onnx::{a_int, attr_int, GraphProto, NodeProto, ValueInfoProto};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -129,7 +130,26 @@ fn classify(g: &GraphProto, output: &str, rank: usize, class_loss: LossKind) -> 
     }
 }
 
-/// The loss of every output of `student`, matched by position to `teacher`'s.
+/// The teacher's output for each of the student's: by name when every student
+/// output has a namesake among the teacher's, else by position, with a warning
+/// for each pair whose names differ. Both lists have the same length.
+pub fn pair_outputs<'a>(student: &'a GraphProto, teacher: &'a GraphProto) -> Vec<(&'a ValueInfoProto, &'a ValueInfoProto)> {
+    let by_name: Option<Vec<_>> = student.output.iter().map(|so| teacher.output.iter().find(|to| to.name() == so.name()).map(|to| (so, to))).collect();
+    by_name.unwrap_or_else(|| {
+        student
+            .output
+            .iter()
+            .zip(&teacher.output)
+            .inspect(|(so, to)| {
+                if so.name() != to.name() {
+                    log::warn!("the model's output '{}' has no namesake among the teacher's outputs: paired with the teacher's output '{}' by position", so.name(), to.name());
+                }
+            })
+            .collect()
+    })
+}
+
+/// The loss of every output of `student`, matched to `teacher`'s by [`pair_outputs`].
 /// `ranks` are the output ranks; `class_loss` is the loss for class scores
 /// (`--distill`); `overrides` come from `--output-loss`.
 pub fn resolve(student: &GraphProto, teacher: &GraphProto, ranks: &[usize], class_loss: LossKind, overrides: &[OutputLossArg]) -> Result<Vec<OutputLoss>> {
@@ -143,7 +163,7 @@ pub fn resolve(student: &GraphProto, teacher: &GraphProto, ranks: &[usize], clas
         return Err(Error::option("--teacher", format!("the teacher has {} outputs, the model {}", teacher.output.len(), student.output.len())));
     }
     let mut out = vec![];
-    for (i, (so, to)) in student.output.iter().zip(&teacher.output).enumerate() {
+    for (i, (so, to)) in pair_outputs(student, teacher).into_iter().enumerate() {
         let rank = ranks.get(i).copied().unwrap_or(0);
         let (auto, tensor, _, axis, reason) = classify(student, so.name(), rank, class_loss);
         let (_, t_tensor, t_prob, _, _) = classify(teacher, to.name(), rank, class_loss);

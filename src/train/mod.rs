@@ -241,6 +241,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     let (nl, np) = (tg.loss_outputs.len(), tg.params.len());
     let teacher_slot: Vec<usize> = tg.teacher_inputs.iter().map(|(t, _, _)| teach.tensors.iter().position(|x| x == t).unwrap_or(0)).collect();
     let mut interrupted = false;
+    let mut at_floor_said = false;
     let mut paused = false;
     let mut ema: Option<f32> = None;
     let start_step = st.step;
@@ -324,7 +325,14 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         }
         let lr = optimizer::lr_at(opts, st.step, total) * st.lr_scale;
         let grad_norm = optimizer::clip(&mut grads, opts.clip_grad);
-        optimizer::step(opts, &mut st, &grads, &decay, lr);
+        // a loss at its floor (a student equal to its teacher) leaves only rounding noise in
+        // the gradients, which Adam would scale up to full steps: nothing to learn, no update
+        if loss_v > guard::FLOOR {
+            optimizer::step(opts, &mut st, &grads, &decay, lr);
+        } else if !at_floor_said {
+            at_floor_said = true;
+            say(&bar, &format!("the loss is at its floor ({loss_v:.1e}) at step {}: no update while it stays there", st.step + 1));
+        }
         if let Some(d) = opts.ema {
             optimizer::average(&mut st, d);
         }
@@ -362,6 +370,7 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
         {
             checkpoint::save(c, &st, &tg, fingerprint)?;
         }
+        onnx::interrupt_point(&format!("step:{}", st.step));
         interrupted = onnx::was_interrupted();
         paused = opts.stop_after.is_some_and(|n| st.step >= n && st.step < total);
         if interrupted || paused {

@@ -192,3 +192,64 @@ pub fn assert_close(a: &ArrayD<f32>, b: &ArrayD<f32>, rtol: f32, atol: f32, what
     let d = fusec::eval::compare(a, b, rtol, atol).unwrap();
     assert!(d.ok(), "{what}: max abs diff {} (worst ratio {})", d.max_abs, d.worst_ratio);
 }
+
+// ------------------------------------------------------------ the command line
+
+/// The fusec binary of this build.
+pub fn fusec() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("fusec").unwrap()
+}
+
+/// The fusec binary run as a user that file permissions apply to: `nobody` when
+/// the tests run as root (as CI does), the user itself otherwise. What it reads
+/// must be readable by all.
+pub fn fusec_unprivileged() -> assert_cmd::Command {
+    #[allow(unused_mut)]
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("fusec"));
+    #[cfg(unix)]
+    // SAFETY: geteuid has no preconditions
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::process::CommandExt;
+        const NOBODY: u32 = 65534;
+        // SAFETY: between fork and exec only async-signal-safe calls (setgroups, setgid, setuid)
+        unsafe {
+            c.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(NOBODY) != 0 || libc::setuid(NOBODY) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    assert_cmd::Command::from_std(c)
+}
+
+/// A copy of the bundled PP-OCR classifier in `dir` (cls.onnx).
+pub fn ppocr_copy(dir: &std::path::Path) -> std::path::PathBuf {
+    let p = dir.join("cls.onnx");
+    std::fs::copy(testdata("ppocr_mobile_v2_cls.onnx"), &p).unwrap();
+    p
+}
+
+/// Fail if `dir` holds anything but `keep`.
+pub fn no_files_but(dir: &std::path::Path, keep: &[&str]) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().to_string();
+        assert!(keep.contains(&name.as_str()), "left behind: {name}");
+    }
+}
+
+/// A few synthetic "text lines" (dark strokes on a light background) as PNGs in a flat folder.
+pub fn lines_folder(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let d = dir.join("lines");
+    std::fs::create_dir_all(&d).unwrap();
+    for i in 0..n {
+        let img = image::RgbImage::from_fn(120, 32, |x, y| {
+            let ink = (x / 7 + i as u32) % 3 == 0 && y > 8 + (x % 5) && y < 24 - (i as u32 % 4);
+            if ink { image::Rgb([30, 30, 30]) } else { image::Rgb([230, 225, 220]) }
+        });
+        img.save(d.join(format!("{i:03}.png"))).unwrap();
+    }
+    d
+}
+

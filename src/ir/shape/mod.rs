@@ -55,6 +55,17 @@ pub(super) fn unknown() -> Dim {
     Dim::Sym(String::new())
 }
 
+thread_local! {
+    static NODES_INFERRED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many node rules this thread has run since it started: a count of the
+/// work inference does, which tests bound (linear, not quadratic, in the graph's
+/// size) where a clock would depend on the machine.
+pub fn nodes_inferred() -> u64 {
+    NODES_INFERRED.with(|c| c.get())
+}
+
 /// Run inference over the whole graph in topological order.
 pub fn infer(g: &mut Graph) -> Result<()> {
     let mut facts: HashMap<String, ValueFact> = HashMap::new();
@@ -88,6 +99,7 @@ pub fn infer(g: &mut Graph) -> Result<()> {
         }
     }
     for ix in g.toposort()? {
+        NODES_INFERRED.with(|c| c.set(c.get() + 1));
         let node = &g.g[ix];
         let ins: Vec<ValueFact> = node
             .proto

@@ -18,6 +18,28 @@ pub(super) const KNOWN_OPS: &[&str] = &[
     "ConstantOfShape", "Range", "Resize", "Upsample", "Gather",
 ];
 
+/// A Conv's channel counts as ONNX defines them: weight [M, C/group, k...] on an
+/// input of C channels, M a multiple of `group` (what runtimes refuse to run).
+fn check_conv_channels(p: &onnx::NodeProto, xs: &[Dim], ws: &[Dim]) -> Result<()> {
+    let group = attr_int(p, "group").unwrap_or(1);
+    if group < 1 {
+        return Err(Error::InvalidGraph(format!("group = {group}: must be at least 1")));
+    }
+    if let Some(m) = ws[0].known().filter(|m| m % group != 0) {
+        return Err(Error::InvalidGraph(format!("weight has {m} output channels, not a multiple of group = {group}")));
+    }
+    if let (Some(c), Some(per_group)) = (xs[1].known(), ws[1].known())
+        && per_group.checked_mul(group) != Some(c)
+    {
+        return Err(Error::InvalidGraph(format!(
+            "input has {c} channels but the weight [{}] with group = {group} expects {}",
+            ws.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+            per_group.saturating_mul(group)
+        )));
+    }
+    Ok(())
+}
+
 fn same(ins: &[ValueFact]) -> Vec<Option<ValueFact>> {
     vec![ins.first().cloned()]
 }
@@ -139,6 +161,7 @@ pub(super) fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Ve
             if xs.len() < 3 || ws.len() != xs.len() {
                 return Err(Error::InvalidGraph(format!("Conv input rank {} and weight rank {} do not fit", xs.len(), ws.len())));
             }
+            check_conv_channels(p, &xs, &ws)?;
             let kernel = attr_ints(p, "kernel_shape").or_else(|| known_all(&ws[2..])).unwrap_or_default();
             if kernel.len() != xs.len() - 2 {
                 return Ok(vec![]);

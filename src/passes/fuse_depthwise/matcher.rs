@@ -120,6 +120,11 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
     let (Some(x), Some(wname), Some(y)) = (n.input(0), n.input(1), n.output(0)) else {
         return skip("Conv without input, weight or output".into());
     };
+    if let Some(v) = [Some(wname), n.input(2)].into_iter().flatten().find(|v| g.is_overridable(v)) {
+        return skip(format!(
+            "'{v}' is an initializer that is also a graph input (a default a caller may override): rewriting it would drop that input from the model's interface"
+        ));
+    }
     let Some(wt) = g.const_tensor(wname) else {
         return skip("weight is not a constant".into());
     };
