@@ -1,3 +1,10 @@
 fn main() -> std::process::ExitCode {
+    // `fusec report m.onnx | head`: a closed pipe ends fusec quietly, as it ends other
+    // Unix tools, instead of a panic in println! (Rust ignores SIGPIPE by default)
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition before any thread starts
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     fusec::cli::run()
 }

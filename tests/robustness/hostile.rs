@@ -261,3 +261,27 @@ fn a_student_equal_to_its_teacher_trains_without_rollbacks() {
         assert!(v[k].as_f64().unwrap().abs() < 1e-5, "{k} {}", v[k]);
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn a_reader_that_stops_early_ends_fusec_quietly() {
+    // `fusec report m.onnx --format json | head -c 1`: no panic on the closed pipe
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let m = fusec::zoo::build("mobilenet-v3-large", 0).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.onnx");
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("fusec"))
+        .args(["report", p.to_str().unwrap(), "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut one = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut one).unwrap();
+    // the read end is closed here (dropped)
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+}
