@@ -44,6 +44,26 @@ crosscheck_ppocr() {
 }
 step "PP-OCR classifier: convert, fine-tune, onnx.checker + reference evaluator + ORT" crosscheck_ppocr
 
+# the float path to INT8: fusec's Half and Full outputs quantized by ONNX Runtime's
+# quantize_static (QDQ and QOperator, per-channel int8), accepted by onnx.checker and
+# ONNX Runtime, and costed by fusec as the float model they came from
+crosscheck_int8() {
+  local v f want got
+  for v in half full; do
+    .venv/bin/python scripts/quantize.py "$out/ppocr.$v.onnx" --out-dir "$out/int8" --shape 1,3,48,192 > /dev/null 2>&1 || return 1
+  done
+  .venv/bin/python scripts/check_onnx.py --shape 1,3,48,192 --expect-out 1,2 "$out"/int8/*.onnx || return 1
+  for v in half full; do
+    want=$($fusec report "$out/ppocr.$v.onnx" --input-shape 1,3,48,192 --format json | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)['total_cycles'])") || return 1
+    for f in qdq qop; do
+      got=$($fusec report "$out/int8/ppocr.$v.$f.onnx" --input-shape 1,3,48,192 --format json | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)['total_cycles'])") || return 1
+      echo "$v $f: $got cycles (float $want)"
+      [ "$got" = "$want" ] || return 1
+    done
+  done
+}
+step "INT8: Half/Full quantized by ONNX Runtime (QDQ, QOperator): onnx.checker + ORT, cycles as float" crosscheck_int8
+
 # the PP-OCRv6 recognizer and detector in ../shared (real third-party models): Half and Full
 # converted, two fine-tuning steps with the task losses (CTC sequence KL; probability-map BCE
 # on page crops), the outputs checked by onnx.checker and ONNX Runtime, and the task metrics

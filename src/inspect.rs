@@ -83,7 +83,7 @@ pub fn inspect(model: &Model, g: &Graph) -> Result<Inspection> {
         let ix = c.node();
         let n = g.node(ix);
         let shape = |v: Option<&str>| v.and_then(|v| g.shape_of(v)).map(fmt_shape).unwrap_or_else(|| "?".into());
-        let w = n.input(1).and_then(|w| g.shape_of(w)).map(<[onnx::Dim]>::to_vec).unwrap_or_default();
+        let w = crate::ir::op::array_op(n).and_then(|a| g.shape_of(a.w)).map(<[onnx::Dim]>::to_vec).unwrap_or_default();
         let kernel = if w.len() == 4 { format!("{}x{}", w[2], w[3]) } else { "?".into() };
         let params = crate::stats::node_params(g, ix);
         let pads = match onnx::attr_string(&n.proto, "auto_pad").filter(|a| a != "NOTSET") {

@@ -26,29 +26,41 @@ fn known_b1(s: &[Dim]) -> Option<Vec<u64>> {
         .collect()
 }
 
-/// Elements of the constant inputs after the first (weights, bias, BN parameters) of one node.
+/// Elements of one node's weights: a Conv's, Gemm's or MatMul's weight and bias
+/// (integer ones behind a DequantizeLinear, or a QOperator op's, included), else
+/// the constant inputs after the first (BN parameters). Scales and zero points
+/// of quantization are not parameters.
 pub fn node_params(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> u64 {
-    g.node(ix).proto.input.iter().skip(1).filter_map(|i| g.const_tensor(i)).map(|t| t.len()).sum()
+    let n = g.node(ix);
+    if let Some(a) = crate::ir::op::array_op(n) {
+        let numel = |v: &str| g.is_weight(v).then(|| g.shape_of(v).and_then(|s| s.iter().map(Dim::known).collect::<Option<Vec<_>>>())).flatten().map_or(0, |s| s.iter().map(|&d| d.max(0) as u64).product());
+        return numel(a.w) + a.bias.map_or(0, numel);
+    }
+    if crate::ir::op::is_quantization(n) || crate::ir::shape::float_view(n).is_some() {
+        return 0;
+    }
+    n.proto.input.iter().skip(1).filter_map(|i| g.const_tensor(i)).map(|t| t.len()).sum()
 }
 
 /// MACs of one node at batch 1, when its shapes are known.
 pub fn node_macs(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> Option<u64> {
     let n = g.node(ix);
-    match n.op() {
+    let a = crate::ir::op::array_op(n)?;
+    match a.op {
         "Conv" => {
-            let w = known_b1(g.shape_of(n.input(1)?)?)?;
+            let w = known_b1(g.shape_of(a.w)?)?;
             let y = known_b1(g.shape_of(n.output(0)?)?)?;
             // per output element: (C_in / group) x kernel
             let prod = |v: &[u64]| v.iter().fold(1u64, |a, &d| a.saturating_mul(d));
             Some(prod(&w[1..]).saturating_mul(prod(&y)))
         }
-        "Gemm" | "MatMul" => {
-            let a = known_b1(g.shape_of(n.input(0)?)?)?;
+        _ => {
+            let op = a.op;
+            let a = known_b1(g.shape_of(a.x)?)?;
             let y = known_b1(g.shape_of(n.output(0)?)?)?;
-            let k = if n.op() == "Gemm" && attr_int(&n.proto, "transA").unwrap_or(0) != 0 { a[0] } else { *a.last()? };
+            let k = if op == "Gemm" && attr_int(&n.proto, "transA").unwrap_or(0) != 0 { a[0] } else { *a.last()? };
             Some(y.iter().fold(k, |a, &d| a.saturating_mul(d)))
         }
-        _ => None,
     }
 }
 
@@ -59,9 +71,27 @@ pub fn stats(g: &Graph) -> Stats {
     for n in g.g.node_weights().filter(|n| n.op() == "BatchNormalization") {
         buffers.extend(n.proto.input.iter().skip(3).take(2).cloned());
     }
+    // scales and zero points of quantized tensors are not weights either
+    for ix in g.g.node_indices() {
+        let n = g.node(ix);
+        let data: Vec<usize> = if crate::ir::op::is_quantization(n) {
+            vec![0]
+        } else if n.op() == "QLinearConcat" {
+            (2..n.proto.input.len()).step_by(3).collect()
+        } else if let Some((_, slots)) = crate::ir::shape::float_view(n) {
+            slots.to_vec()
+        } else if n.op() == "QLinearGlobalAveragePool" {
+            vec![0]
+        } else {
+            continue;
+        };
+        buffers.extend(n.proto.input.iter().enumerate().filter(|(i, _)| !data.contains(i)).map(|(_, v)| v.clone()));
+    }
     for (name, t) in &g.initializers {
-        // scalars (Clip bounds, constants of decomposed activations) are not weights
-        if matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE | dtype::BFLOAT16) && !buffers.contains(name) && t.len() > 1 {
+        // scalars (Clip bounds, constants of decomposed activations) are not weights; integer
+        // weights of quantized models are (int32: their biases)
+        let weight_type = matches!(t.dtype(), dtype::FLOAT | dtype::FLOAT16 | dtype::DOUBLE | dtype::BFLOAT16 | dtype::INT8 | dtype::UINT8 | dtype::INT16 | dtype::INT32 | 21 | 22);
+        if weight_type && !buffers.contains(name) && t.len() > 1 {
             s.params = s.params.saturating_add(t.len());
         }
     }

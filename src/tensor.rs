@@ -249,6 +249,7 @@ impl Tensor {
         let raw: Vec<u8> = match dt {
             dtype::INT64 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             dtype::INT32 => v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+            dtype::INT16 => v.iter().flat_map(|&x| (x as i16).to_le_bytes()).collect(),
             dtype::BOOL | dtype::UINT8 => v.iter().map(|&x| (x != 0 && dt == dtype::BOOL) as u8 | if dt == dtype::UINT8 { x as u8 } else { 0 }).collect(),
             dtype::INT8 => v.iter().map(|&x| x as i8 as u8).collect(),
             dtype::FLOAT => v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect(),

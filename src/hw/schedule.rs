@@ -82,8 +82,9 @@ pub struct ConvGeom {
 impl ConvGeom {
     pub fn of(g: &Graph, n: &crate::ir::Node, batch: u64) -> Result<ConvGeom> {
         let label = n.label();
-        let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
-        let w = dims(g, n.input(1).unwrap_or_default(), batch, &label)?;
+        let a = crate::ir::op::array_op(n).ok_or_else(|| Error::node(&label, "not a convolution"))?;
+        let x = dims(g, a.x, batch, &label)?;
+        let w = dims(g, a.w, batch, &label)?;
         if x.len() != 4 || w.len() != 4 {
             return Err(Error::node(&label, "only 2-D convolutions are costed"));
         }
@@ -110,18 +111,19 @@ impl ConvGeom {
     }
 }
 
-/// The dims of a GEMM-like node with a constant weight (Gemm, MatMul):
+/// The dims of a GEMM-like node with a constant weight (Gemm, MatMul, their
+/// quantized forms; a weight behind a DequantizeLinear counts as constant):
 /// (rows of the input, K, N), or None for a MatMul of two computed tensors.
 pub fn fc_dims(g: &Graph, n: &crate::ir::Node, batch: u64) -> Result<Option<(u64, u64, u64)>> {
     let label = n.label();
-    let wname = n.input(1).unwrap_or_default();
-    if g.const_tensor(wname).is_none() {
+    let Some(a) = crate::ir::op::array_op(n) else { return Ok(None) };
+    if !g.is_weight(a.w) {
         return Ok(None);
     }
-    let w = dims(g, wname, batch, &label)?;
-    let trans_b = n.op() == "Gemm" && attr_int(&n.proto, "transB").unwrap_or(0) != 0;
+    let w = dims(g, a.w, batch, &label)?;
+    let trans_b = a.op == "Gemm" && attr_int(&n.proto, "transB").unwrap_or(0) != 0;
     let (k, m) = if trans_b { (w[1], w[0]) } else { (w[0], w[w.len() - 1]) };
-    let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
+    let x = dims(g, a.x, batch, &label)?;
     let rows_in: u64 = x[..x.len().saturating_sub(1)].iter().fold(1u64, |a, &d| a.saturating_mul(d));
     Ok(Some((rows_in, k, m)))
 }
@@ -153,8 +155,8 @@ pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost
             end: clock,
             utilization: 0.0,
         };
-        match n.op() {
-            "Conv" => {
+        match crate::ir::op::array_op(n).map(|a| a.op) {
+            Some("Conv") => {
                 let geo = ConvGeom::of(g, n, batch)?;
                 let (hp, wp) = geo.padded();
                 let (kh, kw) = geo.kernel();
@@ -178,7 +180,7 @@ pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost
                     cost.cycles = fuse_cycles(rows, cols, &ConvDims { ifmap_h: wp, ifmap_w: hp, filt_h: kw, filt_w: kh, channels: cin, stride_h: sw, stride_w: sh, filters: 1, batch });
                 }
             }
-            "Gemm" | "MatMul" => {
+            Some(_) => {
                 if let Some((rows_in, k, m)) = fc_dims(g, n, batch)? {
                     let x = dims(g, n.input(0).unwrap_or_default(), batch, &label)?;
                     cost.kind = LayerKind::Fc;

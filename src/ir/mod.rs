@@ -483,6 +483,17 @@ impl Graph {
         self.initializers.contains_key(value) && self.inputs.iter().any(|i| i.name() == value)
     }
 
+    /// A weight: a constant, or a constant behind a DequantizeLinear (QDQ models
+    /// keep integer weights and dequantize them in the graph).
+    pub fn is_weight(&self, value: &str) -> bool {
+        if self.is_const(value) {
+            return true;
+        }
+        let Some((ix, _)) = self.producer(value) else { return false };
+        let n = &self.g[ix];
+        n.op() == "DequantizeLinear" && n.is_default_domain() && n.input(0).is_some_and(|w| self.is_const(w))
+    }
+
     pub fn is_const(&self, value: &str) -> bool {
         self.const_tensor(value).is_some()
     }

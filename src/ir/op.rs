@@ -190,3 +190,43 @@ impl ConvAttrs {
         self.window.kernel.iter().all(|&k| k == 1) && self.window.strides.iter().all(|&s| s == 1) && self.window.pads.iter().all(|&p| p == 0)
     }
 }
+
+/// What a node computes on the array: a Conv, Gemm or MatMul, in float form or
+/// quantized (QLinearConv and ConvInteger compute a Conv; QLinearMatMul and
+/// MatMulInteger a MatMul; `com.microsoft` QGemm a Gemm), with the names of its
+/// data input, weight and bias. A QDQ model's Conv reads a DequantizeLinear as
+/// its weight and is a plain Conv here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArrayOp<'a> {
+    /// "Conv", "Gemm" or "MatMul".
+    pub op: &'static str,
+    pub x: &'a str,
+    pub w: &'a str,
+    pub bias: Option<&'a str>,
+    /// A QOperator op (integer operands; scales and zero points among its inputs).
+    pub quantized: bool,
+}
+
+pub fn array_op(n: &crate::ir::Node) -> Option<ArrayOp<'_>> {
+    let (op, slots, quantized): (&'static str, &[usize], bool) = if n.is_default_domain() && matches!(n.op(), "Conv" | "Gemm" | "MatMul") {
+        let op = match n.op() {
+            "Conv" => "Conv",
+            "Gemm" => "Gemm",
+            _ => "MatMul",
+        };
+        (op, &[0, 1, 2], false)
+    } else {
+        let (op, slots) = crate::ir::shape::float_view(n)?;
+        if !matches!(op, "Conv" | "Gemm" | "MatMul") {
+            return None;
+        }
+        (op, slots, true)
+    };
+    Some(ArrayOp { op, x: n.input(slots[0])?, w: n.input(slots[1])?, bias: slots.get(2).and_then(|&s| n.input(s)), quantized })
+}
+
+/// QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear: the conversions
+/// between float and integer tensors that QDQ models put around each op.
+pub fn is_quantization(n: &crate::ir::Node) -> bool {
+    n.is_default_domain() && matches!(n.op(), "QuantizeLinear" | "DequantizeLinear" | "DynamicQuantizeLinear")
+}

@@ -98,7 +98,52 @@ pub fn node_work(g: &Graph, ix: petgraph::stable_graph::NodeIndex, hw: HwKind, p
     let out_elems = || n.output(0).and_then(|o| numel(g, o, batch)).ok_or_else(|| Error::node(n.label(), "output shape unknown; pass --input-shape"));
     let in_elems = || n.input(0).and_then(|o| numel(g, o, batch)).ok_or_else(|| Error::node(n.label(), "input shape unknown; pass --input-shape"));
     let vector = |class: VectorClass, elements: u64| Ok(Work::Vector { class, elements });
-    match n.op() {
+    if let Some(a) = crate::ir::op::array_op(n) {
+        return array_work(g, n, a, hw, padding, batch);
+    }
+    if crate::ir::op::is_quantization(n) {
+        // (de)quantizing is folded into the ops around it (requantization at the accumulator)
+        return Ok(Work::None);
+    }
+    // a QOperator op other than Conv/Gemm/MatMul works as the float op it computes
+    let op = match n.op() {
+        "QLinearGlobalAveragePool" => "GlobalAveragePool",
+        "QLinearConcat" => "Concat",
+        other => crate::ir::shape::float_view(n).map_or(other, |(op, _)| op),
+    };
+    match op {
+        "Relu" | "Clip" | "LeakyRelu" | "PRelu" | "Relu6" | "Abs" | "Neg" | "Floor" | "Ceil" | "Round" | "Sign" | "Cast" => vector(VectorClass::Activation, out_elems()?),
+        "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Elu" | "Selu" | "Softplus" | "Mish" | "Gelu" | "Erf" | "Exp" | "Log" | "Sqrt"
+        | "Reciprocal" | "Pow" => vector(VectorClass::Transcendental, out_elems()?),
+        "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" => vector(VectorClass::Normalization, out_elems()?),
+        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" | "Mean" | "Where" | "Equal" | "Less" | "Greater" | "And" | "Or" | "Not" | "Mod" => {
+            vector(VectorClass::Elementwise, out_elems()?)
+        }
+        "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "LpPool" | "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin"
+        | "ReduceL2" | "ReduceProd" | "ReduceSumSquare" | "ArgMax" | "ArgMin" => vector(VectorClass::Pool, in_elems()?),
+        "Concat" | "Split" | "Slice" | "Pad" | "Transpose" | "Tile" | "Expand" | "Gather" | "DepthToSpace" | "SpaceToDepth" => vector(VectorClass::Copy, out_elems()?),
+        "Resize" | "Upsample" => vector(VectorClass::Resize, out_elems()?),
+        "Softmax" | "LogSoftmax" => vector(VectorClass::Softmax, out_elems()?),
+        "ConvTranspose" => {
+            // a transposed conv is a GEMM of the input with the kernel, scattered: [H·W, C] × [C, M·kh·kw]
+            let label = n.label();
+            let x = n.input(0).and_then(|v| g.shape_of(v)).ok_or_else(|| Error::node(&label, "input shape unknown"))?;
+            let w = n.input(1).and_then(|v| g.shape_of(v)).ok_or_else(|| Error::node(&label, "weight shape unknown"))?;
+            let xv: Option<Vec<u64>> = x.iter().enumerate().map(|(i, d)| d.known().map(|v| v as u64).or((i == 0).then_some(batch))).collect();
+            let wv: Option<Vec<u64>> = w.iter().map(|d| d.known().map(|v| v as u64)).collect();
+            let (Some(xv), Some(wv)) = (xv, wv) else { return Err(Error::node(&label, "shapes unknown")) };
+            let group = crate::onnx::attr_int(&n.proto, "group").unwrap_or(1).max(1) as u64;
+            let spatial: u64 = xv[2..].iter().product();
+            let kk: u64 = wv[2..].iter().product();
+            Ok(Work::Array { gemm: Gemm { m: xv[0] * spatial, k: xv[1] / group, n: wv[1] * kk }, repeat: group, conv: None })
+        }
+        _ => Ok(Work::None),
+    }
+}
+
+/// The work of a Conv, Gemm or MatMul, float or quantized ([`array_op`](crate::ir::op::array_op)).
+fn array_work(g: &Graph, n: &crate::ir::Node, a: crate::ir::op::ArrayOp, hw: HwKind, padding: Padding, batch: u64) -> Result<Work> {
+    match a.op {
         "Conv" => {
             let geo = ConvGeom::of(g, n, batch)?;
             let (h, w) = match padding {
@@ -135,11 +180,11 @@ pub fn node_work(g: &Graph, ix: petgraph::stable_graph::NodeIndex, hw: HwKind, p
             }
             Ok(Work::Array { gemm: conv.gemm(), repeat: geo.group, conv: Some(conv) })
         }
-        "Gemm" | "MatMul" => match fc_dims(g, n, batch)? {
+        _ => match fc_dims(g, n, batch)? {
             Some((m, k, nn)) => Ok(Work::Array { gemm: Gemm { m, k, n: nn }, repeat: 1, conv: None }),
             None => {
                 // a product of two computed tensors (attention): batched GEMMs
-                let (a, b) = (n.input(0).and_then(|v| g.shape_of(v)), n.input(1).and_then(|v| g.shape_of(v)));
+                let (a, b) = (g.shape_of(a.x), g.shape_of(a.w));
                 let (Some(a), Some(b)) = (a, b) else { return Err(Error::node(n.label(), "MatMul shapes unknown")) };
                 let known = |d: &Dim, i: usize| d.known().map(|v| v as u64).or((i == 0).then_some(batch));
                 let av: Option<Vec<u64>> = a.iter().enumerate().map(|(i, d)| known(d, i)).collect();
@@ -152,32 +197,6 @@ pub fn node_work(g: &Graph, ix: petgraph::stable_graph::NodeIndex, hw: HwKind, p
                 Ok(Work::Array { gemm: Gemm { m: av[av.len() - 2], k: av[av.len() - 1], n: bv[bv.len() - 1] }, repeat: rep.max(1), conv: None })
             }
         },
-        "Relu" | "Clip" | "LeakyRelu" | "PRelu" | "Relu6" | "Abs" | "Neg" | "Floor" | "Ceil" | "Round" | "Sign" | "Cast" => vector(VectorClass::Activation, out_elems()?),
-        "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Elu" | "Selu" | "Softplus" | "Mish" | "Gelu" | "Erf" | "Exp" | "Log" | "Sqrt"
-        | "Reciprocal" | "Pow" => vector(VectorClass::Transcendental, out_elems()?),
-        "BatchNormalization" | "InstanceNormalization" | "LayerNormalization" => vector(VectorClass::Normalization, out_elems()?),
-        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Sum" | "Mean" | "Where" | "Equal" | "Less" | "Greater" | "And" | "Or" | "Not" | "Mod" => {
-            vector(VectorClass::Elementwise, out_elems()?)
-        }
-        "MaxPool" | "AveragePool" | "GlobalAveragePool" | "GlobalMaxPool" | "LpPool" | "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin"
-        | "ReduceL2" | "ReduceProd" | "ReduceSumSquare" | "ArgMax" | "ArgMin" => vector(VectorClass::Pool, in_elems()?),
-        "Concat" | "Split" | "Slice" | "Pad" | "Transpose" | "Tile" | "Expand" | "Gather" | "DepthToSpace" | "SpaceToDepth" => vector(VectorClass::Copy, out_elems()?),
-        "Resize" | "Upsample" => vector(VectorClass::Resize, out_elems()?),
-        "Softmax" | "LogSoftmax" => vector(VectorClass::Softmax, out_elems()?),
-        "ConvTranspose" => {
-            // a transposed conv is a GEMM of the input with the kernel, scattered: [H·W, C] × [C, M·kh·kw]
-            let label = n.label();
-            let x = n.input(0).and_then(|v| g.shape_of(v)).ok_or_else(|| Error::node(&label, "input shape unknown"))?;
-            let w = n.input(1).and_then(|v| g.shape_of(v)).ok_or_else(|| Error::node(&label, "weight shape unknown"))?;
-            let xv: Option<Vec<u64>> = x.iter().enumerate().map(|(i, d)| d.known().map(|v| v as u64).or((i == 0).then_some(batch))).collect();
-            let wv: Option<Vec<u64>> = w.iter().map(|d| d.known().map(|v| v as u64)).collect();
-            let (Some(xv), Some(wv)) = (xv, wv) else { return Err(Error::node(&label, "shapes unknown")) };
-            let group = crate::onnx::attr_int(&n.proto, "group").unwrap_or(1).max(1) as u64;
-            let spatial: u64 = xv[2..].iter().product();
-            let kk: u64 = wv[2..].iter().product();
-            Ok(Work::Array { gemm: Gemm { m: xv[0] * spatial, k: xv[1] / group, n: wv[1] * kk }, repeat: group, conv: None })
-        }
-        _ => Ok(Work::None),
     }
 }
 

@@ -8,7 +8,9 @@ use crate::error::{Error, Result};
 use crate::ir::{values, Graph, Node};
 use crate::onnx::{self, Dim};
 
+mod quant;
 mod rules;
+pub use quant::float_view;
 use rules::{infer_node, KNOWN_OPS};
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -160,10 +162,10 @@ pub fn infer(g: &mut Graph) -> Result<()> {
 }
 
 fn why_unknown(node: &Node, f: &ValueFact) -> String {
-    if !node.is_default_domain() {
+    if !node.is_default_domain() && !quant::is_quant_op(node) {
         return format!("an op of domain '{}' has no shape rule", node.proto.domain());
     }
-    if !KNOWN_OPS.contains(&node.op()) {
+    if !KNOWN_OPS.contains(&node.op()) && !quant::is_quant_op(node) {
         return format!("fusec has no shape rule for {}", node.op());
     }
     match &f.shape {

@@ -114,21 +114,30 @@ fn norm_axis(axis: i64, rank: usize) -> Option<usize> {
 }
 
 pub(super) fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Vec<Option<ValueFact>>> {
+    if super::quant::is_quant_op(node) {
+        return super::quant::infer(node, ins, &|op, view| infer_op(g, node, op, view));
+    }
     if !node.is_default_domain() {
         return Ok(vec![]);
     }
+    infer_op(g, node, node.op(), ins)
+}
+
+/// The rule of `op` (the node's own op, or the float op a quantized node computes)
+/// on `ins`, with the node's attributes.
+fn infer_op(g: &Graph, node: &Node, op: &str, ins: &[ValueFact]) -> Result<Vec<Option<ValueFact>>> {
     let p = &node.proto;
     let x = ins.first().cloned().unwrap_or_default();
     let xs = x.shape.clone();
     let dt = x.dtype;
     let one = |shape: Option<Vec<Dim>>| Ok(vec![Some(ValueFact::new(dt, shape))]);
-    match node.op() {
+    match op {
         "Relu" | "Clip" | "HardSigmoid" | "HardSwish" | "Sigmoid" | "Tanh" | "LeakyRelu" | "Elu" | "Selu" | "Softmax" | "LogSoftmax"
         | "Identity" | "Neg" | "Abs" | "Sqrt" | "Exp" | "Log" | "Erf" | "Reciprocal" | "PRelu" | "Softplus" | "Mish" | "Gelu"
         | "BatchNormalization" | "InstanceNormalization" | "LRN" | "Floor" | "Ceil" | "Round" | "Sign" | "Relu6" | "CumSum"
         | "LayerNormalization" => {
             let mut v = same(ins);
-            if matches!(node.op(), "BatchNormalization" | "LayerNormalization") {
+            if matches!(op, "BatchNormalization" | "LayerNormalization") {
                 v.truncate(1);
             }
             Ok(v)
@@ -198,7 +207,7 @@ pub(super) fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Ve
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL2" => {
             let Some(xs) = xs else { return Ok(vec![]) };
             let keep = attr_int(p, "keepdims").unwrap_or(1) != 0;
-            let axes_from_input = node.op() == "ReduceSum" && g.opset >= 13 || g.opset >= 18;
+            let axes_from_input = op == "ReduceSum" && g.opset >= 13 || g.opset >= 18;
             let axes = if axes_from_input { in_ints(ins, 1) } else { attr_ints(p, "axes") };
             if axes_from_input && node.input(1).is_some() && axes.is_none() {
                 return Ok(vec![]);
@@ -251,7 +260,7 @@ pub(super) fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Ve
             if g.opset >= 13 && node.input(1).is_some() && axes.is_none() {
                 return Ok(vec![]);
             }
-            if node.op() == "Squeeze" {
+            if op == "Squeeze" {
                 let axes: Vec<usize> = match axes {
                     Some(a) => a.iter().filter_map(|&a| norm_axis(a, xs.len())).collect(),
                     None => xs.iter().enumerate().filter(|(_, d)| **d == Dim::Known(1)).map(|(i, _)| i).collect(),
@@ -429,8 +438,8 @@ pub(super) fn infer_node(g: &Graph, node: &Node, ins: &[ValueFact]) -> Result<Ve
                 Some(a) => a.iter().filter_map(|&a| norm_axis(a, r)).collect(),
                 None => (0..r).collect(),
             };
-            let sizes_slot = if node.op() == "Resize" && g.opset >= 11 { Some(3) } else { None };
-            let scales_slot = match (node.op(), g.opset) {
+            let sizes_slot = if op == "Resize" && g.opset >= 11 { Some(3) } else { None };
+            let scales_slot = match (op, g.opset) {
                 ("Resize", o) if o >= 11 => Some(2),
                 ("Resize", _) | ("Upsample", 9..) => Some(1),
                 _ => None,

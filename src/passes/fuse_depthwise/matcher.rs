@@ -76,7 +76,7 @@ pub fn depthwise_convs(g: &Graph) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
     for ix in g.toposort()? {
         let n = g.node(ix);
-        if n.op() != "Conv" || !n.is_default_domain() || attr_int(&n.proto, "group").unwrap_or(1) <= 1 {
+        if !matches!(n.op(), "Conv" | "QLinearConv") || !n.is_default_domain() || attr_int(&n.proto, "group").unwrap_or(1) <= 1 {
             continue;
         }
         let index = out.len();
@@ -117,6 +117,14 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
     let n = g.node(ix);
     let label = n.label();
     let skip = |reason: String| Ok(Candidate::Skipped { node: ix, name: n.label(), index, reason });
+    if n.op() == "QLinearConv" {
+        return skip("a quantized QLinearConv (QOperator form): rewriting it is not supported yet; convert the float model, then quantize".into());
+    }
+    if let Some((p, _)) = n.input(1).and_then(|w| g.producer(w))
+        && g.node(p).op() == "DequantizeLinear"
+    {
+        return skip("the weight is quantized (a DequantizeLinear): rewriting QDQ models is not supported yet; convert the float model, then quantize".into());
+    }
     let (Some(x), Some(wname), Some(y)) = (n.input(0), n.input(1), n.output(0)) else {
         return skip("Conv without input, weight or output".into());
     };

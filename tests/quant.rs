@@ -1,0 +1,199 @@
+//! INT8 models as quantizers write them: shapes and element types through the
+//! quantized ops (QDQ and QOperator, ONNX and `com.microsoft` domains), and
+//! the PP-OCR classifier quantized by ONNX Runtime (testdata/quant, written by
+//! scripts/quantize.py) costing on the array exactly what the float model costs.
+
+mod common;
+
+use common::*;
+use fusec::hw::{schedule, ArrayConfig, HwKind};
+use fusec::ir::Graph;
+use fusec::onnx::{a_int, a_ints, dtype, make_node, make_value_info, Dim, GraphProto, NodeProto, TensorProto};
+use fusec::tensor::Tensor;
+use predicates::prelude::*;
+
+fn k(v: i64) -> Dim {
+    Dim::Known(v)
+}
+
+fn init(name: &str, dt: i32, dims: &[i64]) -> TensorProto {
+    let n: i64 = dims.iter().product();
+    Tensor::from_ints(name, dt, dims, &vec![1; n as usize]).unwrap().into_proto()
+}
+
+fn f32_init(name: &str, dims: &[i64]) -> TensorProto {
+    init(name, dtype::FLOAT, dims)
+}
+
+fn ms(mut n: NodeProto) -> NodeProto {
+    n.domain = Some("com.microsoft".into());
+    n
+}
+
+/// The graph of `nodes` on a float input x [1, 4, 6, 6], with the scales and zero points they use.
+fn graph(nodes: Vec<NodeProto>, opset: i64) -> Graph {
+    let gp = GraphProto {
+        node: nodes,
+        input: vec![make_value_info("x", dtype::FLOAT, Some(&[k(1), k(4), k(6), k(6)]))],
+        initializer: vec![
+            f32_init("s", &[]),
+            init("zu8", dtype::UINT8, &[]),
+            init("zi16", dtype::INT16, &[]),
+            init("wq", dtype::INT8, &[8, 4, 3, 3]),
+            init("wdw", dtype::INT8, &[4, 1, 3, 3]),
+            f32_init("ws", &[8]),
+            init("wz", dtype::INT8, &[8]),
+            init("bias", dtype::INT32, &[8]),
+            init("mq", dtype::INT8, &[6, 5]),
+            init("gq", dtype::INT8, &[5, 6]),
+        ],
+        ..Default::default()
+    };
+    Graph::from_proto(&gp, opset).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn fact(g: &Graph, v: &str) -> (Option<i32>, Vec<Dim>) {
+    let f = g.fact(v).unwrap_or_else(|| panic!("no fact for {v}"));
+    (f.dtype, f.shape.clone().unwrap_or_else(|| panic!("no shape for {v}")))
+}
+
+#[test]
+fn quantized_ops_have_the_shapes_and_types_of_what_they_compute() {
+    let g = graph(
+        vec![
+            make_node("q", "QuantizeLinear", &["x", "s", "zu8"], &["xq"], vec![]),
+            make_node("dq", "DequantizeLinear", &["wq", "ws", "wz"], &["w"], vec![a_int("axis", 0)]),
+            make_node("c", "Conv", &["x", "w"], &["y_qdq"], vec![a_ints("pads", &[1, 1, 1, 1])]),
+            make_node("qc", "QLinearConv", &["xq", "s", "zu8", "wq", "ws", "wz", "s", "zu8", "bias"], &["yq"], vec![a_ints("pads", &[1, 1, 1, 1]), a_ints("strides", &[2, 2])]),
+            make_node("qdw", "QLinearConv", &["xq", "s", "zu8", "wdw", "s", "wz", "s", "zu8"], &["ydw"], vec![a_int("group", 4)]),
+            make_node("ci", "ConvInteger", &["xq", "wq"], &["yi"], vec![]),
+            make_node("dql", "DynamicQuantizeLinear", &["x"], &["dy", "dys", "dyz"], vec![]),
+            make_node("r", "Reshape", &["xq", "shape"], &["rows"], vec![]),
+            make_node("shape_c", "Constant", &[], &["shape"], vec![fusec::onnx::a_tensor("value", Tensor::from_i64("shape", &[2], &[24, 6]).into_proto())]),
+            make_node("qmm", "QLinearMatMul", &["rows", "s", "zu8", "mq", "s", "zu8", "s", "zu8"], &["mm"], vec![]),
+            make_node("mmi", "MatMulInteger", &["rows", "mq"], &["mmi_out"], vec![]),
+            ms(make_node("qg", "QGemm", &["rows", "s", "zu8", "gq", "s", "zu8", "", "s", "zu8"], &["gemm_q"], vec![a_int("transB", 1)])),
+            ms(make_node("qgf", "QGemm", &["rows", "s", "zu8", "gq", "s", "zu8"], &["gemm_f"], vec![a_int("transB", 1)])),
+            ms(make_node("qa", "QLinearAdd", &["yq", "s", "zu8", "yq", "s", "zu8", "s", "zu8"], &["sum"], vec![])),
+            ms(make_node("qgap", "QLinearGlobalAveragePool", &["yq", "s", "zu8", "s", "zu8"], &["pooled"], vec![])),
+            ms(make_node("qgap_l", "QLinearGlobalAveragePool", &["xq", "s", "zu8", "s", "zu8"], &["pooled_last"], vec![a_int("channels_last", 1)])),
+            ms(make_node("qcat", "QLinearConcat", &["s", "zu8", "xq", "s", "zu8", "ydw", "s", "zu8"], &["cat"], vec![a_int("axis", 1)])),
+        ],
+        13,
+    );
+    let (u8, i32, f) = (Some(dtype::UINT8), Some(dtype::INT32), Some(dtype::FLOAT));
+    let want: &[(&str, Option<i32>, &[i64])] = &[
+        ("xq", u8, &[1, 4, 6, 6]),
+        ("w", f, &[8, 4, 3, 3]),
+        ("y_qdq", f, &[1, 8, 6, 6]),
+        ("yq", u8, &[1, 8, 3, 3]),
+        ("ydw", u8, &[1, 4, 4, 4]),
+        ("yi", i32, &[1, 8, 4, 4]),
+        ("dy", u8, &[1, 4, 6, 6]),
+        ("dys", f, &[]),
+        ("dyz", u8, &[]),
+        ("mm", u8, &[24, 5]),
+        ("mmi_out", i32, &[24, 5]),
+        ("gemm_q", u8, &[24, 5]),
+        ("gemm_f", f, &[24, 5]),
+        ("sum", u8, &[1, 8, 3, 3]),
+        ("pooled", u8, &[1, 8, 1, 1]),
+        ("pooled_last", u8, &[1, 1, 1, 6]),
+        ("cat", u8, &[1, 8, 4, 4]),
+    ];
+    // (cat: 4 + 4 channels would need equal spatial dims: xq is 6x6, ydw 4x4 — the rule
+    // takes the first input's other dims, as Concat's does)
+    for (v, dt, dims) in want.iter().filter(|(v, ..)| *v != "cat") {
+        let (got_dt, got) = fact(&g, v);
+        assert_eq!(got_dt, *dt, "{v}: element type");
+        assert_eq!(got, dims.iter().map(|&d| k(d)).collect::<Vec<_>>(), "{v}: shape");
+    }
+    assert_eq!(fact(&g, "cat").1[1], k(8));
+    // opset 21: QuantizeLinear without a zero point takes its type from output_dtype
+    let g = graph(vec![make_node("q", "QuantizeLinear", &["x", "s"], &["xq"], vec![a_int("output_dtype", dtype::INT16 as i64)])], 21);
+    assert_eq!(fact(&g, "xq").0, Some(dtype::INT16));
+    let g = graph(vec![make_node("q", "QuantizeLinear", &["x", "s", "zi16"], &["xq"], vec![])], 21);
+    assert_eq!(fact(&g, "xq").0, Some(dtype::INT16));
+    // a QLinearConv whose weight does not fit its input's channels is refused, as a Conv is
+    let gp = GraphProto {
+        node: vec![
+            make_node("q", "QuantizeLinear", &["x", "s", "zu8"], &["xq"], vec![]),
+            make_node("bad", "QLinearConv", &["xq", "s", "zu8", "wdw", "s", "wz", "s", "zu8"], &["y"], vec![]),
+        ],
+        input: vec![make_value_info("x", dtype::FLOAT, Some(&[k(1), k(4), k(6), k(6)]))],
+        initializer: vec![f32_init("s", &[]), init("zu8", dtype::UINT8, &[]), init("wdw", dtype::INT8, &[4, 1, 3, 3]), init("wz", dtype::INT8, &[4])],
+        ..Default::default()
+    };
+    let e = Graph::from_proto(&gp, 13).unwrap_err().to_string();
+    assert!(e.contains("bad") && e.contains("input has 4 channels"), "{e}");
+}
+
+fn load(name: &str) -> Graph {
+    let (_, mut g) = fusec::ir::load_graph(&testdata(name)).unwrap();
+    g.set_input_shape(None, &[1, 3, 48, 192]).unwrap();
+    g
+}
+
+/// (op kind, cycles) of every layer that runs on the array, in order.
+fn array_layers(g: &Graph, hw: &ArrayConfig) -> Vec<(schedule::LayerKind, u64, u64)> {
+    schedule::schedule(g, hw, 1).unwrap().into_iter().filter(|l| l.cycles > 0).map(|l| (l.kind, l.cycles, l.macs)).collect()
+}
+
+#[test]
+fn int8_models_cost_what_the_float_model_costs() {
+    let float = load("ppocr_mobile_v2_cls.onnx");
+    let qdq = load("quant/ppocr_cls.qdq.onnx");
+    let qop = load("quant/ppocr_cls.qop.onnx");
+    for kind in [HwKind::Fuse, HwKind::Systolic] {
+        for size in [16, 64] {
+            let hw = ArrayConfig::new(size, size, kind, 1000.0).unwrap();
+            let want = array_layers(&float, &hw);
+            assert_eq!(want.len(), 54, "53 convs and the classifier");
+            assert_eq!(array_layers(&qdq, &hw), want, "QDQ on {size}x{size} {kind:?}");
+            assert_eq!(array_layers(&qop, &hw), want, "QOperator on {size}x{size} {kind:?}");
+        }
+    }
+    let stats = |g: &Graph| fusec::stats::stats(g);
+    assert_eq!(stats(&qdq).macs, stats(&float).macs);
+    assert_eq!(stats(&qop).macs, stats(&float).macs);
+    // the quantizer folds BN into the convs (their biases appear): the same parameters in both forms,
+    // scales and zero points not counted
+    assert_eq!(stats(&qdq).params, stats(&qop).params);
+    assert!(stats(&qdq).params.abs_diff(stats(&float).params) < stats(&float).params / 50, "{} vs {}", stats(&qdq).params, stats(&float).params);
+    // the simulator: the same array compute
+    let cfg = fusec::sim::SimConfig::new(64, 64, HwKind::Fuse, fusec::sim::Dataflow::Os).unwrap();
+    let sim = |g: &Graph| fusec::sim::simulate_graph(g, &cfg, fusec::sim::Convention::FUSEC, 1, None).unwrap();
+    let want = sim(&float).array_compute_cycles;
+    assert_eq!(sim(&qdq).array_compute_cycles, want);
+    assert_eq!(sim(&qop).array_compute_cycles, want);
+    // every depthwise layer is found, and the reason it is left alone says what to do
+    for g in [&qdq, &qop] {
+        let dws = fusec::passes::fuse_depthwise::depthwise_convs(g).unwrap();
+        assert_eq!(dws.len(), 11);
+        for c in dws {
+            match c {
+                fusec::passes::fuse_depthwise::Candidate::Skipped { reason, .. } => assert!(reason.contains("convert the float model, then quantize"), "{reason}"),
+                _ => panic!("a quantized layer is not rewritten yet"),
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_reports_gate_in_ci_form() {
+    for m in ["quant/ppocr_cls.qdq.onnx", "quant/ppocr_cls.qop.onnx"] {
+        let p = testdata(m);
+        let p = p.to_str().unwrap();
+        fusec()
+            .args(["report", p, "--input-shape", "1,3,48,192", "--format", "md", "--max-cycles", "335478"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("335478").or(predicate::str::contains("335,478")).and(predicate::str::contains("QLinearConv").or(predicate::str::contains("Conv"))));
+        fusec().args(["report", p, "--input-shape", "1,3,48,192", "--max-cycles", "335477"]).assert().code(1);
+        fusec()
+            .args(["inspect", p, "--input-shape", "1,3,48,192"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("depthwise convs: 11").and(predicate::str::contains("MACs 16.32M")));
+    }
+}
