@@ -17,6 +17,7 @@ pub mod paper;
 pub mod passes;
 pub mod report;
 pub mod runtime;
+pub mod select;
 pub mod sim;
 pub mod stats;
 pub mod tasks;

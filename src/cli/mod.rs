@@ -3,6 +3,7 @@
 
 mod convert;
 mod report;
+mod select;
 mod sim;
 mod train;
 mod train_args;
@@ -13,6 +14,8 @@ pub use sim::{Engine, SimArgs, SimulateArgs, SweepArgs};
 pub use train_args::{EvalArgs, FinetuneArgs, PreprocessArgs};
 use convert::{cmd_convert, cmd_inspect, cmd_zoo};
 use report::cmd_report;
+pub use select::SelectArgs;
+use select::cmd_select;
 use sim::{cmd_simulate, cmd_sweep};
 use train::{cmd_eval, cmd_finetune};
 
@@ -64,6 +67,10 @@ pub enum Command {
     /// Write a reference architecture of the FuSeConv paper as ONNX.
     #[command(after_help = "Examples:\n  fusec zoo mobilenet-v2 -o mnv2.onnx\n  fusec zoo --paper-table")]
     Zoo(ZooArgs),
+    /// Choose which depthwise layers to rewrite: per-layer cycles saved on the array
+    /// against how far the outputs move, a Pareto front, the set for a speedup or a budget.
+    #[command(after_help = "Examples:\n  fusec select mnv2.onnx --array 64x64 --target-speedup 2\n  fusec select cls.onnx --input-shape 1x3x48x192 --max-cost 0.5 --save-preset cls-auto.toml\n  fusec convert cls.onnx --variant half --layers cls-auto.toml\n\nGain: the model converted with that layer alone, costed whole on the array (the paper's\nanalytical model). Cost: the normalized output error with that layer alone rewritten, on\n--samples noise inputs (0: gain only). Exact up to 20 layers, greedy beyond.")]
+    Select(SelectArgs),
 }
 
 
@@ -111,6 +118,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
         Command::Convert(a) => cmd_convert(a),
         Command::Inspect(a) => cmd_inspect(a),
         Command::Zoo(a) => cmd_zoo(a),
+        Command::Select(a) => cmd_select(a),
         Command::Simulate(a) => cmd_simulate(a),
         Command::Sweep(a) => cmd_sweep(a),
         Command::Report(a) => cmd_report(a),

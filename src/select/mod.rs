@@ -1,0 +1,211 @@
+//! Automatic layer selection: which depthwise layers to rewrite for a given
+//! array. Each layer's gain is the cycles its rewrite saves on the modeled
+//! array (the model converted with that layer alone, costed whole, so a Full
+//! rewrite pays for the pointwise conv it widens); its cost is how far the
+//! model's outputs move with that layer alone rewritten ([`score`]). Layers the
+//! pass can only rewrite together (two depthwise convs summed) are one item.
+//! [`solve`] picks the set: the least cost reaching a speedup, or the most
+//! gain within a cost.
+
+pub mod solve;
+
+use std::collections::BTreeSet;
+
+use ndarray::ArrayD;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::hw::ArrayConfig;
+use crate::ir::Graph;
+use crate::onnx::ModelProto;
+use crate::passes::fuse_depthwise::{Assign, Candidate, FuseDepthwise, Init, Options, Variant};
+use crate::passes::selection::ListItem;
+use crate::passes::{run_pipeline, LayerSelection, PassCx};
+
+/// One choice the selection can make: a layer, or layers rewritten together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Item {
+    /// Depthwise-layer indices (as `inspect` numbers them).
+    pub layers: Vec<usize>,
+    pub names: Vec<String>,
+    /// Cycles saved with this item alone rewritten.
+    pub gain: u64,
+    /// Parameters added (negative: removed).
+    pub params_delta: i64,
+    /// Normalized output error with this item alone rewritten (None: not measured).
+    pub cost: Option<f64>,
+    /// Top-1 agreement with the original (outputs of shape [N, C]) with this item alone rewritten.
+    pub agreement: Option<f64>,
+}
+
+/// The per-layer table of one model on one array.
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    pub variant: Variant,
+    pub baseline_cycles: u64,
+    pub items: Vec<Item>,
+    /// Depthwise layers no item covers, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The model with the depthwise layers `layers` rewritten (all others left alone);
+/// the indices of the layers the pass rewrote.
+pub fn rewrite(g: &Graph, variant: Variant, init: Init, layers: &[usize]) -> Result<(Graph, Vec<usize>, i64)> {
+    let mut g = g.clone();
+    if layers.is_empty() {
+        return Ok((g, vec![], 0));
+    }
+    let sel = LayerSelection::List(layers.iter().map(|&i| ListItem::Index(i)).collect());
+    let pass = FuseDepthwise::new(Options { variant, init, assign: Assign::Ordered, layers: sel, skip: vec![] })?;
+    let mut reports = run_pipeline(&mut g, &[Box::new(pass)], &PassCx::default())?;
+    let report = reports.remove(0).1;
+    let delta = report.rewrites.iter().map(|r| r.params_delta).sum();
+    Ok((g, report.rewrites.iter().map(|r| r.index).collect(), delta))
+}
+
+/// Total cycles of `g` on `hw` (the analytical model).
+pub fn cycles(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<u64> {
+    Ok(crate::hw::schedule::schedule(g, hw, batch)?.iter().map(|l| l.cycles).sum())
+}
+
+/// Groups of convertible depthwise layers whose outputs meet before any channel-mixing
+/// op (a dense Conv, Gemm or MatMul): two branches summed by a residual Add, say. Such
+/// layers change one tensor together and are scored as one item. Every convertible
+/// layer is in exactly one group, ascending.
+pub fn coupled(g: &Graph, cands: &[Candidate]) -> Vec<Vec<usize>> {
+    use std::collections::{HashMap, HashSet};
+    let mixing = |ix: petgraph::stable_graph::NodeIndex| {
+        let n = g.node(ix);
+        crate::ir::op::array_op(n).is_some_and(|a| a.op != "Conv" || crate::onnx::attr_int(&n.proto, "group").unwrap_or(1) == 1)
+    };
+    // the nodes each layer's output reaches before (and including) the first channel-mixing op
+    let reach: Vec<(usize, HashSet<petgraph::stable_graph::NodeIndex>)> = cands
+        .iter()
+        .filter(|c| matches!(c, Candidate::Convertible(_)))
+        .map(|c| {
+            let mut seen = HashSet::new();
+            let mut todo = vec![c.node()];
+            while let Some(ix) = todo.pop() {
+                for o in g.node(ix).proto.output.iter().filter(|o| !o.is_empty()) {
+                    for &(next, _) in g.consumers(o) {
+                        if seen.insert(next) && !mixing(next) {
+                            todo.push(next);
+                        }
+                    }
+                }
+            }
+            (c.index(), seen)
+        })
+        .collect();
+    // union the layers whose reaches meet
+    let mut parent: HashMap<usize, usize> = reach.iter().map(|(i, _)| (*i, *i)).collect();
+    fn root(p: &mut HashMap<usize, usize>, i: usize) -> usize {
+        let mut r = i;
+        while p[&r] != r {
+            r = p[&r];
+        }
+        p.insert(i, r);
+        r
+    }
+    for (a, (i, ri)) in reach.iter().enumerate() {
+        for (j, rj) in &reach[a + 1..] {
+            if !ri.is_disjoint(rj) {
+                let (x, y) = (root(&mut parent, *i), root(&mut parent, *j));
+                parent.insert(x.max(y), x.min(y));
+            }
+        }
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, _) in &reach {
+        let r = root(&mut parent, *i);
+        groups.entry(r).or_default().push(*i);
+    }
+    groups.into_values().collect()
+}
+
+/// The gain of every layer (and group of layers rewritten together) for `variant`.
+pub fn gains(g: &Graph, hw: &ArrayConfig, variant: Variant, batch: u64) -> Result<Table> {
+    let base = cycles(g, hw, batch)?;
+    let cands = crate::passes::fuse_depthwise::depthwise_convs(g)?;
+    let mut seen: BTreeSet<Vec<usize>> = BTreeSet::new();
+    let mut items = vec![];
+    let mut skipped = vec![];
+    let groups = coupled(g, &cands);
+    for c in &cands {
+        if let Candidate::Skipped { name, reason, .. } = c {
+            skipped.push((name.clone(), reason.clone()));
+            continue;
+        }
+        let group = groups.iter().find(|grp| grp.contains(&c.index())).cloned().unwrap_or_else(|| vec![c.index()]);
+        if seen.contains(&group) {
+            continue;
+        }
+        let (rewritten, layers, params_delta) = rewrite(g, variant, Init::Center, &group)?;
+        if layers.is_empty() {
+            skipped.push((c.name().to_string(), format!("not rewritten alone as {variant:?}")));
+            continue;
+        }
+        if !seen.insert(layers.clone()) {
+            continue;
+        }
+        let after = cycles(&rewritten, hw, batch)?;
+        let names = layers.iter().map(|&i| cands.iter().find(|c| c.index() == i).map_or_else(String::new, |c| c.name().to_string())).collect();
+        items.push(Item { layers, names, gain: base.saturating_sub(after), params_delta, cost: None, agreement: None });
+    }
+    Ok(Table { variant, baseline_cycles: base, items, skipped })
+}
+
+/// How far the outputs of `changed` are from `original`'s on `inputs`: the
+/// normalized error sqrt(Σ(y' − y)² / Σy²) over every output, and the top-1
+/// agreement of the first output when it is [N, C] class scores.
+pub fn output_distance(original: &[Vec<ArrayD<f32>>], changed: &[Vec<ArrayD<f32>>]) -> (f64, Option<f64>) {
+    let (mut num, mut den) = (0f64, 0f64);
+    let (mut agree, mut rows) = (0usize, 0usize);
+    for (ys, zs) in original.iter().zip(changed) {
+        for (y, z) in ys.iter().zip(zs) {
+            for (a, b) in y.iter().zip(z.iter()) {
+                num += ((b - a) as f64).powi(2);
+                den += (*a as f64).powi(2);
+            }
+        }
+        if let (Some(y), Some(z)) = (ys.first(), zs.first())
+            && y.ndim() == 2
+            && y.shape()[1] > 1
+        {
+            let (a, b) = (crate::eval::argmax_rows(y), crate::eval::argmax_rows(z));
+            agree += a.iter().zip(&b).filter(|(p, q)| p == q).count();
+            rows += a.len();
+        }
+    }
+    ((num / den.max(f64::MIN_POSITIVE)).sqrt(), (rows > 0).then(|| agree as f64 / rows as f64))
+}
+
+/// Run `g` (as part of `model`) in tract on every input.
+pub fn outputs(model: &ModelProto, g: &Graph, inputs: &[ArrayD<f32>]) -> Result<Vec<Vec<ArrayD<f32>>>> {
+    let mut m = model.clone();
+    m.graph = Some(g.to_proto()?);
+    let shape = inputs.first().map(|x| x.shape().to_vec()).unwrap_or_default();
+    let runner = crate::eval::Runner::new(&m, &shape)?;
+    inputs.iter().map(|x| runner.run_all(x.clone())).collect()
+}
+
+/// Measure the cost of every item of `table`: the model with that item alone
+/// rewritten (`init` kernels), against the original, on `inputs`.
+pub fn score(model: &ModelProto, g: &Graph, table: &mut Table, init: Init, inputs: &[ArrayD<f32>]) -> Result<()> {
+    let reference = outputs(model, g, inputs)?;
+    for item in &mut table.items {
+        let (changed, _, _) = rewrite(g, table.variant, init, &item.layers)?;
+        let (cost, agreement) = output_distance(&reference, &outputs(model, &changed, inputs)?);
+        item.cost = Some(cost);
+        item.agreement = agreement;
+    }
+    Ok(())
+}
+
+/// Uniform noise in [-1, 1] of `shape`, the same for the same seed.
+pub fn noise(shape: &[usize], seed: u64) -> ArrayD<f32> {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    ArrayD::from_shape_vec(ndarray::IxDyn(shape), (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()).expect("shape and length agree")
+}

@@ -1,0 +1,126 @@
+//! Automatic layer selection: gains as the array model measures them, layers
+//! the pass rewrites together scored as one item, the chosen set measured
+//! whole, costs that rank the layers, the CLI's preset round trip, determinism.
+
+mod common;
+
+use common::*;
+use fusec::builder::{Act, ModelBuilder};
+use fusec::hw::{ArrayConfig, HwKind};
+use fusec::ir::Graph;
+use fusec::onnx::Dim;
+use fusec::passes::fuse_depthwise::{Init, Variant};
+use fusec::select::solve::{self, Goal};
+use predicates::prelude::*;
+
+fn zoo_graph(name: &str) -> (fusec::onnx::ModelProto, Graph) {
+    let m = fusec::zoo::build(name, 0).unwrap();
+    let g = graph_of(&m);
+    (m, g)
+}
+
+#[test]
+fn gains_are_what_the_array_model_measures_and_add_up_for_half() {
+    let (_, g) = zoo_graph("mobilenet-v2");
+    let hw = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let t = fusec::select::gains(&g, &hw, Variant::Half, 1).unwrap();
+    assert_eq!(t.items.len(), 17, "{:?}", t.skipped);
+    // each gain: the model as it is minus the model with that layer alone rewritten
+    for it in t.items.iter().step_by(5) {
+        let (one, rewritten, _) = fusec::select::rewrite(&g, Variant::Half, Init::Center, &it.layers).unwrap();
+        assert_eq!(rewritten, it.layers);
+        assert_eq!(t.baseline_cycles - fusec::select::cycles(&one, &hw, 1).unwrap(), it.gain);
+    }
+    // Half changes only the layer it rewrites: gains add up exactly over the whole model
+    let all: Vec<usize> = (0..17).collect();
+    let (whole, _, _) = fusec::select::rewrite(&g, Variant::Half, Init::Center, &all).unwrap();
+    assert_eq!(t.baseline_cycles - fusec::select::cycles(&whole, &hw, 1).unwrap(), t.items.iter().map(|i| i.gain).sum::<u64>());
+    // a 2x target on the gains alone: the fewest layers, and the set measured whole reaches it
+    let gains: Vec<u64> = t.items.iter().map(|i| i.gain).collect();
+    let need = t.baseline_cycles - t.baseline_cycles / 2;
+    let c = solve::solve(&gains, &vec![1.0; gains.len()], Goal::Gain(need)).unwrap();
+    let mut sorted = gains.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    let fewest = (1..=sorted.len()).find(|&k| sorted[..k].iter().sum::<u64>() >= need).unwrap();
+    assert_eq!(c.items.len(), fewest);
+    let layers: Vec<usize> = c.items.iter().flat_map(|&i| t.items[i].layers.clone()).collect();
+    let (chosen, _, _) = fusec::select::rewrite(&g, Variant::Half, Init::Center, &layers).unwrap();
+    assert!(fusec::select::cycles(&chosen, &hw, 1).unwrap() * 2 <= t.baseline_cycles);
+}
+
+#[test]
+fn layers_rewritten_together_are_one_item() {
+    // two depthwise convs of one input, summed, then a pointwise conv: Full widens the
+    // pointwise once for both, so the pass rewrites them together
+    let d = |v: i64| Dim::Known(v);
+    let mut b = ModelBuilder::new(13, 4);
+    let x = b.input("x", &[d(1), d(3), d(8), d(8)]);
+    let e = b.conv(&x, 3, 6, (1, 1), (1, 1), (0, 0), 1, true);
+    let a = b.conv(&e, 6, 6, (3, 3), (1, 1), (1, 1), 6, false);
+    let c = b.conv(&e, 6, 6, (5, 5), (1, 1), (2, 2), 6, false);
+    let s = b.op("Add", &[&a, &c], vec![]);
+    let r = b.act(&s, Act::Relu);
+    let out = b.conv(&r, 6, 4, (1, 1), (1, 1), (0, 0), 1, true);
+    b.output(&out);
+    let m = b.build();
+    let g = graph_of(&m);
+    let hw = ArrayConfig::new(16, 16, HwKind::Fuse, 1000.0).unwrap();
+    let full = fusec::select::gains(&g, &hw, Variant::Full, 1).unwrap();
+    assert_eq!(full.items.len(), 1, "{:?} {:?}", full.items, full.skipped);
+    assert_eq!(full.items[0].layers, [0, 1]);
+    // costs: measured with both rewritten, on the same inputs every time
+    let inputs: Vec<_> = (0..3).map(|i| fusec::select::noise(&[1, 3, 8, 8], i)).collect();
+    let mut t1 = full.clone();
+    fusec::select::score(&m, &g, &mut t1, Init::Center, &inputs).unwrap();
+    let mut t2 = full.clone();
+    fusec::select::score(&m, &g, &mut t2, Init::Center, &inputs).unwrap();
+    assert!(t1.items[0].cost.unwrap() > 0.0);
+    assert_eq!(t1.items[0].cost, t2.items[0].cost, "deterministic");
+}
+
+#[test]
+fn a_layer_whose_kernel_is_already_separable_costs_nothing() {
+    // block 0: a kernel Half represents exactly (cost 0); block 1: dense (cost > 0)
+    let exact = Block { kernel: Kernel::HalfExact, ..Default::default() };
+    let m = exact.model(3);
+    let g = graph_of(&m);
+    let hw = ArrayConfig::new(16, 16, HwKind::Fuse, 1000.0).unwrap();
+    let mut t = fusec::select::gains(&g, &hw, Variant::Half, 1).unwrap();
+    let inputs: Vec<_> = (0..2).map(|i| exact.input(i)).collect();
+    fusec::select::score(&m, &g, &mut t, Init::Center, &inputs).unwrap();
+    assert!(t.items[0].cost.unwrap() < 1e-5, "{:?}", t.items[0]);
+    let dense = Block { kernel: Kernel::Dense, ..Default::default() };
+    let m = dense.model(3);
+    let g = graph_of(&m);
+    let mut t = fusec::select::gains(&g, &hw, Variant::Half, 1).unwrap();
+    fusec::select::score(&m, &g, &mut t, Init::Center, &inputs).unwrap();
+    assert!(t.items[0].cost.unwrap() > 0.05, "{:?}", t.items[0]);
+}
+
+#[test]
+fn select_writes_a_preset_that_convert_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("mnv2.onnx");
+    fusec().args(["zoo", "mobilenet-v2", "-o", m.to_str().unwrap()]).assert().success();
+    let preset = dir.path().join("auto.toml");
+    let ms = m.to_str().unwrap();
+    let run = || fusec().args(["select", ms, "--samples", "0", "--target-speedup", "2", "--json"]).output().unwrap();
+    let (a, b) = (run(), run());
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert_eq!(a.stdout, b.stdout, "the same answer every run");
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let layers: Vec<u64> = v["choice"]["layers"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap()).collect();
+    assert!(v["choice"]["measured_speedup"].as_f64().unwrap() >= 2.0);
+    fusec().args(["select", ms, "--samples", "0", "--target-speedup", "2", "--save-preset", preset.to_str().unwrap()]).assert().success();
+    let out = dir.path().join("auto.onnx");
+    let conv = fusec().args(["convert", ms, "--variant", "half", "--layers", preset.to_str().unwrap(), "-o", out.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&conv.stdout).unwrap();
+    let text = s.to_string();
+    assert_eq!(text.matches("\"rule\"").count(), layers.len(), "{text}");
+    // the preset is not overwritten without --force; targets out of reach and bad values are refused
+    fusec().args(["select", ms, "--samples", "0", "--target-speedup", "2", "--save-preset", preset.to_str().unwrap()]).assert().code(1).stderr(predicate::str::contains("--force"));
+    fusec().args(["select", ms, "--samples", "0", "--target-speedup", "100"]).assert().code(1).stderr(predicate::str::contains("no set of layers reaches"));
+    fusec().args(["select", ms, "--target-speedup", "0.5"]).assert().code(1).stderr(predicate::str::contains("--target-speedup"));
+    fusec().args(["select", ms, "--samples", "0", "--max-cost", "1"]).assert().code(1).stderr(predicate::str::contains("--max-cost"));
+}
