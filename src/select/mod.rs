@@ -128,29 +128,41 @@ pub fn gains(g: &Graph, hw: &ArrayConfig, variant: Variant, batch: u64) -> Resul
     let base = cycles(g, hw, batch)?;
     let cands = crate::passes::fuse_depthwise::depthwise_convs(g)?;
     let mut seen: BTreeSet<Vec<usize>> = BTreeSet::new();
-    let mut items = vec![];
     let mut skipped = vec![];
     let groups = coupled(g, &cands);
+    let mut todo: Vec<(String, Vec<usize>)> = vec![];
     for c in &cands {
         if let Candidate::Skipped { name, reason, .. } = c {
             skipped.push((name.clone(), reason.clone()));
             continue;
         }
         let group = groups.iter().find(|grp| grp.contains(&c.index())).cloned().unwrap_or_else(|| vec![c.index()]);
-        if seen.contains(&group) {
-            continue;
+        if seen.insert(group.clone()) {
+            todo.push((c.name().to_string(), group));
         }
-        let (rewritten, layers, params_delta) = rewrite(g, variant, Init::Center, &group)?;
-        if layers.is_empty() {
-            skipped.push((c.name().to_string(), format!("not rewritten alone as {variant:?}")));
-            continue;
+    }
+    // each item converted and costed on its own: independent, so on all cores
+    use rayon::prelude::*;
+    let done: Vec<Result<(String, Vec<usize>, Option<(Vec<usize>, i64, u64)>)>> = todo
+        .into_par_iter()
+        .map(|(name, group)| {
+            let (rewritten, layers, params_delta) = rewrite(g, variant, Init::Center, &group)?;
+            if layers.is_empty() {
+                return Ok((name, group, None));
+            }
+            let after = cycles(&rewritten, hw, batch)?;
+            Ok((name, group, Some((layers, params_delta, after))))
+        })
+        .collect();
+    let mut items = vec![];
+    for d in done {
+        match d? {
+            (name, _, None) => skipped.push((name, format!("not rewritten alone as {variant:?}"))),
+            (_, _, Some((layers, params_delta, after))) => {
+                let names = layers.iter().map(|&i| cands.iter().find(|c| c.index() == i).map_or_else(String::new, |c| c.name().to_string())).collect();
+                items.push(Item { layers, names, gain: base.saturating_sub(after), params_delta, cost: None, agreement: None });
+            }
         }
-        if !seen.insert(layers.clone()) {
-            continue;
-        }
-        let after = cycles(&rewritten, hw, batch)?;
-        let names = layers.iter().map(|&i| cands.iter().find(|c| c.index() == i).map_or_else(String::new, |c| c.name().to_string())).collect();
-        items.push(Item { layers, names, gain: base.saturating_sub(after), params_delta, cost: None, agreement: None });
     }
     Ok(Table { variant, baseline_cycles: base, items, skipped })
 }
