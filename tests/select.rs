@@ -118,6 +118,16 @@ fn select_writes_a_preset_that_convert_reads() {
     let s: serde_json::Value = serde_json::from_slice(&conv.stdout).unwrap();
     let text = s.to_string();
     assert_eq!(text.matches("\"rule\"").count(), layers.len(), "{text}");
+    // the paper's hybrid marked on the front: 9 layers for what the chosen set does with fewer
+    let svg = dir.path().join("front.svg");
+    let marked = fusec().args(["select", ms, "--samples", "0", "--target-speedup", "2", "--mark", "paper-50-mobilenet-v2", "--svg", svg.to_str().unwrap(), "--json"]).output().unwrap();
+    assert!(marked.status.success(), "{}", String::from_utf8_lossy(&marked.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&marked.stdout).unwrap();
+    assert_eq!(v["marks"][0]["layers"].as_array().unwrap().len(), 9);
+    assert!(layers.len() < 9 && v["marks"][0]["predicted_speedup"].as_f64().unwrap() < v["choice"]["predicted_speedup"].as_f64().unwrap() + 0.1);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("paper-50-mobilenet-v2") && text.contains("chosen") && text.contains("Pareto front"));
+    fusec().args(["select", ms, "--samples", "0", "--mark", "no-such-preset"]).assert().code(1).stderr(predicate::str::contains("--mark"));
     // the preset is not overwritten without --force; targets out of reach and bad values are refused
     fusec().args(["select", ms, "--samples", "0", "--target-speedup", "2", "--save-preset", preset.to_str().unwrap()]).assert().code(1).stderr(predicate::str::contains("--force"));
     fusec().args(["select", ms, "--samples", "0", "--target-speedup", "100"]).assert().code(1).stderr(predicate::str::contains("no set of layers reaches"));

@@ -42,9 +42,16 @@ pub struct SelectArgs {
     /// Write the chosen layers as a preset file (the `passes/` format) for `convert --layers FILE`.
     #[arg(long)]
     pub save_preset: Option<PathBuf>,
-    /// Replace an existing preset file.
+    /// Replace an existing preset or SVG file.
     #[arg(long)]
     pub force: bool,
+    /// Plot the Pareto front (predicted speedup against cost) to this SVG file.
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    /// Mark a layer selection on the plot and in the output (a preset such as
+    /// paper-50-mobilenet-v2, a preset file, or a layer list); repeatable.
+    #[arg(long)]
+    pub mark: Vec<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -52,6 +59,7 @@ struct Outcome<'a> {
     table: &'a crate::select::Table,
     front: Vec<solve::Choice>,
     choice: Option<Chosen>,
+    marks: Vec<Mark>,
 }
 
 #[derive(serde::Serialize)]
@@ -160,12 +168,42 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         std::fs::write(tmp.path(), text)?;
         tmp.persist(p).map_err(|e| anyhow::anyhow!("option --save-preset: {}: {}", p.display(), e.error))?;
     }
+    // marked selections: their predicted speedup and cost from the items they cover
+    let cands = crate::passes::fuse_depthwise::depthwise_convs(&g)?;
+    let mut marks = vec![];
+    for m in &a.mark {
+        let layers = crate::passes::LayerSelection::parse(m).resolve(&cands).map_err(|e| anyhow::anyhow!("option --mark: {m}: {e}"))?;
+        let items: Vec<&crate::select::Item> = table.items.iter().filter(|i| i.layers.iter().any(|l| layers.contains(l))).collect();
+        let gain: u64 = items.iter().map(|i| i.gain).sum();
+        let cost: f64 = items.iter().map(|i| i.cost.unwrap_or(1.0)).sum::<f64>() + 0.0;
+        marks.push(Mark { name: m.clone(), layers, predicted_speedup: speedup(base, gain), predicted_cost: cost });
+    }
+    if let Some(p) = &a.svg {
+        if p.exists() && !a.force {
+            anyhow::bail!("option --svg: {} exists; pass --force to replace it", p.display());
+        }
+        let label = if table.items.iter().any(|i| i.cost.is_some()) { "predicted cost (summed normalized output error)" } else { "layers rewritten" };
+        let ms: Vec<(String, f64, f64)> = marks.iter().map(|m| (m.name.clone(), m.predicted_speedup, m.predicted_cost)).collect();
+        let svg = crate::select::front_svg(base, &front, chosen.as_ref().map(|c| (c.predicted_speedup, c.predicted_cost)), &ms, label)?;
+        std::fs::write(p, svg).map_err(|e| anyhow::anyhow!("option --svg: {}: {e}", p.display()))?;
+    }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&Outcome { table: &table, front, choice: chosen })?);
+        println!("{}", serde_json::to_string_pretty(&Outcome { table: &table, front, choice: chosen, marks })?);
         return Ok(());
     }
     print_tables(&a, &table, &front, chosen.as_ref());
+    for m in &marks {
+        println!("  marked {}: layers {:?}: predicted {:.3}x, cost {:.4}", m.name, m.layers, m.predicted_speedup, m.predicted_cost);
+    }
     Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct Mark {
+    name: String,
+    layers: Vec<usize>,
+    predicted_speedup: f64,
+    predicted_cost: f64,
 }
 
 fn preset_toml(a: &SelectArgs, table: &crate::select::Table, c: &Chosen) -> String {

@@ -221,3 +221,51 @@ pub fn noise(shape: &[usize], seed: u64) -> ArrayD<f32> {
     let n = shape.iter().product();
     ArrayD::from_shape_vec(ndarray::IxDyn(shape), (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()).expect("shape and length agree")
 }
+
+/// The front as an SVG: predicted speedup against predicted cost, the chosen set
+/// and any `marks` (label, speedup, cost: presets such as the paper's) on it.
+pub fn front_svg(base: u64, front: &[solve::Choice], chosen: Option<(f64, f64)>, marks: &[(String, f64, f64)], cost_label: &str) -> Result<String> {
+    use plotters::prelude::*;
+    let speedup = |gain: u64| base as f64 / base.saturating_sub(gain).max(1) as f64;
+    let pts: Vec<(f64, f64)> = front.iter().map(|c| (c.cost, speedup(c.gain))).collect();
+    let xmax = pts.iter().map(|p| p.0).chain(marks.iter().map(|m| m.2)).fold(1e-9f64, f64::max) * 1.08;
+    let ymax = pts.iter().map(|p| p.1).chain(marks.iter().map(|m| m.1)).fold(1.0f64, f64::max) * 1.08;
+    let mut buf = String::new();
+    {
+        let root = SVGBackend::with_string(&mut buf, (800, 520)).into_drawing_area();
+        let e = |e: DrawingAreaErrorKind<std::io::Error>| crate::Error::Eval(format!("svg: {e}"));
+        root.fill(&WHITE).map_err(e)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("layer choices: predicted speedup against cost", ("sans-serif", 20))
+            .margin(14)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..xmax, 1f64.min(ymax)..ymax)
+            .map_err(e)?;
+        chart.configure_mesh().x_desc(cost_label).y_desc("speedup").draw().map_err(e)?;
+        chart
+            .draw_series(LineSeries::new(pts.clone(), BLUE.stroke_width(2)))
+            .map_err(e)?
+            .label("Pareto front")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, BLUE.filled()))).map_err(e)?;
+        for (i, (label, s, c)) in marks.iter().enumerate() {
+            let color = Palette99::pick(i + 2).to_rgba();
+            chart
+                .draw_series(std::iter::once(TriangleMarker::new((*c, *s), 8, color.filled())))
+                .map_err(e)?
+                .label(label.clone())
+                .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 6, color.filled()));
+        }
+        if let Some((s, c)) = chosen {
+            chart
+                .draw_series(std::iter::once(Cross::new((c, s), 8, RED.stroke_width(3))))
+                .map_err(e)?
+                .label("chosen")
+                .legend(|(x, y)| Cross::new((x + 8, y), 6, RED.stroke_width(2)));
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).border_style(BLACK).background_style(WHITE.mix(0.9)).draw().map_err(e)?;
+        root.present().map_err(e)?;
+    }
+    Ok(buf)
+}
