@@ -7,7 +7,12 @@ PyTorch is a 5 GB install; the reference code only needs module structure and
 tensor shapes. `torch_shim` below provides that much of the torch API (modules,
 forward hooks, shape-only tensors), so the reference files run as published.
 
+ResNet-50 (baseline, Full, Half) comes from scripts/resnet_reference.py (the
+FuSeConv repository's models/resnet.py is not in ../shared); --resnet prints
+those three for every array size of --arrays instead of the five mobile nets.
+
 usage: reference_latency.py REFERENCE_DIR [--array 64] > golden.json
+       reference_latency.py REFERENCE_DIR --resnet [--arrays 16,64,256] > resnet.json
 """
 import argparse
 import importlib.util
@@ -182,6 +187,16 @@ class _Same(Module):
         return x
 
 
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.k, self.s, self.p = _pair(kernel_size), _pair(stride or kernel_size), _pair(padding)
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        return Tensor([n, c, (h + 2 * self.p[0] - self.k[0]) // self.s[0] + 1, (w + 2 * self.p[1] - self.k[1]) // self.s[1] + 1])
+
+
 class AdaptiveAvgPool2d(Module):
     def __init__(self, size):
         super().__init__()
@@ -197,7 +212,7 @@ def _install():
     init = types.ModuleType("torch.nn.init")
     for name, cls in dict(Module=Module, Sequential=Sequential, Conv2d=Conv2d, Linear=Linear, BatchNorm2d=BatchNorm2d,
                           ReLU=_Same, ReLU6=_Same, Dropout=_Same, Sigmoid=_Same, Hardswish=_Same,
-                          AdaptiveAvgPool2d=AdaptiveAvgPool2d).items():
+                          AdaptiveAvgPool2d=AdaptiveAvgPool2d, MaxPool2d=MaxPool2d).items():
         setattr(nn, name, cls)
     for name in ["relu", "relu6", "sigmoid", "dropout"]:
         setattr(F, name, lambda x, *a, **k: x)
@@ -224,6 +239,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("reference_dir")
     ap.add_argument("--array", type=int, default=64)
+    ap.add_argument("--resnet", action="store_true", help="ResNet-50 and its FuSe variants, on every size of --arrays")
+    ap.add_argument("--arrays", default="16,64,256")
     a = ap.parse_args()
     _install()
     ref = a.reference_dir
@@ -277,18 +294,31 @@ def main():
         "mobilenet-v3-small": ("MobileNetV3", "small"), "mobilenet-v3-large": ("MobileNetV3", "large"),
     }
     variants = {"baseline": "", "full": "FuSeFull", "half": "FuSeHalf", "50-full": "FuSeFullHybrid", "50-half": "FuSeHalfHybrid"}
-    out = {"array": a.array, "networks": {}}
     x = Tensor([1, 3, 224, 224])
+
+    def cost(model, array, hw):
+        total = get(model, x, array, array, hw)
+        params = sum(p.numel() for p in model.parameters())
+        return {"hardware": hw, "total_cycles": int(total), "params": params, "layers": [int(r["cycles"]) for r in layers_of["last"]]}
+
+    if a.resnet:
+        resnet = _load("resnet_reference", os.path.join(os.path.dirname(os.path.abspath(__file__)), "resnet_reference.py"))
+        out = {"arrays": {}}
+        for size in [int(s) for s in a.arrays.split(",")]:
+            out["arrays"][str(size)] = {"resnet-50": {
+                var: cost(getattr(resnet, "ResNet50" + suffix)(1000), size, "Systolic" if var == "baseline" else "FuSe")
+                for var, suffix in [("baseline", ""), ("full", "FuSeFull"), ("half", "FuSeHalf")]
+            }}
+        json.dump(out, sys.stdout, indent=1)
+        print()
+        return
+    out = {"array": a.array, "networks": {}}
     for net, (ctor, mode) in nets.items():
         out["networks"][net] = {}
         for var, suffix in variants.items():
             fn = getattr(models, ctor + suffix)
             model = fn(mode, 1000) if mode else fn(1000)
-            hw = "Systolic" if var == "baseline" else "FuSe"
-            total = get(model, x, a.array, a.array, hw)
-            params = sum(p.numel() for p in model.parameters())
-            out["networks"][net][var] = {"hardware": hw, "total_cycles": int(total), "params": params,
-                                          "layers": [int(r["cycles"]) for r in layers_of["last"]]}
+            out["networks"][net][var] = cost(model, a.array, "Systolic" if var == "baseline" else "FuSe")
     json.dump(out, sys.stdout, indent=1)
     print()
 

@@ -64,6 +64,28 @@ crosscheck_int8() {
 }
 step "INT8: Half/Full quantized by ONNX Runtime (QDQ, QOperator): onnx.checker + ORT, cycles as float" crosscheck_int8
 
+# ResNet-50 (fusec zoo) with its bottlenecks' dense 3x3 convs rewritten (--dense): the CLI
+# reports the reference latency model's cycles (testdata/paper/reference_cycles_resnet50.json),
+# onnx.checker and ONNX Runtime accept the outputs
+crosscheck_resnet() {
+  local v got want
+  $fusec zoo resnet-50 -o "$out/resnet50.onnx" > /dev/null || return 1
+  for v in half full; do
+    $fusec convert "$out/resnet50.onnx" --variant "$v" --dense -o "$out/resnet50.$v.onnx" > /dev/null || return 1
+  done
+  for v in baseline half full; do
+    f="$out/resnet50.$v.onnx"; [ "$v" = baseline ] && f="$out/resnet50.onnx"
+    hw=fuse; [ "$v" = baseline ] && hw=systolic
+    got=$($fusec report "$f" --array 64x64 --hw "$hw" --format json | .venv/bin/python -c "import json,sys; print(json.load(sys.stdin)['total_cycles'])") || return 1
+    want=$(.venv/bin/python -c "import json; print(json.load(open('testdata/paper/reference_cycles_resnet50.json'))['arrays']['64']['resnet-50']['$v']['total_cycles'])")
+    echo "resnet-50 $v: $got cycles (reference $want)"
+    [ "$got" = "$want" ] || return 1
+  done
+  .venv/bin/python scripts/check_onnx.py --shape 1,3,224,224 --expect-out 1,1000 "$out/resnet50.half.onnx" "$out/resnet50.full.onnx" || return 1
+  rm -f "$out"/resnet50*.onnx
+}
+step "ResNet-50 dense FuSe: reference cycles from the CLI, onnx.checker + ORT" crosscheck_resnet
+
 # the PP-OCRv6 recognizer and detector in ../shared (real third-party models): Half and Full
 # converted, two fine-tuning steps with the task losses (CTC sequence KL; probability-map BCE
 # on page crops), the outputs checked by onnx.checker and ONNX Runtime, and the task metrics

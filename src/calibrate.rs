@@ -16,7 +16,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::{self, ModelProto};
-use crate::passes::fuse_depthwise::{depthwise_convs, split_kernels, Assign, Candidate, Channels, DepthwiseConv, FuseKernels, Init, KernelInit, Variant};
+use crate::passes::fuse_depthwise::{candidates, split_kernels, Assign, Candidate, Channels, DepthwiseConv, FuseKernels, Init, KernelInit, Variant};
 
 /// One layer's fitted kernels, for all C channels (Half uses each channel's
 /// share), and the Half assignment chosen when fitting.
@@ -57,6 +57,24 @@ impl KernelInit for LsqInit {
             }
         }
         Ok(k)
+    }
+}
+
+/// How [`calibrate_with`] fits: the variant, Half's channel assignment,
+/// whether each layer sees the student's inputs (`sequential`), and whether
+/// dense convs are fitted too (`dense`, as `--dense` converts them).
+#[derive(Debug, Clone, Copy)]
+pub struct FitOptions {
+    pub variant: Variant,
+    pub assign: Assign,
+    pub sequential: bool,
+    pub dense: bool,
+}
+
+impl FitOptions {
+    /// Ordered channels, each layer on the original's activations, depthwise convs only.
+    pub fn new(variant: Variant) -> FitOptions {
+        FitOptions { variant, assign: Assign::Ordered, sequential: false, dense: false }
     }
 }
 
@@ -216,11 +234,11 @@ fn as4(a: ArrayD<f32>) -> Result<Array4<f32>> {
 
 /// Inputs of depthwise conv `d` in the student: the model with the layers
 /// fitted so far already rewritten (with their fitted kernels).
-fn student_inputs(model: &ModelProto, g: &Graph, variant: Variant, assign: Assign, fitted: &LsqInit, done: &[usize], input: &str, data: &Dataset) -> Result<Vec<Array4<f32>>> {
+fn student_inputs(model: &ModelProto, g: &Graph, o: &FitOptions, fitted: &LsqInit, done: &[usize], input: &str, data: &Dataset) -> Result<Vec<Array4<f32>>> {
     use crate::passes::fuse_depthwise::{FuseDepthwise, Options};
     use crate::passes::{LayerSelection, ListItem};
     let mut sg = g.clone();
-    let opts = Options { variant, init: Init::Center, assign, layers: LayerSelection::List(done.iter().map(|&i| ListItem::Index(i)).collect()), skip: vec![] };
+    let opts = Options { variant: o.variant, init: Init::Center, assign: o.assign, layers: LayerSelection::List(done.iter().map(|&i| ListItem::Index(i)).collect()), skip: vec![], dense: o.dense };
     let pass = FuseDepthwise::new(opts)?.with_init(Box::new(fitted.clone()));
     crate::passes::run_pipeline(&mut sg, &[Box::new(pass)], &Default::default())?;
     let mut student = model.clone();
@@ -238,18 +256,22 @@ fn student_inputs(model: &ModelProto, g: &Graph, variant: Variant, assign: Assig
 /// Fit every convertible depthwise conv of `g` on `data` run through `model`,
 /// each layer on the original model's activations.
 ///
-/// With `calibrate_with(.., sequential = true)` each layer is fitted on the inputs it sees in the student
+/// With [`FitOptions::sequential`] each layer is fitted on the inputs it sees in the student
 /// (earlier layers already rewritten with their fitted kernels) against the
 /// original's outputs, so errors do not compound from layer to layer.
+///
+/// With `dense`, the dense convs `--dense` rewrites are fitted too: each
+/// channel's 1-D kernel to that channel of the dense conv's output.
 ///
 /// With `assign` [`Assign::Fit`] (Half) both branches are fitted for every
 /// channel and each channel goes to the one with the smaller output error.
 pub fn calibrate(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant) -> Result<(LsqInit, Vec<LayerFit>)> {
-    calibrate_with(model, g, data, variant, Assign::Ordered, false)
+    calibrate_with(model, g, data, &FitOptions::new(variant))
 }
 
-pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Variant, assign: Assign, sequential: bool) -> Result<(LsqInit, Vec<LayerFit>)> {
-    let cands: Vec<DepthwiseConv> = depthwise_convs(g)?
+pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, o: &FitOptions) -> Result<(LsqInit, Vec<LayerFit>)> {
+    let FitOptions { variant, assign, sequential, dense } = *o;
+    let cands: Vec<DepthwiseConv> = candidates(g, dense)?
         .into_iter()
         .filter_map(|c| match c {
             Candidate::Convertible(d) => Some(*d),
@@ -274,7 +296,7 @@ pub fn calibrate_with(model: &ModelProto, g: &Graph, data: &Dataset, variant: Va
     let mut done: Vec<usize> = vec![];
     for (k, d) in cands.iter().enumerate() {
         if sequential && !done.is_empty() {
-            xs[k] = student_inputs(model, g, variant, assign, &init, &done, &d.input, data)?;
+            xs[k] = student_inputs(model, g, o, &init, &done, &d.input, data)?;
         }
         let sp: Option<Vec<i64>> = d.input_shape.as_ref().map(|s| s[2..].iter().map(|x| x.known().unwrap_or(0)).collect());
         let pads = d.window.explicit_pads(&sp.unwrap_or_else(|| vec![xs[k][0].shape()[2] as i64, xs[k][0].shape()[3] as i64]));

@@ -23,6 +23,8 @@ pub struct ConvertOptions {
     pub assign: Option<Assign>,
     pub layers: Option<LayerSelection>,
     pub skip: Vec<String>,
+    /// Also rewrite dense K×K convs (`dense = true` of the pass).
+    pub dense: bool,
     /// A pipeline file replacing the built-in one for `variant`.
     pub pipeline: Option<PathBuf>,
     pub max_rewrites: Option<usize>,
@@ -128,6 +130,9 @@ pub fn resolve_pipeline(opts: &ConvertOptions) -> Result<Pipeline> {
         };
         p.set_option("fuse_depthwise", "layers", v);
     }
+    if opts.dense {
+        p.set_option("fuse_depthwise", "dense", toml::Value::Boolean(true));
+    }
     if !opts.skip.is_empty() {
         p.set_option("fuse_depthwise", "skip", toml::Value::Array(opts.skip.iter().cloned().map(s).collect()));
     }
@@ -168,7 +173,7 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
     };
     let (init, fits) = match (fuse.init, &opts.calib, &data) {
         (Init::Lsq, Some(c), Some(data)) => {
-            let (init, fits) = crate::calibrate::calibrate_with(&model.proto, g, data, fuse.variant, fuse.assign, c.sequential)?;
+            let (init, fits) = crate::calibrate::calibrate_with(&model.proto, g, data, &crate::calibrate::FitOptions { variant: fuse.variant, assign: fuse.assign, sequential: c.sequential, dense: fuse.dense })?;
             (Some(init), fits)
         }
         (Init::Lsq, _, _) => return Err(Error::option("--init", "lsq needs calibration data (--calib DATA)")),
@@ -192,6 +197,7 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
         ("fusec.variant", fuse.variant.to_string()),
         ("fusec.init", fuse.init.to_string()),
         ("fusec.assign", fuse.assign.to_string()),
+        ("fusec.dense", fuse.dense.to_string()),
         ("fusec.converted", converted.join(",")),
         ("fusec.pipeline", pipeline.describe()),
     ];

@@ -1,6 +1,8 @@
 //! The FuSeConv paper's speedup table, rebuilt from ONNX: each reference
 //! network from `fusec zoo`, converted by the FuSe pass to Full, Half and the
-//! 50% hybrids (presets `paper-50-*`), costed on a 64×64 array.
+//! 50% hybrids (presets `paper-50-*`), costed on a 64×64 array; and
+//! ResNet-50, whose Full and Half rewrite the bottlenecks' dense 3×3 convs
+//! (`dense = true`; no hybrids, no README numbers).
 
 use serde::Serialize;
 
@@ -24,6 +26,19 @@ pub const PAPER: &[(&str, [f64; 4], [f64; 5], [f64; 5])] = &[
 
 pub const VARIANTS: [&str; 5] = ["baseline", "full", "half", "50-full", "50-half"];
 
+/// Networks of the table whose FuSe variants rewrite dense convs (baseline, Full, Half only).
+pub const DENSE: &[&str] = &["resnet-50"];
+
+/// The networks of the table, in order.
+pub fn networks() -> Vec<&'static str> {
+    PAPER.iter().map(|p| p.0).chain(DENSE.iter().copied()).collect()
+}
+
+/// The variants the table has for `network`.
+pub fn variants(network: &str) -> &'static [&'static str] {
+    if DENSE.contains(&network) { &VARIANTS[..3] } else { &VARIANTS }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelCost {
     pub variant: String,
@@ -37,8 +52,9 @@ pub struct ModelCost {
 pub struct NetworkRow {
     pub network: String,
     pub models: Vec<ModelCost>,
-    /// Speedups of Full, Half, 50% Full, 50% Half over the baseline.
-    pub speedup: [f64; 4],
+    /// Speedups of Full, Half, 50% Full, 50% Half over the baseline (None
+    /// where the network has no such variant).
+    pub speedup: [Option<f64>; 4],
 }
 
 /// The baseline network from `fusec zoo` as a graph.
@@ -58,7 +74,8 @@ pub fn variant_of(base: &Graph, network: &str, variant: &str) -> Result<Graph> {
         "50-half" => (Variant::Half, LayerSelection::Named(format!("paper-50-{network}"))),
         other => return Err(crate::Error::option("variant", format!("unknown paper variant '{other}'"))),
     };
-    let pass = FuseDepthwise::new(Options { variant: v, init: Init::Center, assign: Default::default(), layers, skip: vec![] })?;
+    let dense = DENSE.contains(&network);
+    let pass = FuseDepthwise::new(Options { variant: v, init: Init::Center, assign: Default::default(), layers, skip: vec![], dense })?;
     run_pipeline(&mut g, &[Box::new(pass)], &PassCx::default())?;
     Ok(g)
 }
@@ -72,30 +89,34 @@ fn cost_graph(g: &Graph, variant: &str, size: u64) -> Result<ModelCost> {
 }
 
 pub fn table(size: u64) -> Result<Vec<NetworkRow>> {
-    PAPER
-        .iter()
-        .map(|(net, _, _, _)| {
-            let base = baseline_graph(net)?;
-            let models: Vec<ModelCost> = VARIANTS.iter().map(|v| cost_graph(&variant_of(&base, net, v)?, v, size)).collect::<Result<_>>()?;
-            let base = models[0].total_cycles as f64;
-            let sp = |i: usize| base / models[i].total_cycles.max(1) as f64;
-            Ok(NetworkRow { network: net.to_string(), speedup: [sp(1), sp(2), sp(3), sp(4)], models })
-        })
-        .collect()
+    networks().into_iter().map(|net| row(net, size)).collect()
+}
+
+/// One network's row of the table.
+pub fn row(net: &str, size: u64) -> Result<NetworkRow> {
+    let base = baseline_graph(net)?;
+    let models: Vec<ModelCost> = variants(net).iter().map(|v| cost_graph(&variant_of(&base, net, v)?, v, size)).collect::<Result<_>>()?;
+    let base = models[0].total_cycles as f64;
+    let sp = |i: usize| models.get(i).map(|m| base / m.total_cycles.max(1) as f64);
+    Ok(NetworkRow { network: net.to_string(), speedup: [sp(1), sp(2), sp(3), sp(4)], models })
 }
 
 /// Markdown rendering of the table with the README's numbers beside ours.
-pub fn render_markdown(rows: &[NetworkRow]) -> String {
+pub fn render_markdown(rows: &[NetworkRow], size: u64) -> String {
     let mut s = String::from("| network | Full | Half | 50% Full | 50% Half |\n|---|---|---|---|---|\n");
     for r in rows {
-        let paper = PAPER.iter().find(|p| p.0 == r.network).map(|p| p.1).unwrap_or_default();
+        let paper = PAPER.iter().find(|p| p.0 == r.network).map(|p| p.1);
         s.push_str(&format!("| {} |", r.network));
         for i in 0..4 {
-            s.push_str(&format!(" {:.2} ({}) |", r.speedup[i], paper[i]));
+            match (r.speedup[i], paper) {
+                (Some(x), Some(p)) => s.push_str(&format!(" {x:.2} ({}) |", p[i])),
+                (Some(x), None) => s.push_str(&format!(" {x:.2} |")),
+                (None, _) => s.push_str(" – |"),
+            }
         }
         s.push('\n');
     }
-    s.push_str("\nfusec speedup over the baseline (README value in parentheses), 64×64 array.\n\n");
+    s.push_str(&format!("\nfusec speedup over the baseline (README value in parentheses; ResNet-50 has none), {size}×{size} array.\n\n"));
     s.push_str("| network | variant | cycles | MACs (M) | README FLOPs (M) | params (M) | README params (M) |\n|---|---|---|---|---|---|---|\n");
     for r in rows {
         let p = PAPER.iter().find(|p| p.0 == r.network);

@@ -1,11 +1,11 @@
 //! Reference architectures as ONNX, layer for layer as the FuSeConv paper's
-//! PyTorch definitions (1000 classes, 1×3×224×224, BN unfused, seeded weights).
+//! PyTorch definitions (ResNet-50: `scripts/resnet_reference.py`) (1000 classes, 1×3×224×224, BN unfused, seeded weights).
 
 use crate::builder::{Act, ModelBuilder};
 use crate::error::{Error, Result};
-use crate::onnx::{a_int, Dim, ModelProto};
+use crate::onnx::{a_int, a_ints, Dim, ModelProto};
 
-pub const NAMES: &[&str] = &["mobilenet-v1", "mobilenet-v2", "mnasnet-b1", "mobilenet-v3-small", "mobilenet-v3-large"];
+pub const NAMES: &[&str] = &["mobilenet-v1", "mobilenet-v2", "mnasnet-b1", "mobilenet-v3-small", "mobilenet-v3-large", "resnet-50"];
 
 pub fn build(name: &str, seed: u64) -> Result<ModelProto> {
     match name {
@@ -14,6 +14,7 @@ pub fn build(name: &str, seed: u64) -> Result<ModelProto> {
         "mnasnet-b1" => Ok(mnasnet_b1(seed)),
         "mobilenet-v3-small" => Ok(mobilenet_v3(seed, false)),
         "mobilenet-v3-large" => Ok(mobilenet_v3(seed, true)),
+        "resnet-50" => Ok(resnet_50(seed)),
         other => Err(Error::option("zoo", format!("unknown network '{other}'; available: {}", NAMES.join(", ")))),
     }
 }
@@ -141,6 +142,38 @@ pub fn mobilenet_v3(seed: u64, large: bool) -> ModelProto {
     let z = b.act(&z, Act::HardSwish);
     let f = b.op("Flatten", &[&z], vec![a_int("axis", 1)]);
     let out = linear(&mut b, &f, 1280, 1000, true);
+    b.output(&out);
+    b.build()
+}
+
+/// ResNet-50 (torchvision layout, stride on the 3×3 conv): 7×7 stem, max
+/// pool, bottlenecks [3, 4, 6, 3] of widths 64..512 (expansion 4), each
+/// 1×1 → 3×3 → 1×1 with BN, the projection shortcut after the third conv as
+/// the reference's forward() runs it. `scripts/resnet_reference.py` is the
+/// same network in PyTorch form for the reference latency model.
+pub fn resnet_50(seed: u64) -> ModelProto {
+    let mut b = ModelBuilder::new(13, seed);
+    b.name = "resnet-50".into();
+    let x = input_224(&mut b);
+    let y = b.conv(&x, 3, 64, (7, 7), (2, 2), (3, 3), 1, false);
+    let y = b.bn(&y, 64);
+    let y = b.act(&y, Act::Relu);
+    let mut y = b.op("MaxPool", &[&y], vec![a_ints("kernel_shape", &[3, 3]), a_ints("strides", &[2, 2]), a_ints("pads", &[1, 1, 1, 1])]);
+    let mut c_in = 64;
+    for (width, blocks, stride) in [(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)] {
+        for i in 0..blocks {
+            let s = if i == 0 { stride } else { 1 };
+            let c_out = width * 4;
+            let mut h = conv_bn_act(&mut b, &y, c_in, width, 1, 1, 1, Act::Relu);
+            h = conv_bn_act(&mut b, &h, width, width, 3, s, 1, Act::Relu);
+            h = conv_bn_act(&mut b, &h, width, c_out, 1, 1, 1, Act::None);
+            let shortcut = if s != 1 || c_in != c_out { conv_bn_act(&mut b, &y, c_in, c_out, 1, s, 1, Act::None) } else { y.clone() };
+            let sum = b.op("Add", &[&h, &shortcut], vec![]);
+            y = b.act(&sum, Act::Relu);
+            c_in = c_out;
+        }
+    }
+    let out = head(&mut b, &y, 2048, 1000);
     b.output(&out);
     b.build()
 }

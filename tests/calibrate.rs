@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use fusec::data::{Dataset, Sample};
+use fusec::calibrate::FitOptions;
 use fusec::passes::fuse_depthwise::Variant;
 
 /// Spatially smooth inputs (like images: neighbouring rows and columns correlate),
@@ -54,7 +55,7 @@ fn lsq_kernels_are_used_by_the_pass() {
     let (init, _) = fusec::calibrate::calibrate(&m, &g0, &data, Variant::Half).unwrap();
     let out = |init: Option<Box<dyn fusec::passes::fuse_depthwise::KernelInit>>| {
         let mut g = g0.clone();
-        let mut p = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, assign: Default::default(), layers: Default::default(), skip: vec![] }).unwrap();
+        let mut p = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, assign: Default::default(), layers: Default::default(), skip: vec![], dense: false }).unwrap();
         if let Some(i) = init {
             p = p.with_init(i);
         }
@@ -116,8 +117,8 @@ fn sequential_calibration_fits_each_layer_on_the_students_inputs() {
     let m = b.build();
     let g = graph_of(&m);
     let data = dataset(4, &[3, 9, 11], 2);
-    let (_, indep) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, fusec::passes::fuse_depthwise::Assign::Ordered, false).unwrap();
-    let (_, seq) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, fusec::passes::fuse_depthwise::Assign::Ordered, true).unwrap();
+    let (_, indep) = fusec::calibrate::calibrate_with(&m, &g, &data, &FitOptions::new(Variant::Half)).unwrap();
+    let (_, seq) = fusec::calibrate::calibrate_with(&m, &g, &data, &FitOptions { sequential: true, ..FitOptions::new(Variant::Half) }).unwrap();
     assert_eq!((indep.len(), seq.len()), (2, 2));
     // the first layer sees the same inputs either way
     assert!((indep[0].lsq - seq[0].lsq).abs() < 1e-9);
@@ -181,8 +182,8 @@ fn lsq_fit_assignment_finds_each_channels_branch() {
     *t = fusec::tensor::Tensor::from_f32(&wname, &w).into_proto();
     let g = graph_of(&m);
     let data = dataset(6, &[3, b.h, b.w], 1);
-    let (_, ordered) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, Assign::Ordered, false).unwrap();
-    let (init, fit) = fusec::calibrate::calibrate_with(&m, &g, &data, Variant::Half, Assign::Fit, false).unwrap();
+    let (_, ordered) = fusec::calibrate::calibrate_with(&m, &g, &data, &FitOptions::new(Variant::Half)).unwrap();
+    let (init, fit) = fusec::calibrate::calibrate_with(&m, &g, &data, &FitOptions { assign: Assign::Fit, ..FitOptions::new(Variant::Half) }).unwrap();
     assert!(fit[0].lsq < 1e-3, "fit assignment: lsq error {} on kernels it can represent", fit[0].lsq);
     assert!(ordered[0].lsq > 0.1, "ordered split: lsq error {} should be large here", ordered[0].lsq);
     let chosen = &init.kernels[&d.name].channels;

@@ -78,8 +78,9 @@ fn schedule_costs_a_fuse_block_as_the_reference_does() {
 fn paper_models_match_the_reference_implementation_layer_by_layer() {
     let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::testdata("paper/reference_cycles.json")).unwrap()).unwrap();
     let rows = fusec::paper::table(64).unwrap();
-    assert_eq!(rows.len(), 5);
-    for row in &rows {
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows[5].network, "resnet-50", "checked against its own golden file below");
+    for row in &rows[..5] {
         for m in &row.models {
             let g = &golden["networks"][&row.network][&m.variant];
             let want: Vec<u64> = g["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
@@ -95,7 +96,33 @@ fn paper_models_match_the_reference_implementation_layer_by_layer() {
     }
     // the speedups the reference code prints (not the README's rounded table)
     let v1 = &rows[0];
-    assert_eq!(format!("{:.4}", v1.speedup[2]), "2.2049");
+    assert_eq!(format!("{:.4}", v1.speedup[2].unwrap()), "2.2049");
+}
+
+/// ResNet-50 and its FuSe variants (dense 3×3 convs of every bottleneck
+/// rewritten by `--dense`): every layer's cycles equal the reference latency
+/// model's on the PyTorch definitions of scripts/resnet_reference.py, on
+/// 16×16, 64×64 and 256×256 arrays; params as PyTorch counts them.
+#[test]
+fn resnet50_variants_match_the_reference_latency_model_on_three_arrays() {
+    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::testdata("paper/reference_cycles_resnet50.json")).unwrap()).unwrap();
+    for size in [16u64, 64, 256] {
+        let row = fusec::paper::row("resnet-50", size).unwrap();
+        assert_eq!(row.models.iter().map(|m| m.variant.as_str()).collect::<Vec<_>>(), ["baseline", "full", "half"]);
+        for m in &row.models {
+            let g = &golden["arrays"][size.to_string()]["resnet-50"][&m.variant];
+            let want: Vec<u64> = g["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+            let got: Vec<u64> = m.layers.iter().filter(|l| l.kind != fusec::hw::schedule::LayerKind::Other).map(|l| l.cycles).collect();
+            assert_eq!(got, want, "resnet-50 {} on {size}x{size}: per-layer cycles differ from the reference", m.variant);
+            assert_eq!(m.total_cycles, g["total_cycles"].as_u64().unwrap());
+            assert_eq!(m.params, g["params"].as_u64().unwrap(), "resnet-50 {} params", m.variant);
+        }
+        assert!(row.speedup[2].is_none() && row.speedup[3].is_none(), "no hybrids for ResNet-50");
+    }
+    // on 64x64: Half 1.50x, Full 1.17x faster than the dense baseline
+    let r = fusec::paper::row("resnet-50", 64).unwrap();
+    assert_eq!(r.models[0].total_cycles, 1_568_710);
+    assert_eq!(format!("{:.3} {:.3}", r.speedup[1].unwrap(), r.speedup[0].unwrap()), "1.497 1.166");
 }
 
 #[test]

@@ -64,6 +64,12 @@ pub struct ConvertArgs {
     /// Layers to leave alone (same forms as a --layers list).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
+    /// Also rewrite dense K×K convs (group 1, C_in = C_out, output reaching a pointwise
+    /// conv or Gemm through BN/activations), as the paper's ResNet-50 FuSe variants do.
+    /// Layer indices then count depthwise and dense convs together. The block drops
+    /// cross-channel mixing: fine-tune the result.
+    #[arg(long)]
+    pub dense: bool,
     /// A pipeline file ([[pass]] tables) to run instead of the built-in one; --variant,
     /// --init, --layers and --skip, when given, override its fuse_depthwise options.
     #[arg(long)]
@@ -131,6 +137,7 @@ pub(super) fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
         assign: a.assign,
         layers: a.layers.as_deref().map(LayerSelection::parse),
         skip: a.skip.clone(),
+        dense: a.dense,
         pipeline: a.pipeline.clone(),
         max_rewrites: a.max_rewrites,
         input_shape: a.input_shape.clone(),
@@ -208,6 +215,10 @@ pub fn print_summary(s: &ConvertSummary, output: &std::path::Path) {
             println!("    · {node:<45} {reason}");
         }
     }
+    let dense = s.passes.iter().flat_map(|(_, r)| &r.rewrites).filter(|w| w.detail.contains(" dense,")).count();
+    if dense > 0 {
+        println!("  note: {dense} dense conv(s) rewritten: the FuSe blocks drop their cross-channel terms, so accuracy needs fine-tuning (fusec finetune)");
+    }
     if !s.fits.is_empty() {
         println!("  relative output error of the 1-D kernels on the calibration data:");
         println!("    {:<40} {:>8} {:>8} {:>8}", "layer", "center", "sum", "lsq");
@@ -280,7 +291,7 @@ pub(super) fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
-            print!("{}", crate::paper::render_markdown(&rows));
+            print!("{}", crate::paper::render_markdown(&rows, a.array));
         }
         return Ok(());
     }

@@ -145,6 +145,9 @@ pub struct SweepArgs {
     /// Model variants: baseline, half, full, or a layer preset run with Half (paper-50-mobilenet-v2, ...).
     #[arg(long, value_delimiter = ',', default_value = "baseline,half,full")]
     pub variants: Vec<String>,
+    /// The variants also rewrite dense K×K convs (as `convert --dense`; ResNet-style models).
+    #[arg(long)]
+    pub dense: bool,
     /// DRAM bandwidth per buffer in bytes per cycle, when SRAM is limited.
     #[arg(long, default_value_t = 16.0)]
     pub dram_bw: f64,
@@ -249,7 +252,7 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
                     "full" => (Variant::Full, LayerSelection::All),
                     preset => (Variant::Half, LayerSelection::parse(preset)),
                 };
-                let opts = ConvertOptions { variant: Some(variant), layers: Some(layers), ..Default::default() };
+                let opts = ConvertOptions { variant: Some(variant), layers: Some(layers), dense: a.dense, ..Default::default() };
                 convert::convert_model(&mut mv, &mut gv, &opts).map_err(|e| e.in_file(&a.model)).with_context(|| format!("variant {v}"))?;
             }
         }

@@ -56,7 +56,7 @@ pub fn rewrite(g: &Graph, variant: Variant, init: Init, layers: &[usize]) -> Res
         return Ok((g, vec![], 0));
     }
     let sel = LayerSelection::List(layers.iter().map(|&i| ListItem::Index(i)).collect());
-    let pass = FuseDepthwise::new(Options { variant, init, assign: Assign::Ordered, layers: sel, skip: vec![] })?;
+    let pass = FuseDepthwise::new(Options { variant, init, assign: Assign::Ordered, layers: sel, skip: vec![], dense: false })?;
     let mut reports = run_pipeline(&mut g, &[Box::new(pass)], &PassCx::default())?;
     let report = reports.remove(0).1;
     let delta = report.rewrites.iter().map(|r| r.params_delta).sum();

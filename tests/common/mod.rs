@@ -167,7 +167,7 @@ pub fn fuse_pass(variant: Variant, init: Init) -> Box<dyn Pass> {
 }
 
 pub fn fuse_pass_assigned(variant: Variant, init: Init, assign: Assign) -> Box<dyn Pass> {
-    Box::new(FuseDepthwise::new(Options { variant, init, assign, layers: LayerSelection::All, skip: vec![] }).unwrap())
+    Box::new(FuseDepthwise::new(Options { variant, init, assign, layers: LayerSelection::All, skip: vec![], dense: false }).unwrap())
 }
 
 /// Run the FuSe pass on a model in memory; returns the new model and the report.

@@ -5,6 +5,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod dense;
 mod real_models;
 mod reference;
 mod refusals;

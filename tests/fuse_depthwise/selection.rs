@@ -16,7 +16,7 @@ fn three_layer_model() -> ModelProto {
 fn converted_indices(m: &ModelProto, layers: LayerSelection, skip: Vec<String>) -> fusec::Result<Vec<usize>> {
     use fusec::passes::fuse_depthwise::{FuseDepthwise, Options};
     let mut g = graph_of(m);
-    let pass = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, assign: Default::default(), layers, skip })?;
+    let pass = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, assign: Default::default(), layers, skip, dense: false })?;
     let r = run_pipeline(&mut g, &[Box::new(pass)], &PassCx::default())?;
     Ok(r[0].1.rewrites.iter().map(|w| w.index).collect())
 }

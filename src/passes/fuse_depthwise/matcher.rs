@@ -28,8 +28,13 @@ pub struct DepthwiseConv {
     pub pads: Option<Vec<i64>>,
     /// The kernel row kept by 1×K and the column kept by K×1 ([`Window::centre_taps`]).
     pub centre: [usize; 2],
+    /// The kernel each channel keeps, [C, 1, kh, kw]: the depthwise weight,
+    /// or for a dense conv its diagonal (channel c to channel c).
     pub weight: ArrayD<f32>,
     pub bias: Option<ArrayD<f32>>,
+    /// A dense (group 1, C → C) conv rewritten with `--dense`: the block
+    /// drops its cross-channel terms.
+    pub dense: bool,
 }
 
 impl DepthwiseConv {
@@ -37,8 +42,14 @@ impl DepthwiseConv {
     pub fn half_split(&self) -> usize {
         self.channels.div_ceil(2)
     }
+    /// Parameters of the original conv (a dense one holds C×C kernels).
     pub fn params(&self) -> u64 {
-        self.weight.len() as u64 + self.bias.as_ref().map_or(0, |b| b.len() as u64)
+        let per_channel = if self.dense { self.channels as u64 } else { 1 };
+        self.weight.len() as u64 * per_channel + self.bias.as_ref().map_or(0, |b| b.len() as u64)
+    }
+    /// "3x3 depthwise" or "3x3 dense".
+    pub fn kind(&self) -> String {
+        format!("{}x{} {}", self.kernel[0], self.kernel[1], if self.dense { "dense" } else { "depthwise" })
     }
 }
 
@@ -73,16 +84,106 @@ impl Candidate {
 /// Every grouped (depthwise-like) Conv of the graph, in topological order,
 /// with whether it can be converted and why not.
 pub fn depthwise_convs(g: &Graph) -> Result<Vec<Candidate>> {
+    candidates(g, false)
+}
+
+/// [`depthwise_convs`], and with `dense` also every group-1 Conv with a
+/// K×K kernel (kh, kw > 1), all in one topological order (the indices
+/// `--layers` selects by).
+pub fn candidates(g: &Graph, dense: bool) -> Result<Vec<Candidate>> {
     let mut out = Vec::new();
     for ix in g.toposort()? {
         let n = g.node(ix);
-        if !matches!(n.op(), "Conv" | "QLinearConv") || !n.is_default_domain() || attr_int(&n.proto, "group").unwrap_or(1) <= 1 {
+        if !matches!(n.op(), "Conv" | "QLinearConv") || !n.is_default_domain() {
             continue;
         }
         let index = out.len();
-        out.push(find(g, ix, index)?);
+        if attr_int(&n.proto, "group").unwrap_or(1) > 1 {
+            out.push(find(g, ix, index)?);
+        } else if dense && n.op() == "Conv" && is_spatial(g, ix) {
+            out.push(find_dense(g, ix, index)?);
+        }
     }
     Ok(out)
+}
+
+/// A Conv whose constant weight has a kernel larger than 1 on both axes.
+fn is_spatial(g: &Graph, ix: NodeIndex) -> bool {
+    let n = g.node(ix);
+    let from_attr = onnx::attr_ints(&n.proto, "kernel_shape").map(|k| k.len() == 2 && k[0] > 1 && k[1] > 1);
+    let from_weight = || n.input(1).and_then(|w| g.const_tensor(w)).map(|t| t.dims().len() == 4 && t.dims()[2] > 1 && t.dims()[3] > 1);
+    from_attr.or_else(from_weight).unwrap_or(false)
+}
+
+/// Channel-wise ops a dense conv's output may pass through on its way to the
+/// op that mixes channels again.
+const CHANNEL_WISE: &[&str] = &[
+    "BatchNormalization", "InstanceNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Softplus", "Mish", "Gelu", "Identity", "Dropout",
+];
+
+/// Whether every path from `value` reaches a channel-mixing op (a pointwise
+/// group-1 Conv, Gemm or MatMul) through channel-wise ops only; the reason
+/// if not.
+pub fn reaches_mixing(g: &Graph, value: &str) -> std::result::Result<(), String> {
+    let mut stack = vec![value.to_string()];
+    let mut seen = std::collections::HashSet::new();
+    while let Some(v) = stack.pop() {
+        if !seen.insert(v.clone()) {
+            continue;
+        }
+        if g.is_graph_output(&v) {
+            return Err(format!("'{v}' is a graph output before any op mixes its channels"));
+        }
+        let consumers = g.consumers(&v);
+        if consumers.is_empty() {
+            return Err(format!("'{v}' is not read by an op that mixes channels"));
+        }
+        for &(ix, _) in consumers {
+            let n = g.node(ix);
+            let op = n.op();
+            let pointwise = op == "Conv"
+                && n.input(0) == Some(v.as_str())
+                && attr_int(&n.proto, "group").unwrap_or(1) == 1
+                && n.input(1).and_then(|w| g.const_tensor(w)).is_some_and(|t| t.dims().len() == 4 && t.dims()[2] == 1 && t.dims()[3] == 1);
+            if pointwise || matches!(op, "Gemm" | "MatMul") {
+                continue;
+            }
+            if CHANNEL_WISE.contains(&op) && n.input(0) == Some(v.as_str()) && n.is_default_domain() {
+                stack.extend(n.output(0).map(str::to_string));
+                continue;
+            }
+            return Err(format!("'{v}' reaches {op} '{}' before an op that mixes channels (a pointwise conv or Gemm)", n.label()));
+        }
+    }
+    Ok(())
+}
+
+/// Match a dense K×K conv for `--dense`: group 1, C → C channels, constant
+/// weight, not reading a graph input, every path from its output reaching a
+/// channel-mixing op. The kernels the FuSe block starts from are its
+/// diagonal W[c, c].
+pub fn find_dense(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
+    let n = g.node(ix);
+    let skip = |reason: String| Ok(Candidate::Skipped { node: ix, name: n.label(), index, reason });
+    if let Some(x) = n.input(0)
+        && g.inputs.iter().any(|i| i.name() == x)
+    {
+        return skip(format!("dense conv on the graph input '{x}' (the network's first conv): left dense"));
+    }
+    let found = find(g, ix, index)?;
+    if let (Candidate::Convertible(d), Some(y)) = (&found, n.output(0))
+        && let Err(reason) = reaches_mixing(g, y)
+    {
+        return Ok(Candidate::Skipped { node: ix, name: d.name.clone(), index, reason: format!("dense conv whose output does not reach a channel-mixing op: {reason}") });
+    }
+    Ok(found)
+}
+
+/// W[c, c, :, :] of a [C, C, kh, kw] weight, as [C, 1, kh, kw].
+fn diagonal(w: &ArrayD<f32>) -> ArrayD<f32> {
+    let s = w.shape();
+    let (c, kh, kw) = (s[0], s[2], s[3]);
+    ArrayD::from_shape_fn(IxDyn(&[c, 1, kh, kw]), |i| w[[i[0], i[0], i[2], i[3]]])
 }
 
 /// Grouped convs inside If/Loop/Scan bodies, as (owning node, conv label).
@@ -125,6 +226,7 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
     {
         return skip("the weight is quantized (a DequantizeLinear): rewriting QDQ models is not supported yet; convert the float model, then quantize".into());
     }
+    let dense = attr_int(&n.proto, "group").unwrap_or(1) == 1;
     let (Some(x), Some(wname), Some(y)) = (n.input(0), n.input(1), n.output(0)) else {
         return skip("Conv without input, weight or output".into());
     };
@@ -146,19 +248,26 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
     let attrs = ConvAttrs::parse(&n.proto, &wd)?;
     let (m, cin_per_group, kh, kw) = (wd[0], wd[1], wd[2], wd[3]);
     let group = attrs.group;
-    if cin_per_group != 1 {
-        return skip(format!("grouped conv with {cin_per_group} input channels per group is not depthwise"));
+    if dense {
+        if m != cin_per_group {
+            return skip(format!("dense conv with {cin_per_group} input and {m} output channels: FuSe keeps the channel count (C_in = C_out)"));
+        }
+    } else {
+        if cin_per_group != 1 {
+            return skip(format!("grouped conv with {cin_per_group} input channels per group is not depthwise"));
+        }
+        if !attrs.is_depthwise(group, m) {
+            return skip(format!("channel multiplier {} > 1 (group {group}, {m} output channels)", m / group.max(1)));
+        }
+        if let Some(c) = g.shape_of(x).and_then(|xs| xs.get(1)).and_then(Dim::known)
+            && c != group
+        {
+            return Err(Error::ShapeMismatch { node: label, expected: format!("{group} input channels"), actual: format!("{c}") });
+        }
     }
-    if !attrs.is_depthwise(group, m) {
-        return skip(format!("channel multiplier {} > 1 (group {group}, {m} output channels)", m / group.max(1)));
-    }
-    if let Some(c) = g.shape_of(x).and_then(|xs| xs.get(1)).and_then(Dim::known)
-        && c != group
-    {
-        return Err(Error::ShapeMismatch { node: label, expected: format!("{group} input channels"), actual: format!("{c}") });
-    }
+    let kind = if dense { "dense" } else { "depthwise" };
     if kh == 1 && kw == 1 {
-        return skip("1×1 depthwise kernel: nothing to separate".into());
+        return skip(format!("1×1 {kind} kernel: nothing to separate"));
     }
     if kh == 1 || kw == 1 {
         return skip(format!("kernel {kh}×{kw} is already 1-D"));
@@ -188,7 +297,8 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
         output: y.to_string(),
         input_shape: g.shape_of(x).map(<[Dim]>::to_vec),
         output_shape: g.shape_of(y).map(<[Dim]>::to_vec),
-        weight: wt.to_f32()?,
+        weight: if dense { diagonal(&wt.to_f32()?) } else { wt.to_f32()? },
         bias,
+        dense,
     })))
 }

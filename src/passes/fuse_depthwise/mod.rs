@@ -44,6 +44,16 @@
 //! the ops that mix channels, which compute the mean of the two branches; a
 //! squeeze-excite block becomes an SE over 2C. The rules are in [`widen`].
 //!
+//! Dense convs (`dense = true`, `--dense`): a group-1 K×K conv with C_in =
+//! C_out whose output reaches a pointwise conv or Gemm through channel-wise
+//! ops only (BN, activations) becomes the same block, its kernels taken from
+//! the diagonal W[c, c] (`center`, `sum`) or fitted on data (`lsq`), as the
+//! bottlenecks of the paper's ResNet-50 FuSe variants. The block keeps no
+//! cross-channel terms, so the model needs fine-tuning afterwards. A dense
+//! conv on the graph input, with C_in ≠ C_out, or feeding a residual Add
+//! directly is left alone with the reason. With `dense`, the layer indices
+//! count depthwise and dense convs together, in topological order.
+//!
 //! Layout: [`matcher`] (which convs, and why not), [`kernels`] (the 1-D
 //! kernels), [`block`] (the Split / 1-D convs / Concat), [`widen`] (Full).
 
@@ -63,7 +73,7 @@ use crate::passes::{LayerSelection, Pass, PassCx, PassReport, Rewrite, Selector,
 
 pub use block::{build_block, Layout, Names};
 pub use kernels::{split_kernels, Assign, Channels, FuseKernels, Init, KernelInit};
-pub use matcher::{depthwise_convs, find, subgraph_depthwise, Candidate, DepthwiseConv};
+pub use matcher::{candidates, depthwise_convs, find, find_dense, reaches_mixing, subgraph_depthwise, Candidate, DepthwiseConv};
 pub use widen::{plan_widen, WidenPlan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -98,6 +108,10 @@ pub struct Options {
     pub layers: LayerSelection,
     #[serde(default)]
     pub skip: Vec<String>,
+    /// Also rewrite dense K×K convs (group 1, C_in = C_out) whose output
+    /// reaches a channel-mixing op, as the paper's ResNet-50 FuSe variants do.
+    #[serde(default)]
+    pub dense: bool,
 }
 
 pub struct FuseDepthwise {
@@ -137,7 +151,7 @@ impl Pass for FuseDepthwise {
         for (owner, conv) in subgraph_depthwise(g) {
             report.skipped.push((conv, format!("inside a subgraph of '{owner}': subgraphs are left unchanged")));
         }
-        let cands = depthwise_convs(g)?;
+        let cands = candidates(g, self.opts.dense)?;
         let selected = self.opts.layers.resolve(&cands)?;
         let skip: Vec<Selector> = self.opts.skip.iter().map(|s| Selector::parse(s)).collect::<Result<_>>()?;
         // why each candidate is not converted, or None: the ones this pass converts
@@ -223,7 +237,7 @@ impl Pass for FuseDepthwise {
                     node: d.name.clone(),
                     index: d.index,
                     rule: format!("fuse_depthwise.{}", self.opts.variant),
-                    detail: format!("{}x{} depthwise, {} ch → 1x{} + {}x1{how}", d.kernel[0], d.kernel[1], d.channels, d.kernel[1], d.kernel[0]),
+                    detail: format!("{}, {} ch → 1x{} + {}x1{how}", d.kind(), d.channels, d.kernel[1], d.kernel[0]),
                     params_delta: after as i64 - d.params() as i64 + std::mem::take(&mut extra_params),
                 });
             }
