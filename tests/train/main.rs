@@ -7,6 +7,7 @@ mod common;
 
 mod augment;
 mod rules;
+mod tasks;
 mod training;
 
 use fusec::builder::ModelBuilder;
