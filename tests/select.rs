@@ -104,7 +104,7 @@ fn select_writes_a_preset_that_convert_reads() {
     fusec().args(["zoo", "mobilenet-v2", "-o", m.to_str().unwrap()]).assert().success();
     let preset = dir.path().join("auto.toml");
     let ms = m.to_str().unwrap();
-    let run = || fusec().args(["select", ms, "--samples", "0", "--target-speedup", "2", "--json"]).output().unwrap();
+    let run = || fusec().args(["select", ms, "--samples", "0", "--target-speedup", "2", "--json", "--no-cache"]).output().unwrap();
     let (a, b) = (run(), run());
     assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
     assert_eq!(a.stdout, b.stdout, "the same answer every run");
@@ -133,4 +133,54 @@ fn select_writes_a_preset_that_convert_reads() {
     fusec().args(["select", ms, "--samples", "0", "--target-speedup", "100"]).assert().code(1).stderr(predicate::str::contains("no set of layers reaches"));
     fusec().args(["select", ms, "--target-speedup", "0.5"]).assert().code(1).stderr(predicate::str::contains("--target-speedup"));
     fusec().args(["select", ms, "--samples", "0", "--max-cost", "1"]).assert().code(1).stderr(predicate::str::contains("--max-cost"));
+}
+
+/// --max-drop on the PP-OCR classifier (costs on 16 noise inputs, where a
+/// binary classifier agrees little, hence a large budget): the chosen
+/// set honours --include and --exclude, its predicted cost is the sum of its
+/// layers' agreement drops, and measured whole it loses at most D points.
+#[test]
+fn max_drop_with_include_and_exclude_holds_when_measured_whole() {
+    let cache = tempfile::tempdir().unwrap();
+    let m = testdata("ppocr_mobile_v2_cls.onnx");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["select", m.to_str().unwrap(), "--input-shape", "1x3x48x192", "--samples", "16", "--json"];
+        args.extend_from_slice(extra);
+        let out = fusec().env("FUSEC_CACHE_DIR", cache.path()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = run(&["--max-drop", "60", "--include", "9", "--exclude", "6"]);
+    let layers: Vec<u64> = v["choice"]["layers"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap()).collect();
+    assert!(layers.contains(&9) && !layers.contains(&6), "{layers:?}");
+    let drop = |item: &serde_json::Value| 100.0 * (1.0 - item["agreement"].as_f64().unwrap());
+    let items = v["table"]["items"].as_array().unwrap();
+    let predicted: f64 = items.iter().filter(|i| i["layers"].as_array().unwrap().iter().any(|l| layers.contains(&l.as_u64().unwrap()))).map(drop).sum();
+    assert!((v["choice"]["predicted_cost"].as_f64().unwrap() - predicted).abs() < 1e-9);
+    assert!(100.0 * (1.0 - v["choice"]["measured_agreement"].as_f64().unwrap()) <= 60.0 + 1e-9, "{}", v["choice"]);
+    // every set on the front keeps 9 and leaves 6 out
+    for c in v["front"].as_array().unwrap() {
+        let its: Vec<u64> = c["items"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap()).collect();
+        let ls: Vec<u64> = its.iter().flat_map(|&i| items[i as usize]["layers"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap())).collect();
+        assert!(ls.contains(&9) && !ls.contains(&6), "{ls:?}");
+    }
+    // the second run reads the table from the cache: the same table, instantly
+    assert!(!v["cached"].as_bool().unwrap());
+    let again = run(&["--max-drop", "5"]);
+    assert!(again["cached"].as_bool().unwrap());
+    assert_eq!(again["table"], v["table"]);
+    // other inputs (another seed) are another key; --no-cache measures again, the same numbers
+    assert!(!run(&["--seed", "1"])["cached"].as_bool().unwrap());
+    let fresh = run(&["--no-cache"]);
+    assert!(!fresh["cached"].as_bool().unwrap());
+    assert_eq!(fresh["table"], v["table"], "measuring is deterministic");
+    // refusals: a budget the included layers exceed, an included layer excluded, no class scores
+    let refuse = |extra: &[&str], msg: &str| {
+        let mut args = vec!["select", m.to_str().unwrap(), "--input-shape", "1x3x48x192"];
+        args.extend_from_slice(extra);
+        fusec().env("FUSEC_CACHE_DIR", cache.path()).args(&args).assert().code(1).stderr(predicate::str::contains(msg));
+    };
+    refuse(&["--samples", "16", "--max-drop", "0", "--include", "8"], "--include alone cost more");
+    refuse(&["--samples", "16", "--include", "3", "--exclude", "2-4"], "also in --exclude");
+    refuse(&["--max-drop", "1", "--samples", "0"], "needs costs");
 }

@@ -26,11 +26,37 @@ pub struct SelectArgs {
     #[arg(long, conflicts_with = "max_cost")]
     pub target_speedup: Option<f64>,
     /// The fastest set whose predicted cost (summed normalized output error) is at most this.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "max_drop")]
     pub max_cost: Option<f64>,
+    /// The fastest set that loses at most this many points of top-1 agreement with the
+    /// original (models with class-score outputs; best with --calib data). Per-layer drops
+    /// are summed to choose; the set is then measured whole and the budget tightened until
+    /// the measured drop is within D.
+    #[arg(long, conflicts_with = "target_speedup")]
+    pub max_drop: Option<f64>,
     /// Inputs the costs are measured on (uniform noise in [-1, 1], fixed seed); 0 ranks by gain alone.
     #[arg(long, default_value_t = 8)]
     pub samples: usize,
+    /// Measure costs on these images instead of noise (folder or TSV/CSV list, as for
+    /// `fusec eval`); --samples is then ignored.
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// Use the first N images of --calib.
+    #[arg(long, default_value_t = 64)]
+    pub calib_limit: usize,
+    /// Preprocessing of the --calib images (ppocr-cls, imagenet or a TOML file).
+    #[arg(long, default_value = "imagenet")]
+    pub preprocess: String,
+    /// Layers every chosen set must contain (a --layers list: indices, ranges, name patterns).
+    #[arg(long)]
+    pub include: Option<String>,
+    /// Layers no chosen set may contain (same forms).
+    #[arg(long)]
+    pub exclude: Option<String>,
+    /// Measure every gain and cost again instead of reading them from the cache
+    /// ($FUSEC_CACHE_DIR/select, else ~/.cache/fusec/select), and do not store them.
+    #[arg(long)]
+    pub no_cache: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Initial 1-D kernels of the rewritten layers when costs are measured.
@@ -57,6 +83,8 @@ pub struct SelectArgs {
 #[derive(serde::Serialize)]
 struct Outcome<'a> {
     table: &'a crate::select::Table,
+    /// Whether the table was read from the cache.
+    cached: bool,
     front: Vec<solve::Choice>,
     choice: Option<Chosen>,
     marks: Vec<Mark>,
@@ -73,6 +101,9 @@ struct Chosen {
     measured_speedup: f64,
     measured_cost: Option<f64>,
     measured_agreement: Option<f64>,
+    /// --max-drop: the sets measured whole before this one (predicted cost, measured drop).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tightened: Vec<(f64, f64)>,
 }
 
 fn speedup(base: u64, gain: u64) -> f64 {
@@ -86,13 +117,15 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("option --target-speedup: must be at least 1, got {x}");
     }
-    if let Some(d) = a.max_cost
-        && !(d >= 0.0 && d.is_finite())
-    {
-        anyhow::bail!("option --max-cost: must be a number of at least 0, got {d}");
-    }
-    if a.max_cost.is_some() && a.samples == 0 {
-        anyhow::bail!("option --max-cost: needs costs (--samples of at least 1)");
+    for (name, v) in [("--max-cost", a.max_cost), ("--max-drop", a.max_drop)] {
+        if let Some(d) = v
+            && !(d >= 0.0 && d.is_finite())
+        {
+            anyhow::bail!("option {name}: must be a number of at least 0, got {d}");
+        }
+        if v.is_some() && a.samples == 0 && a.calib.is_none() {
+            anyhow::bail!("option {name}: needs costs (--samples of at least 1, or --calib DATA)");
+        }
     }
     if let Some(p) = &a.save_preset
         && p.exists()
@@ -101,65 +134,89 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         anyhow::bail!("option --save-preset: {} exists; pass --force to replace it", p.display());
     }
     let model = load_folded(&a.model)?;
-    let g = load_for_report(&a.model, a.input_shape.as_ref())?;
-    let mut table = crate::select::gains(&g, &hw, a.variant, 1).map_err(|e| e.in_file(&a.model))?;
-    let inputs = if a.samples > 0 {
-        let x = g.inputs.iter().find(|i| !g.initializers.contains_key(i.name())).ok_or_else(|| anyhow::anyhow!("{}: the model has no input", a.model.display()))?;
-        let shape: Option<Vec<usize>> = g.shape_of(x.name()).and_then(|s| s.iter().enumerate().map(|(i, d)| d.known().map(|v| v as usize).or((i == 0).then_some(1))).collect());
-        let shape = shape.ok_or_else(|| anyhow::anyhow!("{}: input '{}' has no concrete shape; pass --input-shape", a.model.display(), x.name()))?;
-        (0..a.samples).map(|i| crate::select::noise(&shape, a.seed.wrapping_add(i as u64))).collect::<Vec<_>>()
-    } else {
-        vec![]
+    let calib = calib_inputs(&a)?;
+    // --calib images give the input shape when --input-shape does not
+    let shape = a.input_shape.clone().or_else(|| calib.first().map(|x| InputShape { name: None, dims: x.shape().iter().map(|&d| d as i64).collect() }));
+    let g = load_for_report(&a.model, shape.as_ref())?;
+    let cands = crate::passes::fuse_depthwise::depthwise_convs(&g)?;
+    let layer_set = |opt: &str, v: &Option<String>| -> anyhow::Result<Vec<usize>> {
+        match v {
+            None => Ok(vec![]),
+            Some(l) => crate::passes::LayerSelection::parse(l).resolve(&cands).map_err(|e| anyhow::anyhow!("option {opt}: {l}: {e}")),
+        }
     };
-    if !inputs.is_empty() {
-        crate::select::score(&model.proto, &g, &mut table, a.init, &inputs).map_err(|e| e.in_file(&a.model))?;
+    let (include, exclude) = (layer_set("--include", &a.include)?, layer_set("--exclude", &a.exclude)?);
+    if let Some(l) = include.iter().find(|l| exclude.contains(l)) {
+        anyhow::bail!("option --include: layer {l} is also in --exclude");
+    }
+    let inputs = if a.calib.is_some() { calib } else { noise_inputs(&a, &g)? };
+    let (table, cached) = table_for(&a, &hw, &model, &g, &inputs)?;
+    if let Some(l) = include.iter().find(|l| !table.items.iter().any(|i| i.layers.contains(l))) {
+        anyhow::bail!("option --include: layer {l} cannot be rewritten as {} (see the left-out layers of fusec select without --include)", a.variant);
+    }
+    if a.max_drop.is_some() && table.items.iter().any(|i| i.agreement.is_none()) {
+        anyhow::bail!("option --max-drop: {}: the first output is not [N, classes] scores, so there is no top-1 agreement; use --max-cost", a.model.display());
     }
     let gains: Vec<u64> = table.items.iter().map(|i| i.gain).collect();
     // without costs every item costs the same: the fewest layers reaching the target
-    let costs: Vec<f64> = table.items.iter().map(|i| i.cost.unwrap_or(1.0)).collect();
-    let front = solve::pareto(&gains, &costs);
+    let costs: Vec<f64> = table.items.iter().map(|i| if a.max_drop.is_some() { i.drop_points().unwrap_or(0.0) } else { i.cost.unwrap_or(1.0) }).collect();
+    let forced: Vec<usize> = (0..table.items.len()).filter(|&i| table.items[i].layers.iter().any(|l| include.contains(l))).collect();
+    let free: Vec<usize> = (0..table.items.len()).filter(|&i| !forced.contains(&i) && !table.items[i].layers.iter().any(|l| exclude.contains(l))).collect();
+    let constrained = Constrained { gains: &gains, costs: &costs, forced: &forced, free: &free };
+    let front = constrained.front();
     let base = table.baseline_cycles;
-    let goal = match (a.target_speedup, a.max_cost) {
-        (Some(x), _) => Some(Goal::Gain(base - (base as f64 / x).floor() as u64)),
-        (_, Some(d)) => Some(Goal::Cost(d)),
-        _ => None,
+    let measure = |c: &solve::Choice, tightened: Vec<(f64, f64)>| -> anyhow::Result<Chosen> {
+        let layers: Vec<usize> = c.items.iter().flat_map(|&i| table.items[i].layers.clone()).collect();
+        let (converted, _, _) = crate::select::rewrite(&g, a.variant, a.init, &layers)?;
+        let measured = crate::select::cycles(&converted, &hw, 1)?;
+        let (measured_cost, measured_agreement) = if inputs.is_empty() {
+            (None, None)
+        } else {
+            let reference = crate::select::outputs(&model.proto, &g, &inputs)?;
+            let (e, ag) = crate::select::output_distance(&reference, &crate::select::outputs(&model.proto, &converted, &inputs)?);
+            (Some(e), ag)
+        };
+        Ok(Chosen {
+            layers,
+            predicted_gain: c.gain,
+            predicted_cost: c.cost,
+            predicted_speedup: speedup(base, c.gain),
+            measured_cycles: measured,
+            measured_speedup: base as f64 / measured.max(1) as f64,
+            measured_cost,
+            measured_agreement,
+            tightened,
+        })
     };
-    let picked = match goal {
-        Some(goal) => match solve::solve(&gains, &costs, goal) {
-            Some(c) => Some(c),
-            None => anyhow::bail!(
-                "no set of layers reaches a {:.3}x speedup on this array (all {} together: {:.3}x predicted)",
-                a.target_speedup.unwrap_or(1.0),
-                table.items.len(),
-                speedup(base, gains.iter().sum())
-            ),
-        },
-        None => None,
+    let unreachable = || {
+        anyhow::anyhow!(
+            "no set of layers reaches a {:.3}x speedup on this array (all {} allowed together: {:.3}x predicted)",
+            a.target_speedup.unwrap_or(1.0),
+            forced.len() + free.len(),
+            speedup(base, forced.iter().chain(&free).map(|&i| gains[i]).sum())
+        )
     };
-    let chosen = match &picked {
-        Some(c) => {
-            let layers: Vec<usize> = c.items.iter().flat_map(|&i| table.items[i].layers.clone()).collect();
-            let (converted, _, _) = crate::select::rewrite(&g, a.variant, a.init, &layers)?;
-            let measured = crate::select::cycles(&converted, &hw, 1)?;
-            let (measured_cost, measured_agreement) = if inputs.is_empty() {
-                (None, None)
-            } else {
-                let reference = crate::select::outputs(&model.proto, &g, &inputs)?;
-                let (e, ag) = crate::select::output_distance(&reference, &crate::select::outputs(&model.proto, &converted, &inputs)?);
-                (Some(e), ag)
-            };
-            Some(Chosen {
-                layers,
-                predicted_gain: c.gain,
-                predicted_cost: c.cost,
-                predicted_speedup: speedup(base, c.gain),
-                measured_cycles: measured,
-                measured_speedup: base as f64 / measured.max(1) as f64,
-                measured_cost,
-                measured_agreement,
-            })
+    let chosen = match (a.target_speedup, a.max_cost, a.max_drop) {
+        (Some(x), _, _) => Some(measure(&constrained.solve(Goal::Gain(base - (base as f64 / x).floor() as u64)).ok_or_else(unreachable)?, vec![])?),
+        (_, Some(d), _) => Some(measure(&constrained.solve(Goal::Cost(d)).ok_or_else(|| over_budget("--max-cost", d))?, vec![])?),
+        (_, _, Some(d)) => {
+            // drops do not add exactly: measure the set whole, tighten the budget until it holds
+            let mut budget = d;
+            let mut tightened = vec![];
+            loop {
+                let c = constrained.solve(Goal::Cost(budget)).ok_or_else(|| over_budget("--max-drop", d))?;
+                let chosen = measure(&c, std::mem::take(&mut tightened))?;
+                let drop = 100.0 * (1.0 - chosen.measured_agreement.unwrap_or(1.0));
+                if drop <= d + 1e-9 || c.items.len() <= forced.len() || chosen.tightened.len() >= 8 {
+                    break Some(chosen);
+                }
+                tightened = chosen.tightened;
+                tightened.push((c.cost, drop));
+                // the next set must predict less than this one did, scaled by how far off it was
+                budget = (c.cost * d / drop).min(c.cost - 1e-9);
+            }
         }
-        None => None,
+        _ => None,
     };
     if let (Some(p), Some(c)) = (&a.save_preset, &chosen) {
         let text = preset_toml(&a, &table, c);
@@ -169,33 +226,133 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         tmp.persist(p).map_err(|e| anyhow::anyhow!("option --save-preset: {}: {}", p.display(), e.error))?;
     }
     // marked selections: their predicted speedup and cost from the items they cover
-    let cands = crate::passes::fuse_depthwise::depthwise_convs(&g)?;
     let mut marks = vec![];
     for m in &a.mark {
         let layers = crate::passes::LayerSelection::parse(m).resolve(&cands).map_err(|e| anyhow::anyhow!("option --mark: {m}: {e}"))?;
         let items: Vec<&crate::select::Item> = table.items.iter().filter(|i| i.layers.iter().any(|l| layers.contains(l))).collect();
         let gain: u64 = items.iter().map(|i| i.gain).sum();
-        let cost: f64 = items.iter().map(|i| i.cost.unwrap_or(1.0)).sum::<f64>() + 0.0;
+        let cost: f64 = items.iter().map(|i| if a.max_drop.is_some() { i.drop_points().unwrap_or(0.0) } else { i.cost.unwrap_or(1.0) }).sum::<f64>();
         marks.push(Mark { name: m.clone(), layers, predicted_speedup: speedup(base, gain), predicted_cost: cost });
     }
     if let Some(p) = &a.svg {
         if p.exists() && !a.force {
             anyhow::bail!("option --svg: {} exists; pass --force to replace it", p.display());
         }
-        let label = if table.items.iter().any(|i| i.cost.is_some()) { "predicted cost (summed normalized output error)" } else { "layers rewritten" };
+        let label = match (a.max_drop, table.items.iter().any(|i| i.cost.is_some())) {
+            (Some(_), _) => "predicted top-1 agreement drop (points, summed)",
+            (None, true) => "predicted cost (summed normalized output error)",
+            (None, false) => "layers rewritten",
+        };
         let ms: Vec<(String, f64, f64)> = marks.iter().map(|m| (m.name.clone(), m.predicted_speedup, m.predicted_cost)).collect();
         let svg = crate::select::front_svg(base, &front, chosen.as_ref().map(|c| (c.predicted_speedup, c.predicted_cost)), &ms, label)?;
         std::fs::write(p, svg).map_err(|e| anyhow::anyhow!("option --svg: {}: {e}", p.display()))?;
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&Outcome { table: &table, front, choice: chosen, marks })?);
+        println!("{}", serde_json::to_string_pretty(&Outcome { table: &table, cached, front, choice: chosen, marks })?);
         return Ok(());
+    }
+    if cached {
+        println!("(gains and costs from the cache; --no-cache measures them again)");
     }
     print_tables(&a, &table, &front, chosen.as_ref());
     for m in &marks {
         println!("  marked {}: layers {:?}: predicted {:.3}x, cost {:.4}", m.name, m.layers, m.predicted_speedup, m.predicted_cost);
     }
     Ok(())
+}
+
+fn over_budget(opt: &str, d: f64) -> anyhow::Error {
+    anyhow::anyhow!("option {opt}: the layers of --include alone cost more than {d}")
+}
+
+/// The solver on the items --include and --exclude leave: `forced` items are in
+/// every set, only `free` ones are chosen.
+struct Constrained<'a> {
+    gains: &'a [u64],
+    costs: &'a [f64],
+    forced: &'a [usize],
+    free: &'a [usize],
+}
+
+impl Constrained<'_> {
+    fn base(&self) -> (u64, f64) {
+        (self.forced.iter().map(|&i| self.gains[i]).sum(), self.forced.iter().map(|&i| self.costs[i]).sum())
+    }
+    /// A choice over the free items, mapped back and joined with the forced ones.
+    fn join(&self, c: solve::Choice) -> solve::Choice {
+        let (g0, c0) = self.base();
+        let mut items: Vec<usize> = self.forced.iter().copied().chain(c.items.iter().map(|&j| self.free[j])).collect();
+        items.sort_unstable();
+        solve::Choice { items, gain: g0 + c.gain, cost: c0 + c.cost }
+    }
+    fn sub(&self) -> (Vec<u64>, Vec<f64>) {
+        (self.free.iter().map(|&i| self.gains[i]).collect(), self.free.iter().map(|&i| self.costs[i]).collect())
+    }
+    fn front(&self) -> Vec<solve::Choice> {
+        let (g, c) = self.sub();
+        solve::pareto(&g, &c).into_iter().map(|x| self.join(x)).collect()
+    }
+    fn solve(&self, goal: Goal) -> Option<solve::Choice> {
+        let (g0, c0) = self.base();
+        let goal = match goal {
+            Goal::Gain(x) => Goal::Gain(x.saturating_sub(g0)),
+            Goal::Cost(x) if x + 1e-12 < c0 => return None,
+            Goal::Cost(x) => Goal::Cost(x - c0),
+        };
+        let (g, c) = self.sub();
+        solve::solve(&g, &c, goal).map(|x| self.join(x))
+    }
+}
+
+/// The --calib images as [1, C, H, W] inputs (none without --calib).
+fn calib_inputs(a: &SelectArgs) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
+    let Some(d) = &a.calib else { return Ok(vec![]) };
+    let pre = crate::data::Preprocess::preset(&a.preprocess)?;
+    let data = crate::data::load(d, &pre, None, Some(a.calib_limit))?;
+    let xs: Vec<ndarray::ArrayD<f32>> = data.samples.into_iter().map(|s| s.x.insert_axis(ndarray::Axis(0)).into_dyn()).collect();
+    if let Some(x) = xs.iter().find(|x| x.shape() != xs[0].shape()) {
+        anyhow::bail!("option --calib: {}: images of different sizes after --preprocess {} ({:?} and {:?}); choose a preprocessing that resizes to one size", d.display(), a.preprocess, xs[0].shape(), x.shape());
+    }
+    Ok(xs)
+}
+
+/// --samples noise inputs of the model's input shape.
+fn noise_inputs(a: &SelectArgs, g: &crate::ir::Graph) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
+    if a.samples == 0 {
+        return Ok(vec![]);
+    }
+    let x = g.inputs.iter().find(|i| !g.initializers.contains_key(i.name())).ok_or_else(|| anyhow::anyhow!("{}: the model has no input", a.model.display()))?;
+    let shape: Option<Vec<usize>> = g.shape_of(x.name()).and_then(|s| s.iter().enumerate().map(|(i, d)| d.known().map(|v| v as usize).or((i == 0).then_some(1))).collect());
+    let shape = shape.ok_or_else(|| anyhow::anyhow!("{}: input '{}' has no concrete shape; pass --input-shape", a.model.display(), x.name()))?;
+    Ok((0..a.samples).map(|i| crate::select::noise(&shape, a.seed.wrapping_add(i as u64))).collect())
+}
+
+/// The per-layer table: from the cache when this model, array, variant, init and
+/// inputs were measured before, else measured (and cached).
+fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::Model, g: &crate::ir::Graph, inputs: &[ndarray::ArrayD<f32>]) -> anyhow::Result<(crate::select::Table, bool)> {
+    let cache = if a.no_cache { None } else { crate::select::Cache::default_dir().map(|dir| crate::select::Cache { dir }) };
+    let key = cache.as_ref().map(|_| -> anyhow::Result<String> {
+        let bytes = std::fs::read(&a.model).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
+        let desc = format!("{hw:?}|{}|{}|{:?}", a.variant, a.init, a.input_shape);
+        let xs: Vec<u8> = inputs.iter().flat_map(|x| x.shape().iter().map(|&d| d as u32).chain(x.iter().map(|v| v.to_bits())).flat_map(u32::to_le_bytes)).collect();
+        Ok(crate::select::Cache::key(&[&bytes, desc.as_bytes(), &xs]))
+    });
+    let key = key.transpose()?;
+    if let (Some(c), Some(k)) = (&cache, &key)
+        && let Some(t) = c.get(k)
+    {
+        return Ok((t, true));
+    }
+    let mut table = crate::select::gains(g, hw, a.variant, 1).map_err(|e| e.in_file(&a.model))?;
+    if !inputs.is_empty() {
+        crate::select::score(&model.proto, g, &mut table, a.init, inputs).map_err(|e| e.in_file(&a.model))?;
+    }
+    if let (Some(c), Some(k)) = (&cache, &key)
+        && let Err(e) = c.put(k, &table)
+    {
+        eprintln!("warning: could not cache the selection table: {e}");
+    }
+    Ok((table, false))
 }
 
 #[derive(serde::Serialize)]
@@ -241,7 +398,11 @@ fn print_tables(a: &SelectArgs, table: &crate::select::Table, front: &[solve::Ch
     const SHOWN: usize = 12;
     let step = front.len().div_ceil(SHOWN).max(1);
     let shown: Vec<&solve::Choice> = front.iter().enumerate().filter(|(i, _)| i % step == 0 || *i + 1 == front.len()).map(|(_, c)| c).collect();
-    let costs = if table.items.iter().any(|i| i.cost.is_some()) { "" } else { " (no costs measured: each layer counts 1)" };
+    let costs = match (a.max_drop, table.items.iter().any(|i| i.cost.is_some())) {
+        (Some(_), _) => " (cost: top-1 agreement points lost, summed over the layers)",
+        (None, true) => "",
+        (None, false) => " (no costs measured: each layer counts 1)",
+    };
     println!("  Pareto front (predicted){costs}: {} sets{}", front.len(), if shown.len() < front.len() { format!(", {} shown (--json lists all)", shown.len()) } else { String::new() });
     for c in shown {
         let layers: Vec<String> = c.items.iter().flat_map(|&i| table.items[i].layers.iter().map(|l| l.to_string())).collect();

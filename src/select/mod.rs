@@ -12,7 +12,7 @@ pub mod solve;
 use std::collections::BTreeSet;
 
 use ndarray::ArrayD;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::hw::ArrayConfig;
@@ -23,7 +23,7 @@ use crate::passes::selection::ListItem;
 use crate::passes::{run_pipeline, LayerSelection, PassCx};
 
 /// One choice the selection can make: a layer, or layers rewritten together.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Item {
     /// Depthwise-layer indices (as `inspect` numbers them).
     pub layers: Vec<usize>,
@@ -39,7 +39,7 @@ pub struct Item {
 }
 
 /// The per-layer table of one model on one array.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     pub variant: Variant,
     pub baseline_cycles: u64,
@@ -212,6 +212,64 @@ pub fn score(model: &ModelProto, g: &Graph, table: &mut Table, init: Init, input
         item.agreement = agreement;
     }
     Ok(())
+}
+
+impl Item {
+    /// Top-1 agreement lost with this item alone rewritten, in points (0-100).
+    pub fn drop_points(&self) -> Option<f64> {
+        self.agreement.map(|a| 100.0 * (1.0 - a))
+    }
+}
+
+/// Where [`Table`]s are kept between runs: one JSON file per key (a hash of
+/// the model's bytes, the array, the variant, the init and the inputs the
+/// costs were measured on), so trying several targets costs nothing after the
+/// first run.
+pub struct Cache {
+    pub dir: std::path::PathBuf,
+}
+
+impl Cache {
+    /// `$FUSEC_CACHE_DIR`, else `$XDG_CACHE_HOME/fusec/select`, else `~/.cache/fusec/select`.
+    pub fn default_dir() -> Option<std::path::PathBuf> {
+        if let Some(d) = std::env::var_os("FUSEC_CACHE_DIR") {
+            return Some(std::path::PathBuf::from(d).join("select"));
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+        Some(base.join("fusec").join("select"))
+    }
+
+    /// The key of a table: every part hashed in order (fusec's version first).
+    pub fn key(parts: &[&[u8]]) -> String {
+        use std::hash::{Hash, Hasher};
+        // two differently seeded SipHash-1-3 passes (std's DefaultHasher has fixed keys): 128 bits
+        let mut out = String::new();
+        for salt in [0u8, 1] {
+            let mut h = std::hash::DefaultHasher::new();
+            salt.hash(&mut h);
+            env!("CARGO_PKG_VERSION").hash(&mut h);
+            for p in parts {
+                p.hash(&mut h);
+            }
+            out.push_str(&format!("{:016x}", h.finish()));
+        }
+        out
+    }
+
+    pub fn get(&self, key: &str) -> Option<Table> {
+        let text = std::fs::read_to_string(self.dir.join(format!("{key}.json"))).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Store a table (atomically: a temporary file renamed). Failing to cache is not an error
+    /// of the selection; the reason is returned for a warning.
+    pub fn put(&self, key: &str, t: &Table) -> std::result::Result<(), String> {
+        std::fs::create_dir_all(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        std::fs::write(tmp.path(), serde_json::to_string(t).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        tmp.persist(self.dir.join(format!("{key}.json"))).map_err(|e| e.error.to_string())?;
+        Ok(())
+    }
 }
 
 /// Uniform noise in [-1, 1] of `shape`, the same for the same seed.

@@ -195,9 +195,12 @@ pub fn assert_close(a: &ArrayD<f32>, b: &ArrayD<f32>, rtol: f32, atol: f32, what
 
 // ------------------------------------------------------------ the command line
 
-/// The fusec binary of this build.
+/// The fusec binary of this build, its caches (`fusec select`) in a folder of
+/// this test process, not the user's.
 pub fn fusec() -> assert_cmd::Command {
-    assert_cmd::Command::cargo_bin("fusec").unwrap()
+    let mut c = assert_cmd::Command::cargo_bin("fusec").unwrap();
+    c.env("FUSEC_CACHE_DIR", std::env::temp_dir().join(format!("fusec-test-cache-{}", std::process::id())));
+    c
 }
 
 /// The fusec binary run as a user that file permissions apply to: `nobody` when
