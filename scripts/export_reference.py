@@ -14,6 +14,9 @@ MnasNet-B1, MobileNetV3-Small/-Large) and variant (baseline, Full, Half, 50% Ful
   NET.VARIANT.legacy17.dynbatch.onnx
   NET.baseline.dynamo18.static.onnx   torch.onnx.export(dynamo=True, opset_version=18), baselines only
 
+ResNet-50 and its FuSe Half/Full (scripts/resnet_reference.py; no hybrids) are
+exported the same way, as network `resnet-50`.
+
 and manifest.json: per file, the network, variant, exporter, PyTorch's parameter
 count (`params`), and from forward hooks what forward() runs: the
 multiply-accumulates of every Conv2d/Linear, the parameters of the modules it
@@ -31,6 +34,8 @@ reader creates it), so the graphs can be committed for tests that need shapes,
 not weights.
 
 usage: bench/.venv-torch/bin/python scripts/export_reference.py OUT_DIR [--graph-only DIR] [--only NET]
+
+(--only NET keeps the other networks' entries of an existing manifest.json.)
 """
 import argparse
 import importlib.util
@@ -52,6 +57,7 @@ NETS = {
     "mnasnet-b1": ("MnasNet", None),
     "mobilenet-v3-small": ("MobileNetV3", "small"),
     "mobilenet-v3-large": ("MobileNetV3", "large"),
+    "resnet-50": ("ResNet50", None),
 }
 VARIANTS = {"baseline": "", "full": "FuSeFull", "half": "FuSeHalf", "50-full": "FuSeFullHybrid", "50-half": "FuSeHalfHybrid"}
 
@@ -66,6 +72,11 @@ def load_models():
         for k, v in vars(mod).items():
             if not k.startswith("_"):
                 setattr(models, k, v)
+    spec = importlib.util.spec_from_file_location("resnet_reference", os.path.join(ROOT, "scripts", "resnet_reference.py"))
+    resnet = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(resnet)
+    for k in ["ResNet50", "ResNet50FuSeHalf", "ResNet50FuSeFull"]:
+        setattr(models, k, getattr(resnet, k))
     sys.modules["models"] = models
     return models
 
@@ -128,6 +139,8 @@ def main():
         if a.only and net != a.only:
             continue
         for var, suffix in VARIANTS.items():
+            if not hasattr(models, ctor + suffix):
+                continue  # ResNet-50: no hybrids
             fn = getattr(models, ctor + suffix)
             model = (fn(mode, 1000) if mode else fn(1000)).eval()
             # BN statistics as a trained model has them (untrained BN is an identity that
@@ -159,8 +172,15 @@ def main():
                     graph_only(path, os.path.join(a.graph_only, name))
                 print(name, file=sys.stderr)
     for d in [a.out] + ([a.graph_only] if a.graph_only else []):
-        with open(os.path.join(d, "manifest.json"), "w") as f:
-            json.dump({"torch": torch.__version__, "input": [1, 3, 224, 224], "models": manifest}, f, indent=1, sort_keys=True)
+        path = os.path.join(d, "manifest.json")
+        models_all = manifest
+        if a.only and os.path.exists(path):
+            # one network re-exported: the others' entries stay
+            with open(path) as f:
+                models_all = {k: v for k, v in json.load(f)["models"].items() if v["network"] != a.only}
+            models_all.update(manifest)
+        with open(path, "w") as f:
+            json.dump({"torch": torch.__version__, "input": [1, 3, 224, 224], "models": models_all}, f, indent=1, sort_keys=True)
             f.write("\n")
 
 

@@ -170,23 +170,30 @@ fn pytorch_exports() -> (std::path::PathBuf, Option<tempfile::TempDir>) {
 /// implementation's cycles layer by layer, PyTorch's MACs, and the parameters
 /// of the modules PyTorch runs less the BatchNorm parameters the exporters fold
 /// into the convs (one per channel). Half and Full of every baseline export convert every
-/// depthwise layer and cost the reference's Half and Full cycles.
+/// depthwise layer and cost the reference's Half and Full cycles. ResNet-50 and its
+/// FuSe Half/Full (scripts/resnet_reference.py; 13 exports) likewise, the baseline's
+/// bottleneck 3×3 convs converted with `dense`.
 #[test]
 fn pytorch_exports_cost_exactly_what_the_reference_computes() {
     use fusec::hw::schedule::{schedule, LayerKind};
     use fusec::hw::{ArrayConfig, HwKind};
-    use fusec::passes::fuse_depthwise::{depthwise_convs, Init, Variant};
+    use fusec::passes::fuse_depthwise::{candidates, Assign, Candidate, FuseDepthwise, Init, Options, Variant};
+    use fusec::passes::LayerSelection;
     let (dir, _keep) = pytorch_exports();
-    let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::testdata("paper/reference_cycles.json")).unwrap()).unwrap();
+    let mobile: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::testdata("paper/reference_cycles.json")).unwrap()).unwrap();
+    let resnet: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::testdata("paper/reference_cycles_resnet50.json")).unwrap()).unwrap();
+    let golden = |net: &str, var: &str| -> serde_json::Value {
+        if net == "resnet-50" { resnet["arrays"]["64"][net][var].clone() } else { mobile["networks"][net][var].clone() }
+    };
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let models = manifest["models"].as_object().unwrap();
-    assert_eq!(models.len(), 105);
+    assert_eq!(models.len(), 105 + 13);
     let systolic = ArrayConfig::new(64, 64, HwKind::Systolic, 1000.0).unwrap();
     let fuse = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
     let array_layers = |g: &fusec::ir::Graph, hw: &ArrayConfig| -> Vec<u64> {
         schedule(g, hw, 1).unwrap().iter().filter(|l| l.kind != LayerKind::Other).map(|l| l.cycles).collect()
     };
-    let want_layers = |net: &str, var: &str| -> Vec<u64> { golden["networks"][net][var]["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect() };
+    let want_layers = |net: &str, var: &str| -> Vec<u64> { golden(net, var)["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect() };
     for (file, m) in models {
         let (net, var) = (m["network"].as_str().unwrap(), m["variant"].as_str().unwrap());
         let (_, g) = fusec::ir::load_graph(&dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -198,13 +205,16 @@ fn pytorch_exports_cost_exactly_what_the_reference_computes() {
         if var != "baseline" {
             continue;
         }
-        let dw = depthwise_convs(&g).unwrap().len();
+        let dense = net == "resnet-50";
+        let convertible = candidates(&g, dense).unwrap().iter().filter(|c| matches!(c, Candidate::Convertible(_))).count();
+        assert_eq!(convertible, if dense { 16 } else { candidates(&g, false).unwrap().len() }, "{file}");
         for variant in [Variant::Half, Variant::Full] {
             let mut c = g.clone();
-            let r = fusec::passes::run_pipeline(&mut c, &[common::fuse_pass(variant, Init::Center)], &Default::default()).unwrap();
-            assert_eq!(r[0].1.rewrites.len(), dw, "{file} {variant:?}: {:?}", r[0].1.skipped);
+            let pass = FuseDepthwise::new(Options { variant, init: Init::Center, assign: Assign::Ordered, layers: LayerSelection::All, skip: vec![], dense }).unwrap();
+            let r = fusec::passes::run_pipeline(&mut c, &[Box::new(pass)], &Default::default()).unwrap();
+            assert_eq!(r[0].1.rewrites.len(), convertible, "{file} {variant:?}: {:?}", r[0].1.skipped);
             let total: u64 = array_layers(&c, &fuse).iter().sum();
-            assert_eq!(total, golden["networks"][net][variant.to_string()]["total_cycles"].as_u64().unwrap(), "{file} {variant:?}");
+            assert_eq!(total, golden(net, &variant.to_string())["total_cycles"].as_u64().unwrap(), "{file} {variant:?}");
         }
     }
 }
