@@ -91,12 +91,9 @@ pub struct ConvertArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Calibration images for `--init lsq` (folder or TSV/CSV list, as for `fusec eval`).
-    #[arg(long)]
-    pub calib: Option<PathBuf>,
-    /// Use the first N calibration images.
-    #[arg(long, default_value_t = 64)]
-    pub calib_limit: usize,
+    // calibration images for `--init lsq`
+    #[command(flatten)]
+    pub images: CalibImages,
     /// Fit each layer on the inputs it sees after the earlier layers were rewritten
     /// (slower; by default every layer is fitted on the original's activations).
     #[arg(long)]
@@ -104,9 +101,6 @@ pub struct ConvertArgs {
     /// Re-estimate BatchNormalization statistics of the result on the calibration images.
     #[arg(long, requires = "calib")]
     pub bn_recalib: bool,
-    /// Preprocessing of the calibration images (ppocr-cls, imagenet or a TOML file).
-    #[arg(long, default_value = "imagenet")]
-    pub preprocess: String,
     /// Derive more calibration samples from each image (rot180: also the image rotated).
     #[arg(long, value_enum)]
     pub task: Option<crate::data::Task>,
@@ -115,6 +109,21 @@ pub struct ConvertArgs {
     pub report: bool,
     #[command(flatten)]
     pub hw: HwArgs,
+}
+
+/// Calibration images (`convert --init lsq`, `select` costs): `--calib`,
+/// `--calib-limit`, `--preprocess`.
+#[derive(Args, Debug)]
+pub struct CalibImages {
+    /// Calibration images (folder or TSV/CSV list, as for `fusec eval`).
+    #[arg(long)]
+    pub calib: Option<PathBuf>,
+    /// Use the first N calibration images.
+    #[arg(long, default_value_t = 64)]
+    pub calib_limit: usize,
+    /// Preprocessing of the calibration images (ppocr-cls, imagenet or a TOML file).
+    #[arg(long, default_value = "imagenet")]
+    pub preprocess: String,
 }
 
 #[derive(Args, Debug)]
@@ -141,7 +150,7 @@ pub(super) fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
         pipeline: a.pipeline.clone(),
         max_rewrites: a.max_rewrites,
         input_shape: a.input_shape.clone(),
-        calib: a.calib.as_ref().map(|d| convert::Calib { data: d.clone(), preprocess: a.preprocess.clone(), task: a.task, limit: Some(a.calib_limit), sequential: a.calib_sequential, bn_recalib: a.bn_recalib }),
+        calib: a.images.calib.as_ref().map(|d| convert::Calib { data: d.clone(), preprocess: a.images.preprocess.clone(), task: a.task, limit: Some(a.images.calib_limit), sequential: a.calib_sequential, bn_recalib: a.bn_recalib }),
         dump_after: None,
     };
     let variant = convert::fuse_options(&convert::resolve_pipeline(&opts)?)?.variant;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::convert::CalibImages;
 use super::report::HwArgs;
 use super::*;
 use crate::convert::InputShape;
@@ -37,16 +38,9 @@ pub struct SelectArgs {
     /// Inputs the costs are measured on (uniform noise in [-1, 1], fixed seed); 0 ranks by gain alone.
     #[arg(long, default_value_t = 8)]
     pub samples: usize,
-    /// Measure costs on these images instead of noise (folder or TSV/CSV list, as for
-    /// `fusec eval`); --samples is then ignored.
-    #[arg(long)]
-    pub calib: Option<PathBuf>,
-    /// Use the first N images of --calib.
-    #[arg(long, default_value_t = 64)]
-    pub calib_limit: usize,
-    /// Preprocessing of the --calib images (ppocr-cls, imagenet or a TOML file).
-    #[arg(long, default_value = "imagenet")]
-    pub preprocess: String,
+    // images to measure the costs on instead of noise (--samples is then ignored)
+    #[command(flatten)]
+    pub images: CalibImages,
     /// Layers every chosen set must contain (a --layers list: indices, ranges, name patterns).
     #[arg(long)]
     pub include: Option<String>,
@@ -123,7 +117,7 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         {
             anyhow::bail!("option {name}: must be a number of at least 0, got {d}");
         }
-        if v.is_some() && a.samples == 0 && a.calib.is_none() {
+        if v.is_some() && a.samples == 0 && a.images.calib.is_none() {
             anyhow::bail!("option {name}: needs costs (--samples of at least 1, or --calib DATA)");
         }
     }
@@ -149,7 +143,7 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     if let Some(l) = include.iter().find(|l| exclude.contains(l)) {
         anyhow::bail!("option --include: layer {l} is also in --exclude");
     }
-    let inputs = if a.calib.is_some() { calib } else { noise_inputs(&a, &g)? };
+    let inputs = if a.images.calib.is_some() { calib } else { noise_inputs(&a, &g)? };
     let (table, cached) = table_for(&a, &hw, &model, &g, &inputs)?;
     if let Some(l) = include.iter().find(|l| !table.items.iter().any(|i| i.layers.contains(l))) {
         anyhow::bail!("option --include: layer {l} cannot be rewritten as {} (see the left-out layers of fusec select without --include)", a.variant);
@@ -306,12 +300,12 @@ impl Constrained<'_> {
 
 /// The --calib images as [1, C, H, W] inputs (none without --calib).
 fn calib_inputs(a: &SelectArgs) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
-    let Some(d) = &a.calib else { return Ok(vec![]) };
-    let pre = crate::data::Preprocess::preset(&a.preprocess)?;
-    let data = crate::data::load(d, &pre, None, Some(a.calib_limit))?;
+    let CalibImages { calib: Some(d), calib_limit, preprocess } = &a.images else { return Ok(vec![]) };
+    let pre = crate::data::Preprocess::preset(preprocess)?;
+    let data = crate::data::load(d, &pre, None, Some(*calib_limit))?;
     let xs: Vec<ndarray::ArrayD<f32>> = data.samples.into_iter().map(|s| s.x.insert_axis(ndarray::Axis(0)).into_dyn()).collect();
     if let Some(x) = xs.iter().find(|x| x.shape() != xs[0].shape()) {
-        anyhow::bail!("option --calib: {}: images of different sizes after --preprocess {} ({:?} and {:?}); choose a preprocessing that resizes to one size", d.display(), a.preprocess, xs[0].shape(), x.shape());
+        anyhow::bail!("option --calib: {}: images of different sizes after --preprocess {} ({:?} and {:?}); choose a preprocessing that resizes to one size", d.display(), preprocess, xs[0].shape(), x.shape());
     }
     Ok(xs)
 }
