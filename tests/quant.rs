@@ -8,6 +8,7 @@ mod common;
 use common::*;
 use fusec::hw::{schedule, ArrayConfig, HwKind};
 use fusec::ir::Graph;
+use fusec::passes::fuse_depthwise::Candidate;
 use fusec::onnx::{a_int, a_ints, dtype, make_node, make_value_info, Dim, GraphProto, NodeProto, TensorProto};
 use fusec::tensor::Tensor;
 use predicates::prelude::*;
@@ -166,17 +167,84 @@ fn int8_models_cost_what_the_float_model_costs() {
     let want = sim(&float).array_compute_cycles;
     assert_eq!(sim(&qdq).array_compute_cycles, want);
     assert_eq!(sim(&qop).array_compute_cycles, want);
-    // every depthwise layer is found, and the reason it is left alone says what to do
-    for g in [&qdq, &qop] {
-        let dws = fusec::passes::fuse_depthwise::depthwise_convs(g).unwrap();
-        assert_eq!(dws.len(), 11);
-        for c in dws {
-            match c {
-                fusec::passes::fuse_depthwise::Candidate::Skipped { reason, .. } => assert!(reason.contains("convert the float model, then quantize"), "{reason}"),
-                _ => panic!("a quantized layer is not rewritten yet"),
-            }
+    // every depthwise layer is found: the QDQ ones can be rewritten; the QOperator ones are
+    // left alone with a reason that says what to do
+    let dws = fusec::passes::fuse_depthwise::depthwise_convs(&qdq).unwrap();
+    assert_eq!(dws.iter().filter(|c| matches!(c, Candidate::Convertible(d) if d.qdq.is_some())).count(), 11);
+    let dws = fusec::passes::fuse_depthwise::depthwise_convs(&qop).unwrap();
+    assert_eq!(dws.len(), 11);
+    for c in dws {
+        match c {
+            Candidate::Skipped { reason, .. } => assert!(reason.contains("convert the float model, then quantize"), "{reason}"),
+            _ => panic!("a QLinearConv is not rewritten yet"),
         }
     }
+}
+
+/// The QDQ classifier with every depthwise kernel set to what Half represents
+/// exactly (integers off the centre row, or column, zeroed): converted to
+/// Half, it keeps the Q/DQ structure (int8 1-D weights behind
+/// DequantizeLinear, Q/DQ around each branch) and ONNX Runtime computes what it
+/// computes for the quantized original. The fixture as it is converts too.
+#[test]
+fn a_qdq_model_converts_to_half_and_matches_the_quantized_original_where_half_is_exact() {
+    use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
+    let (model, _) = fusec::ir::load_graph(&testdata("quant/ppocr_cls.qdq.onnx")).unwrap();
+    let mut m = model.proto.clone();
+    let g = graph_of(&m);
+    let mut edited = 0;
+    for c in fusec::passes::fuse_depthwise::depthwise_convs(&g).unwrap() {
+        let Candidate::Convertible(d) = c else { panic!("{c:?}") };
+        let (dq, _) = g.producer(g.node(d.node).input(1).unwrap()).unwrap();
+        let wname = g.node(dq).input(0).unwrap().to_string();
+        let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
+        let tensor = Tensor::from_proto(t.clone()).unwrap();
+        let ints = tensor.to_i64().unwrap();
+        let (ch, kh, kw) = (d.channels, d.kernel[0] as usize, d.kernel[1] as usize);
+        let keep = |c: usize, i: usize, j: usize| if c < d.half_split() { i == d.centre[0] } else { j == d.centre[1] };
+        let kept: Vec<i64> = ints.iter().enumerate().map(|(n, &v)| if keep(n / (kh * kw), n / kw % kh, n % kw) { v } else { 0 }).collect();
+        assert_eq!(kept.len(), ch * kh * kw);
+        *t = Tensor::from_ints(&wname, dtype::INT8, tensor.dims(), &kept).unwrap().into_proto();
+        edited += 1;
+    }
+    assert_eq!(edited, 11);
+    let convert = |m: &fusec::onnx::ModelProto| {
+        let mut g = graph_of(m);
+        let pass = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, assign: Default::default(), layers: Default::default(), skip: vec![], dense: false }).unwrap();
+        let r = fusec::passes::run_pipeline(&mut g, &[Box::new(pass)], &Default::default()).unwrap();
+        assert_eq!(r[0].1.rewrites.len(), 11, "{:?}", r[0].1.skipped);
+        let mut out = m.clone();
+        out.graph = Some(g.to_proto().unwrap());
+        out
+    };
+    let half = convert(&m);
+    let gp = half.graph.as_ref().unwrap();
+    let count = |op: &str| gp.node.iter().filter(|n| n.op_type() == op).count();
+    let before = |op: &str| m.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type() == op).count();
+    // per layer: 2 Q/DQ pairs after the Split, 2 before the Concat; 2 weight and 2 bias DequantizeLinear for 1 of each
+    assert_eq!(count("QuantizeLinear"), before("QuantizeLinear") + 11 * 4);
+    assert_eq!(count("DequantizeLinear"), before("DequantizeLinear") + 11 * (4 + 2));
+    let inits: std::collections::HashMap<&str, &TensorProto> = gp.initializer.iter().map(|t| (t.name(), t)).collect();
+    for n in gp.node.iter().filter(|n| n.op_type() == "Conv") {
+        let dq = gp.node.iter().find(|p| p.output.first() == Some(&n.input[1])).unwrap();
+        assert_eq!(dq.op_type(), "DequantizeLinear", "{}", n.name());
+        assert_eq!(inits[dq.input[0].as_str()].data_type(), dtype::INT8, "{}: int8 weights", n.name());
+    }
+    // ONNX Runtime: the same outputs as the quantized original
+    let mut a = fusec::runtime::session(&m, 1).unwrap();
+    let mut b = fusec::runtime::session(&half, 1).unwrap();
+    let mut worst = 0f32;
+    for seed in 0..4 {
+        let x = random_input(&[1, 3, 48, 192], seed);
+        let feed = [fusec::runtime::Feed { name: "x", shape: vec![1, 3, 48, 192], data: x.as_slice().unwrap() }];
+        let (ya, yb) = (fusec::runtime::run(&mut a, &feed, &[]).unwrap(), fusec::runtime::run(&mut b, &feed, &[]).unwrap());
+        worst = worst.max(ya[0].iter().zip(yb[0].iter()).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max));
+    }
+    eprintln!("QDQ Half vs the quantized original, Half-exact kernels: max |diff| {worst}");
+    assert!(worst <= 1e-6, "{worst}");
+    // the fixture as ONNX Runtime quantized it converts too, and runs
+    let as_is = convert(&model.proto);
+    fusec::runtime::session(&as_is, 1).unwrap();
 }
 
 #[test]

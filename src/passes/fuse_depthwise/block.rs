@@ -10,7 +10,7 @@ use ndarray::ArrayD;
 use crate::error::Result;
 use crate::ir::{Graph, Patch};
 use crate::onnx::{a_int, a_ints, a_string, NodeProto};
-use crate::passes::fuse_depthwise::{DepthwiseConv, FuseKernels, Variant};
+use crate::passes::fuse_depthwise::{qdq, DepthwiseConv, FuseKernels, Variant};
 use crate::tensor::Tensor;
 
 /// Fresh names for what a rewrite adds. A planner reserves names after a
@@ -165,18 +165,38 @@ pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKe
             (a, b)
         }
     };
+    // QDQ: each branch's input on the input's grid again, its weights int8 on their channels' grid
+    let qdq = dw.qdq.as_ref();
+    let (x_row, x_col) = match qdq {
+        Some(q) => (
+            qdq::requantized(names, patch, pos, &base, &x_row, &q.x_scale, q.x_zp.as_deref()),
+            qdq::requantized(names, patch, pos, &base, &x_col, &q.x_scale, q.x_zp.as_deref()),
+        ),
+        None => (x_row, x_col),
+    };
+    let grids: Option<[Vec<f32>; 2]> = qdq.map(|q| [k.channels.row.iter().map(|&c| q.w_scale[c]).collect(), k.channels.col.iter().map(|&c| q.w_scale[c]).collect()]);
     let mut branch = |tag: &str, x: String, c: usize, weight: &ArrayD<f32>, bias: &Option<ArrayD<f32>>, row: bool| -> String {
         let (kh, kw) = (dw.kernel[0], dw.kernel[1]);
         let (dh, dwl) = (w.dilations[0], w.dilations[1]);
         let kernel = if row { [1, kw] } else { [kh, 1] };
         let dil = if row { [1, dwl] } else { [dh, 1] };
-        let wname = names.fresh(&format!("{base}.fuse.{tag}.weight"));
-        patch.initializers.push(Tensor::from_f32(&wname, weight));
-        let mut inputs = vec![x.clone(), wname];
-        if let Some(b) = bias {
-            let bname = names.fresh(&format!("{base}.fuse.{tag}.bias"));
-            patch.initializers.push(Tensor::from_f32(&bname, b));
-            inputs.push(bname);
+        let mut inputs = vec![x.clone()];
+        match (qdq, &grids) {
+            (Some(q), Some(grids)) => {
+                let (w, b) = qdq::quantized_weight(names, patch, pos, &format!("{base}.fuse.{tag}"), weight, &grids[usize::from(!row)], bias.as_ref(), q.x_scale_value);
+                inputs.push(w);
+                inputs.extend(b);
+            }
+            _ => {
+                let wname = names.fresh(&format!("{base}.fuse.{tag}.weight"));
+                patch.initializers.push(Tensor::from_f32(&wname, weight));
+                inputs.push(wname);
+                if let Some(b) = bias {
+                    let bname = names.fresh(&format!("{base}.fuse.{tag}.bias"));
+                    patch.initializers.push(Tensor::from_f32(&bname, b));
+                    inputs.push(bname);
+                }
+            }
         }
         let out = names.fresh(&format!("{}.fuse.{tag}", dw.output));
         let (node_pads, auto_pad, crop) = match &pads {
@@ -220,7 +240,11 @@ pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKe
         inputs[0] = conv_in;
         let node = conv_node(&names.fresh(&format!("{base}.fuse.{tag}")), inputs, &out, kernel, &w.strides, dil, node_pads.as_deref(), auto_pad, c);
         patch.add.push((node, pos));
-        out
+        match qdq {
+            // on the output's grid before the Concat, as the original's output is
+            Some(q) => qdq::requantized(names, patch, pos, &base, &out, &q.y_scale, q.y_zp.as_deref()),
+            None => out,
+        }
     };
     let y_row = branch("row", x_row, c_row, &k.row, &k.row_bias, true);
     let y_col = branch("col", x_col, c_col, &k.col, &k.col_bias, false);

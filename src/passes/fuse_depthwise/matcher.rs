@@ -35,6 +35,8 @@ pub struct DepthwiseConv {
     /// A dense (group 1, C → C) conv rewritten with `--dense`: the block
     /// drops its cross-channel terms.
     pub dense: bool,
+    /// A QDQ conv: the quantization its block keeps (weight and bias above are dequantized).
+    pub qdq: Option<super::qdq::Qdq>,
 }
 
 impl DepthwiseConv {
@@ -221,12 +223,14 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
     if n.op() == "QLinearConv" {
         return skip("a quantized QLinearConv (QOperator form): rewriting it is not supported yet; convert the float model, then quantize".into());
     }
-    if let Some((p, _)) = n.input(1).and_then(|w| g.producer(w))
-        && g.node(p).op() == "DequantizeLinear"
-    {
-        return skip("the weight is quantized (a DequantizeLinear): rewriting QDQ models is not supported yet; convert the float model, then quantize".into());
-    }
+    let quantized = match super::qdq::match_qdq(g, n) {
+        Ok(q) => q,
+        Err(reason) => return skip(format!("a QDQ conv the pass cannot rewrite: {reason}")),
+    };
     let dense = attr_int(&n.proto, "group").unwrap_or(1) == 1;
+    if dense && quantized.is_some() {
+        return skip("a quantized dense conv: --dense rewrites float models only".into());
+    }
     let (Some(x), Some(wname), Some(y)) = (n.input(0), n.input(1), n.output(0)) else {
         return skip("Conv without input, weight or output".into());
     };
@@ -235,13 +239,19 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
             "'{v}' is an initializer that is also a graph input (a default a caller may override): rewriting it would drop that input from the model's interface"
         ));
     }
-    let Some(wt) = g.const_tensor(wname) else {
-        return skip("weight is not a constant".into());
+    let (weight, qbias, qdq) = match quantized {
+        Some((w, b, q)) => (w, b, Some(q)),
+        None => {
+            let Some(wt) = g.const_tensor(wname) else {
+                return skip("weight is not a constant".into());
+            };
+            if wt.dtype() != onnx::dtype::FLOAT {
+                return skip(format!("weight is {}, only float32 is rewritten", onnx::dtype::name(wt.dtype())));
+            }
+            (wt.to_f32()?, None, None)
+        }
     };
-    if wt.dtype() != onnx::dtype::FLOAT {
-        return skip(format!("weight is {}, only float32 is rewritten", onnx::dtype::name(wt.dtype())));
-    }
-    let wd = wt.dims().to_vec();
+    let wd: Vec<i64> = weight.shape().iter().map(|&d| d as i64).collect();
     if wd.len() != 4 {
         return skip(format!("not a 2-D convolution (weight rank {})", wd.len()));
     }
@@ -273,6 +283,7 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
         return skip(format!("kernel {kh}×{kw} is already 1-D"));
     }
     let bias = match n.input(2) {
+        _ if qdq.is_some() => qbias,
         None => None,
         Some(b) => match g.const_tensor(b) {
             Some(t) if t.dtype() == onnx::dtype::FLOAT && t.len() == m as u64 => Some(t.to_f32()?.into_shape_with_order(IxDyn(&[m as usize])).map_err(|e| Error::node(&label, e.to_string()))?),
@@ -297,8 +308,9 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
         output: y.to_string(),
         input_shape: g.shape_of(x).map(<[Dim]>::to_vec),
         output_shape: g.shape_of(y).map(<[Dim]>::to_vec),
-        weight: if dense { diagonal(&wt.to_f32()?) } else { wt.to_f32()? },
+        weight: if dense { diagonal(&weight) } else { weight },
         bias,
         dense,
+        qdq,
     })))
 }

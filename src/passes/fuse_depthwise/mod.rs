@@ -60,6 +60,7 @@
 pub mod block;
 pub mod kernels;
 pub mod matcher;
+pub mod qdq;
 pub mod widen;
 
 use std::collections::{HashMap, HashSet};
@@ -160,6 +161,9 @@ impl Pass for FuseDepthwise {
                 Candidate::Skipped { reason, .. } => Some(reason.clone()),
                 Candidate::Convertible(d) if !selected.contains(&d.index) => Some("not selected".into()),
                 Candidate::Convertible(d) if skip.iter().any(|s| s.matches(d.index, &d.name)) => Some("excluded by --skip".into()),
+                Candidate::Convertible(d) if d.qdq.is_some() && self.opts.variant == Variant::Full => {
+                    Some("a QDQ conv with Full: widening quantized consumers is not supported yet (Half is; or convert the float model, then quantize)".into())
+                }
                 Candidate::Convertible(_) => None,
             }
         };
