@@ -261,6 +261,20 @@ impl Tensor {
         })
     }
 
+    /// An int8 tensor (values clamped to the type's range by the caller).
+    pub fn from_int8(name: &str, dims: &[i64], v: &[i64]) -> Tensor {
+        Tensor::raw(name, dtype::INT8, dims, v.iter().map(|&x| x as i8 as u8).collect())
+    }
+
+    /// An int32 tensor.
+    pub fn from_int32(name: &str, dims: &[i64], v: &[i64]) -> Tensor {
+        Tensor::raw(name, dtype::INT32, dims, v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect())
+    }
+
+    fn raw(name: &str, dt: i32, dims: &[i64], raw: Vec<u8>) -> Tensor {
+        Tensor { proto: TensorProto { name: Some(name.into()), dims: dims.to_vec(), data_type: Some(dt), raw_data: Some(bytes::Bytes::from(raw)), ..Default::default() } }
+    }
+
     /// Same data, new name.
     pub fn renamed(&self, name: &str) -> Tensor {
         let mut t = self.clone();

@@ -180,15 +180,15 @@ pub fn quantized_weight(names: &mut Names, patch: &mut Patch, pos: u64, prefix: 
     let c = w.shape()[0];
     let dims: Vec<i64> = w.shape().iter().map(|&d| d as i64).collect();
     let (ints, scales) = requantize(w, grid);
-    fn init(names: &mut Names, patch: &mut Patch, name: String, t: Option<Tensor>) -> String {
+    fn init(names: &mut Names, patch: &mut Patch, name: String, t: Tensor) -> String {
         let n = names.fresh(&name);
-        patch.initializers.push(t.expect("integer tensor types are supported").renamed(&n));
+        patch.initializers.push(t.renamed(&n));
         n
     }
-    let floats = |v: Vec<f32>| Some(Tensor::from_f32("", &ndarray::Array1::from(v).into_dyn()));
-    let wq = init(names, patch, format!("{prefix}.weight_quantized"), Tensor::from_ints("", dtype::INT8, &dims, &ints));
+    let floats = |v: Vec<f32>| Tensor::from_f32("", &ndarray::Array1::from(v).into_dyn());
+    let wq = init(names, patch, format!("{prefix}.weight_quantized"), Tensor::from_int8("", &dims, &ints));
     let ws = init(names, patch, format!("{prefix}.weight_scale"), floats(scales.clone()));
-    let wz = init(names, patch, format!("{prefix}.weight_zero_point"), Tensor::from_ints("", dtype::INT8, &[c as i64], &vec![0; c]));
+    let wz = init(names, patch, format!("{prefix}.weight_zero_point"), Tensor::from_int8("", &[c as i64], &vec![0; c]));
     let wout = names.fresh(&format!("{prefix}.weight"));
     let node = dq_node(&names.fresh(&format!("{prefix}.weight_dequantize")), vec![wq, ws, wz], &wout, Some(0));
     patch.add.push((node, pos));
@@ -197,9 +197,9 @@ pub fn quantized_weight(names: &mut Names, patch: &mut Patch, pos: u64, prefix: 
         Some(b) => {
             let bs: Vec<f32> = scales.iter().map(|s| s * x_scale).collect();
             let bi: Vec<i64> = b.iter().zip(&bs).map(|(&v, &s)| (v / s).round() as i64).collect();
-            let bq = init(names, patch, format!("{prefix}.bias_quantized"), Tensor::from_ints("", dtype::INT32, &[c as i64], &bi));
+            let bq = init(names, patch, format!("{prefix}.bias_quantized"), Tensor::from_int32("", &[c as i64], &bi));
             let bsn = init(names, patch, format!("{prefix}.bias_scale"), floats(bs));
-            let bz = init(names, patch, format!("{prefix}.bias_zero_point"), Tensor::from_ints("", dtype::INT32, &[c as i64], &vec![0; c]));
+            let bz = init(names, patch, format!("{prefix}.bias_zero_point"), Tensor::from_int32("", &[c as i64], &vec![0; c]));
             let out = names.fresh(&format!("{prefix}.bias"));
             let node = dq_node(&names.fresh(&format!("{prefix}.bias_dequantize")), vec![bq, bsn, bz], &out, Some(0));
             patch.add.push((node, pos));
