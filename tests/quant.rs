@@ -265,3 +265,44 @@ fn int8_reports_gate_in_ci_form() {
             .stdout(predicate::str::contains("depthwise convs: 11").and(predicate::str::contains("MACs 16.32M")));
     }
 }
+
+/// `--word-bytes types`: each layer's words are its operands' elements, so the
+/// quantized classifier moves a quarter of the float one's DRAM bytes (exactly,
+/// with buffers large enough that nothing is fetched twice; a little less than
+/// a quarter with 64 KB buffers, where the float words refetch more). With a
+/// fixed word size both move the same.
+#[test]
+fn int8_models_move_a_quarter_of_the_float_bytes_with_typed_words() {
+    use fusec::sim::{config::Memory, simulate_graph, Convention, Dataflow, SimConfig};
+    let float = load("ppocr_mobile_v2_cls.onnx");
+    let qdq = load("quant/ppocr_cls.qdq.onnx");
+    let qop = load("quant/ppocr_cls.qop.onnx");
+    let run = |g: &Graph, kb: f64, typed: bool| {
+        let memory = Some(Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: typed, dram_bytes_per_cycle: 16.0 });
+        let cfg = SimConfig { memory, ..SimConfig::new(64, 64, HwKind::Fuse, Dataflow::Os).unwrap() };
+        let s = simulate_graph(g, &cfg, Convention::FUSEC, 1, None).unwrap();
+        let words: u64 = s.nodes.iter().map(|n| n.sim.memory.ifmap.dram + n.sim.memory.filter.dram + n.sim.memory.ofmap.dram).sum();
+        let bytes: u64 = s.nodes.iter().map(|n| (n.sim.memory.ifmap.dram + n.sim.memory.filter.dram + n.sim.memory.ofmap.dram) * n.sim.word_bytes).sum();
+        (words, bytes, s.total_cycles)
+    };
+    // fixed one-byte words (SCALE-Sim's): the same traffic in every form (the time differs
+    // by the vector unit's work: the quantizer folded BN and fused the activations)
+    let traffic = |r: (u64, u64, u64)| (r.0, r.1);
+    let f1 = traffic(run(&float, 64.0, false));
+    assert_eq!(traffic(run(&qdq, 64.0, false)), f1);
+    assert_eq!(traffic(run(&qop, 64.0, false)), f1);
+    assert_eq!(f1.0, f1.1);
+    // typed words, generous buffers: float32 4 bytes a word, int8 1: exactly a quarter
+    let (fw, fb, _) = run(&float, 1.0e5, true);
+    let (qw, qb, _) = run(&qdq, 1.0e5, true);
+    assert_eq!(fw, qw, "the same words");
+    assert_eq!(fb, 4 * qb, "float {fb} B, int8 {qb} B");
+    assert_eq!(run(&qop, 1.0e5, true).1, qb);
+    // typed words, 64 KB buffers: a float word takes 4 bytes of SRAM, so it refetches more
+    let (fw, fb, fc) = run(&float, 64.0, true);
+    let (qw, qb, qc) = run(&qdq, 64.0, true);
+    assert!(fw >= qw && fb >= 4 * qb && (fb as f64) < 4.2 * qb as f64, "float {fw} words {fb} B, int8 {qw} words {qb} B");
+    assert!(fc > qc, "moving 4x the bytes at the same bandwidth takes longer: {fc} vs {qc}");
+    let (_, _, fixed) = run(&float, 64.0, false);
+    assert!(fc > fixed, "float words of 4 bytes stall more than 1-byte ones: {fc} vs {fixed}");
+}

@@ -520,7 +520,7 @@ fn a_sweep_equals_single_simulations() {
     assert_eq!(points.len(), 2 * 2 * 3 * 2);
     assert!(hits > misses, "layers repeat: {hits} hits, {misses} misses");
     for p in &points {
-        let memory = p.sram_kb.map(|kb| fusec::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, dram_bytes_per_cycle: 16.0 });
+        let memory = p.sram_kb.map(|kb| fusec::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 });
         let cfg = fusec::sim::SimConfig { memory, ..fusec::sim::SimConfig::new(p.rows, p.cols, p.kind, p.dataflow).unwrap() };
         let one = fusec::sim::simulate_graph(&g, &cfg, fusec::sim::Convention::FUSEC, 1, None).unwrap();
         assert_eq!((p.total_cycles, p.array_compute_cycles, p.stall_cycles, p.vector_cycles), (one.total_cycles, one.array_compute_cycles, one.array_stall_cycles, one.vector_cycles), "{p:?}");

@@ -21,9 +21,11 @@ pub struct SimArgs {
     /// DRAM bandwidth of each buffer in bytes per cycle [default: 16 when a memory limit is set].
     #[arg(long)]
     pub dram_bw: Option<f64>,
-    /// Bytes per element [default: 1].
+    /// Bytes per element, or `types`: each layer's from its operands' element type (float32 4,
+    /// int8 1; a quantized model then moves a quarter of the float one's bytes) [default: 1,
+    /// SCALE-Sim's].
     #[arg(long)]
-    pub word_bytes: Option<u64>,
+    pub word_bytes: Option<WordBytes>,
     /// No memory limit (ignore the configuration's SRAM sizes).
     #[arg(long)]
     pub no_memory: bool,
@@ -33,6 +35,23 @@ pub struct SimArgs {
     /// SCALE-Sim's conventions: inputs unpadded, each SCALE-Sim layer counted to its last cycle index.
     #[arg(long)]
     pub scalesim_compat: bool,
+}
+
+/// `--word-bytes`: a number of bytes, or `types`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum WordBytes {
+    Fixed(u64),
+    FromTypes,
+}
+
+impl std::str::FromStr for WordBytes {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "types" {
+            return Ok(WordBytes::FromTypes);
+        }
+        s.parse::<u64>().map(WordBytes::Fixed).map_err(|_| format!("'{s}' is neither a number of bytes nor 'types'"))
+    }
 }
 
 impl SimArgs {
@@ -61,13 +80,20 @@ impl SimArgs {
             c.dataflow = d;
         }
         if self.sram_kb.is_some() || self.dram_bw.is_some() || self.word_bytes.is_some() {
-            let base = c.memory.clone().unwrap_or(Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, dram_bytes_per_cycle: 16.0 });
+            let base = c.memory.clone().unwrap_or(Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 });
             let kb = self.sram_kb;
             c.memory = Some(Memory {
                 ifmap_kb: kb.unwrap_or(base.ifmap_kb),
                 filter_kb: kb.unwrap_or(base.filter_kb),
                 ofmap_kb: kb.unwrap_or(base.ofmap_kb),
-                word_bytes: self.word_bytes.unwrap_or(base.word_bytes),
+                word_bytes: match self.word_bytes {
+                    Some(WordBytes::Fixed(b)) => b,
+                    _ => base.word_bytes,
+                },
+                word_bytes_from_types: match self.word_bytes {
+                    Some(w) => w == WordBytes::FromTypes,
+                    None => base.word_bytes_from_types,
+                },
                 dram_bytes_per_cycle: self.dram_bw.unwrap_or(base.dram_bytes_per_cycle),
             });
         }
@@ -262,7 +288,7 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
         models.push((v.clone(), gv));
     }
     let base = crate::sim::SimConfig {
-        memory: Some(crate::sim::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, dram_bytes_per_cycle: a.dram_bw }),
+        memory: Some(crate::sim::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: a.dram_bw }),
         vector: crate::sim::config::VectorUnit { lanes: a.vector_lanes, ..Default::default() },
         ..crate::sim::SimConfig::new(64, 64, crate::hw::HwKind::Fuse, crate::sim::Dataflow::Os)?
     }

@@ -91,9 +91,13 @@ pub struct Memory {
     pub ifmap_kb: f64,
     pub filter_kb: f64,
     pub ofmap_kb: f64,
-    /// Bytes per element.
+    /// Bytes per element (with `word_bytes_from_types`: for layers whose operand type is unknown).
     #[serde(default = "one")]
     pub word_bytes: u64,
+    /// Each layer's word size from its operands' element type (4 bytes for float32, 1 for
+    /// int8/uint8 of a quantized model) instead of `word_bytes` (`--word-bytes types`).
+    #[serde(default)]
+    pub word_bytes_from_types: bool,
     /// DRAM bandwidth in bytes per cycle, for each of the three streams
     /// (SCALE-Sim gives each buffer its own interface).
     pub dram_bytes_per_cycle: f64,
@@ -167,7 +171,7 @@ impl SimConfig {
 
     /// A preset, a TOML file, or a SCALE-Sim `.cfg` file.
     pub fn load(name_or_path: &str) -> Result<SimConfig> {
-        let mem = |kb: f64, bw: f64| Some(Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, dram_bytes_per_cycle: bw });
+        let mem = |kb: f64, bw: f64| Some(Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: bw });
         match name_or_path {
             // the paper's array with generous buffers
             "paper-64x64" => return SimConfig { memory: mem(512.0, 64.0), ..SimConfig::new(64, 64, HwKind::Fuse, Dataflow::Os)? }.validated(),
@@ -239,6 +243,7 @@ pub fn from_scalesim_cfg(text: &str) -> std::result::Result<SimConfig, String> {
             filter_kb: num("architecture_presets.filtersramszkb")?,
             ofmap_kb: num("architecture_presets.ofmapsramszkb")?,
             word_bytes: 1,
+            word_bytes_from_types: false,
             dram_bytes_per_cycle: bw,
         })
     } else {

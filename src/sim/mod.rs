@@ -63,6 +63,8 @@ pub struct LayerSim {
     pub utilization: f64,
     pub macs: u64,
     pub memory: MemStats,
+    /// Bytes per word of this layer's traffic (1 without a memory model).
+    pub word_bytes: u64,
 }
 
 /// The buffers; without a memory limit, buffers that hold everything and an
@@ -105,7 +107,8 @@ pub fn simulate_topology(rows: &[workload::TopologyRow], cfg: &SimConfig) -> Gra
 /// Simulate one node's work on `cfg`.
 pub fn simulate_work(work: &Work, cfg: &SimConfig, conv: Convention) -> LayerSim {
     let (rows, cols) = (cfg.rows, cfg.cols);
-    let mut l = LayerSim { compute_cycles: 0, stall_cycles: 0, total_cycles: 0, folds: 0, mapping_efficiency: 0.0, utilization: 0.0, macs: 0, memory: MemStats::default() };
+    let word_bytes = cfg.memory.as_ref().map_or(1, |m| m.word_bytes);
+    let mut l = LayerSim { compute_cycles: 0, stall_cycles: 0, total_cycles: 0, folds: 0, mapping_efficiency: 0.0, utilization: 0.0, macs: 0, memory: MemStats::default(), word_bytes };
     match *work {
         Work::Array { gemm, repeat, conv: layer } => {
             let c = compute::gemm(gemm, cfg.dataflow, rows, cols);
@@ -186,6 +189,27 @@ pub struct GraphSim {
 /// so vector work overlaps array work of independent nodes (a squeeze-excite
 /// branch, a residual). The first layer's fill comes before it, the last
 /// drain after.
+/// Bytes per element of what a node computes on: its data input, or for a
+/// float op reading a DequantizeLinear (a QDQ model), the quantized tensor
+/// behind it. None where the type is unknown.
+pub fn operand_bytes(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> Option<u64> {
+    let n = g.node(ix);
+    let x = n.input(0)?;
+    let source = match g.producer(x).map(|(p, _)| g.node(p)) {
+        Some(p) if p.op() == "DequantizeLinear" && p.is_default_domain() => p.input(0)?,
+        _ => x,
+    };
+    let dt = g.fact(source)?.dtype?;
+    use crate::onnx::dtype as d;
+    match dt {
+        d::INT8 | d::UINT8 | d::BOOL => Some(1),
+        d::INT16 | d::UINT16 | d::FLOAT16 | d::BFLOAT16 => Some(2),
+        d::FLOAT | d::INT32 | d::UINT32 => Some(4),
+        d::DOUBLE | d::INT64 | d::UINT64 => Some(8),
+        _ => None,
+    }
+}
+
 pub fn simulate_graph(g: &Graph, cfg: &SimConfig, conv: Convention, batch: u64, cache: Option<&sweep::Cache>) -> Result<GraphSim> {
     let mut nodes: Vec<NodeSim> = Vec::new();
     let mut ready_at: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
@@ -200,9 +224,22 @@ pub fn simulate_graph(g: &Graph, cfg: &SimConfig, conv: Convention, batch: u64, 
             Work::Vector { .. } => Unit::Vector,
             Work::None => Unit::None,
         };
+        // --word-bytes types: this layer's words are its operands' elements
+        let typed;
+        let layer_cfg = match cfg.memory.as_ref().filter(|m| m.word_bytes_from_types).zip(operand_bytes(g, ix)) {
+            Some((m, b)) if b != m.word_bytes => {
+                let mut c = cfg.clone();
+                if let Some(m) = c.memory.as_mut() {
+                    m.word_bytes = b;
+                }
+                typed = c;
+                &typed
+            }
+            _ => cfg,
+        };
         let sim = match cache {
-            Some(c) => c.get_or_insert(&work, cfg, conv),
-            None => simulate_work(&work, cfg, conv),
+            Some(c) => c.get_or_insert(&work, layer_cfg, conv),
+            None => simulate_work(&work, layer_cfg, conv),
         };
         let deps = n.proto.input.iter().filter_map(|i| ready_at.get(i)).copied().max().unwrap_or(0);
         let (start, end) = match unit {

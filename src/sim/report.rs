@@ -37,6 +37,8 @@ pub struct SimSummary {
     pub ifmap: BufferTotals,
     pub filter: BufferTotals,
     pub ofmap: BufferTotals,
+    /// DRAM traffic of all three buffers in bytes (words × each layer's word size).
+    pub dram_bytes: u64,
 }
 
 /// One row per node with work.
@@ -62,6 +64,9 @@ pub struct SimLayer {
     pub dram_ofmap_writes: u64,
     /// DRAM words per cycle over the layer's time, all three buffers.
     pub avg_dram_bandwidth: f64,
+    /// Bytes per word of this layer, and its DRAM traffic in bytes.
+    pub word_bytes: u64,
+    pub dram_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +106,7 @@ fn summary(name: &str, s: &GraphSim, cfg: &SimConfig) -> SimSummary {
         ifmap: t[0],
         filter: t[1],
         ofmap: t[2],
+        dram_bytes: s.nodes.iter().map(|n| (n.sim.memory.ifmap.dram + n.sim.memory.filter.dram + n.sim.memory.ofmap.dram) * n.sim.word_bytes).sum(),
     }
 }
 
@@ -127,6 +133,8 @@ fn row(n: &NodeSim) -> SimLayer {
         dram_filter_reads: m.filter.dram,
         dram_ofmap_writes: m.ofmap.dram,
         avg_dram_bandwidth: if n.sim.total_cycles == 0 { 0.0 } else { dram as f64 / n.sim.total_cycles as f64 },
+        word_bytes: n.sim.word_bytes,
+        dram_bytes: dram * n.sim.word_bytes,
     }
 }
 
@@ -154,7 +162,15 @@ impl SimReport {
         let c = &self.config;
         let m = &self.model;
         let mem = match &c.memory {
-            Some(mm) => format!("SRAM {}/{}/{} KB, DRAM {} B/cycle", mm.ifmap_kb, mm.filter_kb, mm.ofmap_kb, mm.dram_bytes_per_cycle),
+            Some(mm) => format!(
+                "SRAM {}/{}/{} KB, DRAM {} B/cycle, {} (DRAM traffic {}B)",
+                mm.ifmap_kb,
+                mm.filter_kb,
+                mm.ofmap_kb,
+                mm.dram_bytes_per_cycle,
+                if mm.word_bytes_from_types { "words sized by the tensor types".to_string() } else { format!("{}-byte words", mm.word_bytes) },
+                human(m.dram_bytes)
+            ),
             None => "no memory limit".into(),
         };
         let mut s = format!(
@@ -239,7 +255,7 @@ impl SimReport {
         let e = |e: csv::Error| Error::Eval(e.to_string());
         w.write_record([
             "node", "op", "unit", "compute_cycles", "stall_cycles", "total_cycles", "start", "end", "mapping_efficiency", "utilization", "macs",
-            "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_writes", "dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_writes", "avg_dram_bandwidth",
+            "sram_ifmap_reads", "sram_filter_reads", "sram_ofmap_writes", "dram_ifmap_reads", "dram_filter_reads", "dram_ofmap_writes", "avg_dram_bandwidth", "word_bytes", "dram_bytes",
         ])
         .map_err(e)?;
         for l in &self.layers {
@@ -267,6 +283,8 @@ impl SimReport {
                 l.dram_filter_reads.to_string(),
                 l.dram_ofmap_writes.to_string(),
                 format!("{:.4}", l.avg_dram_bandwidth),
+                l.word_bytes.to_string(),
+                l.dram_bytes.to_string(),
             ])
             .map_err(e)?;
         }

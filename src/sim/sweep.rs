@@ -18,7 +18,7 @@ use crate::ir::Graph;
 use crate::sim::{simulate_graph, simulate_work, Convention, Dataflow, LayerSim, SimConfig, Work};
 
 /// The configuration fields a layer's result depends on.
-type CfgKey = [u64; 11];
+type CfgKey = [u64; 12];
 
 fn cfg_key(c: &SimConfig) -> CfgKey {
     let m = c.memory.as_ref();
@@ -32,6 +32,7 @@ fn cfg_key(c: &SimConfig) -> CfgKey {
         f(m.map(|m| m.filter_kb)),
         f(m.map(|m| m.ofmap_kb)),
         m.map_or(0, |m| m.word_bytes),
+        m.map_or(0, |m| m.word_bytes_from_types as u64),
         f(m.map(|m| m.dram_bytes_per_cycle)),
         c.vector.lanes,
         vec_costs,
@@ -112,7 +113,7 @@ pub fn run(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv:
                         let memory = match (kb, &base.memory) {
                             (None, _) => None,
                             (Some(kb), Some(m)) => Some(crate::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, ..m.clone() }),
-                            (Some(kb), None) => Some(crate::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, dram_bytes_per_cycle: 16.0 }),
+                            (Some(kb), None) => Some(crate::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 }),
                         };
                         let cfg = SimConfig { rows, cols, kind, dataflow, memory, ..base.clone() }.validated()?;
                         jobs.push((vi, kb, cfg));
