@@ -167,47 +167,23 @@ fn int8_models_cost_what_the_float_model_costs() {
     let want = sim(&float).array_compute_cycles;
     assert_eq!(sim(&qdq).array_compute_cycles, want);
     assert_eq!(sim(&qop).array_compute_cycles, want);
-    // every depthwise layer is found: the QDQ ones can be rewritten; the QOperator ones are
-    // left alone with a reason that says what to do
-    let dws = fusec::passes::fuse_depthwise::depthwise_convs(&qdq).unwrap();
-    assert_eq!(dws.iter().filter(|c| matches!(c, Candidate::Convertible(d) if d.qdq.is_some())).count(), 11);
-    let dws = fusec::passes::fuse_depthwise::depthwise_convs(&qop).unwrap();
-    assert_eq!(dws.len(), 11);
-    for c in dws {
-        match c {
-            Candidate::Skipped { reason, .. } => assert!(reason.contains("convert the float model, then quantize"), "{reason}"),
-            _ => panic!("a QLinearConv is not rewritten yet"),
-        }
+    // every depthwise layer is found, in both forms, and can be rewritten
+    for (g, qlinear) in [(&qdq, false), (&qop, true)] {
+        let dws = fusec::passes::fuse_depthwise::depthwise_convs(g).unwrap();
+        assert_eq!(dws.iter().filter(|c| matches!(c, Candidate::Convertible(d) if d.qdq.as_ref().is_some_and(|q| q.qlinear == qlinear))).count(), 11);
     }
 }
 
-/// The QDQ classifier with every depthwise kernel set to what Half represents
-/// exactly (integers off the centre row, or column, zeroed): converted to
-/// Half, it keeps the Q/DQ structure (int8 1-D weights behind
-/// DequantizeLinear, Q/DQ around each branch) and ONNX Runtime computes what it
-/// computes for the quantized original. The fixture as it is converts too.
+/// The quantized classifier (QDQ and QOperator) with every depthwise kernel
+/// set to what Half represents exactly (integers off the centre row, or
+/// column, zeroed): converted to Half, it keeps its quantized form (QDQ: int8
+/// 1-D weights behind DequantizeLinear, Q/DQ around each branch; QOperator:
+/// two QLinearConvs and a Concat of their integers) and ONNX Runtime computes
+/// exactly what it computes for the quantized original. The fixtures as they
+/// are convert too.
 #[test]
-fn a_qdq_model_converts_to_half_and_matches_the_quantized_original_where_half_is_exact() {
+fn quantized_models_convert_to_half_and_match_the_quantized_original_where_half_is_exact() {
     use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
-    let (model, _) = fusec::ir::load_graph(&testdata("quant/ppocr_cls.qdq.onnx")).unwrap();
-    let mut m = model.proto.clone();
-    let g = graph_of(&m);
-    let mut edited = 0;
-    for c in fusec::passes::fuse_depthwise::depthwise_convs(&g).unwrap() {
-        let Candidate::Convertible(d) = c else { panic!("{c:?}") };
-        let (dq, _) = g.producer(g.node(d.node).input(1).unwrap()).unwrap();
-        let wname = g.node(dq).input(0).unwrap().to_string();
-        let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
-        let tensor = Tensor::from_proto(t.clone()).unwrap();
-        let ints = tensor.to_i64().unwrap();
-        let (ch, kh, kw) = (d.channels, d.kernel[0] as usize, d.kernel[1] as usize);
-        let keep = |c: usize, i: usize, j: usize| if c < d.half_split() { i == d.centre[0] } else { j == d.centre[1] };
-        let kept: Vec<i64> = ints.iter().enumerate().map(|(n, &v)| if keep(n / (kh * kw), n / kw % kh, n % kw) { v } else { 0 }).collect();
-        assert_eq!(kept.len(), ch * kh * kw);
-        *t = Tensor::from_ints(&wname, dtype::INT8, tensor.dims(), &kept).unwrap().into_proto();
-        edited += 1;
-    }
-    assert_eq!(edited, 11);
     let convert = |m: &fusec::onnx::ModelProto| {
         let mut g = graph_of(m);
         let pass = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, assign: Default::default(), layers: Default::default(), skip: vec![], dense: false }).unwrap();
@@ -217,52 +193,67 @@ fn a_qdq_model_converts_to_half_and_matches_the_quantized_original_where_half_is
         out.graph = Some(g.to_proto().unwrap());
         out
     };
-    let half = convert(&m);
-    let gp = half.graph.as_ref().unwrap();
-    let count = |op: &str| gp.node.iter().filter(|n| n.op_type() == op).count();
-    let before = |op: &str| m.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type() == op).count();
-    // per layer: 2 Q/DQ pairs after the Split, 2 before the Concat; 2 weight and 2 bias DequantizeLinear for 1 of each
-    assert_eq!(count("QuantizeLinear"), before("QuantizeLinear") + 11 * 4);
-    assert_eq!(count("DequantizeLinear"), before("DequantizeLinear") + 11 * (4 + 2));
-    let inits: std::collections::HashMap<&str, &TensorProto> = gp.initializer.iter().map(|t| (t.name(), t)).collect();
-    for n in gp.node.iter().filter(|n| n.op_type() == "Conv") {
-        let dq = gp.node.iter().find(|p| p.output.first() == Some(&n.input[1])).unwrap();
-        assert_eq!(dq.op_type(), "DequantizeLinear", "{}", n.name());
-        assert_eq!(inits[dq.input[0].as_str()].data_type(), dtype::INT8, "{}: int8 weights", n.name());
-    }
-    // ONNX Runtime: the same outputs as the quantized original
-    let mut a = fusec::runtime::session(&m, 1).unwrap();
-    let mut b = fusec::runtime::session(&half, 1).unwrap();
-    let mut worst = 0f32;
-    for seed in 0..4 {
-        let x = random_input(&[1, 3, 48, 192], seed);
-        let feed = [fusec::runtime::Feed { name: "x", shape: vec![1, 3, 48, 192], data: x.as_slice().unwrap() }];
-        let (ya, yb) = (fusec::runtime::run(&mut a, &feed, &[]).unwrap(), fusec::runtime::run(&mut b, &feed, &[]).unwrap());
-        worst = worst.max(ya[0].iter().zip(yb[0].iter()).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max));
-    }
-    eprintln!("QDQ Half vs the quantized original, Half-exact kernels: max |diff| {worst}");
-    assert!(worst <= 1e-6, "{worst}");
-    // the fixture as ONNX Runtime quantized it converts too, and runs
-    let as_is = convert(&model.proto);
-    fusec::runtime::session(&as_is, 1).unwrap();
-}
-
-#[test]
-fn int8_reports_gate_in_ci_form() {
-    for m in ["quant/ppocr_cls.qdq.onnx", "quant/ppocr_cls.qop.onnx"] {
-        let p = testdata(m);
-        let p = p.to_str().unwrap();
-        fusec()
-            .args(["report", p, "--input-shape", "1,3,48,192", "--format", "md", "--max-cycles", "335478"])
-            .assert()
-            .success()
-            .stdout(predicate::str::contains("335478").or(predicate::str::contains("335,478")).and(predicate::str::contains("QLinearConv").or(predicate::str::contains("Conv"))));
-        fusec().args(["report", p, "--input-shape", "1,3,48,192", "--max-cycles", "335477"]).assert().code(1);
-        fusec()
-            .args(["inspect", p, "--input-shape", "1,3,48,192"])
-            .assert()
-            .success()
-            .stdout(predicate::str::contains("depthwise convs: 11").and(predicate::str::contains("MACs 16.32M")));
+    for (fixture, qlinear) in [("quant/ppocr_cls.qdq.onnx", false), ("quant/ppocr_cls.qop.onnx", true)] {
+        let (model, _) = fusec::ir::load_graph(&testdata(fixture)).unwrap();
+        let mut m = model.proto.clone();
+        let g = graph_of(&m);
+        let mut edited = 0;
+        for c in fusec::passes::fuse_depthwise::depthwise_convs(&g).unwrap() {
+            let Candidate::Convertible(d) = c else { panic!("{fixture}: {c:?}") };
+            let conv = g.node(d.node);
+            let wname = if qlinear {
+                conv.input(3).unwrap().to_string()
+            } else {
+                let (dq, _) = g.producer(conv.input(1).unwrap()).unwrap();
+                g.node(dq).input(0).unwrap().to_string()
+            };
+            let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
+            let tensor = Tensor::from_proto(t.clone()).unwrap();
+            let ints = tensor.to_i64().unwrap();
+            let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
+            let keep = |c: usize, i: usize, j: usize| if c < d.half_split() { i == d.centre[0] } else { j == d.centre[1] };
+            let kept: Vec<i64> = ints.iter().enumerate().map(|(n, &v)| if keep(n / (kh * kw), n / kw % kh, n % kw) { v } else { 0 }).collect();
+            assert_eq!(kept.len(), d.channels * kh * kw);
+            *t = Tensor::from_ints(&wname, dtype::INT8, tensor.dims(), &kept).unwrap().into_proto();
+            edited += 1;
+        }
+        assert_eq!(edited, 11);
+        let half = convert(&m);
+        let gp = half.graph.as_ref().unwrap();
+        let count = |g: &GraphProto, op: &str| g.node.iter().filter(|n| n.op_type() == op).count();
+        let orig = m.graph.as_ref().unwrap();
+        let inits: std::collections::HashMap<&str, &TensorProto> = gp.initializer.iter().map(|t| (t.name(), t)).collect();
+        if qlinear {
+            assert_eq!(count(gp, "QLinearConv"), count(orig, "QLinearConv") + 11);
+            assert_eq!(count(gp, "QuantizeLinear"), count(orig, "QuantizeLinear"));
+            for n in gp.node.iter().filter(|n| n.op_type() == "QLinearConv") {
+                assert_eq!(inits[n.input[3].as_str()].data_type(), dtype::INT8, "{}: int8 weights", n.name());
+            }
+        } else {
+            // per layer: 2 Q/DQ pairs after the Split, 2 before the Concat; 2 weight and 2 bias DequantizeLinear for 1 of each
+            assert_eq!(count(gp, "QuantizeLinear"), count(orig, "QuantizeLinear") + 11 * 4);
+            assert_eq!(count(gp, "DequantizeLinear"), count(orig, "DequantizeLinear") + 11 * (4 + 2));
+            for n in gp.node.iter().filter(|n| n.op_type() == "Conv") {
+                let dq = gp.node.iter().find(|p| p.output.first() == Some(&n.input[1])).unwrap();
+                assert_eq!(dq.op_type(), "DequantizeLinear", "{}", n.name());
+                assert_eq!(inits[dq.input[0].as_str()].data_type(), dtype::INT8, "{}: int8 weights", n.name());
+            }
+        }
+        // ONNX Runtime: the same outputs as the quantized original
+        let mut a = fusec::runtime::session(&m, 1).unwrap();
+        let mut b = fusec::runtime::session(&half, 1).unwrap();
+        let mut worst = 0f32;
+        for seed in 0..4 {
+            let x = random_input(&[1, 3, 48, 192], seed);
+            let feed = [fusec::runtime::Feed { name: "x", shape: vec![1, 3, 48, 192], data: x.as_slice().unwrap() }];
+            let (ya, yb) = (fusec::runtime::run(&mut a, &feed, &[]).unwrap(), fusec::runtime::run(&mut b, &feed, &[]).unwrap());
+            worst = worst.max(ya[0].iter().zip(yb[0].iter()).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max));
+        }
+        eprintln!("{fixture}: Half vs the quantized original, Half-exact kernels: max |diff| {worst}");
+        assert!(worst <= 1e-6, "{fixture}: {worst}");
+        // the fixture as ONNX Runtime quantized it converts too, and runs
+        let as_is = convert(&model.proto);
+        fusec::runtime::session(&as_is, 1).unwrap();
     }
 }
 
@@ -305,4 +296,23 @@ fn int8_models_move_a_quarter_of_the_float_bytes_with_typed_words() {
     assert!(fc > qc, "moving 4x the bytes at the same bandwidth takes longer: {fc} vs {qc}");
     let (_, _, fixed) = run(&float, 64.0, false);
     assert!(fc > fixed, "float words of 4 bytes stall more than 1-byte ones: {fc} vs {fixed}");
+}
+
+#[test]
+fn int8_reports_gate_in_ci_form() {
+    for m in ["quant/ppocr_cls.qdq.onnx", "quant/ppocr_cls.qop.onnx"] {
+        let p = testdata(m);
+        let p = p.to_str().unwrap();
+        fusec()
+            .args(["report", p, "--input-shape", "1,3,48,192", "--format", "md", "--max-cycles", "335478"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("335478").or(predicate::str::contains("335,478")).and(predicate::str::contains("QLinearConv").or(predicate::str::contains("Conv"))));
+        fusec().args(["report", p, "--input-shape", "1,3,48,192", "--max-cycles", "335477"]).assert().code(1);
+        fusec()
+            .args(["inspect", p, "--input-shape", "1,3,48,192"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("depthwise convs: 11").and(predicate::str::contains("MACs 16.32M")));
+    }
 }

@@ -166,13 +166,14 @@ pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKe
         }
     };
     // QDQ: each branch's input on the input's grid again, its weights int8 on their channels' grid
+    // (QOperator: the branches split the integers themselves)
     let qdq = dw.qdq.as_ref();
     let (x_row, x_col) = match qdq {
-        Some(q) => (
+        Some(q) if !q.qlinear => (
             qdq::requantized(names, patch, pos, &base, &x_row, &q.x_scale, q.x_zp.as_deref()),
             qdq::requantized(names, patch, pos, &base, &x_col, &q.x_scale, q.x_zp.as_deref()),
         ),
-        None => (x_row, x_col),
+        _ => (x_row, x_col),
     };
     let grids: Option<[Vec<f32>; 2]> = qdq.map(|q| [k.channels.row.iter().map(|&c| q.w_scale[c]).collect(), k.channels.col.iter().map(|&c| q.w_scale[c]).collect()]);
     let mut branch = |tag: &str, x: String, c: usize, weight: &ArrayD<f32>, bias: &Option<ArrayD<f32>>, row: bool| -> String {
@@ -182,6 +183,13 @@ pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKe
         let dil = if row { [1, dwl] } else { [dh, 1] };
         let mut inputs = vec![x.clone()];
         match (qdq, &grids) {
+            (Some(q), Some(grids)) if q.qlinear => {
+                // QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B)
+                let [w, ws, wz, b] = qdq::qlinear_weight(names, patch, &format!("{base}.fuse.{tag}"), weight, &grids[usize::from(!row)], bias.as_ref(), q.x_scale_value);
+                let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+                inputs.extend([q.x_scale.clone(), opt(&q.x_zp), opt(&w), opt(&ws), opt(&wz), q.y_scale.clone(), opt(&q.y_zp)]);
+                inputs.extend(b);
+            }
             (Some(q), Some(grids)) => {
                 let (w, b) = qdq::quantized_weight(names, patch, pos, &format!("{base}.fuse.{tag}"), weight, &grids[usize::from(!row)], bias.as_ref(), q.x_scale_value);
                 inputs.push(w);
@@ -238,10 +246,15 @@ pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKe
             _ => x,
         };
         inputs[0] = conv_in;
-        let node = conv_node(&names.fresh(&format!("{base}.fuse.{tag}")), inputs, &out, kernel, &w.strides, dil, node_pads.as_deref(), auto_pad, c);
+        let mut node = conv_node(&names.fresh(&format!("{base}.fuse.{tag}")), inputs, &out, kernel, &w.strides, dil, node_pads.as_deref(), auto_pad, c);
+        if qdq.is_some_and(|q| q.qlinear) {
+            node.op_type = Some("QLinearConv".into());
+        }
         patch.add.push((node, pos));
         match qdq {
-            // on the output's grid before the Concat, as the original's output is
+            // QOperator: the branches' integers share the output's scale; the Concat joins them as they are
+            Some(q) if q.qlinear => out,
+            // QDQ: on the output's grid before the Concat, as the original's output is
             Some(q) => qdq::requantized(names, patch, pos, &base, &out, &q.y_scale, q.y_zp.as_deref()),
             None => out,
         }

@@ -220,12 +220,15 @@ pub fn find(g: &Graph, ix: NodeIndex, index: usize) -> Result<Candidate> {
     let n = g.node(ix);
     let label = n.label();
     let skip = |reason: String| Ok(Candidate::Skipped { node: ix, name: n.label(), index, reason });
-    if n.op() == "QLinearConv" {
-        return skip("a quantized QLinearConv (QOperator form): rewriting it is not supported yet; convert the float model, then quantize".into());
-    }
-    let quantized = match super::qdq::match_qdq(g, n) {
-        Ok(q) => q,
-        Err(reason) => return skip(format!("a QDQ conv the pass cannot rewrite: {reason}")),
+    let quantized = match n.op() {
+        "QLinearConv" => match super::qdq::match_qlinear(g, n) {
+            Ok(q) => Some(q),
+            Err(reason) => return skip(format!("a QLinearConv the pass cannot rewrite: {reason}; convert the float model, then quantize")),
+        },
+        _ => match super::qdq::match_qdq(g, n) {
+            Ok(q) => q,
+            Err(reason) => return skip(format!("a QDQ conv the pass cannot rewrite: {reason}")),
+        },
     };
     let dense = attr_int(&n.proto, "group").unwrap_or(1) == 1;
     if dense && quantized.is_some() {

@@ -30,11 +30,15 @@ use crate::onnx::{self, a_int, dtype, NodeProto};
 use crate::passes::fuse_depthwise::Names;
 use crate::tensor::Tensor;
 
-/// The quantization around a QDQ depthwise conv: the scale and zero-point
-/// initializers of its input's DequantizeLinear and of the QuantizeLinear
-/// reading its output, and the per-channel weight scales.
+/// The quantization around a quantized depthwise conv: the scale and
+/// zero-point initializers of its input (its DequantizeLinear, or the
+/// QLinearConv's own inputs) and output (the QuantizeLinear reading it, or the
+/// QLinearConv's), and the per-channel weight scales.
 #[derive(Debug, Clone)]
 pub struct Qdq {
+    /// QOperator form: a QLinearConv on integer tensors (the block is Split →
+    /// QLinearConv ×2 → Concat of the integers, which share the output's scale).
+    pub qlinear: bool,
     pub x_scale: String,
     pub x_zp: Option<String>,
     pub y_scale: String,
@@ -109,6 +113,7 @@ pub fn match_qdq(g: &Graph, n: &Node) -> std::result::Result<Option<Matched>, St
     let y_scale = q.input(1).ok_or("output QuantizeLinear without scale")?.to_string();
     scalar_const(g, &y_scale).ok_or("the output's scale is not one constant")?;
     let qdq = Qdq {
+        qlinear: false,
         x_scale,
         x_zp: xdq.input(2).filter(|v| !v.is_empty()).map(str::to_string),
         y_scale,
@@ -117,6 +122,69 @@ pub fn match_qdq(g: &Graph, n: &Node) -> std::result::Result<Option<Matched>, St
         w_scale,
     };
     Ok(Some((weight, bias, qdq)))
+}
+
+/// Match a depthwise QLinearConv (inputs x, x_scale, x_zp, w, w_scale, w_zp,
+/// y_scale, y_zp, B): int8 weights with zero points 0, per-channel or
+/// per-tensor scales, constant scalar activation scales.
+pub fn match_qlinear(g: &Graph, n: &Node) -> std::result::Result<Matched, String> {
+    let input = |i: usize| n.input(i).filter(|v| !v.is_empty());
+    let wq = input(3).and_then(|v| g.const_tensor(v)).ok_or("the weight is not a constant")?;
+    if wq.dtype() != dtype::INT8 {
+        return Err(format!("the weight is {}: int8 weights are rewritten", dtype::name(wq.dtype())));
+    }
+    let c = *wq.dims().first().ok_or("weight without dims")? as usize;
+    let ints = wq.to_i64().map_err(|e| e.to_string())?;
+    let scales: Vec<f32> = input(4).and_then(|v| g.const_tensor(v)).and_then(|t| t.to_f32().ok()).ok_or("the weight scale is not a constant")?.iter().copied().collect();
+    let w_scale = match scales.len() {
+        1 => vec![scales[0]; c],
+        k if k == c => scales,
+        k => return Err(format!("the weight scale has {k} values for {c} channels")),
+    };
+    if let Some(z) = input(5) {
+        let z = g.const_tensor(z).and_then(|t| t.to_i64().ok()).ok_or("the weight zero point is not a constant")?;
+        if z.iter().any(|&v| v != 0) {
+            return Err("the weight is quantized asymmetrically (zero point not 0)".into());
+        }
+    }
+    let name = |i: usize, what: &str| input(i).map(str::to_string).ok_or(format!("QLinearConv without {what}"));
+    let x_scale = name(1, "x_scale")?;
+    let x_scale_value = scalar_const(g, &x_scale).ok_or("the input's scale is not one constant")?;
+    let y_scale = name(6, "y_scale")?;
+    scalar_const(g, &y_scale).ok_or("the output's scale is not one constant")?;
+    let per = ints.len() / c.max(1);
+    let weight = ArrayD::from_shape_vec(IxDyn(&wq.shape()), ints.iter().enumerate().map(|(i, &v)| v as f32 * w_scale[i / per.max(1)]).collect()).map_err(|e| e.to_string())?;
+    let bias = match input(8) {
+        None => None,
+        Some(b) => {
+            let bi = g.const_tensor(b).and_then(|t| t.to_i64().ok()).ok_or("the bias is not a constant")?;
+            Some(ArrayD::from_shape_vec(IxDyn(&[c]), bi.iter().zip(&w_scale).map(|(&v, &s)| v as f32 * s * x_scale_value).collect()).map_err(|e| e.to_string())?)
+        }
+    };
+    let qdq = Qdq { qlinear: true, x_scale, x_zp: input(2).map(str::to_string), y_scale, y_zp: input(7).map(str::to_string), x_scale_value, w_scale };
+    Ok((weight, bias, qdq))
+}
+
+/// The int8 weight, its scales and zero points, and the int32 bias of a
+/// QLinearConv branch, as initializers: the names of (w, w_scale, w_zp, B).
+#[allow(clippy::too_many_arguments)]
+pub fn qlinear_weight(names: &mut Names, patch: &mut Patch, prefix: &str, w: &ArrayD<f32>, grid: &[f32], bias: Option<&ArrayD<f32>>, x_scale: f32) -> [Option<String>; 4] {
+    let c = w.shape()[0];
+    let dims: Vec<i64> = w.shape().iter().map(|&d| d as i64).collect();
+    let (ints, scales) = requantize(w, grid);
+    let mut add = |suffix: &str, t: Tensor| -> String {
+        let n = names.fresh(&format!("{prefix}.{suffix}"));
+        patch.initializers.push(t.renamed(&n));
+        n
+    };
+    let wq = add("weight_quantized", Tensor::from_int8("", &dims, &ints));
+    let ws = add("weight_scale", Tensor::from_f32("", &ndarray::Array1::from(scales.clone()).into_dyn()));
+    let wz = add("weight_zero_point", Tensor::from_int8("", &[c as i64], &vec![0; c]));
+    let b = bias.map(|b| {
+        let bi: Vec<i64> = b.iter().zip(&scales).map(|(&v, &s)| (v / (s * x_scale)).round() as i64).collect();
+        add("bias_quantized", Tensor::from_int32("", &[c as i64], &bi))
+    });
+    [Some(wq), Some(ws), Some(wz), b]
 }
 
 /// Per-channel symmetric int8 of kernels [C, 1, kh, kw]: a channel whose
