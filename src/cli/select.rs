@@ -41,6 +41,12 @@ pub struct SelectArgs {
     // images to measure the costs on instead of noise (--samples is then ignored)
     #[command(flatten)]
     pub images: CalibImages,
+    /// The converted model may have at most this many parameters (Full adds them; Half removes).
+    #[arg(long)]
+    pub budget_params: Option<u64>,
+    /// The converted model may do at most this many multiply-accumulates.
+    #[arg(long)]
+    pub budget_macs: Option<u64>,
     /// Layers every chosen set must contain (a --layers list: indices, ranges, name patterns).
     #[arg(long)]
     pub include: Option<String>,
@@ -156,7 +162,13 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     let costs: Vec<f64> = table.items.iter().map(|i| if a.max_drop.is_some() { i.drop_points().unwrap_or(0.0) } else { i.cost.unwrap_or(1.0) }).collect();
     let forced: Vec<usize> = (0..table.items.len()).filter(|&i| table.items[i].layers.iter().any(|l| include.contains(l))).collect();
     let free: Vec<usize> = (0..table.items.len()).filter(|&i| !forced.contains(&i) && !table.items[i].layers.iter().any(|l| exclude.contains(l))).collect();
-    let constrained = Constrained { gains: &gains, costs: &costs, forced: &forced, free: &free };
+    // parameter and MAC budgets: the model's own plus what the chosen items add
+    let stats = crate::stats::stats(&g);
+    let within = |items: &[usize]| {
+        let add = |f: fn(&crate::select::Item) -> i64| items.iter().map(|&i| f(&table.items[i])).sum::<i64>();
+        a.budget_params.is_none_or(|b| stats.params as i64 + add(|i| i.params_delta) <= b as i64) && a.budget_macs.is_none_or(|b| stats.macs as i64 + add(|i| i.macs_delta) <= b as i64)
+    };
+    let constrained = Constrained { gains: &gains, costs: &costs, forced: &forced, free: &free, ok: &within };
     let front = constrained.front();
     let base = table.baseline_cycles;
     let measure = |c: &solve::Choice, tightened: Vec<(f64, f64)>| -> anyhow::Result<Chosen> {
@@ -184,8 +196,9 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     };
     let unreachable = || {
         anyhow::anyhow!(
-            "no set of layers reaches a {:.3}x speedup on this array (all {} allowed together: {:.3}x predicted)",
+            "no set of layers reaches a {:.3}x speedup on this array{} (all {} allowed together: {:.3}x predicted)",
             a.target_speedup.unwrap_or(1.0),
+            if a.budget_params.is_some() || a.budget_macs.is_some() { " within --budget-params/--budget-macs" } else { "" },
             forced.len() + free.len(),
             speedup(base, forced.iter().chain(&free).map(|&i| gains[i]).sum())
         )
@@ -266,6 +279,8 @@ struct Constrained<'a> {
     costs: &'a [f64],
     forced: &'a [usize],
     free: &'a [usize],
+    /// Whether a whole set (forced and chosen items) is within the budgets.
+    ok: &'a dyn Fn(&[usize]) -> bool,
 }
 
 impl Constrained<'_> {
@@ -282,9 +297,14 @@ impl Constrained<'_> {
     fn sub(&self) -> (Vec<u64>, Vec<f64>) {
         (self.free.iter().map(|&i| self.gains[i]).collect(), self.free.iter().map(|&i| self.costs[i]).collect())
     }
+    /// Whether the free items `sub` (indices into `free`) with the forced ones are within budget.
+    fn allows(&self, sub: &[usize]) -> bool {
+        let all: Vec<usize> = self.forced.iter().copied().chain(sub.iter().map(|&j| self.free[j])).collect();
+        (self.ok)(&all)
+    }
     fn front(&self) -> Vec<solve::Choice> {
         let (g, c) = self.sub();
-        solve::pareto(&g, &c).into_iter().map(|x| self.join(x)).collect()
+        solve::pareto_where(&g, &c, &|s| self.allows(s)).into_iter().map(|x| self.join(x)).collect()
     }
     fn solve(&self, goal: Goal) -> Option<solve::Choice> {
         let (g0, c0) = self.base();
@@ -294,7 +314,7 @@ impl Constrained<'_> {
             Goal::Cost(x) => Goal::Cost(x - c0),
         };
         let (g, c) = self.sub();
-        solve::solve(&g, &c, goal).map(|x| self.join(x))
+        solve::solve_where(&g, &c, goal, &|s| self.allows(s)).map(|x| self.join(x))
     }
 }
 

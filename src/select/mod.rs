@@ -32,6 +32,9 @@ pub struct Item {
     pub gain: u64,
     /// Parameters added (negative: removed).
     pub params_delta: i64,
+    /// Multiply-accumulates added (negative: removed).
+    #[serde(default)]
+    pub macs_delta: i64,
     /// Normalized output error with this item alone rewritten (None: not measured).
     pub cost: Option<f64>,
     /// Top-1 agreement with the original (outputs of shape [N, C]) with this item alone rewritten.
@@ -143,7 +146,8 @@ pub fn gains(g: &Graph, hw: &ArrayConfig, variant: Variant, batch: u64) -> Resul
     }
     // each item converted and costed on its own: independent, so on all cores
     use rayon::prelude::*;
-    let done: Vec<Result<(String, Vec<usize>, Option<(Vec<usize>, i64, u64)>)>> = todo
+    let macs = crate::stats::stats(g).macs as i64;
+    let done: Vec<Result<(String, Vec<usize>, Option<(Vec<usize>, i64, i64, u64)>)>> = todo
         .into_par_iter()
         .map(|(name, group)| {
             let (rewritten, layers, params_delta) = rewrite(g, variant, Init::Center, &group)?;
@@ -151,16 +155,17 @@ pub fn gains(g: &Graph, hw: &ArrayConfig, variant: Variant, batch: u64) -> Resul
                 return Ok((name, group, None));
             }
             let after = cycles(&rewritten, hw, batch)?;
-            Ok((name, group, Some((layers, params_delta, after))))
+            let macs_delta = crate::stats::stats(&rewritten).macs as i64 - macs;
+            Ok((name, group, Some((layers, params_delta, macs_delta, after))))
         })
         .collect();
     let mut items = vec![];
     for d in done {
         match d? {
             (name, _, None) => skipped.push((name, format!("not rewritten alone as {variant:?}"))),
-            (_, _, Some((layers, params_delta, after))) => {
+            (_, _, Some((layers, params_delta, macs_delta, after))) => {
                 let names = layers.iter().map(|&i| cands.iter().find(|c| c.index() == i).map_or_else(String::new, |c| c.name().to_string())).collect();
-                items.push(Item { layers, names, gain: base.saturating_sub(after), params_delta, cost: None, agreement: None });
+                items.push(Item { layers, names, gain: base.saturating_sub(after), params_delta, macs_delta, cost: None, agreement: None });
             }
         }
     }

@@ -35,6 +35,11 @@ fn choice(mask: u64, gains: &[u64], costs: &[f64]) -> Choice {
 /// cost, one of them strictly better), by increasing cost. Exact up to
 /// [`EXACT_ITEMS`] items; beyond, the prefixes of the items by gain per cost.
 pub fn pareto(gains: &[u64], costs: &[f64]) -> Vec<Choice> {
+    pareto_where(gains, costs, &|_| true)
+}
+
+/// [`pareto`] over the sets `ok` accepts (a parameter or MAC budget).
+pub fn pareto_where(gains: &[u64], costs: &[f64], ok: &dyn Fn(&[usize]) -> bool) -> Vec<Choice> {
     assert_eq!(gains.len(), costs.len());
     let n = gains.len();
     let mut all: Vec<Choice> = if n <= EXACT_ITEMS {
@@ -43,6 +48,7 @@ pub fn pareto(gains: &[u64], costs: &[f64]) -> Vec<Choice> {
         let order = by_ratio(gains, costs);
         (0..=n).map(|k| choice(order[..k].iter().fold(0u64, |m, &i| m | 1 << i), gains, costs)).collect()
     };
+    all.retain(|c| ok(&c.items));
     // by cost, then by gain descending, then by fewer items: the first of each cost level wins
     all.sort_by(|a, b| a.cost.total_cmp(&b.cost).then(b.gain.cmp(&a.gain)).then(a.items.len().cmp(&b.items.len())).then(a.items.cmp(&b.items)));
     let mut front: Vec<Choice> = vec![];
@@ -65,7 +71,12 @@ fn by_ratio(gains: &[u64], costs: &[f64]) -> Vec<usize> {
 /// The best set for `goal`, or None when no set reaches it (a gain larger than
 /// all items together).
 pub fn solve(gains: &[u64], costs: &[f64], goal: Goal) -> Option<Choice> {
-    let front = pareto(gains, costs);
+    solve_where(gains, costs, goal, &|_| true)
+}
+
+/// [`solve`] over the sets `ok` accepts.
+pub fn solve_where(gains: &[u64], costs: &[f64], goal: Goal, ok: &dyn Fn(&[usize]) -> bool) -> Option<Choice> {
+    let front = pareto_where(gains, costs, ok);
     match goal {
         // the front is sorted by cost with rising gain: the first that reaches the gain is the cheapest
         Goal::Gain(g) => front.into_iter().find(|c| c.gain >= g),
@@ -108,6 +119,20 @@ mod tests {
             assert!(f.iter().any(|p| p.gain >= s.gain && p.cost <= s.cost), "{s:?} not covered");
         }
         assert_eq!(f.last().unwrap().gain, 25);
+    }
+
+    #[test]
+    fn a_budget_leaves_out_the_sets_it_does_not_allow() {
+        let (g, c) = ([10, 7, 5, 3], [4.0, 2.0, 2.0, 1.0]);
+        // item 1 is not allowed with item 2 (say, together over a parameter budget)
+        let ok = |s: &[usize]| !(s.contains(&1) && s.contains(&2));
+        // at most cost 5: {1, 2, 3} is out; {0, 3} (13) or {1, 3} (10) or {2, 3}: {0, 3}
+        assert_eq!(solve_where(&g, &c, Goal::Cost(5.0), &ok).unwrap().items, [0, 3]);
+        // at least 12 saved: {1, 2} is out; {0, 2} (15 at 6), {0, 1} (17 at 6), {0, 3} (13 at 5): {0, 3}
+        assert_eq!(solve_where(&g, &c, Goal::Gain(12), &ok).unwrap().items, [0, 3]);
+        assert!(pareto_where(&g, &c, &ok).iter().all(|s| ok(&s.items)));
+        // nothing allowed but the empty set
+        assert_eq!(solve_where(&g, &c, Goal::Gain(1), &|s: &[usize]| s.is_empty()), None);
     }
 
     #[test]
