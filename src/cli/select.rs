@@ -159,7 +159,9 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     }
     let gains: Vec<u64> = table.items.iter().map(|i| i.gain).collect();
     // without costs every item costs the same: the fewest layers reaching the target
-    let costs: Vec<f64> = table.items.iter().map(|i| if a.max_drop.is_some() { i.drop_points().unwrap_or(0.0) } else { i.cost.unwrap_or(1.0) }).collect();
+    // (with --max-drop: the agreement points an item loses)
+    let cost_of = |i: &crate::select::Item| if a.max_drop.is_some() { i.drop_points().unwrap_or(0.0) } else { i.cost.unwrap_or(1.0) };
+    let costs: Vec<f64> = table.items.iter().map(cost_of).collect();
     let forced: Vec<usize> = (0..table.items.len()).filter(|&i| table.items[i].layers.iter().any(|l| include.contains(l))).collect();
     let free: Vec<usize> = (0..table.items.len()).filter(|&i| !forced.contains(&i) && !table.items[i].layers.iter().any(|l| exclude.contains(l))).collect();
     // parameter and MAC budgets: the model's own plus what the chosen items add
@@ -171,6 +173,8 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     let constrained = Constrained { gains: &gains, costs: &costs, forced: &forced, free: &free, ok: &within };
     let front = constrained.front();
     let base = table.baseline_cycles;
+    // the original's outputs, run once however many sets are measured
+    let reference = std::cell::OnceCell::new();
     let measure = |c: &solve::Choice, tightened: Vec<(f64, f64)>| -> anyhow::Result<Chosen> {
         let layers: Vec<usize> = c.items.iter().flat_map(|&i| table.items[i].layers.clone()).collect();
         let (converted, _, _) = crate::select::rewrite(&g, a.variant, a.init, &layers)?;
@@ -178,8 +182,11 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         let (measured_cost, measured_agreement) = if inputs.is_empty() {
             (None, None)
         } else {
-            let reference = crate::select::outputs(&model.proto, &g, &inputs)?;
-            let (e, ag) = crate::select::output_distance(&reference, &crate::select::outputs(&model.proto, &converted, &inputs)?);
+            if reference.get().is_none() {
+                let _ = reference.set(crate::select::outputs(&model.proto, &g, &inputs)?);
+            }
+            let reference = reference.get().ok_or_else(|| anyhow::anyhow!("the original's outputs"))?;
+            let (e, ag) = crate::select::output_distance(reference, &crate::select::outputs(&model.proto, &converted, &inputs)?);
             (Some(e), ag)
         };
         Ok(Chosen {
@@ -238,7 +245,7 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         let layers = crate::passes::LayerSelection::parse(m).resolve(&cands).map_err(|e| anyhow::anyhow!("option --mark: {m}: {e}"))?;
         let items: Vec<&crate::select::Item> = table.items.iter().filter(|i| i.layers.iter().any(|l| layers.contains(l))).collect();
         let gain: u64 = items.iter().map(|i| i.gain).sum();
-        let cost: f64 = items.iter().map(|i| if a.max_drop.is_some() { i.drop_points().unwrap_or(0.0) } else { i.cost.unwrap_or(1.0) }).sum::<f64>();
+        let cost: f64 = items.iter().map(|i| cost_of(i)).sum::<f64>();
         marks.push(Mark { name: m.clone(), layers, predicted_speedup: speedup(base, gain), predicted_cost: cost });
     }
     if let Some(p) = &a.svg {

@@ -185,9 +185,9 @@ pub fn build_block(g: &mut Graph, dw: &DepthwiseConv, layout: Layout, k: &FuseKe
         match (qdq, &grids) {
             (Some(q), Some(grids)) if q.qlinear => {
                 // QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B)
-                let [w, ws, wz, b] = qdq::qlinear_weight(names, patch, &format!("{base}.fuse.{tag}"), weight, &grids[usize::from(!row)], bias.as_ref(), q.x_scale_value);
+                let qdq::IntWeights { weight: [w, ws, wz], bias: b, .. } = qdq::int_weights(names, patch, &format!("{base}.fuse.{tag}"), weight, &grids[usize::from(!row)], bias.as_ref(), q.x_scale_value);
                 let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-                inputs.extend([q.x_scale.clone(), opt(&q.x_zp), opt(&w), opt(&ws), opt(&wz), q.y_scale.clone(), opt(&q.y_zp)]);
+                inputs.extend([q.x_scale.clone(), opt(&q.x_zp), w, ws, wz, q.y_scale.clone(), opt(&q.y_zp)]);
                 inputs.extend(b);
             }
             (Some(q), Some(grids)) => {

@@ -165,10 +165,17 @@ pub fn match_qlinear(g: &Graph, n: &Node) -> std::result::Result<Matched, String
     Ok((weight, bias, qdq))
 }
 
-/// The int8 weight, its scales and zero points, and the int32 bias of a
-/// QLinearConv branch, as initializers: the names of (w, w_scale, w_zp, B).
-#[allow(clippy::too_many_arguments)]
-pub fn qlinear_weight(names: &mut Names, patch: &mut Patch, prefix: &str, w: &ArrayD<f32>, grid: &[f32], bias: Option<&ArrayD<f32>>, x_scale: f32) -> [Option<String>; 4] {
+/// A branch's requantized weight as initializers: the int8 weight, its
+/// per-channel scales and zero points (the inputs of a QLinearConv or of a
+/// DequantizeLinear), the int32 bias at input scale × weight scale, and those
+/// bias scales.
+pub struct IntWeights {
+    pub weight: [String; 3],
+    pub bias: Option<String>,
+    pub bias_scales: Vec<f32>,
+}
+
+pub fn int_weights(names: &mut Names, patch: &mut Patch, prefix: &str, w: &ArrayD<f32>, grid: &[f32], bias: Option<&ArrayD<f32>>, x_scale: f32) -> IntWeights {
     let c = w.shape()[0];
     let dims: Vec<i64> = w.shape().iter().map(|&d| d as i64).collect();
     let (ints, scales) = requantize(w, grid);
@@ -180,11 +187,12 @@ pub fn qlinear_weight(names: &mut Names, patch: &mut Patch, prefix: &str, w: &Ar
     let wq = add("weight_quantized", Tensor::from_int8("", &dims, &ints));
     let ws = add("weight_scale", Tensor::from_f32("", &ndarray::Array1::from(scales.clone()).into_dyn()));
     let wz = add("weight_zero_point", Tensor::from_int8("", &[c as i64], &vec![0; c]));
-    let b = bias.map(|b| {
-        let bi: Vec<i64> = b.iter().zip(&scales).map(|(&v, &s)| (v / (s * x_scale)).round() as i64).collect();
+    let bias_scales: Vec<f32> = scales.iter().map(|s| s * x_scale).collect();
+    let bias = bias.map(|b| {
+        let bi: Vec<i64> = b.iter().zip(&bias_scales).map(|(&v, &s)| (v / s).round() as i64).collect();
         add("bias_quantized", Tensor::from_int32("", &[c as i64], &bi))
     });
-    [Some(wq), Some(ws), Some(wz), b]
+    IntWeights { weight: [wq, ws, wz], bias, bias_scales }
 }
 
 /// Per-channel symmetric int8 of kernels [C, 1, kh, kw]: a channel whose
@@ -246,33 +254,22 @@ pub fn requantized(names: &mut Names, patch: &mut Patch, pos: u64, base: &str, v
 #[allow(clippy::too_many_arguments)]
 pub fn quantized_weight(names: &mut Names, patch: &mut Patch, pos: u64, prefix: &str, w: &ArrayD<f32>, grid: &[f32], bias: Option<&ArrayD<f32>>, x_scale: f32) -> (String, Option<String>) {
     let c = w.shape()[0];
-    let dims: Vec<i64> = w.shape().iter().map(|&d| d as i64).collect();
-    let (ints, scales) = requantize(w, grid);
-    fn init(names: &mut Names, patch: &mut Patch, name: String, t: Tensor) -> String {
-        let n = names.fresh(&name);
-        patch.initializers.push(t.renamed(&n));
-        n
-    }
-    let floats = |v: Vec<f32>| Tensor::from_f32("", &ndarray::Array1::from(v).into_dyn());
-    let wq = init(names, patch, format!("{prefix}.weight_quantized"), Tensor::from_int8("", &dims, &ints));
-    let ws = init(names, patch, format!("{prefix}.weight_scale"), floats(scales.clone()));
-    let wz = init(names, patch, format!("{prefix}.weight_zero_point"), Tensor::from_int8("", &[c as i64], &vec![0; c]));
+    let IntWeights { weight, bias, bias_scales } = int_weights(names, patch, prefix, w, grid, bias, x_scale);
     let wout = names.fresh(&format!("{prefix}.weight"));
-    let node = dq_node(&names.fresh(&format!("{prefix}.weight_dequantize")), vec![wq, ws, wz], &wout, Some(0));
+    let node = dq_node(&names.fresh(&format!("{prefix}.weight_dequantize")), weight.to_vec(), &wout, Some(0));
     patch.add.push((node, pos));
-    let bout = match bias {
-        None => None,
-        Some(b) => {
-            let bs: Vec<f32> = scales.iter().map(|s| s * x_scale).collect();
-            let bi: Vec<i64> = b.iter().zip(&bs).map(|(&v, &s)| (v / s).round() as i64).collect();
-            let bq = init(names, patch, format!("{prefix}.bias_quantized"), Tensor::from_int32("", &[c as i64], &bi));
-            let bsn = init(names, patch, format!("{prefix}.bias_scale"), floats(bs));
-            let bz = init(names, patch, format!("{prefix}.bias_zero_point"), Tensor::from_int32("", &[c as i64], &vec![0; c]));
-            let out = names.fresh(&format!("{prefix}.bias"));
-            let node = dq_node(&names.fresh(&format!("{prefix}.bias_dequantize")), vec![bq, bsn, bz], &out, Some(0));
-            patch.add.push((node, pos));
-            Some(out)
-        }
-    };
+    let bout = bias.map(|bq| {
+        let mut add = |suffix: &str, t: Tensor| -> String {
+            let n = names.fresh(&format!("{prefix}.{suffix}"));
+            patch.initializers.push(t.renamed(&n));
+            n
+        };
+        let bs = add("bias_scale", Tensor::from_f32("", &ndarray::Array1::from(bias_scales).into_dyn()));
+        let bz = add("bias_zero_point", Tensor::from_int32("", &[c as i64], &vec![0; c]));
+        let out = names.fresh(&format!("{prefix}.bias"));
+        let node = dq_node(&names.fresh(&format!("{prefix}.bias_dequantize")), vec![bq, bs, bz], &out, Some(0));
+        patch.add.push((node, pos));
+        out
+    });
     (wout, bout)
 }
