@@ -10,8 +10,9 @@ static quantization, per-channel int8 weights, uint8 activations, in QDQ form
 writes DIR/NAME.qdq.onnx and DIR/NAME.qop.onnx. Models below opset 13 are
 first converted to opset 13 (per-channel DequantizeLinear needs it), then
 ONNX Runtime's pre-processing folds BatchNormalization and constants.
-Calibration: the arrays of `x` in --calib (N, C, H, W), or uniform noise in
-[-1, 1] of --shape with a fixed seed, so the output is the same on every run.
+Calibration: --samples inputs drawn (fixed seed) from the array `x` (N, C, H, W)
+in --calib, as `fusec eval --data ... --save-inputs calib.npz` writes it, or
+uniform noise in [-1, 1] of --shape; the output is the same on every run.
 
 The bundled fixtures testdata/quant/ppocr_cls.{qdq,qop}.onnx come from
     .venv/bin/python scripts/quantize.py testdata/ppocr_mobile_v2_cls.onnx \\
@@ -52,7 +53,9 @@ def main():
     if opset < 13:
         m = version_converter.convert_version(m, 13)
     if args.calib:
-        x = np.load(args.calib)["x"].astype(np.float32)[: args.samples]
+        x = np.load(args.calib)["x"].astype(np.float32)
+        # a fixed random subset: `fusec eval --save-inputs` writes samples in data order
+        x = x[np.sort(np.random.default_rng(0).permutation(len(x))[: args.samples])]
         batches = [x[i : i + 1] for i in range(len(x))]
     else:
         shape = [int(v) for v in args.shape.split(",")]

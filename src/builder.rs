@@ -77,6 +77,11 @@ impl ModelBuilder {
         self.add_const_proto(name, t)
     }
 
+    /// Add an initializer as it is (integer quantization parameters, for example).
+    pub fn initializer(&mut self, t: TensorProto) {
+        self.inits.push(t);
+    }
+
     pub fn constant_i64(&mut self, base: &str, dims: &[i64], v: &[i64]) -> String {
         let name = self.fresh(base);
         let t = Tensor::from_i64(&name, dims, v).into_proto();

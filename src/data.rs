@@ -184,6 +184,30 @@ pub struct Dataset {
     pub classes: Vec<String>,
 }
 
+impl Dataset {
+    /// The preprocessed inputs as one array `x` [N, C, H, W] in an `.npz` (the
+    /// calibration data ONNX Runtime's `quantize_static` reads through
+    /// `scripts/quantize.py --calib`), written whole or not at all.
+    pub fn save_inputs(&self, path: &Path) -> Result<()> {
+        use ndarray_npy::NpzWriter;
+        let first = self.samples.first().ok_or_else(|| Error::option("--save-inputs", "the data has no samples"))?;
+        let shape = first.x.raw_dim();
+        if let Some(s) = self.samples.iter().find(|s| s.x.raw_dim() != shape) {
+            return Err(Error::option("--save-inputs", format!("sample {} is {:?}, the first {:?}: one array needs one input size (set --size)", s.name, s.x.shape(), first.x.shape())));
+        }
+        let views: Vec<_> = self.samples.iter().map(|s| s.x.view().insert_axis(ndarray::Axis(0))).collect();
+        let x = ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| Error::option("--save-inputs", e.to_string()))?;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+        let err = |e: ndarray_npy::WriteNpzError| Error::io(path, std::io::Error::other(e.to_string()));
+        let mut w = NpzWriter::new(tmp.as_file());
+        w.add_array("x", &x).map_err(err)?;
+        w.finish().map_err(err)?;
+        tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+        Ok(())
+    }
+}
+
 fn is_image(p: &Path) -> bool {
     p.extension().and_then(|e| e.to_str()).is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
 }

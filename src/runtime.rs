@@ -147,20 +147,15 @@ pub fn run(sess: &mut Session, feeds: &[Feed], outputs: &[String]) -> Result<Vec
         .collect()
 }
 
-/// Run a session and return the name and shape of every f32 and i64 output (other types are skipped).
+/// Run a session and return the name and shape of every tensor output (any element type).
 pub fn run_any(sess: &mut Session, feeds: &[Feed]) -> Result<Vec<(String, Vec<i64>)>> {
     let inputs = session_inputs(feeds)?;
     let out = sess.run(inputs).map_err(|e| ort_err("ONNX Runtime run", e))?;
     let mut res = vec![];
     for (name, v) in out.iter() {
-        let shape = match v.try_extract_tensor::<f32>() {
-            Ok((shape, _)) => shape.to_vec(),
-            Err(_) => match v.try_extract_tensor::<i64>() {
-                Ok((shape, _)) => shape.to_vec(),
-                Err(_) => continue,
-            },
-        };
-        res.push((name.to_string(), shape));
+        // every tensor, whatever its element type (quantized models carry int8/uint8 values)
+        let Some(shape) = v.dtype().tensor_shape() else { continue };
+        res.push((name.to_string(), shape.to_vec()));
     }
     Ok(res)
 }

@@ -6,6 +6,13 @@ use super::*;
 pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     let pre = a.pre.resolve(a.task)?;
     let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
+    if let Some(out) = &a.save_inputs {
+        let same = |p: &std::path::Path| std::fs::canonicalize(p).ok().is_some_and(|c| std::fs::canonicalize(out).ok().as_ref() == Some(&c));
+        if same(&a.data) || same(&a.model) {
+            anyhow::bail!("option --save-inputs: {} is an input; choose another file", out.display());
+        }
+        data.save_inputs(out)?;
+    }
     let model = load_folded(&a.model)?;
     let teacher = match &a.teacher {
         Some(t) => Some((t.display().to_string(), load_folded(t)?)),

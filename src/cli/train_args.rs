@@ -31,6 +31,10 @@ pub struct EvalArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Also write the preprocessed inputs as `x` [N, C, H, W] to this `.npz`
+    /// (calibration data for `scripts/quantize.py --calib`).
+    #[arg(long, value_name = "FILE.npz")]
+    pub save_inputs: Option<PathBuf>,
 }
 
 /// Decoding of task outputs (ctc, textdet).

@@ -1,6 +1,6 @@
 //! Running models on data: reference execution through tract (compare
-//! outputs, classifier accuracy) and, in [`tasks`], task metrics (CTC text,
-//! detection boxes) in ONNX Runtime.
+//! outputs, classifier accuracy; quantized models in ONNX Runtime) and, in
+//! [`tasks`], task metrics (CTC text, detection boxes) in ONNX Runtime.
 
 pub mod tasks;
 
@@ -40,21 +40,52 @@ fn execute(plan: &std::sync::Arc<TypedSimplePlan>, inputs: TVec<TValue>) -> Resu
     out.iter().map(|t| t.to_plain_array_view::<f32>().map(|v| v.to_owned()).map_err(tract_err)).collect()
 }
 
-/// Run `model` in tract on f32 inputs (one per graph input, shapes concrete).
+/// Run `model` in tract (a quantized model with one input: ONNX Runtime) on f32
+/// inputs (one per graph input, shapes concrete).
 pub fn run(model: &ModelProto, inputs: &[ArrayD<f32>]) -> Result<Vec<ArrayD<f32>>> {
+    if let [x] = inputs
+        && is_quantized(model)
+    {
+        return Runner::new(model, x.shape())?.run_all(x.clone());
+    }
     let shapes: Vec<&[usize]> = inputs.iter().map(|x| x.shape()).collect();
     let plan = prepare(model, &shapes)?;
     execute(&plan, inputs.iter().map(|x| Tensor::from(x.clone()).into_tvalue()).collect())
 }
 
-/// A model prepared once for a fixed input shape, run many times.
+/// Ops tract does not run as ONNX defines them: quantized models go to ONNX
+/// Runtime (tract returns [1, 1] for the QDQ PP-OCR classifier's softmax, which
+/// ONNX Runtime and onnx's reference evaluator give as [0.47, 0.52], and has no
+/// QLinearAdd).
+const QUANTIZED_OPS: &[&str] = &[
+    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger",
+    "QLinearAdd", "QLinearMul", "QLinearGlobalAveragePool", "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearAveragePool",
+];
+
+/// Whether the model has quantized ops (then it runs in ONNX Runtime, see [`Runner`]).
+pub fn is_quantized(model: &ModelProto) -> bool {
+    model.graph.iter().flat_map(|g| g.node.iter()).any(|n| QUANTIZED_OPS.contains(&n.op_type()))
+}
+
+enum Engine {
+    Tract(std::sync::Arc<TypedSimplePlan>),
+    Ort { session: std::sync::Mutex<ort::session::Session>, input: String, shape: Vec<usize> },
+}
+
+/// A model prepared once for a fixed input shape, run many times: in tract,
+/// or in ONNX Runtime for quantized models.
 pub struct Runner {
-    plan: std::sync::Arc<TypedSimplePlan>,
+    engine: Engine,
 }
 
 impl Runner {
     pub fn new(model: &ModelProto, input_shape: &[usize]) -> Result<Runner> {
-        Ok(Runner { plan: prepare(model, &[input_shape])? })
+        if is_quantized(model) {
+            let input = crate::train::graph::data_input(model)?;
+            let session = std::sync::Mutex::new(crate::runtime::session(model, 1)?);
+            return Ok(Runner { engine: Engine::Ort { session, input, shape: input_shape.to_vec() } });
+        }
+        Ok(Runner { engine: Engine::Tract(prepare(model, &[input_shape])?) })
     }
 
     /// Prepared for single samples of `data` (batch 1).
@@ -67,7 +98,18 @@ impl Runner {
 
     /// Every output for one input.
     pub fn run_all(&self, x: ArrayD<f32>) -> Result<Vec<ArrayD<f32>>> {
-        execute(&self.plan, tvec!(Tensor::from(x).into_tvalue()))
+        match &self.engine {
+            Engine::Tract(plan) => execute(plan, tvec!(Tensor::from(x).into_tvalue())),
+            Engine::Ort { session, input, shape } => {
+                if x.shape() != shape.as_slice() {
+                    return Err(Error::Eval(format!("input {:?}, prepared for {:?}", x.shape(), shape)));
+                }
+                let x = x.as_standard_layout();
+                let data = x.as_slice().ok_or_else(|| Error::Eval("input not contiguous".into()))?;
+                let mut s = session.lock().map_err(|_| Error::Eval("ONNX Runtime session poisoned".into()))?;
+                crate::runtime::run(&mut s, &[crate::runtime::Feed { name: input, shape: shape.clone(), data }], &[])
+            }
+        }
     }
 
     /// Every output for one sample, as a batch of 1.

@@ -20,6 +20,7 @@ pub mod model;
 pub mod monitor;
 pub mod optimizer;
 pub mod options;
+pub mod quantized;
 pub mod regions;
 pub mod summary;
 pub mod teacher;
@@ -84,7 +85,12 @@ fn teacher_agrees_with_labels(teacher: &ModelProto, data: &Dataset, batch: usize
 /// Fine-tune `student` towards `teacher` on `data`; returns the trained model and a summary.
 pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eval_data: Option<&Dataset>, opts: &Options) -> Result<(ModelProto, Summary)> {
     let t0 = Instant::now();
-    let lifted = model::lift_constants(original);
+    // a QDQ student trains float weights behind fake quantization (see `quantized`)
+    let (q_student, q_lifted) = quantized::lift(original);
+    if !q_lifted.is_empty() {
+        log::info!("{} integer weights trained as floats behind their quantization", q_lifted.len());
+    }
+    let lifted = model::lift_constants(&q_student);
     if opts.batch == 0 || opts.accumulate == 0 {
         return Err(Error::option("--batch", "the batch and --accumulate must be at least 1"));
     }
@@ -383,7 +389,8 @@ pub fn finetune(original: &ModelProto, teacher: &ModelProto, data: &Dataset, eva
     bar.finish_and_clear();
     let n = (st.step - start_step).max(1) as f64;
     log::info!("per step: teacher {:.1} ms, training graph {:.1} ms, optimizer and bookkeeping {:.1} ms", 1e3 * timing[0] / n, 1e3 * timing[1] / n, 1e3 * timing[2] / n);
-    let trained = model::write_back(original, &tg, &st)?;
+    let trained = model::write_back(&q_student, &tg, &st)?;
+    let trained = if q_lifted.is_empty() { trained } else { quantized::lower(&trained, &q_lifted)? };
     let secs = train_t0.elapsed().as_secs_f64();
     let eval_before = eval_first.as_ref().and_then(|e| e.headline()).map(|(_, v)| v);
     let eval_after = curve.iter().rev().find_map(|p| p.eval).or(eval_before.filter(|_| st.step == start_step));

@@ -38,6 +38,13 @@ pub fn trainable(student: &ModelProto, set: TrainSet) -> Vec<String> {
     if !downstream.iter().any(|&d| d) {
         downstream.fill(true);
     }
+    // a weight behind fake quantization (`quantized::lift`): DequantizeLinear(QuantizeLinear(float))
+    let producer: HashMap<&str, &onnx::NodeProto> = g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let through_quantization = |name: &str| -> Option<String> {
+        let dq = producer.get(name).filter(|n| n.op_type() == "DequantizeLinear")?;
+        let q = producer.get(dq.input.first()?.as_str()).filter(|n| n.op_type() == "QuantizeLinear")?;
+        q.input.first().filter(|x| floats.contains_key(x.as_str())).cloned()
+    };
     for (ni, n) in g.node.iter().enumerate() {
         let is_fuse = |s: &str| s.contains(".fuse.");
         let slots: &[usize] = match n.op_type() {
@@ -49,6 +56,8 @@ pub fn trainable(student: &ModelProto, set: TrainSet) -> Vec<String> {
         };
         for &i in slots {
             let Some(name) = n.input.get(i) else { continue };
+            let lifted = through_quantization(name);
+            let name = lifted.as_ref().unwrap_or(name);
             let take = match set {
                 TrainSet::All => true,
                 TrainSet::Downstream => downstream[ni],

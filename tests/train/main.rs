@@ -6,6 +6,7 @@
 mod common;
 
 mod augment;
+mod quantized;
 mod rules;
 mod tasks;
 mod training;

@@ -344,3 +344,75 @@ fn readme_lists_the_gradient_rules() {
     let listed: Vec<&str> = readme[start..end].split(',').map(str::trim).collect();
     assert_eq!(listed, fusec::train::grad::supported(), "update README.md's gradient-rule list from train::grad::supported()");
 }
+
+/// An integer initializer for quantization parameters.
+fn int_const(b: &mut ModelBuilder, name: &str, dt: i32, dims: &[i64], v: &[i64]) -> String {
+    let t = Tensor::from_ints(name, dt, dims, v).unwrap();
+    b.initializer(t.into_proto());
+    name.to_string()
+}
+
+/// x → QuantizeLinear → DequantizeLinear (per tensor) → Conv whose weight goes
+/// through its own per-channel QuantizeLinear → DequantizeLinear pair.
+fn fake_quantized_conv(opset: i64, dt: i32, x_scale: f32, w_scale: [f32; 3]) -> (ModelProto, String) {
+    let mut b = ModelBuilder::new(opset, 7);
+    let x = b.input("x", &dims(&[2, 2, 5, 4]));
+    let w = weight(&mut b, "w", &[3, 2, 3, 3], -0.5, 0.5);
+    let xs = b.constant("xs", &ndarray::arr0(x_scale).into_dyn());
+    let xz = int_const(&mut b, "xz", dt, &[], &[3]);
+    let ws = b.constant("ws", &ndarray::arr1(&w_scale).into_dyn());
+    let wz = int_const(&mut b, "wz", dt, &[3], &[0, 0, 0]);
+    let xq = b.op("QuantizeLinear", &[&x, &xs, &xz], vec![]);
+    let xd = b.op("DequantizeLinear", &[&xq, &xs, &xz], vec![]);
+    let wq = b.op("QuantizeLinear", &[&w, &ws, &wz], vec![a_int("axis", 0)]);
+    let wd = b.op("DequantizeLinear", &[&wq, &ws, &wz], vec![a_int("axis", 0)]);
+    let y = b.op("Conv", &[&xd, &wd], vec![a_ints("pads", &[1, 1, 1, 1])]);
+    b.output(&y);
+    (b.build(), w)
+}
+
+/// The straight-through rule against finite differences away from rounding
+/// steps: with int16 (opset 21) a quantization step is a thousandth of the
+/// finite-difference step, so the quantized function is, at that scale, the
+/// identity inside the range and constant where it saturates (part of x lies
+/// beyond the range: those elements must get no gradient for the check to pass).
+#[test]
+fn quantize_dequantize_pass_gradients_straight_through() {
+    let (m, w) = fake_quantized_conv(21, fusec::onnx::dtype::INT16, 2e-5, [2e-5, 1.5e-5, 3e-5]);
+    // int16 at scale 2e-5 with zero point 3 holds x in about [-0.655, 0.655]: a third of
+    // x saturates, 1% lies within a finite-difference step of the edges
+    check(&m, &[2, 2, 5, 4], &[&w], (-1.0, 1.0), 17);
+}
+
+/// The rule's values exactly, for int8 and uint8: dy where x/scale + zero point
+/// rounds inside the integer range, 0 where it saturates.
+#[test]
+fn straight_through_gradients_stop_where_quantization_saturates() {
+    runtime::init().unwrap();
+    for (dt, zp, lo, hi) in [(fusec::onnx::dtype::INT8, -3i64, -128.0f32, 127.0f32), (fusec::onnx::dtype::UINT8, 100, 0.0, 255.0)] {
+        let scale = 0.01f32;
+        let mut b = ModelBuilder::new(13, 7);
+        let x = b.input("x", &dims(&[64]));
+        let s = b.constant("s", &ndarray::arr0(scale).into_dyn());
+        let z = int_const(&mut b, "z", dt, &[], &[zp]);
+        let q = b.op("QuantizeLinear", &[&x, &s, &z], vec![]);
+        let y = b.op("DequantizeLinear", &[&q, &s, &z], vec![]);
+        b.output(&y);
+        let m = b.build();
+        let gm = fusec::train::graph::gradient_model(&m, &["x".to_string()], &[("x".into(), vec![64])]).unwrap();
+        // x from 12 steps below the range to 12 steps above it
+        let (x_lo, x_hi) = ((lo - zp as f32 - 12.0) * scale, (hi - zp as f32 + 12.0) * scale);
+        let xv: Vec<f32> = (0..64).map(|i| x_lo + (x_hi - x_lo) * (i as f32 + 0.25) / 64.0).collect();
+        let dy: Vec<f32> = (0..64).map(|i| 1.0 + i as f32).collect();
+        let mut sess = runtime::session(&gm, 1).unwrap();
+        let out = runtime::run(&mut sess, &[Feed { name: "x", shape: vec![64], data: &xv }, Feed { name: &format!("d/{y}"), shape: vec![64], data: &dy }], &[]).unwrap();
+        let (mut passed, mut stopped) = (0, 0);
+        for i in 0..64 {
+            let u = (xv[i] / scale).round() + zp as f32;
+            let want = if (lo..=hi).contains(&u) { dy[i] } else { 0.0 };
+            assert!((out[0][i] - want).abs() <= 1e-4 * want.abs(), "{dt}: x {} (level {u}): gradient {} want {want}", xv[i], out[0][i]);
+            if want == 0.0 { stopped += 1 } else { passed += 1 }
+        }
+        assert!(passed > 40 && stopped >= 2, "{dt}: {passed} passed, {stopped} stopped: the check must see both");
+    }
+}

@@ -7,8 +7,8 @@
 //! present in the graph), and appends the backward nodes. Each op has one
 //! backward rule, found through [`RULES`]; the rules live one file per op
 //! family (convolutions, normalisation, pointwise, layout, pooling, linear
-//! algebra and reductions). `tests/train.rs` checks every rule against finite
-//! differences.
+//! algebra and reductions, quantization). `tests/train/rules.rs` checks
+//! every rule against finite differences.
 
 mod conv;
 mod layout;
@@ -16,6 +16,7 @@ mod linalg;
 mod norm;
 mod pointwise;
 mod pool;
+mod quant;
 
 use std::collections::{HashMap, HashSet};
 
@@ -83,6 +84,8 @@ pub const RULES: &[(&str, Rule)] = &[
     ("ReduceSum", linalg::reduce),
     ("ReduceSumSquare", linalg::reduce),
     ("ReduceMax", linalg::reduce_max),
+    ("QuantizeLinear", quant::quantize),
+    ("DequantizeLinear", quant::dequantize),
 ];
 
 /// Ops with a backward rule, in the table's order (for errors and docs).
