@@ -25,8 +25,11 @@ import tempfile
 import numpy as np
 import onnx
 from onnx import version_converter
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
+
+
+METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
 
 
 class Reader(CalibrationDataReader):
@@ -45,6 +48,8 @@ def main():
     ap.add_argument("--shape", default="1,3,224,224", help="input shape for noise calibration")
     ap.add_argument("--calib", help=".npz with an array x of calibration inputs")
     ap.add_argument("--samples", type=int, default=16)
+    ap.add_argument("--method", choices=["minmax", "entropy", "percentile"], default="minmax",
+                    help="activation range calibration (ONNX Runtime's CalibrationMethod)")
     args = ap.parse_args()
 
     m = onnx.load(args.model)
@@ -71,7 +76,8 @@ def main():
         for fmt, tag in [(QuantFormat.QDQ, "qdq"), (QuantFormat.QOperator, "qop")]:
             out = os.path.join(args.out_dir, f"{name}.{tag}.onnx")
             quantize_static(pre, out, Reader(input_name, batches), quant_format=fmt, per_channel=True,
-                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
+                            weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                            calibrate_method=METHODS[args.method])
             print(out)
 
 

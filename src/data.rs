@@ -203,6 +203,7 @@ impl Dataset {
         let mut w = NpzWriter::new(tmp.as_file());
         w.add_array("x", &x).map_err(err)?;
         w.finish().map_err(err)?;
+        crate::onnx::set_permissions_like(tmp.as_file(), path);
         tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
         Ok(())
     }

@@ -316,3 +316,42 @@ fn int8_reports_gate_in_ci_form() {
             .stdout(predicate::str::contains("depthwise convs: 11").and(predicate::str::contains("MACs 16.32M")));
     }
 }
+
+/// Quantized models are evaluated in ONNX Runtime: tract answers [1, 1] for the
+/// QDQ classifier's quantized softmax and cannot run QLinearAdd; `fusec eval`
+/// gives ONNX Runtime's predictions for both forms, and `--save-inputs` writes the
+/// preprocessed inputs that calibrate `scripts/quantize.py`.
+#[test]
+fn quantized_models_evaluate_in_onnx_runtime() {
+    fusec::runtime::init().unwrap();
+    let x = random_input(&[1, 3, 48, 192], 9);
+    for f in ["quant/ppocr_cls.qdq.onnx", "quant/ppocr_cls.qop.onnx"] {
+        let m = fusec::onnx::load(&testdata(f)).unwrap().proto;
+        assert!(fusec::eval::is_quantized(&m));
+        let mut s = fusec::runtime::session(&m, 1).unwrap();
+        let want = fusec::runtime::run(&mut s, &[fusec::runtime::Feed { name: "x", shape: vec![1, 3, 48, 192], data: x.as_slice().unwrap() }], &[]).unwrap();
+        let got = fusec::eval::run(&m, &[x.clone()]).unwrap();
+        assert_eq!(got, want, "{f}");
+        let row: Vec<f32> = got[0].iter().copied().collect();
+        assert!((row[0] + row[1] - 1.0).abs() < 0.02 && row.iter().all(|&p| p < 0.999), "{f}: a softmax, not saturated: {row:?}");
+    }
+    assert!(!fusec::eval::is_quantized(&fusec::onnx::load(&testdata("ppocr_mobile_v2_cls.onnx")).unwrap().proto));
+    let dir = tempfile::tempdir().unwrap();
+    let lines = lines_folder(dir.path(), 6);
+    let npz = dir.path().join("calib.npz");
+    let out = fusec()
+        .args(["eval", testdata("quant/ppocr_cls.qop.onnx").to_str().unwrap(), "--data", lines.to_str().unwrap(), "--task", "rot180", "--preprocess", "ppocr-cls", "--json", "--save-inputs", npz.to_str().unwrap()])
+        .assert()
+        .success();
+    let r: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(r["samples"], 12);
+    let mut z = ndarray_npy::NpzReader::new(std::fs::File::open(&npz).unwrap()).unwrap();
+    let a: ndarray::Array4<f32> = z.by_name("x").unwrap();
+    assert_eq!(a.shape(), &[12, 3, 48, 192]);
+    // the data folder is an input, not an output
+    fusec()
+        .args(["eval", testdata("ppocr_mobile_v2_cls.onnx").to_str().unwrap(), "--data", npz.to_str().unwrap(), "--save-inputs", npz.to_str().unwrap()])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--save-inputs").and(predicate::str::contains("is an input")));
+}

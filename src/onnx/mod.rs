@@ -477,7 +477,7 @@ pub fn save(model: &Model, out: &Path, opts: &SaveOptions) -> Result<()> {
 
 /// Temporary files are created 0600; give the result the permissions of the
 /// file it replaces, or the usual 0644.
-fn set_permissions_like(f: &std::fs::File, target: &Path) {
+pub fn set_permissions_like(f: &std::fs::File, target: &Path) {
     let perms = match std::fs::metadata(target) {
         Ok(m) => m.permissions(),
         Err(_) => {

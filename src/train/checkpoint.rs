@@ -66,6 +66,7 @@ pub fn save(path: &Path, st: &State, tg: &TrainGraph, fingerprint: i64) -> Resul
         }
         w.finish().map_err(err)?;
     }
+    crate::onnx::set_permissions_like(tmp.as_file(), path);
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }

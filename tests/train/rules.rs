@@ -1,5 +1,5 @@
 //! Every backward rule against central finite differences (run in ONNX
-//! Runtime), and the README's list of rules.
+//! Runtime), and the list of rules in docs/finetune.md.
 
 use super::*;
 
@@ -335,14 +335,14 @@ fn an_op_without_a_rule_names_the_node_and_the_op() {
     assert!(first_line.contains("ConvTranspose") && first_line.contains("Resize"), "lists the supported ops: {err}");
 }
 
-/// The README's list of ops with a gradient rule is the rule table.
+/// docs/finetune.md's list of ops with a gradient rule is the rule table.
 #[test]
-fn readme_lists_the_gradient_rules() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("<!-- grad-rules -->").expect("README has a <!-- grad-rules --> block") + "<!-- grad-rules -->".len();
+fn the_docs_list_the_gradient_rules() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/finetune.md")).unwrap();
+    let start = readme.find("<!-- grad-rules -->").expect("docs/finetune.md has a <!-- grad-rules --> block") + "<!-- grad-rules -->".len();
     let end = readme[start..].find("<!-- /grad-rules -->").expect("the block is closed") + start;
     let listed: Vec<&str> = readme[start..end].split(',').map(str::trim).collect();
-    assert_eq!(listed, fusec::train::grad::supported(), "update README.md's gradient-rule list from train::grad::supported()");
+    assert_eq!(listed, fusec::train::grad::supported(), "update docs/finetune.md's gradient-rule list from train::grad::supported()");
 }
 
 /// An integer initializer for quantization parameters.
