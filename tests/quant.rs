@@ -181,6 +181,33 @@ fn int8_models_cost_what_the_float_model_costs() {
 /// two QLinearConvs and a Concat of their integers) and ONNX Runtime computes
 /// exactly what it computes for the quantized original. The fixtures as they
 /// are convert too.
+/// Every depthwise kernel of a quantized model set to what the variant represents
+/// exactly (Half: the centre row of the first channels, the centre column of the
+/// others; Full: the centre tap), on its integers.
+fn set_exact_kernels(m: &mut fusec::onnx::ModelProto, g: &Graph, qlinear: bool, full: bool) {
+        let mut edited = 0;
+        for c in fusec::passes::fuse_depthwise::depthwise_convs(&g).unwrap() {
+            let Candidate::Convertible(d) = c else { panic!("{c:?}") };
+            let conv = g.node(d.node);
+            let wname = if qlinear {
+                conv.input(3).unwrap().to_string()
+            } else {
+                let (dq, _) = g.producer(conv.input(1).unwrap()).unwrap();
+                g.node(dq).input(0).unwrap().to_string()
+            };
+            let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
+            let tensor = Tensor::from_proto(t.clone()).unwrap();
+            let ints = tensor.to_i64().unwrap();
+            let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
+            let keep = |c: usize, i: usize, j: usize| if full { i == d.centre[0] && j == d.centre[1] } else if c < d.half_split() { i == d.centre[0] } else { j == d.centre[1] };
+            let kept: Vec<i64> = ints.iter().enumerate().map(|(n, &v)| if keep(n / (kh * kw), n / kw % kh, n % kw) { v } else { 0 }).collect();
+            assert_eq!(kept.len(), d.channels * kh * kw);
+            *t = Tensor::from_ints(&wname, dtype::INT8, tensor.dims(), &kept).unwrap().into_proto();
+            edited += 1;
+        }
+        assert_eq!(edited, 11);
+}
+
 #[test]
 fn quantized_models_convert_to_half_and_match_the_quantized_original_where_half_is_exact() {
     use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
@@ -197,27 +224,7 @@ fn quantized_models_convert_to_half_and_match_the_quantized_original_where_half_
         let (model, _) = fusec::ir::load_graph(&testdata(fixture)).unwrap();
         let mut m = model.proto.clone();
         let g = graph_of(&m);
-        let mut edited = 0;
-        for c in fusec::passes::fuse_depthwise::depthwise_convs(&g).unwrap() {
-            let Candidate::Convertible(d) = c else { panic!("{fixture}: {c:?}") };
-            let conv = g.node(d.node);
-            let wname = if qlinear {
-                conv.input(3).unwrap().to_string()
-            } else {
-                let (dq, _) = g.producer(conv.input(1).unwrap()).unwrap();
-                g.node(dq).input(0).unwrap().to_string()
-            };
-            let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
-            let tensor = Tensor::from_proto(t.clone()).unwrap();
-            let ints = tensor.to_i64().unwrap();
-            let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
-            let keep = |c: usize, i: usize, j: usize| if c < d.half_split() { i == d.centre[0] } else { j == d.centre[1] };
-            let kept: Vec<i64> = ints.iter().enumerate().map(|(n, &v)| if keep(n / (kh * kw), n / kw % kh, n % kw) { v } else { 0 }).collect();
-            assert_eq!(kept.len(), d.channels * kh * kw);
-            *t = Tensor::from_ints(&wname, dtype::INT8, tensor.dims(), &kept).unwrap().into_proto();
-            edited += 1;
-        }
-        assert_eq!(edited, 11);
+        set_exact_kernels(&mut m, &g, qlinear, false);
         let half = convert(&m);
         let gp = half.graph.as_ref().unwrap();
         let count = |g: &GraphProto, op: &str| g.node.iter().filter(|n| n.op_type() == op).count();
@@ -354,4 +361,62 @@ fn quantized_models_evaluate_in_onnx_runtime() {
         .assert()
         .failure()
         .stderr(predicate::str::contains("--save-inputs").and(predicate::str::contains("is an input")));
+}
+
+/// Full on a QDQ model: both 1-D convs on every channel with int8 weights, and the
+/// consumers widened on their own grids (integers duplicated, scales halved, bias
+/// integers doubled). With centre-tap kernels (what Full represents exactly) the
+/// outputs are the quantized original's in ONNX Runtime; QOperator models are
+/// left alone with the reason.
+#[test]
+fn qdq_models_convert_to_full_and_match_the_quantized_original_where_full_is_exact() {
+    use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
+    let convert = |m: &fusec::onnx::ModelProto| {
+        let mut g = graph_of(m);
+        let pass = FuseDepthwise::new(Options { variant: Variant::Full, init: Init::Center, assign: Default::default(), layers: Default::default(), skip: vec![], dense: false }).unwrap();
+        let r = fusec::passes::run_pipeline(&mut g, &[Box::new(pass)], &Default::default()).unwrap();
+        let mut out = m.clone();
+        out.graph = Some(g.to_proto().unwrap());
+        (out, r[0].1.clone())
+    };
+    let (model, _) = fusec::ir::load_graph(&testdata("quant/ppocr_cls.qdq.onnx")).unwrap();
+    let mut m = model.proto.clone();
+    let g0 = graph_of(&m);
+    set_exact_kernels(&mut m, &g0, false, true);
+    let (full, report) = convert(&m);
+    assert_eq!(report.rewrites.len(), 11, "{:?}", report.skipped);
+    let gp = full.graph.as_ref().unwrap();
+    let inits: std::collections::HashMap<&str, &TensorProto> = gp.initializer.iter().map(|t| (t.name(), t)).collect();
+    // every Conv and the Gemm still read int8 weights (and int32 biases) through DequantizeLinear
+    for n in gp.node.iter().filter(|n| matches!(n.op_type(), "Conv" | "Gemm")) {
+        for (slot, want) in [(1, dtype::INT8), (2, dtype::INT32)] {
+            let Some(v) = n.input.get(slot) else { continue };
+            let dq = gp.node.iter().find(|p| p.output.first() == Some(v)).unwrap_or_else(|| panic!("{}: input {slot} is not computed", n.name()));
+            assert_eq!(dq.op_type(), "DequantizeLinear", "{}", n.name());
+            assert_eq!(inits[dq.input[0].as_str()].data_type(), want, "{} input {slot}", n.name());
+        }
+    }
+    let count = |op: &str| gp.node.iter().filter(|n| n.op_type() == op).count();
+    assert_eq!(count("Conv"), 53 + 11);
+    let mut a = fusec::runtime::session(&m, 1).unwrap();
+    let mut b = fusec::runtime::session(&full, 1).unwrap();
+    let mut worst = 0f32;
+    for seed in 0..4 {
+        let x = random_input(&[1, 3, 48, 192], seed);
+        let feed = [fusec::runtime::Feed { name: "x", shape: vec![1, 3, 48, 192], data: x.as_slice().unwrap() }];
+        let (ya, yb) = (fusec::runtime::run(&mut a, &feed, &[]).unwrap(), fusec::runtime::run(&mut b, &feed, &[]).unwrap());
+        worst = worst.max(ya[0].iter().zip(yb[0].iter()).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max));
+    }
+    eprintln!("Full vs the quantized original, Full-exact kernels: max |diff| {worst}");
+    // the output is a uint8 softmax: one step is 1/255
+    assert!(worst <= 1.0 / 255.0 + 1e-6, "{worst}");
+    // the fixture as ONNX Runtime quantized it converts and runs
+    let (as_is, r) = convert(&model.proto);
+    assert_eq!(r.rewrites.len(), 11);
+    fusec::runtime::session(&as_is, 1).unwrap();
+    // QOperator: left alone, with the reason
+    let (qop, _) = fusec::ir::load_graph(&testdata("quant/ppocr_cls.qop.onnx")).unwrap();
+    let (_, r) = convert(&qop.proto);
+    assert_eq!(r.rewrites.len(), 0);
+    assert!(r.skipped.iter().all(|(_, why)| why.contains("QOperator")), "{:?}", r.skipped);
 }

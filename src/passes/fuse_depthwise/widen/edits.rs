@@ -1,16 +1,68 @@
 //! The per-op edits of the Full widening: per-channel parameters and
 //! elementwise operands duplicated, shape tensors rewritten to 2C, and the
 //! channel-mixing consumers (Conv, Gemm/MatMul) whose input weights are
-//! duplicated and halved.
+//! duplicated and halved (float constants, or integers behind a
+//! DequantizeLinear: [`super::quantized`]).
 
+use ndarray::ArrayD;
 use petgraph::stable_graph::NodeIndex;
 
+use super::quantized::QWeight;
 use super::{dup_axis, is_squeeze_excite, Plan, Planner, Wide};
 use crate::passes::fuse_depthwise::Layout;
 use crate::onnx::{a_int, attr_int, Dim};
 use crate::tensor::Tensor;
 
+/// A weight or bias input: a float constant, or integers behind a DequantizeLinear.
+pub(super) enum Weight {
+    Float(ArrayD<f32>),
+    Quantized(QWeight),
+}
+
+impl Weight {
+    fn values(&self) -> ArrayD<f32> {
+        match self {
+            Weight::Float(a) => a.clone(),
+            Weight::Quantized(q) => q.values(),
+        }
+    }
+}
+
 impl Planner<'_> {
+    fn weight(&self, name: &str, label: &str) -> Plan<Weight> {
+        match QWeight::of(self.g, name) {
+            Some(q) => Ok(Weight::Quantized(q)),
+            None => self.const_f32(name, label).map(Weight::Float),
+        }
+    }
+
+    /// `w` duplicated along each (axis, factor) of `steps` in turn; a quantized
+    /// bias also moves to a grid `rescale` times its own (its weight's scale
+    /// changed by that factor; a float bias keeps its values). The new input's
+    /// name, or None when nothing changes.
+    fn widened_input(&mut self, base: &str, w: &Weight, steps: &[(usize, f32)], rescale: f32, at: u64) -> Plan<Option<String>> {
+        match w {
+            Weight::Float(_) if steps.is_empty() => Ok(None),
+            Weight::Float(a) => {
+                let mut a = a.clone();
+                for &(axis, f) in steps {
+                    a = dup_axis(&a, axis, f)?;
+                }
+                Ok(Some(self.new_const(base, &a)))
+            }
+            Weight::Quantized(q) => {
+                let mut q = q.clone();
+                for &(axis, f) in steps {
+                    q = q.widened(axis, f)?;
+                }
+                if rescale != 1.0 {
+                    q = q.rescaled(rescale)?;
+                }
+                Ok(Some(self.new_dequantized(base, &q, at)?))
+            }
+        }
+    }
+
     /// BatchNormalization / InstanceNormalization: every parameter input duplicated.
     pub(super) fn per_channel_params(&mut self, ix: NodeIndex, c: i64) -> Plan<()> {
         let n = self.g.node(ix);
@@ -145,72 +197,66 @@ impl Planner<'_> {
     pub(super) fn conv(&mut self, ix: NodeIndex, c: i64) -> Plan<Option<i64>> {
         let g = self.g;
         let n = g.node(ix);
-        let label = n.label();
+        let (label, at) = (n.label(), n.pos);
         let group = attr_int(&n.proto, "group").unwrap_or(1);
         let wn = n.input(1).ok_or("Conv without weight")?.to_string();
-        let a = self.const_f32(&wn, &label)?;
-        let bias = n.input(2).map(str::to_string);
-        if group == c && a.shape()[1] == 1 && a.shape()[0] as i64 == c && (self.joinable)(ix) {
+        let weight = self.weight(&wn, &label)?;
+        let a = weight.values();
+        let depthwise = group == c && a.shape()[1] == 1 && a.shape()[0] as i64 == c;
+        let se = !depthwise && group == 1 && is_squeeze_excite(g, ix, &self.widened);
+        // a bias is read where it changes: duplicated (depthwise, SE), or on a new grid (quantized)
+        let bias = match n.input(2) {
+            Some(bn) if depthwise || se => Some((bn.to_string(), self.weight(bn, &label)?)),
+            Some(bn) => QWeight::of(g, bn).map(|q| (bn.to_string(), Weight::Quantized(q))),
+            None => None,
+        };
+        if depthwise && (self.joinable)(ix) {
             // a depthwise conv the pass converts anyway: in this rewrite, on the widened input
             self.joined.push((ix, Layout::Widened));
             return Ok(Some(c));
         }
-        if group == c && a.shape()[1] == 1 && a.shape()[0] as i64 == c {
+        // (weight steps, bias steps, the weight scale's factor) of each kind of consumer
+        let (w_steps, b_steps, factor, out): (&[(usize, f32)], &[(usize, f32)], f32, Option<i64>) = if depthwise {
             // another depthwise conv: widen to 2C groups
-            let w = self.new_const(&wn, &dup_axis(&a, 0, 1.0)?);
             self.added += a.len() as i64;
-            let b = match &bias {
-                Some(bn) => Some(self.new_const(bn, &dup_axis(&self.const_f32(bn, &label)?, 0, 1.0)?)),
-                None => None,
-            };
-            let p = self.edit(ix);
-            p.input[1] = w;
-            if let Some(b) = b {
-                p.input[2] = b;
-            }
+            (&[(0, 1.0)], &[(0, 1.0)], 1.0, Some(c))
+        } else if group != 1 || a.shape()[1] as i64 != c {
+            return Err(format!("'{label}' is a grouped conv (group {group}) over the widened channels"));
+        } else if se {
+            self.added += 3 * a.len() as i64 + bias.as_ref().map_or(0, |(_, b)| b.values().len() as i64);
+            (&[(1, 0.5), (0, 1.0)], &[(0, 1.0)], 0.5, Some(a.shape()[0] as i64))
+        } else {
+            self.added += a.len() as i64;
+            (&[(1, 0.5)], &[], 0.5, None)
+        };
+        let w = self.widened_input(&wn, &weight, w_steps, 1.0, at)?.ok_or("no weight change")?;
+        let b = match &bias {
+            Some((bn, bw)) => self.widened_input(bn, bw, b_steps, factor, at)?,
+            None => None,
+        };
+        let p = self.edit(ix);
+        p.input[1] = w;
+        if let Some(b) = b {
+            p.input[2] = b;
+        }
+        if out == Some(c) {
             p.attribute.retain(|a| a.name() != "group");
             p.attribute.push(a_int("group", 2 * c));
-            return Ok(Some(c));
         }
-        if group != 1 || a.shape()[1] as i64 != c {
-            return Err(format!("'{label}' is a grouped conv (group {group}) over the widened channels"));
-        }
-        let win = dup_axis(&a, 1, 0.5)?;
-        if is_squeeze_excite(g, ix, &self.widened) {
-            let w = self.new_const(&wn, &dup_axis(&win, 0, 1.0)?);
-            self.added += 3 * a.len() as i64;
-            let b = match &bias {
-                Some(bn) => {
-                    let bv = self.const_f32(bn, &label)?;
-                    self.added += bv.len() as i64;
-                    Some(self.new_const(bn, &dup_axis(&bv, 0, 1.0)?))
-                }
-                None => None,
-            };
-            let p = self.edit(ix);
-            p.input[1] = w;
-            if let Some(b) = b {
-                p.input[2] = b;
-            }
-            Ok(Some(a.shape()[0] as i64))
-        } else {
-            let w = self.new_const(&wn, &win);
-            self.added += a.len() as i64;
-            self.edit(ix).input[1] = w;
-            Ok(None)
-        }
+        Ok(out)
     }
 
     pub(super) fn matmul(&mut self, ix: NodeIndex, c: i64) -> Plan<Option<i64>> {
         let g = self.g;
         let n = g.node(ix);
-        let label = n.label();
+        let (label, at) = (n.label(), n.pos);
         if attr_int(&n.proto, "transA").unwrap_or(0) != 0 {
             return Err(format!("'{label}' uses transA"));
         }
         let trans_b = n.op() == "Gemm" && attr_int(&n.proto, "transB").unwrap_or(0) != 0;
         let wn = n.input(1).ok_or("no weight")?.to_string();
-        let a = self.const_f32(&wn, &label)?;
+        let weight = self.weight(&wn, &label)?;
+        let a = weight.values();
         if a.ndim() != 2 {
             return Err(format!("'{label}' weight is not a matrix"));
         }
@@ -218,28 +264,29 @@ impl Planner<'_> {
         if a.shape()[in_ax] as i64 != c {
             return Err(format!("'{label}' weight does not take {c} inputs"));
         }
-        let win = dup_axis(&a, in_ax, 0.5)?;
-        if !is_squeeze_excite(g, ix, &self.widened) {
-            let w = self.new_const(&wn, &win);
-            self.added += a.len() as i64;
-            self.edit(ix).input[1] = w;
-            return Ok(None);
-        }
-        let w = self.new_const(&wn, &dup_axis(&win, out_ax, 1.0)?);
-        self.added += 3 * a.len() as i64;
+        // a MatMul's bias comes as a following Add (widened there as a per-channel constant);
+        // a Gemm's is read where it changes: duplicated (SE), or on a new grid (quantized)
+        let se = is_squeeze_excite(g, ix, &self.widened);
+        let bias = match n.input(2) {
+            Some(bn) if se => Some((bn.to_string(), self.weight(bn, &label)?)),
+            Some(bn) => QWeight::of(g, bn).map(|q| (bn.to_string(), Weight::Quantized(q))),
+            None => None,
+        };
+        let (w_steps, b_steps): (&[(usize, f32)], &[(usize, f32)]) = if se { (&[(in_ax, 0.5), (out_ax, 1.0)], &[(0, 1.0)]) } else { (&[(in_ax, 0.5)], &[]) };
+        self.added += if se { 3 } else { 1 } * a.len() as i64;
+        let w = self.widened_input(&wn, &weight, w_steps, 1.0, at)?.ok_or("no weight change")?;
         self.edit(ix).input[1] = w;
-        // a MatMul's bias comes as a following Add: it is widened as a per-channel constant
-        if let Some(bn) = n.input(2).map(str::to_string) {
-            let bt = g.const_tensor(&bn).ok_or("bias not constant")?;
-            if bt.len() > 1 {
-                let b = bt.to_f32().map_err(|e| e.to_string())?;
-                let axis = b.ndim().saturating_sub(1);
-                self.added += b.len() as i64;
-                let nb = self.new_const(&bn, &dup_axis(&b, axis, 1.0)?);
+        if let Some((bn, bw)) = &bias {
+            let scalar = bw.values().len() <= 1;
+            if se && !scalar {
+                self.added += bw.values().len() as i64;
+            }
+            // a scalar float bias broadcasts to any width; a bias axis is the last one
+            let steps: Vec<(usize, f32)> = if scalar { vec![] } else { b_steps.iter().map(|&(_, f)| (bw.values().ndim().saturating_sub(1), f)).collect() };
+            if let Some(nb) = self.widened_input(bn, bw, &steps, 0.5, at)? {
                 self.edit(ix).input[2] = nb;
             }
         }
-        Ok(Some(a.shape()[out_ax] as i64))
+        Ok(se.then(|| a.shape()[out_ax] as i64))
     }
-
 }

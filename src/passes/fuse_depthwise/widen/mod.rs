@@ -17,6 +17,7 @@
 //! | the same inside squeeze-excite | the 2×2 block matrix [[W/2, W/2], [W/2, W/2]], bias duplicated: SE over 2C with doubled hidden width |
 //!
 //! | Transpose | none: the channel axis moves with the permutation (TensorFlow exports run activations and squeeze-excite in NHWC) |
+//! | QuantizeLinear / DequantizeLinear with one scale | none; a weight (bias) behind a DequantizeLinear is widened as integers on its grid ([`quantized`]) |
 //!
 //! Ops with a fixed channel axis (BN, pooling, Conv, Reshape) need it at 1,
 //! Gemm/MatMul at the last axis. Anything else (Concat or Split on channels,
@@ -37,6 +38,7 @@ use crate::passes::fuse_depthwise::{Layout, Names};
 use crate::tensor::Tensor;
 
 mod edits;
+mod quantized;
 
 /// Node edits that widen everything downstream of a Full block.
 pub struct WidenPlan {
@@ -265,6 +267,7 @@ impl Planner<'_> {
                 self.shape_reads.push((ix, axis));
                 Ok(None)
             }
+            ("QuantizeLinear" | "DequantizeLinear", 0) if n.is_default_domain() => self.quantize_pass(&label, n.input(1)).map(|_| Some(w)),
             ("Conv", 0) => {
                 nchw("Conv")?;
                 Ok(self.conv(ix, c)?.map(|c| Wide { c, axis: 1 }))
