@@ -434,6 +434,9 @@ fn finetune_bad_inputs_fail_cleanly() {
         (vec!["finetune", t, "--teacher", t, "--data", l, "-o", t, "--force"], "is an input"),
         (vec!["finetune", t, "--teacher", t, "--data", l, "--size", "48"], "--size"),
         (vec!["finetune", t, "--teacher", t, "--data", l, "--mean", "0.5,0.5"], "--mean"),
+        (vec!["finetune", t, "--teacher", t, "--data", l, "--recipe", "nope"], "--recipe"),
+        (vec!["finetune", t, "--teacher", t, "--data", l, "--set", "bogus=1"], "'bogus'"),
+        (vec!["finetune", t, "--teacher", t, "--data", l, "--set", "epochs"], "KEY=VALUE"),
     ];
     for (args, needle) in cases {
         fusec().args(&args).args(base).assert().code(1).stderr(predicate::str::contains(needle));
@@ -441,4 +444,31 @@ fn finetune_bad_inputs_fail_cleanly() {
     // a value clap rejects: its usage error (exit 2) names the option
     fusec().args(["finetune", t, "--teacher", t, "--data", l, "--divergence-ratio", "0.5"]).args(base).assert().code(2).stderr(predicate::str::contains("--divergence-ratio"));
     no_files_but(dir.path(), &["cls.onnx", "lines"]);
+}
+
+/// Task recipes: --task picks one, --print-recipe shows it resolved with --set,
+/// a recipe file works as the built-in ones do, and the run names its recipe.
+#[test]
+fn finetune_recipes_print_resolve_and_run() {
+    let out = fusec().args(["finetune", "--print-recipe", "--task", "textdet", "--set", "epochs=2"]).assert().success();
+    let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("recipe ppocr-det") && text.contains("epochs = 2") && text.contains("\"[map]=bce:20\"") && text.contains("measured ="), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = ppocr_copy(dir.path());
+    let lines = lines_folder(dir.path(), 4);
+    let recipe = dir.path().join("mine.toml");
+    std::fs::write(&recipe, "description = \"one short epoch\"\n[finetune]\nepochs = 1\nbatch = 4\nno-augment = true\n").unwrap();
+    let t = teacher.to_str().unwrap();
+    let student = dir.path().join("s.onnx");
+    fusec().args(["convert", t, "--variant", "half", "-o", student.to_str().unwrap()]).assert().success();
+    let tuned = dir.path().join("s.tuned.onnx");
+    let out = fusec()
+        .args(["finetune", student.to_str().unwrap(), "--teacher", t, "--data", lines.to_str().unwrap(), "--task", "rot180", "--preprocess", "ppocr-cls"])
+        .args(["--recipe", recipe.to_str().unwrap(), "--json", "-o", tuned.to_str().unwrap()])
+        .assert()
+        .success();
+    let summary: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    // 8 samples (4 lines, upright and rotated), batch 4, 1 epoch: the recipe's, not the task's 20 epochs
+    assert_eq!(summary["steps"], 2, "{summary}");
+    assert!(String::from_utf8_lossy(&out.get_output().stderr).contains("recipe"));
 }

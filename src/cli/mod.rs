@@ -14,6 +14,7 @@ pub use sim::{Engine, SimArgs, SimulateArgs, SweepArgs};
 pub use train_args::{EvalArgs, FinetuneArgs, PreprocessArgs};
 use convert::{cmd_convert, cmd_inspect, cmd_zoo};
 use report::cmd_report;
+mod recipe;
 pub use select::SelectArgs;
 use select::cmd_select;
 use sim::{cmd_simulate, cmd_sweep};
@@ -57,6 +58,7 @@ pub enum Command {
     Eval(EvalArgs),
     /// Fine-tune a converted model by distillation from the original (and labels if given).
     #[command(after_help = "Examples:\n  fusec finetune cls.fuse-half.onnx --teacher cls.onnx --data train.tsv --task rot180 --preprocess ppocr-cls \\\n      --eval-data test.tsv --epochs 10 -o cls.tuned.onnx\n  fusec finetune s.onnx --teacher t.onnx --data imgs/ --label-weight 0.5 --steps 2000 --optimizer sgd --lr 0.01\n  fusec finetune s.onnx --teacher t.onnx --data x.npz --resume s.tuned.onnx.ckpt.npz -o s.tuned.onnx\n\nThe training graph (forward, loss, backward from standard ONNX ops) runs in ONNX Runtime, loaded\nfrom the library scripts/setup.sh installs. Ctrl-C saves a checkpoint; --resume continues from it.")]
+    #[command(args_override_self = true)]
     Finetune(FinetuneArgs),
     /// Simulate a model cycle by cycle: dataflows, SRAM buffers, DRAM bandwidth, a vector unit.
     #[command(after_help = "Examples:\n  fusec simulate mnv2.onnx --array 64x64 --dataflow ws --sram-kb 256 --dram-bw 16\n  fusec simulate mnv2.fuse-half.onnx --baseline mnv2.onnx --hw fuse --format json\n  fusec simulate --topology layers.csv --config scalesim.cfg     (SCALE-Sim's inputs and conventions)\n  fusec simulate mnv2.onnx --export-topology mnv2.csv --scalesim-compat\n\nDepthwise convs are C single-channel GEMMs back to back; 1xK / Kx1 ones run in the FuSe\nbroadcast dataflow on --hw fuse. --scalesim-compat uses SCALE-Sim's conventions (no padding,\ncycles counted to the last cycle index per SCALE-Sim layer) for cross-checks.")]
@@ -76,7 +78,18 @@ pub enum Command {
 
 /// Parse arguments, run, map errors to exit codes (1: user error, 2: usage).
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let argv = match recipe::expand(std::env::args_os().collect()) {
+        Ok(recipe::Expanded::Args(a)) => a,
+        Ok(recipe::Expanded::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };

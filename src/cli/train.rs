@@ -175,11 +175,12 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         progress: !a.quiet && !a.json,
     };
     eprintln!(
-        "fine-tuning {} ({} training samples{}) from {} on ONNX Runtime {}",
+        "fine-tuning {} ({} training samples{}) from {}{} on ONNX Runtime {}",
         a.model.display(),
         data.samples.len(),
         eval_data.as_ref().map(|d| format!(", {} held out", d.samples.len())).unwrap_or_default(),
         a.teacher.display(),
+        a.recipe.as_ref().map(|r| format!(", recipe {r}{}", if a.set.is_empty() { String::new() } else { format!(" with {}", a.set.join(", ")) })).unwrap_or_default(),
         crate::runtime::init()?.display()
     );
     let (mut trained, mut summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;

@@ -147,6 +147,17 @@ impl PreprocessArgs {
 pub struct FinetuneArgs {
     /// The converted model to train (the student).
     pub model: PathBuf,
+    /// The settings to start from: a recipe of `recipes/` (classify, ppocr-rec, ppocr-det) or a
+    /// .toml file [default: the --task's: rot180 → classify, ctc → ppocr-rec, textdet → ppocr-det].
+    /// Options given on the command line win over the recipe's.
+    #[arg(long, value_name = "NAME|FILE.toml")]
+    pub recipe: Option<String>,
+    /// Change one of the recipe's options (repeatable): --set ema=0.95, --set no-augment=false.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print the resolved recipe (with --set applied) and exit.
+    #[arg(long)]
+    pub print_recipe: bool,
     /// The original model to distill from.
     #[arg(long)]
     pub teacher: PathBuf,
@@ -231,7 +242,9 @@ pub struct FinetuneArgs {
     #[arg(long, value_enum, default_value = "kl")]
     pub distill: crate::train::Distill,
     /// The loss on one output, NAME=KIND[:ARG][@WEIGHT] with KIND kl (ARG: class axis), mse, bce, nse
-    /// or none (ARG: weight); repeat for several outputs [default: chosen per output, see the summary].
+    /// or none (ARG: weight); NAME may be a kind of output, [scores], [map] (a Sigmoid probability
+    /// map) or [other]; repeat for several outputs; the last for an output wins [default: chosen
+    /// per output, see the summary].
     #[arg(long, value_name = "NAME=KIND")]
     pub output_loss: Vec<crate::train::OutputLossArg>,
     /// Softmax temperature of the KL distillation [default: 4; 1 for --task ctc, whose

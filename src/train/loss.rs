@@ -47,6 +47,37 @@ pub struct OutputLossArg {
     pub weight: Option<f32>,
 }
 
+/// What an output is, for `--output-loss [KIND]=...`: class scores (KL by
+/// default), a probability map (a Sigmoid output: BCE), or anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    Scores,
+    Map,
+    Other,
+}
+
+impl OutputKind {
+    fn of(auto: LossKind) -> OutputKind {
+        match auto {
+            LossKind::Kl => OutputKind::Scores,
+            LossKind::Bce => OutputKind::Map,
+            _ => OutputKind::Other,
+        }
+    }
+}
+
+impl OutputLossArg {
+    /// `[scores]`, `[map]` or `[other]` in place of an output name: every output of that kind.
+    pub fn kind_selector(&self) -> Option<OutputKind> {
+        match self.output.as_str() {
+            "[scores]" => Some(OutputKind::Scores),
+            "[map]" => Some(OutputKind::Map),
+            "[other]" => Some(OutputKind::Other),
+            _ => None,
+        }
+    }
+}
+
 impl std::str::FromStr for OutputLossArg {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -154,6 +185,12 @@ pub fn pair_outputs<'a>(student: &'a GraphProto, teacher: &'a GraphProto) -> Vec
 /// (`--distill`); `overrides` come from `--output-loss`.
 pub fn resolve(student: &GraphProto, teacher: &GraphProto, ranks: &[usize], class_loss: LossKind, overrides: &[OutputLossArg]) -> Result<Vec<OutputLoss>> {
     for o in overrides {
+        if o.kind_selector().is_some() {
+            continue;
+        }
+        if let Some(bad) = o.output.strip_prefix('[') {
+            return Err(Error::option("--output-loss", format!("'[{bad}' is not an output kind ([scores], [map], [other])")));
+        }
         if !student.output.iter().any(|x| x.name() == o.output) {
             let names: Vec<&str> = student.output.iter().map(|x| x.name()).collect();
             return Err(Error::option("--output-loss", format!("the model has no output '{}' (outputs: {})", o.output, names.join(", "))));
@@ -167,7 +204,8 @@ pub fn resolve(student: &GraphProto, teacher: &GraphProto, ranks: &[usize], clas
         let rank = ranks.get(i).copied().unwrap_or(0);
         let (auto, tensor, _, axis, reason) = classify(student, so.name(), rank, class_loss);
         let (_, t_tensor, t_prob, _, _) = classify(teacher, to.name(), rank, class_loss);
-        let ov = overrides.iter().find(|o| o.output == so.name());
+        // by name, else by kind ([scores], [map], [other]); a later --output-loss wins (a recipe's come first)
+        let ov = overrides.iter().rev().find(|o| o.output == so.name()).or_else(|| overrides.iter().rev().find(|o| o.kind_selector() == Some(OutputKind::of(auto))));
         let kind = ov.map_or(auto, |o| o.kind);
         let weight = ov.and_then(|o| o.weight).unwrap_or(1.0);
         let (tensor, teacher_tensor) = match kind {

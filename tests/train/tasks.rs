@@ -61,6 +61,16 @@ fn dense_outputs_get_bce_and_nse_and_their_gradients_are_exact() {
     let ov: fusec::train::OutputLossArg = format!("{}=mse@0.5", sig.output[0]).parse().unwrap();
     let o2 = fusec::train::loss::resolve(sg, tg_, &[4, 3], fusec::train::LossKind::Kl, &[ov]).unwrap();
     assert_eq!((o2[0].kind, o2[0].weight, o2[0].tensor.as_str()), (fusec::train::LossKind::Mse, 0.5, sig.output[0].as_str()));
+    // by kind, as recipes name it: [map] is every Sigmoid probability map; a later entry wins
+    let by_kind: fusec::train::OutputLossArg = "[map]=bce:20".parse().unwrap();
+    let o3 = fusec::train::loss::resolve(sg, tg_, &[4, 3], fusec::train::LossKind::Kl, &[by_kind.clone()]).unwrap();
+    assert_eq!((o3[0].kind, o3[0].weight, o3[1].kind, o3[1].weight), (fusec::train::LossKind::Bce, 20.0, fusec::train::LossKind::Nse, 1.0));
+    let named: fusec::train::OutputLossArg = format!("{}=bce:3", sig.output[0]).parse().unwrap();
+    let o4 = fusec::train::loss::resolve(sg, tg_, &[4, 3], fusec::train::LossKind::Kl, &[by_kind, named]).unwrap();
+    assert_eq!(o4[0].weight, 3.0, "the output's own entry wins over its kind's");
+    let odd: fusec::train::OutputLossArg = "[maps]=bce".parse().unwrap();
+    let err = fusec::train::loss::resolve(sg, tg_, &[4, 3], fusec::train::LossKind::Kl, &[odd]).unwrap_err().to_string();
+    assert!(err.contains("[scores], [map], [other]"), "{err}");
     let bad: fusec::train::OutputLossArg = "nope=mse".parse().unwrap();
     let err = fusec::train::loss::resolve(sg, tg_, &[4, 3], fusec::train::LossKind::Kl, &[bad]).unwrap_err().to_string();
     assert!(err.contains("--output-loss") && err.contains("nope"), "{err}");
