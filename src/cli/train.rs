@@ -93,12 +93,10 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
-    // the recognizer's recipe (measured on PP-OCRv6, 18,710 classes): at τ = 4 the teacher's
-    // softened top class holds 8% of the mass (95% at τ = 2, 99% at τ = 1), and at τ = 1 the
-    // sharper targets need a lower learning rate (2e-3 diverges in the first epoch)
-    let ctc = a.task == Some(crate::data::Task::Ctc);
-    let lr = a.lr.unwrap_or(if ctc { 5e-4 } else { 2e-3 });
-    let temperature = a.temperature.unwrap_or(if ctc { 1.0 } else { 4.0 });
+    // the library's defaults; the recipes (recipes/*.toml) set what differs per task
+    let defaults = Options::default();
+    let lr = a.lr.unwrap_or(defaults.lr);
+    let temperature = a.temperature.unwrap_or(defaults.loss.temperature);
     if !(lr > 0.0 && lr.is_finite()) {
         anyhow::bail!("option --lr: must be a positive number, got {lr}");
     }
@@ -293,3 +291,25 @@ fn check_writable(path: &std::path::Path, option: &str) -> anyhow::Result<()> {
 
 /// Training samples `--calibrate-maps` runs.
 const CALIBRATION_SAMPLES: usize = 32;
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use crate::train::Options;
+    use clap::Parser;
+
+    /// One source of defaults: `fusec finetune` without options trains as the library does.
+    #[test]
+    fn finetune_defaults_are_the_librarys() {
+        let cli = Cli::try_parse_from(["fusec", "finetune", "m.onnx", "--teacher", "t.onnx", "--data", "d.tsv"]).unwrap();
+        let Command::Finetune(a) = cli.cmd else { panic!("not finetune") };
+        let d = Options::default();
+        assert_eq!((a.epochs, a.steps, a.batch, a.accumulate, a.warmup), (d.epochs, d.steps, d.batch, d.accumulate, d.warmup));
+        assert_eq!((a.optimizer, a.schedule, a.train, a.bn, a.distill), (d.optimizer, d.schedule, d.train, d.bn, d.loss.distill));
+        assert_eq!((a.momentum, a.weight_decay, a.clip_grad, a.ema), (d.momentum, d.weight_decay, d.clip_grad, d.ema));
+        assert_eq!((a.lr, a.temperature), (None, None), "unset: the library's {} and {}", d.lr, d.loss.temperature);
+        assert_eq!(Some(a.divergence_ratio), d.divergence_ratio);
+        assert_eq!((a.ctc_weight, a.feature_weight, a.seed, a.threads, a.checkpoint_every), (d.loss.ctc_weight, d.loss.feature_weight, d.seed, d.threads, d.checkpoint_every));
+        assert_eq!(!a.no_augment, d.augment.on);
+    }
+}

@@ -185,17 +185,17 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub force: bool,
     /// Passes over the training data.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = crate::train::Options::default().epochs)]
     pub epochs: usize,
     /// Train for exactly this many steps (overrides --epochs); 0 trains nothing and writes the
     /// model as given (with --calibrate-maps: calibrates a model trained before).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Samples per step (the training graph is built for this batch size; a last partial batch is skipped).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = crate::train::Options::default().batch)]
     pub batch: usize,
     /// Run each step as N micro-batches of --batch samples and average their gradients.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = crate::train::Options::default().accumulate)]
     pub accumulate: usize,
     /// Train on random HxW crops of the samples (pages of a text detector).
     #[arg(long, value_name = "HxW")]
@@ -204,19 +204,19 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub lr: Option<f32>,
     /// Optimizer: adamw, or sgd (with --momentum).
-    #[arg(long, value_enum, default_value = "adamw")]
+    #[arg(long, value_enum, default_value_t = crate::train::Options::default().optimizer)]
     pub optimizer: crate::train::Optimizer,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = crate::train::Options::default().momentum)]
     pub momentum: f32,
     /// Decoupled weight decay (AdamW) or L2 (SGD), not applied to biases and BN parameters.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = crate::train::Options::default().weight_decay)]
     pub weight_decay: f32,
     /// Learning-rate schedule after the warm-up.
-    #[arg(long, value_enum, default_value = "cosine")]
+    #[arg(long, value_enum, default_value_t = crate::train::Options::default().schedule)]
     pub schedule: crate::train::Schedule,
     /// Linear warm-up steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = crate::train::Options::default().warmup)]
     pub warmup: usize,
     /// Scale the gradients down to this global L2 norm when they exceed it (the curve's
     /// grad_norm column shows their norms) [default: no clipping].
@@ -233,13 +233,13 @@ pub struct FinetuneArgs {
     #[arg(long, value_name = "R", default_value_t = 10.0, value_parser = divergence_ratio)]
     pub divergence_ratio: f32,
     /// Which parameters to train.
-    #[arg(long, value_enum, default_value = "downstream")]
+    #[arg(long, value_enum, default_value_t = crate::train::Options::default().train)]
     pub train: crate::train::TrainSet,
     /// BatchNormalization: batch statistics with running averages (train) or stored statistics (frozen).
-    #[arg(long, value_enum, default_value = "train")]
+    #[arg(long, value_enum, default_value_t = crate::train::Options::default().bn)]
     pub bn: crate::train::BnMode,
     /// Distillation loss on class scores (Softmax outputs or [N, C] logits).
-    #[arg(long, value_enum, default_value = "kl")]
+    #[arg(long, value_enum, default_value_t = crate::train::Options::default().loss.distill)]
     pub distill: crate::train::Distill,
     /// The loss on one output, NAME=KIND[:ARG][@WEIGHT] with KIND kl (ARG: class axis), mse, bce, nse
     /// or none (ARG: weight); NAME may be a kind of output, [scores], [map] (a Sigmoid probability

@@ -91,7 +91,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            epochs: 10,
+            epochs: 20,
             steps: None,
             batch: 32,
             accumulate: 1,
