@@ -81,7 +81,10 @@ pub struct Runner {
 impl Runner {
     pub fn new(model: &ModelProto, input_shape: &[usize]) -> Result<Runner> {
         if is_quantized(model) {
-            let input = crate::train::graph::data_input(model)?;
+            let input = match crate::onnx::data_inputs(model).as_slice() {
+                [one] => one.clone(),
+                other => return Err(Error::Eval(format!("a quantized model runs in ONNX Runtime with one input; this one has {}", other.len()))),
+            };
             let session = std::sync::Mutex::new(crate::runtime::session(model, 1)?);
             return Ok(Runner { engine: Engine::Ort { session, input, shape: input_shape.to_vec() } });
         }

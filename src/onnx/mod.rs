@@ -112,6 +112,13 @@ impl Model {
     }
 }
 
+/// The graph inputs that are fed at run time (not initializers).
+pub fn data_inputs(m: &ModelProto) -> Vec<String> {
+    let Some(g) = m.graph.as_ref() else { return vec![] };
+    let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+    g.input.iter().map(|i| i.name()).filter(|n| !inits.contains(n)).map(str::to_string).collect()
+}
+
 pub fn opset_of(m: &ModelProto) -> i64 {
     m.opset_import
         .iter()

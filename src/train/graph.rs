@@ -137,11 +137,11 @@ pub fn logits_of(nodes: &[NodeProto], output: &str) -> String {
 
 /// The model's one data input (graph inputs that are not initializers); training needs exactly one.
 pub fn data_input(model: &ModelProto) -> Result<String> {
-    let gp = model.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
-    let inits: HashSet<&str> = gp.initializer.iter().map(|t| t.name()).collect();
-    let real: Vec<&str> = gp.input.iter().map(|i| i.name()).filter(|n| !inits.contains(n)).collect();
-    match real.as_slice() {
-        [one] => Ok(one.to_string()),
+    if model.graph.is_none() {
+        return Err(Error::InvalidGraph("model has no graph".into()));
+    }
+    match onnx::data_inputs(model).as_slice() {
+        [one] => Ok(one.clone()),
         other => Err(Error::InvalidGraph(format!("training needs a model with one input, this one has {}", other.len()))),
     }
 }
