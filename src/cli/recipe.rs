@@ -256,6 +256,23 @@ mod tests {
         assert!(!a.iter().any(|x| x.starts_with("--augment")), "{a:?}");
     }
 
+    /// `fusec finetune --help` shows the core options and names every other one (the
+    /// recipe options, hidden from the option list) in its epilogue.
+    #[test]
+    fn help_names_every_recipe_option() {
+        let cmd = crate::cli::Cli::command();
+        let ft = cmd.get_subcommands().find(|c| c.get_name() == "finetune").unwrap();
+        let mut hidden: Vec<String> = ft.get_arguments().filter(|a| a.is_hide_set()).filter_map(|a| a.get_long().map(str::to_string)).collect();
+        let help = ft.get_after_help().unwrap().to_string();
+        let list = help.split("Recipe options:").nth(1).unwrap().split("(docs").next().unwrap();
+        let mut listed: Vec<String> = list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        hidden.sort();
+        listed.sort();
+        assert_eq!(hidden, listed);
+        let shown = ft.get_arguments().filter(|a| !a.is_hide_set() && a.get_long().is_some()).count();
+        assert!(shown <= 40, "{shown} options in --help");
+    }
+
     #[test]
     fn other_commands_pass_through() {
         let a = args("fusec -v convert m.onnx --set x=1");

@@ -195,96 +195,96 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = crate::train::Options::default().batch)]
     pub batch: usize,
     /// Run each step as N micro-batches of --batch samples and average their gradients.
-    #[arg(long, default_value_t = crate::train::Options::default().accumulate)]
+    #[arg(long, hide = true, default_value_t = crate::train::Options::default().accumulate)]
     pub accumulate: usize,
     /// Train on random HxW crops of the samples (pages of a text detector).
-    #[arg(long, value_name = "HxW")]
+    #[arg(long, hide = true, value_name = "HxW")]
     pub crop: Option<String>,
     /// Peak learning rate [default: 2e-3; 5e-4 for --task ctc].
     #[arg(long)]
     pub lr: Option<f32>,
     /// Optimizer: adamw, or sgd (with --momentum).
-    #[arg(long, value_enum, default_value_t = crate::train::Options::default().optimizer)]
+    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().optimizer)]
     pub optimizer: crate::train::Optimizer,
     /// SGD momentum.
-    #[arg(long, default_value_t = crate::train::Options::default().momentum)]
+    #[arg(long, hide = true, default_value_t = crate::train::Options::default().momentum)]
     pub momentum: f32,
     /// Decoupled weight decay (AdamW) or L2 (SGD), not applied to biases and BN parameters.
-    #[arg(long, default_value_t = crate::train::Options::default().weight_decay)]
+    #[arg(long, hide = true, default_value_t = crate::train::Options::default().weight_decay)]
     pub weight_decay: f32,
     /// Learning-rate schedule after the warm-up.
-    #[arg(long, value_enum, default_value_t = crate::train::Options::default().schedule)]
+    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().schedule)]
     pub schedule: crate::train::Schedule,
     /// Linear warm-up steps.
-    #[arg(long, default_value_t = crate::train::Options::default().warmup)]
+    #[arg(long, hide = true, default_value_t = crate::train::Options::default().warmup)]
     pub warmup: usize,
     /// Scale the gradients down to this global L2 norm when they exceed it (the curve's
     /// grad_norm column shows their norms) [default: no clipping].
-    #[arg(long, value_name = "NORM", value_parser = positive)]
+    #[arg(long, hide = true, value_name = "NORM", value_parser = positive)]
     pub clip_grad: Option<f32>,
     /// Keep an exponential moving average of the weights with this decay (0.999: about the
     /// last thousand steps) and evaluate and write it instead of the last step's weights;
     /// it smooths the epoch-to-epoch swings of dense outputs [default: the last weights].
-    #[arg(long, value_name = "DECAY", value_parser = decay)]
+    #[arg(long, hide = true, value_name = "DECAY", value_parser = decay)]
     pub ema: Option<f32>,
     /// When the running loss climbs above R × the lowest it has been (or becomes NaN), go
     /// back to the last healthy epoch end and halve the learning rate (at most 4 times);
     /// 0 turns the guard off, and a NaN loss then stops the run.
-    #[arg(long, value_name = "R", default_value_t = 10.0, value_parser = divergence_ratio)]
+    #[arg(long, hide = true, value_name = "R", default_value_t = 10.0, value_parser = divergence_ratio)]
     pub divergence_ratio: f32,
     /// Which parameters to train.
-    #[arg(long, value_enum, default_value_t = crate::train::Options::default().train)]
+    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().train)]
     pub train: crate::train::TrainSet,
     /// BatchNormalization: batch statistics with running averages (train) or stored statistics (frozen).
-    #[arg(long, value_enum, default_value_t = crate::train::Options::default().bn)]
+    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().bn)]
     pub bn: crate::train::BnMode,
     /// Distillation loss on class scores (Softmax outputs or [N, C] logits).
-    #[arg(long, value_enum, default_value_t = crate::train::Options::default().loss.distill)]
+    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().loss.distill)]
     pub distill: crate::train::Distill,
     /// The loss on one output, NAME=KIND[:ARG][@WEIGHT] with KIND kl (ARG: class axis), mse, bce, nse
     /// or none (ARG: weight); NAME may be a kind of output, [scores], [map] (a Sigmoid probability
     /// map) or [other]; repeat for several outputs; the last for an output wins [default: chosen
     /// per output, see the summary].
-    #[arg(long, value_name = "NAME=KIND")]
+    #[arg(long, hide = true, value_name = "NAME=KIND")]
     pub output_loss: Vec<crate::train::OutputLossArg>,
     /// Softmax temperature of the KL distillation [default: 4; 1 for --task ctc, whose
     /// thousands of classes would put most of the softened teacher's mass in the tail].
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub temperature: Option<f32>,
     /// Extra weight β of the teacher's edges in probability maps (BCE): each pixel counts
     /// 1 + β·4t(1 − t), so a thresholded student map keeps the teacher's box sizes [default: 0].
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    #[arg(long, hide = true, default_value_t = 0.0, value_parser = non_negative)]
     pub edge_weight: f32,
     /// Extra weight β of short text in probability maps (BCE): each pixel inside a teacher
     /// box (its map thresholded at --thresh and grown as the decoder does) of area A counts
     /// 1 + β·√(Ā / A), Ā the batch's mean box area, so a short word weighs about as much as a
     /// long line [default: 0].
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    #[arg(long, hide = true, default_value_t = 0.0, value_parser = non_negative)]
     pub region_weight: f32,
     /// Extra weight β of the steps where the teacher reads a character in sequence outputs
     /// (KL over [N, T, C], class 0 the CTC blank): each step counts 1 + β·(1 − blank
     /// probability), against students that drop single letters [default: 0].
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    #[arg(long, hide = true, default_value_t = 0.0, value_parser = non_negative)]
     pub peak_weight: f32,
     /// Extra weight β of the positions where the student's best class is not the teacher's
     /// (KL class scores): each counts 1 + β, e.g. a recognizer's dropped letter or the blank
     /// it misses between a double letter [default: 0].
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    #[arg(long, hide = true, default_value_t = 0.0, value_parser = non_negative)]
     pub miss_weight: f32,
     /// Weight of a CTC loss on a recognizer's `[N, T, C]` class scores, beside the
     /// distillation: it scores whole readings, so a merged double letter (a missing blank
     /// between two steps of the same class) costs what a wrong letter costs. Computed on the
     /// host from a forward run each step [default: 0, off].
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    #[arg(long, hide = true, default_value_t = 0.0, value_parser = non_negative)]
     pub ctc_weight: f32,
     /// The CTC targets: the data's `text` column, or the teacher's greedy reading (no labels
     /// needed); auto: the text when every sample has one.
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, hide = true, value_enum, default_value = "auto")]
     pub ctc_target: crate::train::CtcTarget,
     /// How much of the probability maps' BCE target is the teacher's map thresholded at
     /// --thresh (0: its soft map; 1: its regions as 0/1): the student learns the regions'
     /// edges rather than the soft slope around them [default: 0].
-    #[arg(long, default_value_t = 0.0, value_parser = unit)]
+    #[arg(long, hide = true, default_value_t = 0.0, value_parser = unit)]
     pub hard_maps: f32,
     /// After training, shift each probability map's logits so that on the first 32 training
     /// samples as many of its pixels as of the teacher's exceed --thresh, then blend them with
@@ -292,46 +292,46 @@ pub struct FinetuneArgs {
     /// come out as wide as the teacher's (boxes of the teacher's size from a map slightly wider
     /// or narrower; adds an Add, and for the blend a 1x3 MaxPool and four elementwise ops,
     /// before its Sigmoid). With --steps 0: calibrate a model trained before.
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub calibrate_maps: bool,
     /// Weight of the cross-entropy on labels; giving it turns labels on (0: off).
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub label_weight: Option<f32>,
     /// Train on the data's labels too (cross-entropy, weight 1) [default: when every sample has a
     /// label and the teacher agrees with at least 80% of them, i.e. they mean the model's classes].
-    #[arg(long, conflicts_with = "no_labels")]
+    #[arg(long, hide = true, conflicts_with = "no_labels")]
     pub labels: bool,
     /// Distillation only, even where labels exist.
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub no_labels: bool,
     /// Weight of matching each rewritten block's output to the teacher's (0: off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, hide = true, default_value_t = 1.0)]
     pub feature_weight: f32,
     /// Random shifts, contrast/brightness jitter and noise on the training inputs (the default).
-    #[arg(long, conflicts_with = "no_augment")]
+    #[arg(long, hide = true, conflicts_with = "no_augment")]
     pub augment: bool,
     /// Train on the inputs as they are.
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub no_augment: bool,
     /// Also stretch the training inputs horizontally by a random factor in LO:HI (text in
     /// narrower or wider fonts; anchored at the left edge), e.g. 0.8:1.2 [default: none].
-    #[arg(long, value_name = "LO:HI", value_parser = parse_range, conflicts_with = "no_augment")]
+    #[arg(long, hide = true, value_name = "LO:HI", value_parser = parse_range, conflicts_with = "no_augment")]
     pub augment_xscale: Option<(f32, f32)>,
     /// Also zoom the training inputs by a random factor in LO:HI on both axes (text of other
     /// sizes; about the top-left corner), e.g. 0.8:1.25 [default: none].
-    #[arg(long, value_name = "LO:HI", value_parser = parse_range, conflicts_with = "no_augment")]
+    #[arg(long, hide = true, value_name = "LO:HI", value_parser = parse_range, conflicts_with = "no_augment")]
     pub augment_scale: Option<(f32, f32)>,
     /// Also vary the stroke weight: a third of the training inputs get dark strokes one pixel
     /// wider, a third one pixel thinner (fonts of other weights).
-    #[arg(long, conflicts_with = "no_augment")]
+    #[arg(long, hide = true, conflicts_with = "no_augment")]
     pub augment_stroke: bool,
     /// Also cut half the training inputs into vertical strips 8-48 pixels wide and shuffle them
     /// (letter sequences and glyph pieces that the data's words do not have: text in other words).
-    #[arg(long, conflicts_with = "no_augment")]
+    #[arg(long, hide = true, conflicts_with = "no_augment")]
     pub augment_strips: bool,
     /// Also distort the training inputs elastically: a smooth random displacement field of up to
     /// PX pixels (independent values every 8 pixels) reshapes the glyphs as other fonts do, e.g. 1.5.
-    #[arg(long, value_name = "PX", conflicts_with = "no_augment", value_parser = non_negative)]
+    #[arg(long, hide = true, value_name = "PX", conflicts_with = "no_augment", value_parser = non_negative)]
     pub augment_elastic: Option<f32>,
     /// Seed of the shuffling and the augmentation (runs are deterministic given it).
     #[arg(long, default_value_t = 0)]
@@ -340,19 +340,19 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
     /// Checkpoint file [default: <output>.ckpt.npz].
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub checkpoint: Option<PathBuf>,
     /// Steps between checkpoints.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, hide = true, default_value_t = 500)]
     pub checkpoint_every: usize,
     /// Continue from a checkpoint.
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Stop after this many steps with a checkpoint, to continue later with --resume (time-boxed jobs).
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
     /// Loss curve CSV (an SVG plot is written beside it) [default: <output>.curve.csv].
-    #[arg(long)]
+    #[arg(long, hide = true)]
     pub curve: Option<PathBuf>,
     /// No progress bar.
     #[arg(long)]
