@@ -181,6 +181,17 @@ fn int8_models_cost_what_the_float_model_costs() {
 /// two QLinearConvs and a Concat of their integers) and ONNX Runtime computes
 /// exactly what it computes for the quantized original. The fixtures as they
 /// are convert too.
+/// `m` converted with `variant` (centre kernels, every layer), and the pass's report.
+fn convert_quantized(m: &fusec::onnx::ModelProto, variant: fusec::passes::fuse_depthwise::Variant) -> (fusec::onnx::ModelProto, fusec::passes::PassReport) {
+    use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options};
+    let mut g = graph_of(m);
+    let pass = FuseDepthwise::new(Options { variant, init: Init::Center, assign: Default::default(), layers: Default::default(), skip: vec![], dense: false }).unwrap();
+    let r = fusec::passes::run_pipeline(&mut g, &[Box::new(pass)], &Default::default()).unwrap();
+    let mut out = m.clone();
+    out.graph = Some(g.to_proto().unwrap());
+    (out, r[0].1.clone())
+}
+
 /// The largest difference between two classifiers' outputs in ONNX Runtime over
 /// four random 1×3×48×192 inputs.
 fn max_ort_difference(a: &fusec::onnx::ModelProto, b: &fusec::onnx::ModelProto) -> f32 {
@@ -200,39 +211,34 @@ fn max_ort_difference(a: &fusec::onnx::ModelProto, b: &fusec::onnx::ModelProto) 
 /// exactly (Half: the centre row of the first channels, the centre column of the
 /// others; Full: the centre tap), on its integers.
 fn set_exact_kernels(m: &mut fusec::onnx::ModelProto, g: &Graph, qlinear: bool, full: bool) {
-        let mut edited = 0;
-        for c in fusec::passes::fuse_depthwise::depthwise_convs(&g).unwrap() {
-            let Candidate::Convertible(d) = c else { panic!("{c:?}") };
-            let conv = g.node(d.node);
-            let wname = if qlinear {
-                conv.input(3).unwrap().to_string()
-            } else {
-                let (dq, _) = g.producer(conv.input(1).unwrap()).unwrap();
-                g.node(dq).input(0).unwrap().to_string()
-            };
-            let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
-            let tensor = Tensor::from_proto(t.clone()).unwrap();
-            let ints = tensor.to_i64().unwrap();
-            let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
-            let keep = |c: usize, i: usize, j: usize| if full { i == d.centre[0] && j == d.centre[1] } else if c < d.half_split() { i == d.centre[0] } else { j == d.centre[1] };
-            let kept: Vec<i64> = ints.iter().enumerate().map(|(n, &v)| if keep(n / (kh * kw), n / kw % kh, n % kw) { v } else { 0 }).collect();
-            assert_eq!(kept.len(), d.channels * kh * kw);
-            *t = Tensor::from_ints(&wname, dtype::INT8, tensor.dims(), &kept).unwrap().into_proto();
-            edited += 1;
-        }
-        assert_eq!(edited, 11);
+    let mut edited = 0;
+    for c in fusec::passes::fuse_depthwise::depthwise_convs(&g).unwrap() {
+        let Candidate::Convertible(d) = c else { panic!("{c:?}") };
+        let conv = g.node(d.node);
+        let wname = if qlinear {
+            conv.input(3).unwrap().to_string()
+        } else {
+            let (dq, _) = g.producer(conv.input(1).unwrap()).unwrap();
+            g.node(dq).input(0).unwrap().to_string()
+        };
+        let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
+        let tensor = Tensor::from_proto(t.clone()).unwrap();
+        let ints = tensor.to_i64().unwrap();
+        let (kh, kw) = (d.kernel[0] as usize, d.kernel[1] as usize);
+        let keep = |c: usize, i: usize, j: usize| if full { i == d.centre[0] && j == d.centre[1] } else if c < d.half_split() { i == d.centre[0] } else { j == d.centre[1] };
+        let kept: Vec<i64> = ints.iter().enumerate().map(|(n, &v)| if keep(n / (kh * kw), n / kw % kh, n % kw) { v } else { 0 }).collect();
+        assert_eq!(kept.len(), d.channels * kh * kw);
+        *t = Tensor::from_ints(&wname, dtype::INT8, tensor.dims(), &kept).unwrap().into_proto();
+        edited += 1;
+    }
+    assert_eq!(edited, 11);
 }
 
 #[test]
 fn quantized_models_convert_to_half_and_match_the_quantized_original_where_half_is_exact() {
-    use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
     let convert = |m: &fusec::onnx::ModelProto| {
-        let mut g = graph_of(m);
-        let pass = FuseDepthwise::new(Options { variant: Variant::Half, init: Init::Center, assign: Default::default(), layers: Default::default(), skip: vec![], dense: false }).unwrap();
-        let r = fusec::passes::run_pipeline(&mut g, &[Box::new(pass)], &Default::default()).unwrap();
-        assert_eq!(r[0].1.rewrites.len(), 11, "{:?}", r[0].1.skipped);
-        let mut out = m.clone();
-        out.graph = Some(g.to_proto().unwrap());
+        let (out, r) = convert_quantized(m, fusec::passes::fuse_depthwise::Variant::Half);
+        assert_eq!(r.rewrites.len(), 11, "{:?}", r.skipped);
         out
     };
     for (fixture, qlinear) in [("quant/ppocr_cls.qdq.onnx", false), ("quant/ppocr_cls.qop.onnx", true)] {
@@ -377,15 +383,7 @@ fn quantized_models_evaluate_in_onnx_runtime() {
 /// left alone with the reason.
 #[test]
 fn qdq_models_convert_to_full_and_match_the_quantized_original_where_full_is_exact() {
-    use fusec::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
-    let convert = |m: &fusec::onnx::ModelProto| {
-        let mut g = graph_of(m);
-        let pass = FuseDepthwise::new(Options { variant: Variant::Full, init: Init::Center, assign: Default::default(), layers: Default::default(), skip: vec![], dense: false }).unwrap();
-        let r = fusec::passes::run_pipeline(&mut g, &[Box::new(pass)], &Default::default()).unwrap();
-        let mut out = m.clone();
-        out.graph = Some(g.to_proto().unwrap());
-        (out, r[0].1.clone())
-    };
+    let convert = |m: &fusec::onnx::ModelProto| convert_quantized(m, fusec::passes::fuse_depthwise::Variant::Full);
     let (model, _) = fusec::ir::load_graph(&testdata("quant/ppocr_cls.qdq.onnx")).unwrap();
     let mut m = model.proto.clone();
     let g0 = graph_of(&m);
