@@ -376,44 +376,54 @@ fn quantized_models_evaluate_in_onnx_runtime() {
         .stderr(predicate::str::contains("--save-inputs").and(predicate::str::contains("is an input")));
 }
 
-/// Full on a QDQ model: both 1-D convs on every channel with int8 weights, and the
-/// consumers widened on their own grids (integers duplicated, scales halved, bias
-/// integers doubled). With centre-tap kernels (what Full represents exactly) the
-/// outputs are the quantized original's in ONNX Runtime; QOperator models are
-/// left alone with the reason.
+/// Full on a quantized model: both 1-D convs on every channel with int8 weights,
+/// and the consumers widened on their own grids (integers duplicated, scales
+/// halved, bias integers doubled): QDQ consumers behind their DequantizeLinear,
+/// QOperator ones (QLinearConv, QLinearMul/QLinearAdd, QLinearGlobalAveragePool)
+/// in their own inputs. With centre-tap kernels (what Full represents exactly)
+/// the outputs are the quantized original's in ONNX Runtime.
 #[test]
-fn qdq_models_convert_to_full_and_match_the_quantized_original_where_full_is_exact() {
+fn quantized_models_convert_to_full_and_match_the_quantized_original_where_full_is_exact() {
     let convert = |m: &fusec::onnx::ModelProto| convert_quantized(m, fusec::passes::fuse_depthwise::Variant::Full);
-    let (model, _) = fusec::ir::load_graph(&testdata("quant/ppocr_cls.qdq.onnx")).unwrap();
-    let mut m = model.proto.clone();
-    let g0 = graph_of(&m);
-    set_exact_kernels(&mut m, &g0, false, true);
-    let (full, report) = convert(&m);
-    assert_eq!(report.rewrites.len(), 11, "{:?}", report.skipped);
-    let gp = full.graph.as_ref().unwrap();
-    let inits: std::collections::HashMap<&str, &TensorProto> = gp.initializer.iter().map(|t| (t.name(), t)).collect();
-    // every Conv and the Gemm still read int8 weights (and int32 biases) through DequantizeLinear
-    for n in gp.node.iter().filter(|n| matches!(n.op_type(), "Conv" | "Gemm")) {
-        for (slot, want) in [(1, dtype::INT8), (2, dtype::INT32)] {
-            let Some(v) = n.input.get(slot) else { continue };
-            let dq = gp.node.iter().find(|p| p.output.first() == Some(v)).unwrap_or_else(|| panic!("{}: input {slot} is not computed", n.name()));
-            assert_eq!(dq.op_type(), "DequantizeLinear", "{}", n.name());
-            assert_eq!(inits[dq.input[0].as_str()].data_type(), want, "{} input {slot}", n.name());
+    for (fixture, qlinear) in [("quant/ppocr_cls.qdq.onnx", false), ("quant/ppocr_cls.qop.onnx", true)] {
+        let (model, _) = fusec::ir::load_graph(&testdata(fixture)).unwrap();
+        let mut m = model.proto.clone();
+        let g0 = graph_of(&m);
+        set_exact_kernels(&mut m, &g0, qlinear, true);
+        let (full, report) = convert(&m);
+        assert_eq!(report.rewrites.len(), 11, "{fixture}: {:?}", report.skipped);
+        let gp = full.graph.as_ref().unwrap();
+        let inits: std::collections::HashMap<&str, &TensorProto> = gp.initializer.iter().map(|t| (t.name(), t)).collect();
+        let count = |op: &str| gp.node.iter().filter(|n| n.op_type() == op).count();
+        if qlinear {
+            // every QLinearConv still reads int8 weights and an int32 bias; no float conv appears
+            for n in gp.node.iter().filter(|n| n.op_type() == "QLinearConv") {
+                assert_eq!(inits[n.input[3].as_str()].data_type(), dtype::INT8, "{}", n.name());
+                if let Some(b) = n.input.get(8) {
+                    assert_eq!(inits[b.as_str()].data_type(), dtype::INT32, "{}", n.name());
+                }
+            }
+            assert_eq!(count("QLinearConv"), 53 + 11);
+            assert_eq!(count("Conv"), 0);
+        } else {
+            // every Conv and the Gemm still read int8 weights (and int32 biases) through DequantizeLinear
+            for n in gp.node.iter().filter(|n| matches!(n.op_type(), "Conv" | "Gemm")) {
+                for (slot, want) in [(1, dtype::INT8), (2, dtype::INT32)] {
+                    let Some(v) = n.input.get(slot) else { continue };
+                    let dq = gp.node.iter().find(|p| p.output.first() == Some(v)).unwrap_or_else(|| panic!("{}: input {slot} is not computed", n.name()));
+                    assert_eq!(dq.op_type(), "DequantizeLinear", "{}", n.name());
+                    assert_eq!(inits[dq.input[0].as_str()].data_type(), want, "{} input {slot}", n.name());
+                }
+            }
+            assert_eq!(count("Conv"), 53 + 11);
         }
+        let worst = max_ort_difference(&m, &full);
+        eprintln!("{fixture}: Full vs the quantized original, Full-exact kernels: max |diff| {worst}");
+        // the output is a uint8 softmax: one step is 1/255
+        assert!(worst <= 1.0 / 255.0 + 1e-6, "{fixture}: {worst}");
+        // the fixture as ONNX Runtime quantized it converts and runs
+        let (as_is, r) = convert(&model.proto);
+        assert_eq!(r.rewrites.len(), 11);
+        fusec::runtime::session(&as_is, 1).unwrap();
     }
-    let count = |op: &str| gp.node.iter().filter(|n| n.op_type() == op).count();
-    assert_eq!(count("Conv"), 53 + 11);
-    let worst = max_ort_difference(&m, &full);
-    eprintln!("Full vs the quantized original, Full-exact kernels: max |diff| {worst}");
-    // the output is a uint8 softmax: one step is 1/255
-    assert!(worst <= 1.0 / 255.0 + 1e-6, "{worst}");
-    // the fixture as ONNX Runtime quantized it converts and runs
-    let (as_is, r) = convert(&model.proto);
-    assert_eq!(r.rewrites.len(), 11);
-    fusec::runtime::session(&as_is, 1).unwrap();
-    // QOperator: left alone, with the reason
-    let (qop, _) = fusec::ir::load_graph(&testdata("quant/ppocr_cls.qop.onnx")).unwrap();
-    let (_, r) = convert(&qop.proto);
-    assert_eq!(r.rewrites.len(), 0);
-    assert!(r.skipped.iter().all(|(_, why)| why.contains("QOperator")), "{:?}", r.skipped);
 }

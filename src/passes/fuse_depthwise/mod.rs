@@ -161,9 +161,6 @@ impl Pass for FuseDepthwise {
                 Candidate::Skipped { reason, .. } => Some(reason.clone()),
                 Candidate::Convertible(d) if !selected.contains(&d.index) => Some("not selected".into()),
                 Candidate::Convertible(d) if skip.iter().any(|s| s.matches(d.index, &d.name)) => Some("excluded by --skip".into()),
-                Candidate::Convertible(d) if d.qdq.as_ref().is_some_and(|q| q.qlinear) && self.opts.variant == Variant::Full => {
-                    Some("a QLinearConv with Full: widening QOperator consumers is not supported yet (Half is; QDQ models take Full; or convert the float model, then quantize)".into())
-                }
                 Candidate::Convertible(_) => None,
             }
         };

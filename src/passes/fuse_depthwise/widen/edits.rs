@@ -10,7 +10,7 @@ use petgraph::stable_graph::NodeIndex;
 use super::quantized::QWeight;
 use super::{dup_axis, is_squeeze_excite, Plan, Planner, Wide};
 use crate::passes::fuse_depthwise::Layout;
-use crate::onnx::{a_int, attr_int, Dim};
+use crate::onnx::{a_int, attr_int, dtype, Dim};
 use crate::tensor::Tensor;
 
 /// A weight or bias input: a float constant, or integers behind a DequantizeLinear.
@@ -51,10 +51,7 @@ impl Planner<'_> {
                 Ok(Some(self.new_const(base, &a)))
             }
             Weight::Quantized(q) => {
-                let mut q = q.clone();
-                for &(axis, f) in steps {
-                    q = q.widened(axis, f)?;
-                }
+                let mut q = q.widened_by(steps)?;
                 if rescale != 1.0 {
                     q = q.rescaled(rescale)?;
                 }
@@ -112,8 +109,7 @@ impl Planner<'_> {
             match g.const_tensor(other) {
                 Some(t) if t.len() <= 1 => {}
                 Some(t) => {
-                    let a = t.to_f32().map_err(|e| format!("'{label}' constant '{other}': {e}"))?;
-                    let wide = self.new_const(other, &dup_axis(&a, ch_axis, 1.0)?);
+                    let wide = self.duplicated_const(other, &t, ch_axis).map_err(|e| format!("'{label}' constant '{other}': {e}"))?;
                     self.added += t.len() as i64;
                     self.edit(ix).input[i] = wide;
                 }
@@ -121,6 +117,23 @@ impl Planner<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Constant `t` duplicated along `axis` as a new initializer of its own
+    /// type (a QLinearMul's operand is integers).
+    fn duplicated_const(&mut self, name: &str, t: &Tensor, axis: usize) -> Plan<String> {
+        if t.dtype() == dtype::FLOAT {
+            let a = t.to_f32().map_err(|e| e.to_string())?;
+            return Ok(self.new_const(name, &dup_axis(&a, axis, 1.0)?));
+        }
+        let ints = t.to_i64().map_err(|_| format!("a constant of type {}", dtype::name(t.dtype())))?;
+        let a = ArrayD::from_shape_vec(ndarray::IxDyn(&t.shape()), ints).map_err(|e| e.to_string())?;
+        let wide = ndarray::concatenate(ndarray::Axis(axis), &[a.view(), a.view()]).map_err(|e| e.to_string())?;
+        let dims: Vec<i64> = wide.shape().iter().map(|&d| d as i64).collect();
+        let nm = self.names.fresh(&format!("{name}.fuse.wide"));
+        let v: Vec<i64> = wide.iter().copied().collect();
+        self.inits.push(Tensor::from_ints(&nm, t.dtype(), &dims, &v).ok_or_else(|| format!("a constant of type {}", dtype::name(t.dtype())))?);
+        Ok(nm)
     }
 
     /// The shape input `slot` of node `ix` must give 2C at `pos`: a constant C
@@ -194,18 +207,34 @@ impl Planner<'_> {
         Err(format!("'{s}' has no element {pos}"))
     }
 
+    /// A Conv or QLinearConv reading the widened tensor: another depthwise
+    /// conv (converted in this rewrite, or widened to 2C groups), the first
+    /// conv of a squeeze-excite gate (the 2×2 block matrix), or a pointwise
+    /// conv (input weights duplicated and halved).
     pub(super) fn conv(&mut self, ix: NodeIndex, c: i64) -> Plan<Option<i64>> {
         let g = self.g;
         let n = g.node(ix);
         let (label, at) = (n.label(), n.pos);
+        let qlinear = n.op() == "QLinearConv";
+        // QLinearConv(x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B)
+        let (w_slot, b_slot) = if qlinear { (3, 8) } else { (1, 2) };
         let group = attr_int(&n.proto, "group").unwrap_or(1);
-        let wn = n.input(1).ok_or("Conv without weight")?.to_string();
-        let weight = self.weight(&wn, &label)?;
+        let wn = n.input(w_slot).ok_or_else(|| format!("'{label}' has no weight"))?.to_string();
+        let weight = if qlinear {
+            Weight::Quantized(QWeight::of_qlinear(g, n).ok_or_else(|| format!("'{label}' weight is not integer constants with constant scales"))?)
+        } else {
+            self.weight(&wn, &label)?
+        };
         let a = weight.values();
         let depthwise = group == c && a.shape()[1] == 1 && a.shape()[0] as i64 == c;
         let se = !depthwise && group == 1 && is_squeeze_excite(g, ix, &self.widened);
         // a bias is read where it changes: duplicated (depthwise, SE), or on a new grid (quantized)
-        let bias = match n.input(2) {
+        let bias = match n.input(b_slot) {
+            Some(bn) if qlinear => {
+                let Weight::Quantized(wq) = &weight else { unreachable!("a QLinearConv's weight is integers") };
+                let q = QWeight::of_qlinear_bias(g, n, wq).ok_or_else(|| format!("'{label}' bias is not an int32 constant"))?;
+                Some((bn.to_string(), Weight::Quantized(q)))
+            }
             Some(bn) if depthwise || se => Some((bn.to_string(), self.weight(bn, &label)?)),
             Some(bn) => QWeight::of(g, bn).map(|q| (bn.to_string(), Weight::Quantized(q))),
             None => None,
@@ -229,17 +258,38 @@ impl Planner<'_> {
             self.added += a.len() as i64;
             (&[(1, 0.5)], &[], 0.5, None)
         };
-        let w = self.widened_input(&wn, &weight, w_steps, 1.0, at)?.ok_or("no weight change")?;
-        let b = match &bias {
-            Some((bn, bw)) => self.widened_input(bn, bw, b_steps, factor, at)?,
-            None => None,
-        };
-        let p = self.edit(ix);
-        p.input[1] = w;
-        if let Some(b) = b {
-            p.input[2] = b;
+        if qlinear {
+            // the integers duplicated, the scales halved where the inputs are; the
+            // bias (at input scale × weight scale) on its new grid
+            let (Weight::Quantized(wq), bias) = (&weight, &bias) else { unreachable!() };
+            let (wi, ws, wz) = self.new_parts(&wn, &wq.widened_by(w_steps)?)?;
+            let b = match bias {
+                Some((bn, Weight::Quantized(bq))) => Some(self.new_ints(bn, &bq.widened_by(b_steps)?.rescaled(factor)?)?),
+                _ => None,
+            };
+            let p = self.edit(ix);
+            p.input[3] = wi;
+            p.input[4] = ws;
+            if let Some(z) = wz {
+                p.input[5] = z;
+            }
+            if let Some(b) = b {
+                p.input[8] = b;
+            }
+        } else {
+            let w = self.widened_input(&wn, &weight, w_steps, 1.0, at)?.ok_or("no weight change")?;
+            let b = match &bias {
+                Some((bn, bw)) => self.widened_input(bn, bw, b_steps, factor, at)?,
+                None => None,
+            };
+            let p = self.edit(ix);
+            p.input[1] = w;
+            if let Some(b) = b {
+                p.input[2] = b;
+            }
         }
         if out == Some(c) {
+            let p = self.edit(ix);
             p.attribute.retain(|a| a.name() != "group");
             p.attribute.push(a_int("group", 2 * c));
         }

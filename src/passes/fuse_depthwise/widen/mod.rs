@@ -18,6 +18,8 @@
 //!
 //! | Transpose | none: the channel axis moves with the permutation (TensorFlow exports run activations and squeeze-excite in NHWC) |
 //! | QuantizeLinear / DequantizeLinear with one scale | none; a weight (bias) behind a DequantizeLinear is widened as integers on its grid ([`quantized`]) |
+//! | QLinearConv | as Conv, on its integer weight, scales and int32 bias ([`quantized`]) |
+//! | QLinearAdd / QLinearMul, QLinearGlobalAveragePool, QLinearAveragePool, QLinearSigmoid, QLinearLeakyRelu (`com.microsoft`) with per-tensor scales | as their float ops (integer constants duplicated as integers) |
 //!
 //! Ops with a fixed channel axis (BN, pooling, Conv, Reshape) need it at 1,
 //! Gemm/MatMul at the last axis. Anything else (Concat or Split on channels,
@@ -268,9 +270,32 @@ impl Planner<'_> {
                 Ok(None)
             }
             ("QuantizeLinear" | "DequantizeLinear", 0) if n.is_default_domain() => self.quantize_pass(&label, n.input(1)).map(|_| Some(w)),
-            ("Conv", 0) => {
-                nchw("Conv")?;
+            ("Conv", 0) | ("QLinearConv", 0) if n.is_default_domain() => {
+                nchw(n.op())?;
+                if n.op() == "QLinearConv" {
+                    self.per_tensor_slots(&label, n, &[1, 2, 6, 7])?;
+                }
                 Ok(self.conv(ix, c)?.map(|c| Wide { c, axis: 1 }))
+            }
+            // QOperator ops of ONNX Runtime on the widened integers, all scales per tensor
+            ("QLinearAdd" | "QLinearMul", 0 | 3) if n.proto.domain() == "com.microsoft" => {
+                self.per_tensor_slots(&label, n, &[1, 2, 4, 5, 6, 7])?;
+                self.elementwise(ix, slot, rank, w).map(|_| Some(w))
+            }
+            ("QLinearGlobalAveragePool" | "QLinearAveragePool", 0) if n.proto.domain() == "com.microsoft" => {
+                if attr_int(&n.proto, "channels_last").unwrap_or(0) != 0 {
+                    if axis + 1 != rank {
+                        return Err(format!("'{label}' (channels last) needs channels on the last axis; they are on axis {axis}"));
+                    }
+                } else {
+                    nchw(n.op())?;
+                }
+                self.per_tensor_slots(&label, n, &[1, 2, 3, 4])?;
+                Ok(Some(w))
+            }
+            ("QLinearSigmoid" | "QLinearLeakyRelu", 0) if n.proto.domain() == "com.microsoft" => {
+                self.per_tensor_slots(&label, n, &[1, 2, 3, 4])?;
+                Ok(Some(w))
             }
             ("Gemm" | "MatMul", 0) => {
                 if axis + 1 != rank {
@@ -437,7 +462,7 @@ fn is_squeeze_excite(g: &Graph, ix: NodeIndex, widened: &HashMap<String, Wide>) 
                     continue;
                 }
                 let c = g.node(cix);
-                if matches!(c.op(), "Mul" | "Add" | "Div" | "Sub") && c.proto.input.iter().enumerate().any(|(i, x)| i != slot && widened.contains_key(x)) {
+                if matches!(c.op(), "Mul" | "Add" | "Div" | "Sub" | "QLinearMul" | "QLinearAdd") && c.proto.input.iter().enumerate().any(|(i, x)| i != slot && widened.contains_key(x)) {
                     return true;
                 }
                 next.extend(c.proto.output.iter().filter(|o| !o.is_empty()).cloned());
