@@ -221,3 +221,79 @@ fn a_parameter_budget_moves_the_choice_and_can_rule_every_set_out() {
         .code(1)
         .stderr(predicate::str::contains("within --budget-params"));
 }
+
+/// `sweep --variants auto`: on every configuration the set it reports is the
+/// one the solver picks from gains simulated on that configuration (checked
+/// here by simulating each item alone, without the sweep's cache), its cycles
+/// are the simulation of the set converted whole, it reaches the target where
+/// rewriting every layer does, and every point carries its measured cost so
+/// the front spans hardware and layer choice.
+#[test]
+fn sweep_auto_picks_per_configuration_and_reports_what_it_simulates() {
+    use fusec::sim::{simulate_graph, Convention};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep.json");
+    let cls = testdata("ppocr_mobile_v2_cls.onnx");
+    fusec()
+        .args(["sweep", cls.to_str().unwrap(), "--input-shape", "1x3x48x192", "--arrays", "16x16,64x64", "--hw", "fuse", "--dataflow", "os,ws", "--sram-kb", "64"])
+        .args(["--variants", "baseline,half,auto", "--target-speedup", "2", "--samples", "2", "--format", "json", "--quiet", "-o", out.to_str().unwrap()])
+        .assert()
+        .success();
+    let points: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let auto: Vec<&serde_json::Value> = points.iter().filter(|p| p["variant"] == "auto").collect();
+    assert_eq!(auto.len(), 4);
+    assert!(points.iter().all(|p| p["cost"].is_number()), "every point has a measured cost");
+    let (model, mut g) = fusec::ir::load_graph(&cls).unwrap();
+    "1x3x48x192".parse::<fusec::convert::InputShape>().unwrap().apply(&mut g).unwrap();
+    let hw = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    // the costs as the sweep measures them: --samples 2 noise inputs, seeds 0 and 1
+    let mut table = fusec::select::gains(&g, &hw, Variant::Half, 1).unwrap();
+    let inputs: Vec<_> = (0..2).map(|i| fusec::select::noise(&[1, 3, 48, 192], i)).collect();
+    fusec::select::score(&model.proto, &g, &mut table, Init::Center, &inputs).unwrap();
+    let costs: Vec<f64> = table.items.iter().map(|i| i.cost.unwrap()).collect();
+    let items = table.items;
+    let reference = fusec::select::outputs(&model.proto, &g, &inputs).unwrap();
+    let spec = fusec::sim::sweep::SweepSpec { arrays: vec![(16, 16), (64, 64)], kinds: vec![HwKind::Fuse], dataflows: vec![fusec::sim::Dataflow::Os, fusec::sim::Dataflow::Ws], sram_kb: vec![Some(64.0)] };
+    let base = fusec::sim::SimConfig {
+        memory: Some(fusec::sim::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 }),
+        vector: fusec::sim::config::VectorUnit { lanes: 64, ..Default::default() },
+        ..fusec::sim::SimConfig::new(64, 64, HwKind::Fuse, fusec::sim::Dataflow::Os).unwrap()
+    };
+    let sim = |g: &Graph, cfg: &fusec::sim::SimConfig| simulate_graph(g, cfg, Convention::FUSEC, 1, None).unwrap().total_cycles;
+    let mut sets = std::collections::BTreeSet::new();
+    for (_, cfg) in fusec::sim::sweep::configs(&spec, &base).unwrap() {
+        let p = auto.iter().find(|p| p["rows"] == cfg.rows && p["dataflow"] == cfg.dataflow.to_string()).unwrap();
+        let layers: Vec<usize> = p["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let before = sim(&g, &cfg);
+        let half = points.iter().find(|q| q["variant"] == "half" && q["rows"] == cfg.rows && q["dataflow"] == cfg.dataflow.to_string()).unwrap();
+        // the whole set, simulated on its own
+        let (converted, rewritten, _) = fusec::select::rewrite(&g, Variant::Half, Init::Center, &layers).unwrap();
+        assert_eq!(rewritten, layers);
+        assert_eq!(p["total_cycles"].as_u64().unwrap(), sim(&converted, &cfg), "{cfg:?}");
+        // the target is reached where all layers reach it
+        if before as f64 / half["total_cycles"].as_f64().unwrap() >= 2.0 {
+            assert!(before as f64 / sim(&converted, &cfg) as f64 >= 2.0 - 1e-9, "{cfg:?}: {layers:?}");
+        }
+        // a set with fewer layers than all, and none of them left out of the item list
+        assert!(!layers.is_empty() && layers.len() < items.len(), "{layers:?}");
+        // per-configuration gains, each item simulated alone: the solver's pick from them
+        let gains: Vec<u64> = items.iter().map(|it| before.saturating_sub(sim(&fusec::select::rewrite(&g, Variant::Half, Init::Center, &it.layers).unwrap().0, &cfg))).collect();
+        let pick = fusec::select::sweep::choose(&gains, &costs, before, fusec::select::sweep::Budget::TargetSpeedup(2.0));
+        let want: Vec<usize> = pick.items.iter().flat_map(|&i| items[i].layers.clone()).collect();
+        assert_eq!(layers, want, "{cfg:?}");
+        assert!(pick.gain >= before - before / 2, "{cfg:?}: predicted gain {} of {before}", pick.gain);
+        // its cost: the set's outputs against the original's on the same inputs
+        let cost = fusec::select::output_distance(&reference, &fusec::select::outputs(&model.proto, &converted, &inputs).unwrap()).0;
+        assert!((p["cost"].as_f64().unwrap() - cost).abs() <= 1e-6 * cost.max(1e-6), "{cfg:?}: {} vs {cost}", p["cost"]);
+        sets.insert(layers);
+    }
+    // the pick depends on the configuration (on 16x16 and 64x64, OS and WS, it differs)
+    assert!(sets.len() > 1, "{sets:?}");
+}
+
+#[test]
+fn sweep_auto_needs_a_budget() {
+    let cls = testdata("ppocr_mobile_v2_cls.onnx");
+    fusec().args(["sweep", cls.to_str().unwrap(), "--variants", "auto"]).assert().code(1).stderr(predicate::str::contains("--max-cost D or --target-speedup X"));
+    fusec().args(["sweep", cls.to_str().unwrap(), "--max-cost", "1"]).assert().code(1).stderr(predicate::str::contains("only with --variants auto"));
+}

@@ -168,9 +168,22 @@ pub struct SweepArgs {
     /// SRAM per buffer in KB, or `none` for no memory limit.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     pub sram_kb: Vec<String>,
-    /// Model variants: baseline, half, full, or a layer preset run with Half (paper-50-mobilenet-v2, ...).
+    /// Model variants: baseline, half, full, a layer preset run with Half (paper-50-mobilenet-v2, ...),
+    /// or auto: on each configuration, the Half layer set the budget allows there
+    /// (--max-cost or --target-speedup; costs measured on --samples noise inputs).
     #[arg(long, value_delimiter = ',', default_value = "baseline,half,full")]
     pub variants: Vec<String>,
+    /// auto: the fastest set whose predicted cost (summed normalized output error) is at most this.
+    #[arg(long, conflicts_with = "target_speedup")]
+    pub max_cost: Option<f64>,
+    /// auto: the least predicted cost reaching this speedup on each configuration (the fastest set where none does).
+    #[arg(long)]
+    pub target_speedup: Option<f64>,
+    /// auto: noise inputs the costs are measured on (uniform in [-1, 1], seeded by --seed).
+    #[arg(long, default_value_t = 8)]
+    pub samples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// The variants also rewrite dense K×K convs (as `convert --dense`; ResNet-style models).
     #[arg(long)]
     pub dense: bool,
@@ -265,9 +278,26 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| if s == "none" { Ok(None) } else { s.parse::<f64>().map(Some).map_err(|_| anyhow::anyhow!("option --sram-kb: '{s}' is neither a number nor none")) })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let auto = a.variants.iter().any(|v| v == "auto");
+    let budget = match (a.max_cost, a.target_speedup) {
+        (Some(d), _) if !(d >= 0.0 && d.is_finite()) => anyhow::bail!("option --max-cost: must be a number of at least 0, got {d}"),
+        (_, Some(x)) if !(x >= 1.0 && x.is_finite()) => anyhow::bail!("option --target-speedup: must be at least 1, got {x}"),
+        (Some(d), _) => Some(crate::select::sweep::Budget::MaxCost(d)),
+        (_, Some(x)) => Some(crate::select::sweep::Budget::TargetSpeedup(x)),
+        (None, None) => None,
+    };
+    if auto && budget.is_none() {
+        anyhow::bail!("option --variants: auto needs a budget: --max-cost D or --target-speedup X");
+    }
+    if !auto && budget.is_some() {
+        anyhow::bail!("options --max-cost and --target-speedup: only with --variants auto");
+    }
+    if auto && a.samples == 0 {
+        anyhow::bail!("option --samples: auto measures costs on at least 1 input");
+    }
     let (model, g) = crate::ir::load_graph(&a.model)?;
     let mut models = vec![];
-    for v in &a.variants {
+    for v in a.variants.iter().filter(|v| *v != "auto") {
         let mut gv = g.clone();
         let mut mv = model.clone();
         match v.as_str() {
@@ -301,7 +331,14 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
         pb
     });
     let t0 = std::time::Instant::now();
-    let (points, (hits, misses)) = sweep::run(&models, &spec, &base, conv, a.batch, pb.as_ref())?;
+    let cache = sweep::Cache::default();
+    let mut points = sweep::run_with(&models, &spec, &base, conv, a.batch, pb.as_ref(), &cache)?;
+    if let Some(budget) = budget {
+        let auto_points = sweep_auto(&a, &model, &g, &models, &mut points, budget, &spec, &base, conv, &cache, pb.as_ref())?;
+        points.extend(auto_points);
+        sweep::mark_pareto(&mut points);
+    }
+    let (hits, misses) = cache.counts();
     if let Some(pb) = &pb {
         pb.finish_and_clear();
     }
@@ -324,3 +361,63 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+
+/// `--variants auto`: the item table (Half, costs on noise inputs), one auto
+/// point per configuration, and every point's measured cost (the whole model's
+/// normalized output error), so the Pareto front spans hardware × layer choice.
+#[allow(clippy::too_many_arguments)]
+fn sweep_auto(
+    a: &SweepArgs,
+    model: &crate::onnx::Model,
+    g: &crate::ir::Graph,
+    models: &[(String, crate::ir::Graph)],
+    points: &mut [crate::sim::sweep::SweepPoint],
+    budget: crate::select::sweep::Budget,
+    spec: &crate::sim::sweep::SweepSpec,
+    base: &crate::sim::SimConfig,
+    conv: crate::sim::Convention,
+    cache: &crate::sim::sweep::Cache,
+    pb: Option<&indicatif::ProgressBar>,
+) -> anyhow::Result<Vec<crate::sim::sweep::SweepPoint>> {
+    use std::collections::HashMap;
+    let mut gs = g.clone();
+    if let Some(s) = &a.input_shape {
+        s.apply(&mut gs).map_err(|e| e.in_file(&a.model))?;
+    }
+    let x = gs.inputs.iter().find(|i| !gs.initializers.contains_key(i.name())).ok_or_else(|| anyhow::anyhow!("{}: the model has no input", a.model.display()))?;
+    let shape: Option<Vec<usize>> = gs.shape_of(x.name()).and_then(|s| s.iter().enumerate().map(|(i, d)| d.known().map(|v| v as usize).or((i == 0).then_some(1))).collect());
+    let shape = shape.ok_or_else(|| anyhow::anyhow!("{}: input '{}' has no concrete shape; pass --input-shape", a.model.display(), x.name()))?;
+    let inputs: Vec<ndarray::ArrayD<f32>> = (0..a.samples).map(|i| crate::select::noise(&shape, a.seed.wrapping_add(i as u64))).collect();
+    let hw = crate::hw::ArrayConfig::new(64, 64, crate::hw::HwKind::Fuse, 1000.0)?;
+    let mut table = crate::select::gains(&gs, &hw, Variant::Half, a.batch).map_err(|e| e.in_file(&a.model))?;
+    crate::select::score(&model.proto, &gs, &mut table, crate::passes::fuse_depthwise::Init::Center, &inputs).map_err(|e| e.in_file(&a.model))?;
+    let auto = crate::select::sweep::auto_points(&gs, &table, budget, spec, base, conv, a.batch, cache, pb)?;
+    // measured costs: each model once, each distinct auto set once
+    let reference = crate::select::outputs(&model.proto, &gs, &inputs)?;
+    let mut measured: HashMap<String, f64> = HashMap::new();
+    for (name, gv) in models {
+        let cost = if name == "baseline" { 0.0 } else { crate::select::output_distance(&reference, &crate::select::outputs(&model.proto, gv, &inputs)?).0 };
+        measured.insert(name.clone(), cost);
+    }
+    for p in points.iter_mut() {
+        p.cost = measured.get(&p.variant).copied();
+    }
+    let mut by_set: HashMap<Vec<usize>, f64> = HashMap::new();
+    let mut out = vec![];
+    for (mut p, _predicted) in auto {
+        let layers = p.layers.clone().unwrap_or_default();
+        let cost = match by_set.get(&layers) {
+            Some(&c) => c,
+            None => {
+                let (converted, _, _) = crate::select::rewrite(&gs, Variant::Half, crate::passes::fuse_depthwise::Init::Center, &layers)?;
+                let c = crate::select::output_distance(&reference, &crate::select::outputs(&model.proto, &converted, &inputs)?).0;
+                by_set.insert(layers.clone(), c);
+                c
+            }
+        };
+        p.cost = Some(cost);
+        out.push(p);
+    }
+    eprintln!("auto: {} configurations, {} distinct layer sets ({} items, costs on {} noise inputs)", out.len(), by_set.len(), table.items.len(), inputs.len());
+    Ok(out)
+}

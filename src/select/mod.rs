@@ -8,6 +8,7 @@
 //! gain within a cost.
 
 pub mod solve;
+pub mod sweep;
 
 use std::collections::BTreeSet;
 

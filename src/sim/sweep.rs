@@ -97,69 +97,101 @@ pub struct SweepPoint {
     pub stall_cycles: u64,
     pub vector_cycles: u64,
     pub utilization: f64,
-    /// Non-dominated in (PEs, total cycles) among all points.
+    /// The depthwise layers rewritten (`auto` variants: the set the budget allows here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<usize>>,
+    /// How far the variant's outputs are from the original's (normalized output
+    /// error on the sweep's inputs; only when the sweep measures costs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// Non-dominated in (PEs, total cycles, and cost where measured) among all points.
     pub pareto: bool,
 }
 
-/// Simulate every (variant, configuration) pair. `base` gives what the sweep
-/// does not vary (DRAM bandwidth, word size, vector unit, clock).
-pub fn run(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, progress: Option<&indicatif::ProgressBar>) -> Result<(Vec<SweepPoint>, (u64, u64))> {
-    let mut jobs = vec![];
-    for (vi, _) in models.iter().enumerate() {
-        for &(rows, cols) in &spec.arrays {
-            for &kind in &spec.kinds {
-                for &dataflow in &spec.dataflows {
-                    for &kb in &spec.sram_kb {
-                        let memory = match (kb, &base.memory) {
-                            (None, _) => None,
-                            (Some(kb), Some(m)) => Some(crate::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, ..m.clone() }),
-                            (Some(kb), None) => Some(crate::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 }),
-                        };
-                        let cfg = SimConfig { rows, cols, kind, dataflow, memory, ..base.clone() }.validated()?;
-                        jobs.push((vi, kb, cfg));
-                    }
+/// Every hardware configuration of `spec` (with its SRAM KB per buffer, None:
+/// unlimited), in a fixed order; `base` gives what the sweep does not vary
+/// (DRAM bandwidth, word size, vector unit, clock).
+pub fn configs(spec: &SweepSpec, base: &SimConfig) -> Result<Vec<(Option<f64>, SimConfig)>> {
+    let mut out = vec![];
+    for &(rows, cols) in &spec.arrays {
+        for &kind in &spec.kinds {
+            for &dataflow in &spec.dataflows {
+                for &kb in &spec.sram_kb {
+                    let memory = match (kb, &base.memory) {
+                        (None, _) => None,
+                        (Some(kb), Some(m)) => Some(crate::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, ..m.clone() }),
+                        (Some(kb), None) => Some(crate::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 }),
+                    };
+                    out.push((kb, SimConfig { rows, cols, kind, dataflow, memory, ..base.clone() }.validated()?));
                 }
             }
         }
     }
-    if let Some(p) = progress {
-        p.set_length(jobs.len() as u64);
+    Ok(out)
+}
+
+/// The point of `variant` simulated on `cfg` as `s`.
+pub fn point(variant: &str, kb: Option<f64>, cfg: &SimConfig, s: &crate::sim::GraphSim) -> SweepPoint {
+    let pes = cfg.rows * cfg.cols;
+    SweepPoint {
+        variant: variant.to_string(),
+        rows: cfg.rows,
+        cols: cfg.cols,
+        pes,
+        kind: cfg.kind,
+        dataflow: cfg.dataflow,
+        sram_kb: kb,
+        total_cycles: s.total_cycles,
+        time_us: s.total_cycles as f64 / cfg.freq_mhz,
+        array_compute_cycles: s.array_compute_cycles,
+        stall_cycles: s.array_stall_cycles,
+        vector_cycles: s.vector_cycles,
+        utilization: if s.total_cycles == 0 { 0.0 } else { s.macs as f64 / (s.total_cycles as f64 * pes as f64) },
+        layers: None,
+        cost: None,
+        pareto: false,
     }
+}
+
+/// Simulate every (variant, configuration) pair. `base` gives what the sweep
+/// does not vary (DRAM bandwidth, word size, vector unit, clock). `cache` may
+/// be shared with other sweeps of the same layers.
+pub fn run(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, progress: Option<&indicatif::ProgressBar>) -> Result<(Vec<SweepPoint>, (u64, u64))> {
     let cache = Cache::default();
-    let mut points: Vec<SweepPoint> = jobs
-        .par_iter()
-        .map(|(vi, kb, cfg)| {
-            let (name, g) = &models[*vi];
-            let s = simulate_graph(g, cfg, conv, batch, Some(&cache)).map_err(|e| Error::option("sweep", format!("{name}: {e}")))?;
-            if let Some(p) = progress {
-                p.inc(1);
-            }
-            let pes = cfg.rows * cfg.cols;
-            Ok(SweepPoint {
-                variant: name.clone(),
-                rows: cfg.rows,
-                cols: cfg.cols,
-                pes,
-                kind: cfg.kind,
-                dataflow: cfg.dataflow,
-                sram_kb: *kb,
-                total_cycles: s.total_cycles,
-                time_us: s.total_cycles as f64 / cfg.freq_mhz,
-                array_compute_cycles: s.array_compute_cycles,
-                stall_cycles: s.array_stall_cycles,
-                vector_cycles: s.vector_cycles,
-                utilization: if s.total_cycles == 0 { 0.0 } else { s.macs as f64 / (s.total_cycles as f64 * pes as f64) },
-                pareto: false,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    mark_pareto(&mut points);
+    let points = run_with(models, spec, base, conv, batch, progress, &cache)?;
     Ok((points, cache.counts()))
 }
 
-/// Mark the points no other point beats in both PEs and cycles.
+/// [`run`] with a given layer cache; the points are not yet marked.
+pub fn run_with(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, progress: Option<&indicatif::ProgressBar>, cache: &Cache) -> Result<Vec<SweepPoint>> {
+    let cfgs = configs(spec, base)?;
+    let jobs: Vec<(usize, &(Option<f64>, SimConfig))> = (0..models.len()).flat_map(|vi| cfgs.iter().map(move |c| (vi, c))).collect();
+    if let Some(p) = progress {
+        p.inc_length(jobs.len() as u64);
+    }
+    let mut points: Vec<SweepPoint> = jobs
+        .par_iter()
+        .map(|(vi, (kb, cfg))| {
+            let (name, g) = &models[*vi];
+            let s = simulate_graph(g, cfg, conv, batch, Some(cache)).map_err(|e| Error::option("sweep", format!("{name}: {e}")))?;
+            if let Some(p) = progress {
+                p.inc(1);
+            }
+            Ok(point(name, *kb, cfg, &s))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    mark_pareto(&mut points);
+    Ok(points)
+}
+
+/// Mark the points no other point beats in PEs and cycles (and in cost, when
+/// the points have one: the front over hardware × layer choice).
 pub fn mark_pareto(points: &mut [SweepPoint]) {
-    let dominated = |p: &SweepPoint, q: &SweepPoint| q.pes <= p.pes && q.total_cycles <= p.total_cycles && (q.pes < p.pes || q.total_cycles < p.total_cycles);
+    let costs = points.iter().all(|p| p.cost.is_some());
+    let cost = |p: &SweepPoint| if costs { p.cost.unwrap_or(0.0) } else { 0.0 };
+    let dominated = |p: &SweepPoint, q: &SweepPoint| {
+        q.pes <= p.pes && q.total_cycles <= p.total_cycles && cost(q) <= cost(p) && (q.pes < p.pes || q.total_cycles < p.total_cycles || cost(q) < cost(p))
+    };
     let flags: Vec<bool> = points.iter().map(|p| !points.iter().any(|q| dominated(p, q))).collect();
     for (p, f) in points.iter_mut().zip(flags) {
         p.pareto = f;
@@ -169,9 +201,14 @@ pub fn mark_pareto(points: &mut [SweepPoint]) {
 pub fn to_csv(points: &[SweepPoint]) -> Result<String> {
     let mut w = csv::Writer::from_writer(vec![]);
     let e = |e: csv::Error| Error::Eval(e.to_string());
-    w.write_record(["variant", "rows", "cols", "pes", "kind", "dataflow", "sram_kb", "total_cycles", "time_us", "array_compute_cycles", "stall_cycles", "vector_cycles", "utilization", "pareto"]).map_err(e)?;
+    let extra = points.iter().any(|p| p.cost.is_some() || p.layers.is_some());
+    let mut header = vec!["variant", "rows", "cols", "pes", "kind", "dataflow", "sram_kb", "total_cycles", "time_us", "array_compute_cycles", "stall_cycles", "vector_cycles", "utilization", "pareto"];
+    if extra {
+        header.extend(["layers", "cost"]);
+    }
+    w.write_record(&header).map_err(e)?;
     for p in points {
-        w.write_record([
+        let mut row = vec![
             p.variant.clone(),
             p.rows.to_string(),
             p.cols.to_string(),
@@ -186,8 +223,12 @@ pub fn to_csv(points: &[SweepPoint]) -> Result<String> {
             p.vector_cycles.to_string(),
             format!("{:.6}", p.utilization),
             p.pareto.to_string(),
-        ])
-        .map_err(e)?;
+        ];
+        if extra {
+            row.push(p.layers.as_ref().map(|l| l.iter().map(usize::to_string).collect::<Vec<_>>().join(" ")).unwrap_or_default());
+            row.push(p.cost.map(|c| format!("{c:.6}")).unwrap_or_default());
+        }
+        w.write_record(&row).map_err(e)?;
     }
     let bytes = w.into_inner().map_err(|e| Error::Eval(e.to_string()))?;
     String::from_utf8(bytes).map_err(|e| Error::Eval(e.to_string()))
