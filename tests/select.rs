@@ -76,6 +76,62 @@ fn layers_rewritten_together_are_one_item() {
     fusec::select::score(&m, &g, &mut t2, Init::Center, &inputs).unwrap();
     assert!(t1.items[0].cost.unwrap() > 0.0);
     assert_eq!(t1.items[0].cost, t2.items[0].cost, "deterministic");
+    // one depthwise conv after another (PP-LCNetV3's blocks): each changes its own
+    // tensor, so each is its own item, though the first one's output reaches the second
+    let mut b = ModelBuilder::new(13, 4);
+    let x = b.input("x", &[d(1), d(3), d(8), d(8)]);
+    let e = b.conv(&x, 3, 6, (1, 1), (1, 1), (0, 0), 1, true);
+    let a = b.conv(&e, 6, 6, (3, 3), (1, 1), (1, 1), 6, false);
+    let r = b.act(&a, Act::Relu);
+    let c = b.conv(&r, 6, 6, (3, 3), (1, 1), (1, 1), 6, false);
+    let out = b.conv(&c, 6, 4, (1, 1), (1, 1), (0, 0), 1, true);
+    b.output(&out);
+    let g = graph_of(&b.build());
+    let half = fusec::select::gains(&g, &hw, Variant::Half, 1).unwrap();
+    assert_eq!(half.items.iter().map(|i| i.layers.clone()).collect::<Vec<_>>(), [vec![0], vec![1]]);
+}
+
+/// The agreement each task's metric reads, on hand-made outputs: CTC lines read
+/// the same (greedy: blanks dropped, repeats merged), text boxes matched at IoU 0.5.
+#[test]
+fn agreement_follows_the_task_metric() {
+    use fusec::select::{output_distance_by, Agreement};
+    use ndarray::{ArrayD, IxDyn};
+    // CTC: [1, T=4, C=3]; steps read as classes
+    let ctc = |steps: &[usize], sharp: f32| {
+        let mut a = ArrayD::<f32>::zeros(IxDyn(&[1, 4, 3]));
+        for (t, &k) in steps.iter().enumerate() {
+            a[[0, t, k]] = sharp;
+        }
+        a
+    };
+    let orig = vec![vec![ctc(&[1, 1, 0, 2], 1.0)], vec![ctc(&[2, 0, 2, 0], 1.0)]];
+    // "1 2" read again from other scores (a repeat in place of a blank), and "2 2" read as "2"
+    let changed = vec![vec![ctc(&[1, 0, 2, 2], 0.6)], vec![ctc(&[2, 2, 0, 0], 0.9)]];
+    let (err, agree) = output_distance_by(&orig, &changed, Agreement::CtcLines);
+    assert!(err > 0.0);
+    assert_eq!(agree, Some(0.5));
+    // the same outputs read as classes have no top-1 agreement (not [N, C])
+    assert_eq!(output_distance_by(&orig, &changed, Agreement::Top1).1, None);
+    // text maps [1, 1, 32, 32]: a box, the same box, a box moved away, and nothing at all
+    let map = |x0: usize, y0: usize| {
+        let mut a = ArrayD::<f32>::zeros(IxDyn(&[1, 1, 32, 32]));
+        for y in y0..y0 + 8 {
+            for x in x0..x0 + 16 {
+                a[[0, 0, y, x]] = 0.9;
+            }
+        }
+        a
+    };
+    let same = output_distance_by(&[vec![map(2, 2)]], &[vec![map(2, 2)]], Agreement::Boxes).1;
+    assert_eq!(same, Some(1.0));
+    let moved = output_distance_by(&[vec![map(2, 2)]], &[vec![map(14, 20)]], Agreement::Boxes).1;
+    assert_eq!(moved, Some(0.0));
+    let empty = ArrayD::<f32>::zeros(IxDyn(&[1, 1, 32, 32]));
+    assert_eq!(output_distance_by(&[vec![empty.clone()]], &[vec![empty]], Agreement::Boxes).1, Some(1.0));
+    // one of two images agrees: hmean over both (1 match of 2 predicted, 2 expected)
+    let half = output_distance_by(&[vec![map(2, 2)], vec![map(2, 2)]], &[vec![map(2, 2)], vec![map(14, 20)]], Agreement::Boxes).1.unwrap();
+    assert!((half - 0.5).abs() < 1e-9, "{half}");
 }
 
 #[test]

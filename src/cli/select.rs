@@ -35,6 +35,12 @@ pub struct SelectArgs {
     /// the measured drop is within D.
     #[arg(long, conflicts_with = "target_speedup")]
     pub max_drop: Option<f64>,
+    /// The task whose metric reads a rewritten model's agreement with the original
+    /// (for --max-drop and the table): rot180 top-1, ctc lines read the same
+    /// (greedy), textdet box hmean against the original's boxes. Default: top-1
+    /// where the first output is [N, classes] scores.
+    #[arg(long, value_enum)]
+    pub task: Option<crate::data::Task>,
     /// Inputs the costs are measured on (uniform noise in [-1, 1], fixed seed); 0 ranks by gain alone.
     #[arg(long, default_value_t = 8)]
     pub samples: usize,
@@ -155,7 +161,12 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         anyhow::bail!("option --include: layer {l} cannot be rewritten as {} (see the left-out layers of fusec select without --include)", a.variant);
     }
     if a.max_drop.is_some() && table.items.iter().any(|i| i.agreement.is_none()) {
-        anyhow::bail!("option --max-drop: {}: the first output is not [N, classes] scores, so there is no top-1 agreement; use --max-cost", a.model.display());
+        let how = match a.task {
+            Some(crate::data::Task::Ctc) => "[N, T, classes] CTC scores",
+            Some(crate::data::Task::Textdet) => "an [N, 1, H, W] probability map",
+            _ => "[N, classes] scores (for a recognizer or detector give --task ctc or --task textdet)",
+        };
+        anyhow::bail!("option --max-drop: {}: the first output is not {how}, so there is no {}; use --max-cost", a.model.display(), agreement(&a).unit());
     }
     let gains: Vec<u64> = table.items.iter().map(|i| i.gain).collect();
     // without costs every item costs the same: the fewest layers reaching the target
@@ -186,7 +197,7 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
                 let _ = reference.set(crate::select::outputs(&model.proto, &g, &inputs)?);
             }
             let reference = reference.get().ok_or_else(|| anyhow::anyhow!("the original's outputs"))?;
-            let (e, ag) = crate::select::output_distance(reference, &crate::select::outputs(&model.proto, &converted, &inputs)?);
+            let (e, ag) = crate::select::output_distance_by(reference, &crate::select::outputs(&model.proto, &converted, &inputs)?, agreement(&a));
             (Some(e), ag)
         };
         Ok(Chosen {
@@ -253,7 +264,11 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
             anyhow::bail!("option --svg: {} exists; pass --force to replace it", p.display());
         }
         let label = match (a.max_drop, table.items.iter().any(|i| i.cost.is_some())) {
-            (Some(_), _) => "predicted top-1 agreement drop (points, summed)",
+            (Some(_), _) => match a.task {
+                Some(crate::data::Task::Ctc) => "predicted drop in lines read as the original reads them (points, summed)",
+                Some(crate::data::Task::Textdet) => "predicted drop in box hmean against the original (points, summed)",
+                _ => "predicted top-1 agreement drop (points, summed)",
+            },
             (None, true) => "predicted cost (summed normalized output error)",
             (None, false) => "layers rewritten",
         };
@@ -325,11 +340,15 @@ impl Constrained<'_> {
     }
 }
 
+fn agreement(a: &SelectArgs) -> crate::select::Agreement {
+    crate::select::Agreement::of(a.task)
+}
+
 /// The --calib images as [1, C, H, W] inputs (none without --calib).
 fn calib_inputs(a: &SelectArgs) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
     let CalibImages { calib: Some(d), calib_limit, preprocess } = &a.images else { return Ok(vec![]) };
     let pre = crate::data::Preprocess::preset(preprocess)?;
-    let data = crate::data::load(d, &pre, None, Some(*calib_limit))?;
+    let data = crate::data::load(d, &pre, a.task, Some(*calib_limit))?;
     let xs: Vec<ndarray::ArrayD<f32>> = data.samples.into_iter().map(|s| s.x.insert_axis(ndarray::Axis(0)).into_dyn()).collect();
     if let Some(x) = xs.iter().find(|x| x.shape() != xs[0].shape()) {
         anyhow::bail!("option --calib: {}: images of different sizes after --preprocess {} ({:?} and {:?}); choose a preprocessing that resizes to one size", d.display(), preprocess, xs[0].shape(), x.shape());
@@ -354,7 +373,7 @@ fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::M
     let cache = if a.no_cache { None } else { crate::select::Cache::default_dir().map(|dir| crate::select::Cache { dir }) };
     let key = cache.as_ref().map(|_| -> anyhow::Result<String> {
         let bytes = std::fs::read(&a.model).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
-        let desc = format!("{hw:?}|{}|{}|{:?}", a.variant, a.init, a.input_shape);
+        let desc = format!("{hw:?}|{}|{}|{:?}|{:?}", a.variant, a.init, a.input_shape, a.task);
         let xs: Vec<u8> = inputs.iter().flat_map(|x| x.shape().iter().map(|&d| d as u32).chain(x.iter().map(|v| v.to_bits())).flat_map(u32::to_le_bytes)).collect();
         Ok(crate::select::Cache::key(&[&bytes, desc.as_bytes(), &xs]))
     });
@@ -366,7 +385,7 @@ fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::M
     }
     let mut table = crate::select::gains(g, hw, a.variant, 1).map_err(|e| e.in_file(&a.model))?;
     if !inputs.is_empty() {
-        crate::select::score(&model.proto, g, &mut table, a.init, inputs).map_err(|e| e.in_file(&a.model))?;
+        crate::select::score_by(&model.proto, g, &mut table, a.init, inputs, agreement(a)).map_err(|e| e.in_file(&a.model))?;
     }
     if let (Some(c), Some(k)) = (&cache, &key)
         && let Err(e) = c.put(k, &table)
@@ -405,7 +424,12 @@ fn preset_toml(a: &SelectArgs, table: &crate::select::Table, c: &Chosen) -> Stri
 fn print_tables(a: &SelectArgs, table: &crate::select::Table, front: &[solve::Choice], chosen: Option<&Chosen>) {
     let base = table.baseline_cycles;
     println!("{}: {base} cycles as it is; {:?} rewrite, layer by layer", a.model.display(), table.variant);
-    println!("  {:<12} {:<34} {:>10} {:>8} {:>10} {:>9} {:>11}", "layers", "node", "gain", "speedup", "cost", "top-1", "gain/cost");
+    let agree_col = match agreement(a) {
+        crate::select::Agreement::Top1 => "top-1",
+        crate::select::Agreement::CtcLines => "lines",
+        crate::select::Agreement::Boxes => "hmean",
+    };
+    println!("  {:<12} {:<34} {:>10} {:>8} {:>10} {:>9} {:>11}", "layers", "node", "gain", "speedup", "cost", agree_col, "gain/cost");
     for it in &table.items {
         let layers = it.layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join("+");
         let cost = it.cost.map_or_else(|| "-".into(), |c| format!("{c:.4}"));
@@ -420,9 +444,10 @@ fn print_tables(a: &SelectArgs, table: &crate::select::Table, front: &[solve::Ch
     let step = front.len().div_ceil(SHOWN).max(1);
     let shown: Vec<&solve::Choice> = front.iter().enumerate().filter(|(i, _)| i % step == 0 || *i + 1 == front.len()).map(|(_, c)| c).collect();
     let costs = match (a.max_drop, table.items.iter().any(|i| i.cost.is_some())) {
-        (Some(_), _) => " (cost: top-1 agreement points lost, summed over the layers)",
-        (None, true) => "",
-        (None, false) => " (no costs measured: each layer counts 1)",
+        (Some(_), _) if agreement(a) == crate::select::Agreement::Top1 => " (cost: top-1 agreement points lost, summed over the layers)".to_string(),
+        (Some(_), _) => format!(" (cost: points of {} lost, summed over the layers)", agreement(a).unit()),
+        (None, true) => String::new(),
+        (None, false) => " (no costs measured: each layer counts 1)".to_string(),
     };
     println!("  Pareto front (predicted){costs}: {} sets{}", front.len(), if shown.len() < front.len() { format!(", {} shown (--json lists all)", shown.len()) } else { String::new() });
     for c in shown {
@@ -437,8 +462,14 @@ fn print_tables(a: &SelectArgs, table: &crate::select::Table, front: &[solve::Ch
             c.predicted_cost,
             c.measured_cycles,
             c.measured_speedup,
-            c.measured_cost.map_or_else(String::new, |e| format!(", output error {e:.4}{}", c.measured_agreement.map_or_else(String::new, |ag| format!(", top-1 agreement {:.1}%", 100.0 * ag))))
+            c.measured_cost.map_or_else(String::new, |e| format!(", output error {e:.4}{}", c.measured_agreement.map_or_else(String::new, |ag| format!(", {} {:.1}%", agreement(a).unit(), 100.0 * ag))))
         );
+        if c.layers.is_empty() && a.max_drop.is_some() {
+            println!(
+                "  (no layer keeps within --max-drop {} of the original untrained: these drops are before fine-tuning, which recovers most of them; see docs/select.md)",
+                a.max_drop.unwrap_or_default()
+            );
+        }
         if let Some(p) = &a.save_preset {
             println!("  preset written to {} (fusec convert MODEL --layers {})", p.display(), p.display());
         }

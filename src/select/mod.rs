@@ -72,16 +72,15 @@ pub fn cycles(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<u64> {
     Ok(crate::hw::schedule::schedule(g, hw, batch)?.iter().map(|l| l.cycles).sum())
 }
 
-/// Groups of convertible depthwise layers whose outputs meet before any channel-mixing
-/// op (a dense Conv, Gemm or MatMul): two branches summed by a residual Add, say. Such
-/// layers change one tensor together and are scored as one item. Every convertible
+/// Groups of convertible depthwise layers whose outputs meet before the next op the
+/// array runs (a Conv, Gemm or MatMul): two branches summed by a residual Add, say.
+/// Such layers change one tensor together and are scored as one item. Every convertible
 /// layer is in exactly one group, ascending.
 pub fn coupled(g: &Graph, cands: &[Candidate]) -> Vec<Vec<usize>> {
     use std::collections::{HashMap, HashSet};
-    let mixing = |ix: petgraph::stable_graph::NodeIndex| {
-        let n = g.node(ix);
-        crate::ir::op::array_op(n).is_some_and(|a| a.op != "Conv" || crate::onnx::attr_int(&n.proto, "group").unwrap_or(1) == 1)
-    };
+    // the reach stops at the next op the array runs: a channel-mixing one, or another
+    // depthwise conv (layers one after the other are not summed; each changes its own tensor)
+    let mixing = |ix: petgraph::stable_graph::NodeIndex| crate::ir::op::array_op(g.node(ix)).is_some();
     // the nodes each layer's output reaches before (and including) the first channel-mixing op
     let reach: Vec<(usize, HashSet<petgraph::stable_graph::NodeIndex>)> = cands
         .iter()
@@ -173,12 +172,56 @@ pub fn gains(g: &Graph, hw: &ArrayConfig, variant: Variant, batch: u64) -> Resul
     Ok(Table { variant, baseline_cycles: base, items, skipped })
 }
 
+/// What agreement with the original's outputs means: the task's metric, read
+/// against the original model's predictions (no labels needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Agreement {
+    /// `[N, classes]` scores: the share of samples with the same top-1 class
+    /// (none for other outputs).
+    #[default]
+    Top1,
+    /// `[N, T, classes]` CTC scores: the share of samples read exactly the same
+    /// (greedy decoding: best class per step, repeats merged, blanks dropped).
+    CtcLines,
+    /// `[N, 1, H, W]` text probability maps: the hmean of the DB boxes against
+    /// the original's (IoU 0.5, default thresholds).
+    Boxes,
+}
+
+impl Agreement {
+    /// The agreement of a task (`None`: top-1 where the output is class scores).
+    pub fn of(task: Option<crate::data::Task>) -> Agreement {
+        match task {
+            Some(crate::data::Task::Ctc) => Agreement::CtcLines,
+            Some(crate::data::Task::Textdet) => Agreement::Boxes,
+            Some(crate::data::Task::Rot180) | None => Agreement::Top1,
+        }
+    }
+
+    /// What a point of drop counts, for messages and plots.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Agreement::Top1 => "top-1 agreement",
+            Agreement::CtcLines => "lines read as the original reads them",
+            Agreement::Boxes => "box hmean against the original's boxes",
+        }
+    }
+}
+
 /// How far the outputs of `changed` are from `original`'s on `inputs`: the
 /// normalized error sqrt(Σ(y' − y)² / Σy²) over every output, and the top-1
 /// agreement of the first output when it is [N, C] class scores.
 pub fn output_distance(original: &[Vec<ArrayD<f32>>], changed: &[Vec<ArrayD<f32>>]) -> (f64, Option<f64>) {
+    output_distance_by(original, changed, Agreement::Top1)
+}
+
+/// [`output_distance`] with the agreement read by `how`'s metric on the first
+/// output (None where the output does not have the metric's shape).
+pub fn output_distance_by(original: &[Vec<ArrayD<f32>>], changed: &[Vec<ArrayD<f32>>], how: Agreement) -> (f64, Option<f64>) {
     let (mut num, mut den) = (0f64, 0f64);
     let (mut agree, mut rows) = (0usize, 0usize);
+    let mut boxes: Vec<(usize, usize, usize)> = vec![];
     for (ys, zs) in original.iter().zip(changed) {
         for (y, z) in ys.iter().zip(zs) {
             for (a, b) in y.iter().zip(z.iter()) {
@@ -186,16 +229,47 @@ pub fn output_distance(original: &[Vec<ArrayD<f32>>], changed: &[Vec<ArrayD<f32>
                 den += (*a as f64).powi(2);
             }
         }
-        if let (Some(y), Some(z)) = (ys.first(), zs.first())
-            && y.ndim() == 2
-            && y.shape()[1] > 1
-        {
-            let (a, b) = (crate::eval::argmax_rows(y), crate::eval::argmax_rows(z));
-            agree += a.iter().zip(&b).filter(|(p, q)| p == q).count();
-            rows += a.len();
+        let (Some(y), Some(z)) = (ys.first(), zs.first()) else { continue };
+        if y.shape() != z.shape() {
+            continue;
+        }
+        match how {
+            Agreement::Top1 if y.ndim() == 2 && y.shape()[1] > 1 => {
+                let (a, b) = (crate::eval::argmax_rows(y), crate::eval::argmax_rows(z));
+                agree += a.iter().zip(&b).filter(|(p, q)| p == q).count();
+                rows += a.len();
+            }
+            Agreement::CtcLines if y.ndim() == 3 => {
+                let (t, c) = (y.shape()[1], y.shape()[2]);
+                for (a, b) in y.outer_iter().zip(z.outer_iter()) {
+                    let (a, b) = (a.iter().copied().collect::<Vec<f32>>(), b.iter().copied().collect::<Vec<f32>>());
+                    agree += usize::from(crate::train::ctc::greedy(&a, t, c) == crate::train::ctc::greedy(&b, t, c));
+                    rows += 1;
+                }
+            }
+            Agreement::Boxes if y.ndim() == 4 && y.shape()[1] == 1 => {
+                let p = crate::eval::tasks::Params::default();
+                for (a, b) in y.outer_iter().zip(z.outer_iter()) {
+                    let (a, b) = (a.index_axis(ndarray::Axis(0), 0), b.index_axis(ndarray::Axis(0), 0));
+                    let (a, b) = (a.into_dimensionality::<ndarray::Ix2>(), b.into_dimensionality::<ndarray::Ix2>());
+                    let (Ok(a), Ok(b)) = (a, b) else { continue };
+                    let truth = crate::tasks::db_boxes(a, p.thresh, p.unclip, p.min_size);
+                    let pred = crate::tasks::db_boxes(b, p.thresh, p.unclip, p.min_size);
+                    boxes.push(crate::tasks::match_boxes(&pred, &truth, p.iou));
+                }
+            }
+            _ => {}
         }
     }
-    ((num / den.max(f64::MIN_POSITIVE)).sqrt(), (rows > 0).then(|| agree as f64 / rows as f64))
+    let agreement = match how {
+        Agreement::Boxes if !boxes.is_empty() => {
+            // no boxes in either: they agree
+            let (p, g) = boxes.iter().fold((0, 0), |s, c| (s.0 + c.1, s.1 + c.2));
+            Some(if p + g == 0 { 1.0 } else { crate::tasks::det_score(&boxes).hmean })
+        }
+        _ => (rows > 0).then(|| agree as f64 / rows as f64),
+    };
+    ((num / den.max(f64::MIN_POSITIVE)).sqrt(), agreement)
 }
 
 /// Run `g` (as part of `model`) in tract on every input.
@@ -208,12 +282,18 @@ pub fn outputs(model: &ModelProto, g: &Graph, inputs: &[ArrayD<f32>]) -> Result<
 }
 
 /// Measure the cost of every item of `table`: the model with that item alone
-/// rewritten (`init` kernels), against the original, on `inputs`.
+/// rewritten (`init` kernels), against the original, on `inputs`; agreement by
+/// top-1 ([`score_by`] for the other task metrics).
 pub fn score(model: &ModelProto, g: &Graph, table: &mut Table, init: Init, inputs: &[ArrayD<f32>]) -> Result<()> {
+    score_by(model, g, table, init, inputs, Agreement::Top1)
+}
+
+/// [`score`] with agreement read by `how`.
+pub fn score_by(model: &ModelProto, g: &Graph, table: &mut Table, init: Init, inputs: &[ArrayD<f32>], how: Agreement) -> Result<()> {
     let reference = outputs(model, g, inputs)?;
     for item in &mut table.items {
         let (changed, _, _) = rewrite(g, table.variant, init, &item.layers)?;
-        let (cost, agreement) = output_distance(&reference, &outputs(model, &changed, inputs)?);
+        let (cost, agreement) = output_distance_by(&reference, &outputs(model, &changed, inputs)?, how);
         item.cost = Some(cost);
         item.agreement = agreement;
     }
