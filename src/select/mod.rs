@@ -307,6 +307,10 @@ impl Item {
     }
 }
 
+/// Raised whenever what a table holds for the same inputs changes (items
+/// grouped differently, a new metric), so older cached tables are not read.
+const TABLE_REVISION: u32 = 2;
+
 /// Where [`Table`]s are kept between runs: one JSON file per key (a hash of
 /// the model's bytes, the array, the variant, the init and the inputs the
 /// costs were measured on), so trying several targets costs nothing after the
@@ -334,6 +338,7 @@ impl Cache {
             let mut h = std::hash::DefaultHasher::new();
             salt.hash(&mut h);
             env!("CARGO_PKG_VERSION").hash(&mut h);
+            TABLE_REVISION.hash(&mut h);
             for p in parts {
                 p.hash(&mut h);
             }
