@@ -73,11 +73,18 @@ def main():
     ap.add_argument("--sets", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench-out/ranking")
+    ap.add_argument("--proxy-steps", default="0,20,60", help="costs measured untrained (0) and after these --proxy-steps")
     a = ap.parse_args()
     os.makedirs(os.path.join(ROOT, a.out), exist_ok=True)
     if not os.path.exists(os.path.join(ROOT, HELD)):
         subprocess.run(["bash", "scripts/heldout_data.sh"], cwd=ROOT, check=True)
-    table = json.loads(run("select", CLS, "--calib", DATA, "--preprocess", "ppocr-cls", "--json"))["table"]
+    proxies = [int(p) for p in a.proxy_steps.split(",")]
+    tables = {}
+    for p in proxies:
+        t0 = time.time()
+        tables[p] = json.loads(run("select", CLS, "--calib", DATA, "--preprocess", "ppocr-cls", "--proxy-steps", str(p), "--json"))["table"]
+        print(f"table with --proxy-steps {p}: {time.time() - t0:.1f} s", flush=True)
+    table = tables[proxies[0]]
     items = {tuple(it["layers"]): it for it in table["items"]}
     layers = sorted(l for it in table["items"] for l in it["layers"])
     rng = random.Random(a.seed)
@@ -114,13 +121,20 @@ def main():
     rho_cost = spearman([-r[1] for r in rows], accs)
     rho_drop = spearman([-r[2] for r in rows], accs)
     rho_speed = spearman([-r[4] for r in rows], accs)
+    rho_proxy = {}
+    for p, t in tables.items():
+        its = {tuple(it["layers"]): it for it in t["items"]}
+        rho_proxy[p] = spearman([-sum(its[(l,)]["cost"] for l in r[0]) for r in rows], accs)
     print()
     print(f"Spearman(-predicted cost, held-out top-1) = {rho_cost:.3f} (target >= 0.8)")
     print(f"Spearman(-predicted drop, held-out top-1) = {rho_drop:.3f}")
     print(f"Spearman(-speedup, held-out top-1) = {rho_speed:.3f} (what the set's size alone predicts)")
+    for p, r in rho_proxy.items():
+        print(f"Spearman(-predicted cost with --proxy-steps {p}, held-out top-1) = {r:.3f}")
     with open(os.path.join(ROOT, a.out, "ranking.json"), "w") as f:
         json.dump({"epochs": a.epochs, "rows": [dict(layers=list(s), cost=c, drop=d, gain=g, speedup=sp, top1=acc) for s, c, d, g, sp, acc in rows],
-                   "spearman_cost": rho_cost, "spearman_drop": rho_drop, "spearman_speedup": rho_speed}, f, indent=1)
+                   "spearman_cost": rho_cost, "spearman_drop": rho_drop, "spearman_speedup": rho_speed,
+                   "spearman_proxy": {str(p): r for p, r in rho_proxy.items()}}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,14 @@ pub struct SelectArgs {
     /// where the first output is [N, classes] scores.
     #[arg(long, value_enum)]
     pub task: Option<crate::data::Task>,
+    /// Distill each rewritten layer for this many steps on the --calib data (only
+    /// its 1-D kernels train, against the original) before its cost is measured;
+    /// the chosen set too, before it is measured whole. 0: costs of the untrained rewrite.
+    #[arg(long, default_value_t = 0)]
+    pub proxy_steps: usize,
+    /// Samples per --proxy-steps step.
+    #[arg(long, default_value_t = 8)]
+    pub proxy_batch: usize,
     /// Inputs the costs are measured on (uniform noise in [-1, 1], fixed seed); 0 ranks by gain alone.
     #[arg(long, default_value_t = 8)]
     pub samples: usize,
@@ -140,7 +148,12 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         anyhow::bail!("option --save-preset: {} exists; pass --force to replace it", p.display());
     }
     let model = load_folded(&a.model)?;
-    let calib = calib_inputs(&a)?;
+    let calib_set = calib_data(&a)?;
+    let calib = calib_inputs(&a, calib_set.as_ref())?;
+    if a.proxy_steps > 0 && calib_set.is_none() {
+        anyhow::bail!("option --proxy-steps: distills on images: give --calib DATA (and --preprocess)");
+    }
+    let proxy = calib_set.as_ref().filter(|_| a.proxy_steps > 0).map(|d| crate::select::Proxy::new(d, a.proxy_steps, a.proxy_batch, a.seed));
     // --calib images give the input shape when --input-shape does not
     let shape = a.input_shape.clone().or_else(|| calib.first().map(|x| InputShape { name: None, dims: x.shape().iter().map(|&d| d as i64).collect() }));
     let g = load_for_report(&a.model, shape.as_ref())?;
@@ -156,7 +169,7 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         anyhow::bail!("option --include: layer {l} is also in --exclude");
     }
     let inputs = if a.images.calib.is_some() { calib } else { noise_inputs(&a, &g)? };
-    let (table, cached) = table_for(&a, &hw, &model, &g, &inputs)?;
+    let (table, cached) = table_for(&a, &hw, &model, &g, &inputs, proxy.as_ref())?;
     if let Some(l) = include.iter().find(|l| !table.items.iter().any(|i| i.layers.contains(l))) {
         anyhow::bail!("option --include: layer {l} cannot be rewritten as {} (see the left-out layers of fusec select without --include)", a.variant);
     }
@@ -197,7 +210,11 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
                 let _ = reference.set(crate::select::outputs(&model.proto, &g, &inputs)?);
             }
             let reference = reference.get().ok_or_else(|| anyhow::anyhow!("the original's outputs"))?;
-            let (e, ag) = crate::select::output_distance_by(reference, &crate::select::outputs(&model.proto, &converted, &inputs)?, agreement(&a));
+            let ys = match &proxy {
+                Some(p) => crate::select::outputs_of(&p.tune(&model.proto, &converted)?, &inputs)?,
+                None => crate::select::outputs(&model.proto, &converted, &inputs)?,
+            };
+            let (e, ag) = crate::select::output_distance_by(reference, &ys, agreement(&a));
             (Some(e), ag)
         };
         Ok(Chosen {
@@ -344,12 +361,17 @@ fn agreement(a: &SelectArgs) -> crate::select::Agreement {
     crate::select::Agreement::of(a.task)
 }
 
-/// The --calib images as [1, C, H, W] inputs (none without --calib).
-fn calib_inputs(a: &SelectArgs) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
-    let CalibImages { calib: Some(d), calib_limit, preprocess } = &a.images else { return Ok(vec![]) };
+/// The --calib data (none without --calib).
+fn calib_data(a: &SelectArgs) -> anyhow::Result<Option<crate::data::Dataset>> {
+    let CalibImages { calib: Some(d), calib_limit, preprocess } = &a.images else { return Ok(None) };
     let pre = crate::data::Preprocess::preset(preprocess)?;
-    let data = crate::data::load(d, &pre, a.task, Some(*calib_limit))?;
-    let xs: Vec<ndarray::ArrayD<f32>> = data.samples.into_iter().map(|s| s.x.insert_axis(ndarray::Axis(0)).into_dyn()).collect();
+    Ok(Some(crate::data::load(d, &pre, a.task, Some(*calib_limit))?))
+}
+
+/// The --calib images as [1, C, H, W] inputs (none without --calib).
+fn calib_inputs(a: &SelectArgs, data: Option<&crate::data::Dataset>) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
+    let (CalibImages { calib: Some(d), preprocess, .. }, Some(data)) = (&a.images, data) else { return Ok(vec![]) };
+    let xs: Vec<ndarray::ArrayD<f32>> = data.samples.iter().map(|s| s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()).collect();
     if let Some(x) = xs.iter().find(|x| x.shape() != xs[0].shape()) {
         anyhow::bail!("option --calib: {}: images of different sizes after --preprocess {} ({:?} and {:?}); choose a preprocessing that resizes to one size", d.display(), preprocess, xs[0].shape(), x.shape());
     }
@@ -369,11 +391,11 @@ fn noise_inputs(a: &SelectArgs, g: &crate::ir::Graph) -> anyhow::Result<Vec<ndar
 
 /// The per-layer table: from the cache when this model, array, variant, init and
 /// inputs were measured before, else measured (and cached).
-fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::Model, g: &crate::ir::Graph, inputs: &[ndarray::ArrayD<f32>]) -> anyhow::Result<(crate::select::Table, bool)> {
+fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::Model, g: &crate::ir::Graph, inputs: &[ndarray::ArrayD<f32>], proxy: Option<&crate::select::Proxy>) -> anyhow::Result<(crate::select::Table, bool)> {
     let cache = if a.no_cache { None } else { crate::select::Cache::default_dir().map(|dir| crate::select::Cache { dir }) };
     let key = cache.as_ref().map(|_| -> anyhow::Result<String> {
         let bytes = std::fs::read(&a.model).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
-        let desc = format!("{hw:?}|{}|{}|{:?}|{:?}", a.variant, a.init, a.input_shape, a.task);
+        let desc = format!("{hw:?}|{}|{}|{:?}|{:?}|proxy {} x {} seed {}", a.variant, a.init, a.input_shape, a.task, a.proxy_steps, a.proxy_batch, a.seed);
         let xs: Vec<u8> = inputs.iter().flat_map(|x| x.shape().iter().map(|&d| d as u32).chain(x.iter().map(|v| v.to_bits())).flat_map(u32::to_le_bytes)).collect();
         Ok(crate::select::Cache::key(&[&bytes, desc.as_bytes(), &xs]))
     });
@@ -385,7 +407,7 @@ fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::M
     }
     let mut table = crate::select::gains(g, hw, a.variant, 1).map_err(|e| e.in_file(&a.model))?;
     if !inputs.is_empty() {
-        crate::select::score_by(&model.proto, g, &mut table, a.init, inputs, agreement(a)).map_err(|e| e.in_file(&a.model))?;
+        crate::select::score_by(&model.proto, g, &mut table, a.init, inputs, agreement(a), proxy).map_err(|e| e.in_file(&a.model))?;
     }
     if let (Some(c), Some(k)) = (&cache, &key)
         && let Err(e) = c.put(k, &table)

@@ -276,8 +276,13 @@ pub fn output_distance_by(original: &[Vec<ArrayD<f32>>], changed: &[Vec<ArrayD<f
 pub fn outputs(model: &ModelProto, g: &Graph, inputs: &[ArrayD<f32>]) -> Result<Vec<Vec<ArrayD<f32>>>> {
     let mut m = model.clone();
     m.graph = Some(g.to_proto()?);
+    outputs_of(&m, inputs)
+}
+
+/// Run model `m` on every input.
+pub fn outputs_of(m: &ModelProto, inputs: &[ArrayD<f32>]) -> Result<Vec<Vec<ArrayD<f32>>>> {
     let shape = inputs.first().map(|x| x.shape().to_vec()).unwrap_or_default();
-    let runner = crate::eval::Runner::new(&m, &shape)?;
+    let runner = crate::eval::Runner::new(m, &shape)?;
     inputs.iter().map(|x| runner.run_all(x.clone())).collect()
 }
 
@@ -285,15 +290,59 @@ pub fn outputs(model: &ModelProto, g: &Graph, inputs: &[ArrayD<f32>]) -> Result<
 /// rewritten (`init` kernels), against the original, on `inputs`; agreement by
 /// top-1 ([`score_by`] for the other task metrics).
 pub fn score(model: &ModelProto, g: &Graph, table: &mut Table, init: Init, inputs: &[ArrayD<f32>]) -> Result<()> {
-    score_by(model, g, table, init, inputs, Agreement::Top1)
+    score_by(model, g, table, init, inputs, Agreement::Top1, None)
 }
 
-/// [`score`] with agreement read by `how`.
-pub fn score_by(model: &ModelProto, g: &Graph, table: &mut Table, init: Init, inputs: &[ArrayD<f32>], how: Agreement) -> Result<()> {
+/// A short distillation of a rewritten model before its cost is measured
+/// (`--proxy-steps`): the untrained error can rank layers poorly where
+/// training recovers some rewrites much better than others. Only what the
+/// rewrite created trains (the 1-D kernels), against the original as teacher
+/// with each rewritten block's output matched to the original's, BN frozen,
+/// no augmentation.
+pub struct Proxy<'a> {
+    pub data: &'a crate::data::Dataset,
+    pub opts: crate::train::Options,
+}
+
+impl<'a> Proxy<'a> {
+    /// `steps` optimizer steps of `batch` samples from `data`.
+    pub fn new(data: &'a crate::data::Dataset, steps: usize, batch: usize, seed: u64) -> Proxy<'a> {
+        let opts = crate::train::Options {
+            steps: Some(steps),
+            batch,
+            warmup: (steps / 4).min(50),
+            // a short run of few parameters: a larger step than a fine-tune's
+            lr: 1e-2,
+            train: crate::train::TrainSet::Fuse,
+            bn: crate::train::graph::BnMode::Frozen,
+            labels: crate::train::LabelUse::Off,
+            augment: crate::train::batch::Augment { on: false, ..crate::train::batch::Augment::ON },
+            seed,
+            progress: false,
+            ..Default::default()
+        };
+        Proxy { data, opts }
+    }
+
+    /// `changed` (a rewrite of `model`'s graph) after the short distillation.
+    pub fn tune(&self, model: &ModelProto, changed: &Graph) -> Result<ModelProto> {
+        let mut m = model.clone();
+        m.graph = Some(changed.to_proto()?);
+        Ok(crate::train::finetune(&m, model, self.data, None, &self.opts)?.0)
+    }
+}
+
+/// [`score`] with agreement read by `how`, and with `proxy`, each item distilled
+/// for a few steps before it is measured.
+pub fn score_by(model: &ModelProto, g: &Graph, table: &mut Table, init: Init, inputs: &[ArrayD<f32>], how: Agreement, proxy: Option<&Proxy>) -> Result<()> {
     let reference = outputs(model, g, inputs)?;
     for item in &mut table.items {
         let (changed, _, _) = rewrite(g, table.variant, init, &item.layers)?;
-        let (cost, agreement) = output_distance_by(&reference, &outputs(model, &changed, inputs)?, how);
+        let ys = match proxy {
+            Some(p) => outputs_of(&p.tune(model, &changed)?, inputs)?,
+            None => outputs(model, &changed, inputs)?,
+        };
+        let (cost, agreement) = output_distance_by(&reference, &ys, how);
         item.cost = Some(cost);
         item.agreement = agreement;
     }
