@@ -307,6 +307,15 @@ fn simulate_sweep_and_the_sim_engine() {
     assert_eq!(rv["total_cycles"].as_u64(), Some(total));
     assert_eq!(rv["engine"], "sim");
     assert!(rv["convention"].as_str().unwrap().contains("ONNX padding"), "{}", rv["convention"]);
+    // a simulator preset through report's --hw-config: read as the simulator's (it has
+    // memory and a vector unit), the same total as simulate --config
+    let sim_edge = fusec().args(["simulate", h, "--config", "edge-32x32", "--format", "json"]).output().unwrap();
+    assert!(sim_edge.status.success(), "{}", String::from_utf8_lossy(&sim_edge.stderr));
+    let r = fusec().args(["report", h, "--engine", "sim", "--hw-config", "edge-32x32", "--format", "json"]).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (se, re): (serde_json::Value, serde_json::Value) = (serde_json::from_slice(&sim_edge.stdout).unwrap(), serde_json::from_slice(&r.stdout).unwrap());
+    assert_eq!(re["total_cycles"], se["total_cycles"]);
+    assert_ne!(re["total_cycles"].as_u64(), Some(total), "32x32 with 64 KB is not the default 64x64");
     // formats and gates
     fusec().args(["simulate", h, "--format", "md"]).args(mem).assert().success().stdout(predicate::str::contains("| node |"));
     let csv = fusec().args(["simulate", h, "--format", "csv"]).args(mem).output().unwrap();

@@ -19,7 +19,8 @@ pub struct HwArgs {
     #[arg(long)]
     pub freq_mhz: Option<f64>,
     /// A preset (paper-64x64, paper-16x16, paper-32x32, paper-128x128, paper-256x256) or a
-    /// TOML file with rows, cols, kind, freq_mhz; --array/--hw/--freq-mhz override it.
+    /// TOML file with rows, cols, kind, freq_mhz; --array/--hw/--freq-mhz override it. With
+    /// --engine sim: a simulator preset (paper-64x64, edge-32x32, scalesim-google) or file.
     #[arg(long)]
     pub hw_config: Option<String>,
 }
@@ -82,7 +83,6 @@ pub enum ReportFormat {
 
 
 pub(super) fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
-    let hw = a.hw.config()?;
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
@@ -97,7 +97,8 @@ pub(super) fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
     let name = a.model.display().to_string();
     let bname = a.baseline.as_ref().map(|b| b.display().to_string()).unwrap_or_default();
     let report = match a.engine {
-        Engine::Analytical => crate::report::build(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &hw, a.batch),
+        // each engine reads --hw-config as its own description (the simulator's has memory)
+        Engine::Analytical => crate::report::build(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &a.hw.config()?, a.batch),
         Engine::Sim => {
             let cfg = a.sim.config(&a.hw)?;
             crate::report::build_sim(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &cfg, a.sim.convention(), a.batch)
