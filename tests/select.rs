@@ -403,3 +403,47 @@ fn a_proxy_distillation_trains_only_the_rewrite_and_lowers_its_cost() {
     }
     assert!(trained >= 2, "the 1-D kernels train");
 }
+
+/// `select --finetune`: candidates fine-tuned with the task's recipe, fastest
+/// first; the first within --max-drop is written and the search stops; with no
+/// time to start any, nothing is written and the exit is 1.
+#[test]
+fn select_finetune_writes_the_fastest_candidate_within_the_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("chosen.onnx");
+    let cls = testdata("ppocr_mobile_v2_cls.onnx");
+    let lines = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/textlines/labels.tsv");
+    if !lines.exists() {
+        eprintln!("skipped: no ../shared/data");
+        return;
+    }
+    let common = |extra: &[&str]| {
+        let mut c = fusec();
+        c.args(["select", cls.to_str().unwrap(), "--calib", lines.to_str().unwrap(), "--preprocess", "ppocr-cls", "--calib-limit", "8", "--no-cache"])
+            .args(["--finetune", "--finetune-data", lines.to_str().unwrap(), "--finetune-steps", "2", "--finetune-set", "warmup=1", "--candidates", "2", "-o", out.to_str().unwrap()])
+            .args(extra);
+        c
+    };
+    let r = common(&["--max-drop", "100", "--json"]).output().unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    let tuned = v["finetune"]["tuned"].as_array().unwrap();
+    // any candidate keeps within 100 points: the first (the fastest) is written
+    assert_eq!(tuned.len(), 1, "{tuned:?}");
+    assert_eq!(tuned[0]["meets"], true);
+    assert_eq!(v["finetune"]["written"].as_str().unwrap(), out.to_str().unwrap());
+    let front = v["front"].as_array().unwrap();
+    let first: Vec<u64> = tuned[0]["layers"].as_array().unwrap().iter().map(|l| l.as_u64().unwrap()).collect();
+    assert!(!first.is_empty());
+    // it is on the front, and at least as fast as the chosen set
+    let chosen_speedup = v["choice"]["predicted_speedup"].as_f64().unwrap();
+    assert!(tuned[0]["predicted_speedup"].as_f64().unwrap() >= chosen_speedup - 1e-9);
+    assert!(front.len() > 2);
+    fusec::runtime::session(&fusec::onnx::load(&out).unwrap().proto, 1).unwrap();
+    // no time to start a candidate: an error naming the option, no file written
+    std::fs::remove_file(&out).unwrap();
+    common(&["--max-drop", "100", "--time-budget", "0"]).assert().code(1).stderr(predicate::str::contains("--time-budget"));
+    assert!(!out.exists());
+    // the scratch folder of the candidates is gone
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -4,6 +4,7 @@
 mod convert;
 mod report;
 mod select;
+mod select_finetune;
 mod sim;
 mod train;
 mod train_args;

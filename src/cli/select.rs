@@ -85,6 +85,33 @@ pub struct SelectArgs {
     /// Replace an existing preset or SVG file.
     #[arg(long)]
     pub force: bool,
+    /// With --max-drop: fine-tune the fastest candidates on the front (from the chosen set
+    /// up, fastest first) with the task's recipe on --finetune-data, measure each against the
+    /// original on the --calib inputs, and write the first within --max-drop to -o.
+    #[arg(long, requires_all = ["max_drop", "finetune_data", "output"])]
+    pub finetune: bool,
+    /// Training data of --finetune (as `fusec finetune --data`).
+    #[arg(long)]
+    pub finetune_data: Option<PathBuf>,
+    /// --finetune: epochs of each candidate's fine-tune (default: the recipe's).
+    #[arg(long)]
+    pub finetune_epochs: Option<usize>,
+    /// --finetune: stop each candidate's fine-tune after this many steps (overrides the epochs).
+    #[arg(long)]
+    pub finetune_steps: Option<usize>,
+    /// --finetune: a recipe option for each fine-tune (as `fusec finetune --set`); repeatable.
+    #[arg(long)]
+    pub finetune_set: Vec<String>,
+    /// --finetune: candidates at most.
+    #[arg(long, default_value_t = 3)]
+    pub candidates: usize,
+    /// --finetune: seconds for the search; a candidate is not started when the longest
+    /// fine-tune so far would end past it.
+    #[arg(long)]
+    pub time_budget: Option<f64>,
+    /// --finetune: the model written (the fastest fine-tuned candidate within --max-drop).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
     /// Plot the Pareto front (predicted speedup against cost) to this SVG file.
     #[arg(long)]
     pub svg: Option<PathBuf>,
@@ -102,6 +129,9 @@ struct Outcome<'a> {
     front: Vec<solve::Choice>,
     choice: Option<Chosen>,
     marks: Vec<Mark>,
+    /// --finetune: the candidates fine-tuned and the model written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finetune: Option<super::select_finetune::Search>,
 }
 
 #[derive(serde::Serialize)]
@@ -211,8 +241,8 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
             }
             let reference = reference.get().ok_or_else(|| anyhow::anyhow!("the original's outputs"))?;
             let ys = match &proxy {
-                Some(p) => crate::select::outputs_of(&p.tune(&model.proto, &converted)?, &inputs)?,
-                None => crate::select::outputs(&model.proto, &converted, &inputs)?,
+                Some(p) if !layers.is_empty() => crate::select::outputs_of(&p.tune(&model.proto, &converted)?, &inputs)?,
+                _ => crate::select::outputs(&model.proto, &converted, &inputs)?,
             };
             let (e, ag) = crate::select::output_distance_by(reference, &ys, agreement(&a));
             (Some(e), ag)
@@ -246,7 +276,9 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
             let mut budget = d;
             let mut tightened = vec![];
             loop {
-                let c = constrained.solve(Goal::Cost(budget)).ok_or_else(|| over_budget("--max-drop", d))?;
+                // a set of items predicted to cost nothing that still loses more than D: only
+                // the forced items are left to try
+                let c = if budget < 0.0 { constrained.join(solve::Choice { items: vec![], gain: 0, cost: 0.0 }) } else { constrained.solve(Goal::Cost(budget)).ok_or_else(|| over_budget("--max-drop", d))? };
                 let chosen = measure(&c, std::mem::take(&mut tightened))?;
                 let drop = 100.0 * (1.0 - chosen.measured_agreement.unwrap_or(1.0));
                 if drop <= d + 1e-9 || c.items.len() <= forced.len() || chosen.tightened.len() >= 8 {
@@ -257,6 +289,25 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
                 // the next set must predict less than this one did, scaled by how far off it was
                 budget = (c.cost * d / drop).min(c.cost - 1e-9);
             }
+        }
+        _ => None,
+    };
+    let finetuned = match (a.finetune, &chosen, a.max_drop) {
+        (true, Some(c), Some(d)) => {
+            if let Some(o) = &a.output
+                && o.exists()
+                && !a.force
+            {
+                anyhow::bail!("option -o: {} exists; pass --force to replace it", o.display());
+            }
+            let reference = crate::select::outputs(&model.proto, &g, &inputs)?;
+            let cands = super::select_finetune::candidates(&front, c.predicted_gain, a.candidates);
+            let s = super::select_finetune::search(&a, &g, &model, &table, &cands, &inputs, &reference, d)?;
+            if s.written.is_none() {
+                let why = if s.skipped_for_time > 0 { format!("; {} not started within --time-budget", s.skipped_for_time) } else { String::new() };
+                anyhow::bail!("option --finetune: no candidate kept within --max-drop {d} after fine-tuning ({}{why})", s.tuned.iter().map(|t| format!("{:?}: {:.2} points", t.layers, t.drop)).collect::<Vec<_>>().join(", "));
+            }
+            Some(s)
         }
         _ => None,
     };
@@ -294,13 +345,21 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         std::fs::write(p, svg).map_err(|e| anyhow::anyhow!("option --svg: {}: {e}", p.display()))?;
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&Outcome { table: &table, cached, front, choice: chosen, marks })?);
+        println!("{}", serde_json::to_string_pretty(&Outcome { table: &table, cached, front, choice: chosen, marks, finetune: finetuned.clone() })?);
         return Ok(());
     }
     if cached {
         println!("(gains and costs from the cache; --no-cache measures them again)");
     }
     print_tables(&a, &table, &front, chosen.as_ref());
+    if let Some(s) = &finetuned {
+        for t in &s.tuned {
+            println!("  fine-tuned {:?}: {:.3}x predicted, {:.2} points lost ({:.0} s){}", t.layers, t.predicted_speedup, t.drop, t.seconds, if t.meets { ", within --max-drop" } else { "" });
+        }
+        if let Some(w) = &s.written {
+            println!("  wrote {}", w.display());
+        }
+    }
     for m in &marks {
         println!("  marked {}: layers {:?}: predicted {:.3}x, cost {:.4}", m.name, m.layers, m.predicted_speedup, m.predicted_cost);
     }
@@ -488,8 +547,9 @@ fn print_tables(a: &SelectArgs, table: &crate::select::Table, front: &[solve::Ch
         );
         if c.layers.is_empty() && a.max_drop.is_some() {
             println!(
-                "  (no layer keeps within --max-drop {} of the original untrained: these drops are before fine-tuning, which recovers most of them; see docs/select.md)",
-                a.max_drop.unwrap_or_default()
+                "  (no layer keeps within --max-drop {} of the original {}: these drops are before fine-tuning, which recovers most of them; --finetune tries the fastest candidates after it; see docs/select.md)",
+                a.max_drop.unwrap_or_default(),
+                if a.proxy_steps > 0 { format!("after --proxy-steps {}", a.proxy_steps) } else { "untrained".into() }
             );
         }
         if let Some(p) = &a.save_preset {

@@ -73,6 +73,28 @@ fn eval_task(a: &EvalArgs, kind: crate::eval::tasks::Kind, model: &crate::onnx::
 }
 
 pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
+    let Some(done) = run_finetune(&a)? else { return Ok(()) };
+    print_finetune(&a, &done)
+}
+
+/// `cmd_finetune` without the report on standard output (`select --finetune`).
+pub(super) fn cmd_finetune_quietly(a: FinetuneArgs) -> anyhow::Result<()> {
+    run_finetune(&a).map(|_| ())
+}
+
+/// A finished fine-tune: the model is on disk.
+struct Done {
+    summary: crate::train::Summary,
+    output: std::path::PathBuf,
+    curve: std::path::PathBuf,
+    svg: std::path::PathBuf,
+    checkpoint: std::path::PathBuf,
+    lr: f32,
+    temperature: f32,
+}
+
+/// Train and write the model (None: paused, with a checkpoint).
+fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
     use crate::train::{Distill, LossSpec, Options};
     let output = a.output.clone().unwrap_or_else(|| a.model.with_extension("tuned.onnx"));
     for p in [&a.model, &a.teacher] {
@@ -204,12 +226,17 @@ pub(super) fn cmd_finetune(a: FinetuneArgs) -> anyhow::Result<()> {
         if summary.interrupted {
             return Err(crate::Error::Eval("interrupted".into()).into());
         }
-        return Ok(());
+        return Ok(None);
     }
     let model = crate::onnx::Model { proto: trained, path: None, external_tensors: Default::default() };
     crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
     // the model is on disk before the side outputs: a curve that cannot be written loses nothing
     let svg = crate::train::write_curve(&summary, &curve).map_err(|e| anyhow::anyhow!("{e} (the model was written to {})", output.display()))?;
+    Ok(Some(Done { summary, output, curve, svg, checkpoint, lr, temperature }))
+}
+
+fn print_finetune(a: &FinetuneArgs, done: &Done) -> anyhow::Result<()> {
+    let Done { summary, output, curve, svg, checkpoint, lr, temperature } = done;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
