@@ -180,19 +180,19 @@ pub fn lift(model: &ModelProto) -> (ModelProto, Lifted) {
             continue;
         }
         if let Some(w) = quantize_before.get(&i) {
-            let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&w.original.dims.iter().map(|&d| d as usize).collect::<Vec<_>>()), w.initial.clone()).expect("dims match the data");
-            new_inits.push(Tensor::from_f32(&w.float_name, &a).into_proto());
+            new_inits.push(float_tensor(&w.float_name, &w.original.dims, &w.initial));
             let mut q = onnx::make_node(&format!("{}.fake_quantize", w.int_name), "QuantizeLinear", &[&w.float_name], &[&w.int_name], n.attribute.clone());
             q.input.extend(n.input[1..].iter().cloned());
             // QuantizeLinear's output type follows the zero point: an int8 weight without one gets zeros
             if n.input.get(2).is_none_or(|z| z.is_empty()) && w.original.data_type() == dtype::INT8 {
                 let z = format!("{}.zero_point", w.int_name);
-                new_inits.push(Tensor::from_int8(&z, &[w.scale.len() as i64], &vec![0; w.scale.len()]).into_proto());
+                let mut zt = Tensor::from_int8(&z, &[w.scale.len() as i64], &vec![0; w.scale.len()]).into_proto();
+                if w.scale.len() == 1 {
+                    zt.dims.clear();
+                }
+                new_inits.push(zt);
                 q.input.resize(3, String::new());
                 q.input[2] = z;
-                if w.scale.len() == 1 {
-                    new_inits.last_mut().expect("pushed").dims.clear();
-                }
             }
             nodes.push(q);
         }
@@ -200,8 +200,7 @@ pub fn lift(model: &ModelProto) -> (ModelProto, Lifted) {
     }
     for (_, w, _) in &plan {
         if let Some(b) = &w.bias {
-            let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&b.original.dims.iter().map(|&d| d as usize).collect::<Vec<_>>()), b.initial.clone()).expect("dims match the data");
-            new_inits.push(Tensor::from_f32(&b.node.output[0], &a).into_proto());
+            new_inits.push(float_tensor(&b.node.output[0], &b.original.dims, &b.initial));
         }
     }
     g.node = nodes;
@@ -275,4 +274,9 @@ pub fn lower(model: &ModelProto, lifted: &Lifted) -> Result<ModelProto> {
     g.initializer.retain(|t| !drop.contains(t.name()));
     g.initializer.extend(add);
     Ok(m)
+}
+
+/// A float initializer of `dims` holding `values` (read from a tensor of those dims).
+fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto { name: Some(name.to_string()), dims: dims.to_vec(), data_type: Some(dtype::FLOAT), float_data: values.to_vec(), ..Default::default() }
 }
