@@ -198,7 +198,7 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     if let Some(l) = include.iter().find(|l| exclude.contains(l)) {
         anyhow::bail!("option --include: layer {l} is also in --exclude");
     }
-    let inputs = if a.images.calib.is_some() { calib } else { noise_inputs(&a, &g)? };
+    let inputs = if a.images.calib.is_some() { calib } else { crate::select::noise_inputs(&g, a.samples, a.seed).map_err(|e| e.in_file(&a.model))? };
     let (table, cached) = table_for(&a, &hw, &model, &g, &inputs, proxy.as_ref())?;
     if let Some(l) = include.iter().find(|l| !table.items.iter().any(|i| i.layers.contains(l))) {
         anyhow::bail!("option --include: layer {l} cannot be rewritten as {} (see the left-out layers of fusec select without --include)", a.variant);
@@ -300,9 +300,13 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
             {
                 anyhow::bail!("option -o: {} exists; pass --force to replace it", o.display());
             }
-            let reference = crate::select::outputs(&model.proto, &g, &inputs)?;
+            // the original's outputs, as the measurement of the chosen set ran them
+            if reference.get().is_none() {
+                let _ = reference.set(crate::select::outputs(&model.proto, &g, &inputs)?);
+            }
+            let reference = reference.get().ok_or_else(|| anyhow::anyhow!("the original's outputs"))?;
             let cands = super::select_finetune::candidates(&front, c.predicted_gain, a.candidates);
-            let s = super::select_finetune::search(&a, &g, &model, &table, &cands, &inputs, &reference, d)?;
+            let s = super::select_finetune::search(&a, &g, &model, &table, &cands, &inputs, reference, d)?;
             if s.written.is_none() {
                 let why = if s.skipped_for_time > 0 { format!("; {} not started within --time-budget", s.skipped_for_time) } else { String::new() };
                 anyhow::bail!("option --finetune: no candidate kept within --max-drop {d} after fine-tuning ({}{why})", s.tuned.iter().map(|t| format!("{:?}: {:.2} points", t.layers, t.drop)).collect::<Vec<_>>().join(", "));
@@ -435,17 +439,6 @@ fn calib_inputs(a: &SelectArgs, data: Option<&crate::data::Dataset>) -> anyhow::
         anyhow::bail!("option --calib: {}: images of different sizes after --preprocess {} ({:?} and {:?}); choose a preprocessing that resizes to one size", d.display(), preprocess, xs[0].shape(), x.shape());
     }
     Ok(xs)
-}
-
-/// --samples noise inputs of the model's input shape.
-fn noise_inputs(a: &SelectArgs, g: &crate::ir::Graph) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
-    if a.samples == 0 {
-        return Ok(vec![]);
-    }
-    let x = g.inputs.iter().find(|i| !g.initializers.contains_key(i.name())).ok_or_else(|| anyhow::anyhow!("{}: the model has no input", a.model.display()))?;
-    let shape: Option<Vec<usize>> = g.shape_of(x.name()).and_then(|s| s.iter().enumerate().map(|(i, d)| d.known().map(|v| v as usize).or((i == 0).then_some(1))).collect());
-    let shape = shape.ok_or_else(|| anyhow::anyhow!("{}: input '{}' has no concrete shape; pass --input-shape", a.model.display(), x.name()))?;
-    Ok((0..a.samples).map(|i| crate::select::noise(&shape, a.seed.wrapping_add(i as u64))).collect())
 }
 
 /// The per-layer table: from the cache when this model, array, variant, init and

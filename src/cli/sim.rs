@@ -384,10 +384,7 @@ fn sweep_auto(
     if let Some(s) = &a.input_shape {
         s.apply(&mut gs).map_err(|e| e.in_file(&a.model))?;
     }
-    let x = gs.inputs.iter().find(|i| !gs.initializers.contains_key(i.name())).ok_or_else(|| anyhow::anyhow!("{}: the model has no input", a.model.display()))?;
-    let shape: Option<Vec<usize>> = gs.shape_of(x.name()).and_then(|s| s.iter().enumerate().map(|(i, d)| d.known().map(|v| v as usize).or((i == 0).then_some(1))).collect());
-    let shape = shape.ok_or_else(|| anyhow::anyhow!("{}: input '{}' has no concrete shape; pass --input-shape", a.model.display(), x.name()))?;
-    let inputs: Vec<ndarray::ArrayD<f32>> = (0..a.samples).map(|i| crate::select::noise(&shape, a.seed.wrapping_add(i as u64))).collect();
+    let inputs = crate::select::noise_inputs(&gs, a.samples, a.seed).map_err(|e| e.in_file(&a.model))?;
     let hw = crate::hw::ArrayConfig::new(64, 64, crate::hw::HwKind::Fuse, 1000.0)?;
     let mut table = crate::select::gains(&gs, &hw, Variant::Half, a.batch).map_err(|e| e.in_file(&a.model))?;
     crate::select::score(&model.proto, &gs, &mut table, crate::passes::fuse_depthwise::Init::Center, &inputs).map_err(|e| e.in_file(&a.model))?;

@@ -412,6 +412,18 @@ impl Cache {
     }
 }
 
+/// `samples` noise inputs of `g`'s (first) input shape, seeds `seed`, `seed + 1`, ...
+/// (a symbolic batch taken as 1).
+pub fn noise_inputs(g: &Graph, samples: usize, seed: u64) -> Result<Vec<ArrayD<f32>>> {
+    if samples == 0 {
+        return Ok(vec![]);
+    }
+    let x = g.inputs.iter().find(|i| !g.initializers.contains_key(i.name())).ok_or_else(|| crate::Error::Eval("the model has no input".into()))?;
+    let shape: Option<Vec<usize>> = g.shape_of(x.name()).and_then(|s| s.iter().enumerate().map(|(i, d)| d.known().map(|v| v as usize).or((i == 0).then_some(1))).collect());
+    let shape = shape.ok_or_else(|| crate::Error::option("--input-shape", format!("input '{}' has no concrete shape; pass --input-shape", x.name())))?;
+    Ok((0..samples).map(|i| noise(&shape, seed.wrapping_add(i as u64))).collect())
+}
+
 /// Uniform noise in [-1, 1] of `shape`, the same for the same seed.
 pub fn noise(shape: &[usize], seed: u64) -> ArrayD<f32> {
     use rand::{RngExt, SeedableRng};
