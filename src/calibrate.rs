@@ -20,7 +20,7 @@ use crate::passes::fuse_depthwise::{candidates, split_kernels, Assign, Candidate
 
 /// One layer's fitted kernels, for all C channels (Half uses each channel's
 /// share), and the Half assignment chosen when fitting.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Fitted {
     pub row: ArrayD<f32>,
     pub col: ArrayD<f32>,
@@ -30,7 +30,7 @@ pub struct Fitted {
 }
 
 /// Fitted kernels by depthwise node name.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LsqInit {
     pub kernels: HashMap<String, Fitted>,
 }

@@ -447,3 +447,46 @@ fn select_finetune_writes_the_fastest_candidate_within_the_drop() {
     // the scratch folder of the candidates is gone
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+/// `select --init lsq --assign fit` rewrites layers as `convert` does with the
+/// same options: the chosen set, converted by `convert` with its preset and the
+/// same --calib data, moves the outputs by exactly the cost select measured.
+/// Fitted kernels keep a layer closer to the original than centre taps.
+#[test]
+fn select_with_fitted_kernels_measures_what_convert_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cls = testdata("ppocr_mobile_v2_cls.onnx");
+    let lines = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/textlines/labels.tsv");
+    if !lines.exists() {
+        eprintln!("skipped: no ../shared/data");
+        return;
+    }
+    let (m, l) = (cls.to_str().unwrap(), lines.to_str().unwrap());
+    let preset = dir.path().join("p.toml");
+    let select = |init: &str, extra: &[&str]| {
+        let out = fusec().args(["select", m, "--calib", l, "--preprocess", "ppocr-cls", "--calib-limit", "8", "--no-cache", "--init", init, "--json"]).args(extra).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let fit = select("lsq", &["--assign", "fit", "--target-speedup", "1.3", "--save-preset", preset.to_str().unwrap()]);
+    let centre = select("center", &[]);
+    let costs = |v: &serde_json::Value| v["table"]["items"].as_array().unwrap().iter().map(|i| i["cost"].as_f64().unwrap()).collect::<Vec<_>>();
+    let (cf, cc) = (costs(&fit), costs(&centre));
+    assert_eq!(cf.len(), cc.len());
+    assert!(cf.iter().sum::<f64>() < cc.iter().sum::<f64>(), "fitted {cf:?} vs centre {cc:?}");
+    let out = dir.path().join("c.onnx");
+    let conv = fusec().args(["convert", m, "--variant", "half", "--init", "lsq", "--assign", "fit", "--calib", l, "--preprocess", "ppocr-cls", "--calib-limit", "8"])
+        .args(["--layers", preset.to_str().unwrap(), "-o", out.to_str().unwrap()]).output().unwrap();
+    assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
+    let pre = fusec::data::Preprocess::preset("ppocr-cls").unwrap();
+    let data = fusec::data::load(&lines, &pre, None, Some(8)).unwrap();
+    let xs: Vec<ndarray::ArrayD<f32>> = data.samples.iter().map(|s| s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()).collect();
+    let reference = fusec::select::outputs_of(&fusec::onnx::load(&cls).unwrap().proto, &xs).unwrap();
+    let ys = fusec::select::outputs_of(&fusec::onnx::load(&out).unwrap().proto, &xs).unwrap();
+    let (cost, _) = fusec::select::output_distance_by(&reference, &ys, fusec::select::Agreement::Top1);
+    let measured = fit["choice"]["measured_cost"].as_f64().unwrap();
+    assert!((cost - measured).abs() < 1e-6, "convert's model moves the outputs by {cost}, select measured {measured}");
+    // lsq needs images; fit is Half's
+    fusec().args(["select", m, "--input-shape", "1x3x48x192", "--init", "lsq", "--samples", "4"]).assert().code(1).stderr(predicate::str::contains("--init"));
+    fusec().args(["select", m, "--input-shape", "1x3x48x192", "--variant", "full", "--assign", "fit", "--samples", "4"]).assert().code(1).stderr(predicate::str::contains("--assign"));
+}

@@ -73,9 +73,15 @@ pub struct SelectArgs {
     pub no_cache: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Initial 1-D kernels of the rewritten layers when costs are measured.
+    /// Initial 1-D kernels of the rewritten layers when costs are measured and candidates
+    /// fine-tuned: center, sum (from the K×K kernel) or lsq (fitted on the --calib data,
+    /// every layer on the original's activations).
     #[arg(long, value_enum, default_value_t = crate::passes::fuse_depthwise::Init::Center)]
     pub init: crate::passes::fuse_depthwise::Init,
+    /// Half: which channels get the 1×K branch: ordered (the first half, as the paper) or fit
+    /// (each channel to the branch that keeps more of its kernel; as `convert --assign`).
+    #[arg(long, value_enum, default_value_t = crate::passes::fuse_depthwise::Assign::Ordered)]
+    pub assign: crate::passes::fuse_depthwise::Assign,
     /// Print JSON (the table, the front and the choice) instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -199,7 +205,8 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         anyhow::bail!("option --include: layer {l} is also in --exclude");
     }
     let inputs = if a.images.calib.is_some() { calib } else { crate::select::noise_inputs(&g, a.samples, a.seed).map_err(|e| e.in_file(&a.model))? };
-    let (table, cached) = table_for(&a, &hw, &model, &g, &inputs, proxy.as_ref())?;
+    let kernels = kernels_for(&a, &model, &g, calib_set.as_ref())?;
+    let (table, cached) = table_for(&a, &hw, &model, &g, &inputs, &kernels, proxy.as_ref())?;
     if let Some(l) = include.iter().find(|l| !table.items.iter().any(|i| i.layers.contains(l))) {
         anyhow::bail!("option --include: layer {l} cannot be rewritten as {} (see the left-out layers of fusec select without --include)", a.variant);
     }
@@ -231,7 +238,7 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     let reference = std::cell::OnceCell::new();
     let measure = |c: &solve::Choice, tightened: Vec<(f64, f64)>| -> anyhow::Result<Chosen> {
         let layers: Vec<usize> = c.items.iter().flat_map(|&i| table.items[i].layers.clone()).collect();
-        let (converted, _, _) = crate::select::rewrite(&g, a.variant, a.init, &layers)?;
+        let (converted, _, _) = crate::select::rewrite(&g, a.variant, &kernels, &layers)?;
         let measured = crate::select::cycles(&converted, &hw, 1)?;
         let (measured_cost, measured_agreement) = if inputs.is_empty() {
             (None, None)
@@ -306,7 +313,7 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
             }
             let reference = reference.get().ok_or_else(|| anyhow::anyhow!("the original's outputs"))?;
             let cands = super::select_finetune::candidates(&front, c.predicted_gain, a.candidates);
-            let s = super::select_finetune::search(&a, &g, &model, &table, &cands, &inputs, reference, d)?;
+            let s = super::select_finetune::search(&a, &g, &model, &table, &kernels, &cands, &inputs, reference, d)?;
             if s.written.is_none() {
                 let why = if s.skipped_for_time > 0 { format!("; {} not started within --time-budget", s.skipped_for_time) } else { String::new() };
                 anyhow::bail!("option --finetune: no candidate kept within --max-drop {d} after fine-tuning ({}{why})", s.tuned.iter().map(|t| format!("{:?}: {:.2} points", t.layers, t.drop)).collect::<Vec<_>>().join(", "));
@@ -441,13 +448,31 @@ fn calib_inputs(a: &SelectArgs, data: Option<&crate::data::Dataset>) -> anyhow::
     Ok(xs)
 }
 
+/// How the rewritten layers get their kernels (--init, --assign); `lsq` fits every
+/// layer on the --calib data once.
+pub(super) fn kernels_for(a: &SelectArgs, model: &crate::onnx::Model, g: &crate::ir::Graph, calib: Option<&crate::data::Dataset>) -> anyhow::Result<crate::select::Kernels> {
+    use crate::passes::fuse_depthwise::{Assign, Init, Variant};
+    if a.assign == Assign::Fit && a.variant == Variant::Full {
+        anyhow::bail!("option --assign: fit applies to --variant half (Full gives every channel to both branches)");
+    }
+    let fitted = match (a.init, calib) {
+        (Init::Lsq, None) => anyhow::bail!("option --init: lsq fits the kernels on images: give --calib DATA (and --preprocess)"),
+        (Init::Lsq, Some(data)) => {
+            let o = crate::calibrate::FitOptions { assign: a.assign, ..crate::calibrate::FitOptions::new(a.variant) };
+            Some(crate::calibrate::calibrate_with(&model.proto, g, data, &o).map_err(|e| e.in_file(&a.model))?.0)
+        }
+        _ => None,
+    };
+    Ok(crate::select::Kernels { init: a.init, assign: a.assign, fitted })
+}
+
 /// The per-layer table: from the cache when this model, array, variant, init and
 /// inputs were measured before, else measured (and cached).
-fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::Model, g: &crate::ir::Graph, inputs: &[ndarray::ArrayD<f32>], proxy: Option<&crate::select::Proxy>) -> anyhow::Result<(crate::select::Table, bool)> {
+fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::Model, g: &crate::ir::Graph, inputs: &[ndarray::ArrayD<f32>], kernels: &crate::select::Kernels, proxy: Option<&crate::select::Proxy>) -> anyhow::Result<(crate::select::Table, bool)> {
     let cache = if a.no_cache { None } else { crate::select::Cache::default_dir().map(|dir| crate::select::Cache { dir }) };
     let key = cache.as_ref().map(|_| -> anyhow::Result<String> {
         let bytes = std::fs::read(&a.model).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
-        let desc = format!("{hw:?}|{}|{}|{:?}|{:?}|proxy {} x {} seed {}", a.variant, a.init, a.input_shape, a.task, a.proxy_steps, a.proxy_batch, a.seed);
+        let desc = format!("{hw:?}|{}|{}|{}|{:?}|{:?}|proxy {} x {} seed {}", a.variant, a.init, a.assign, a.input_shape, a.task, a.proxy_steps, a.proxy_batch, a.seed);
         let xs: Vec<u8> = inputs.iter().flat_map(|x| x.shape().iter().map(|&d| d as u32).chain(x.iter().map(|v| v.to_bits())).flat_map(u32::to_le_bytes)).collect();
         Ok(crate::select::Cache::key(&[&bytes, desc.as_bytes(), &xs]))
     });
@@ -459,7 +484,7 @@ fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::M
     }
     let mut table = crate::select::gains(g, hw, a.variant, 1).map_err(|e| e.in_file(&a.model))?;
     if !inputs.is_empty() {
-        crate::select::score_by(&model.proto, g, &mut table, a.init, inputs, agreement(a), proxy).map_err(|e| e.in_file(&a.model))?;
+        crate::select::score_by(&model.proto, g, &mut table, kernels, inputs, agreement(a), proxy).map_err(|e| e.in_file(&a.model))?;
     }
     if let (Some(c), Some(k)) = (&cache, &key)
         && let Err(e) = c.put(k, &table)

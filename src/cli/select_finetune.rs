@@ -51,6 +51,7 @@ pub(super) fn search(
     g: &crate::ir::Graph,
     model: &crate::onnx::Model,
     table: &Table,
+    kernels: &crate::select::Kernels,
     cands: &[&Choice],
     inputs: &[ndarray::ArrayD<f32>],
     reference: &[Vec<ndarray::ArrayD<f32>>],
@@ -73,7 +74,7 @@ pub(super) fn search(
             break;
         }
         let layers: Vec<usize> = c.items.iter().flat_map(|&j| table.items[j].layers.iter().copied()).collect();
-        let (converted, _, _) = crate::select::rewrite(g, a.variant, a.init, &layers)?;
+        let (converted, _, _) = crate::select::rewrite(g, a.variant, kernels, &layers)?;
         let student = scratch.path().join(format!("candidate-{i}.onnx"));
         let tuned = scratch.path().join(format!("candidate-{i}.tuned.onnx"));
         let mut m = model.clone();

@@ -52,15 +52,42 @@ pub struct Table {
     pub skipped: Vec<(String, String)>,
 }
 
+/// How rewritten layers get their 1-D kernels: the initializer, (Half) which
+/// channels go to which branch, and for `--init lsq` the kernels fitted on data
+/// (every layer fitted on the original's activations, so a layer's kernels do
+/// not depend on which other layers a set rewrites).
+#[derive(Debug, Clone)]
+pub struct Kernels {
+    pub init: Init,
+    pub assign: Assign,
+    pub fitted: Option<crate::calibrate::LsqInit>,
+}
+
+impl From<Init> for Kernels {
+    fn from(init: Init) -> Kernels {
+        Kernels { init, assign: Assign::Ordered, fitted: None }
+    }
+}
+
+impl From<&Kernels> for Kernels {
+    fn from(k: &Kernels) -> Kernels {
+        k.clone()
+    }
+}
+
 /// The model with the depthwise layers `layers` rewritten (all others left alone);
 /// the indices of the layers the pass rewrote.
-pub fn rewrite(g: &Graph, variant: Variant, init: Init, layers: &[usize]) -> Result<(Graph, Vec<usize>, i64)> {
+pub fn rewrite(g: &Graph, variant: Variant, kernels: impl Into<Kernels>, layers: &[usize]) -> Result<(Graph, Vec<usize>, i64)> {
     let mut g = g.clone();
     if layers.is_empty() {
         return Ok((g, vec![], 0));
     }
+    let Kernels { init, assign, fitted } = kernels.into();
     let sel = LayerSelection::List(layers.iter().map(|&i| ListItem::Index(i)).collect());
-    let pass = FuseDepthwise::new(Options { variant, init, assign: Assign::Ordered, layers: sel, skip: vec![], dense: false })?;
+    let mut pass = FuseDepthwise::new(Options { variant, init, assign, layers: sel, skip: vec![], dense: false })?;
+    if let Some(f) = fitted {
+        pass = pass.with_init(Box::new(f));
+    }
     let mut reports = run_pipeline(&mut g, &[Box::new(pass)], &PassCx::default())?;
     let report = reports.remove(0).1;
     let delta = report.rewrites.iter().map(|r| r.params_delta).sum();
@@ -334,10 +361,11 @@ impl<'a> Proxy<'a> {
 
 /// [`score`] with agreement read by `how`, and with `proxy`, each item distilled
 /// for a few steps before it is measured.
-pub fn score_by(model: &ModelProto, g: &Graph, table: &mut Table, init: Init, inputs: &[ArrayD<f32>], how: Agreement, proxy: Option<&Proxy>) -> Result<()> {
+pub fn score_by(model: &ModelProto, g: &Graph, table: &mut Table, kernels: impl Into<Kernels>, inputs: &[ArrayD<f32>], how: Agreement, proxy: Option<&Proxy>) -> Result<()> {
+    let kernels = kernels.into();
     let reference = outputs(model, g, inputs)?;
     for item in &mut table.items {
-        let (changed, _, _) = rewrite(g, table.variant, init, &item.layers)?;
+        let (changed, _, _) = rewrite(g, table.variant, &kernels, &item.layers)?;
         let ys = match proxy {
             Some(p) => outputs_of(&p.tune(model, &changed)?, inputs)?,
             None => outputs(model, &changed, inputs)?,
