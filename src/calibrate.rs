@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use ndarray::{Array4, ArrayD, Axis, IxDyn};
 use serde::Serialize;
 
-use crate::data::Dataset;
+use crate::tasks::data::Dataset;
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::{self, ModelProto};

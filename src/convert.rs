@@ -40,7 +40,7 @@ pub struct ConvertOptions {
 pub struct Calib {
     pub data: PathBuf,
     pub preprocess: String,
-    pub task: Option<crate::data::Task>,
+    pub task: Option<crate::tasks::Task>,
     pub limit: Option<usize>,
     /// Fit each layer on the student's own inputs (earlier layers already rewritten).
     pub sequential: bool,
@@ -166,8 +166,8 @@ pub fn convert_model(model: &mut Model, g: &mut Graph, opts: &ConvertOptions) ->
     let fuse = fuse_options(&pipeline)?;
     let data = match &opts.calib {
         Some(c) => {
-            let pre = crate::data::Preprocess::preset(&c.preprocess)?;
-            Some(crate::data::load(&c.data, &pre, c.task, c.limit)?)
+            let pre = crate::tasks::data::Preprocess::preset(&c.preprocess)?;
+            Some(crate::tasks::data::load(&c.data, &pre, c.task, c.limit)?)
         }
         None => None,
     };

@@ -6,7 +6,6 @@ pub mod builder;
 pub mod calibrate;
 pub mod cli;
 pub mod convert;
-pub mod data;
 pub mod error;
 pub mod eval;
 pub mod hw;

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use fusec::data::{Dataset, Sample};
+use fusec::tasks::data::{Dataset, Sample};
 use fusec::calibrate::FitOptions;
 use fusec::passes::fuse_depthwise::Variant;
 
@@ -88,11 +88,11 @@ fn eval_reports_accuracy_and_teacher_agreement_on_images() {
             img.save(dir.path().join(c).join(format!("{i}.png"))).unwrap();
         }
     }
-    let pre = fusec::data::Preprocess { height: 9, width: 11, resize: fusec::data::Resize::Stretch, scale: 1.0 / 255.0, mean: [0.5; 3], std: [0.5; 3], bgr: false };
-    let data = fusec::data::load(dir.path(), &pre, None, None).unwrap();
+    let pre = fusec::tasks::data::Preprocess { height: 9, width: 11, resize: fusec::tasks::data::Resize::Stretch, scale: 1.0 / 255.0, mean: [0.5; 3], std: [0.5; 3], bgr: false };
+    let data = fusec::tasks::data::load(dir.path(), &pre, None, None).unwrap();
     assert_eq!(data.samples.len(), 6);
     assert_eq!(data.classes, vec!["dark", "light"]);
-    let rot = fusec::data::load(dir.path(), &pre, Some(fusec::data::Task::Rot180), None).unwrap();
+    let rot = fusec::tasks::data::load(dir.path(), &pre, Some(fusec::tasks::Task::Rot180), None).unwrap();
     assert_eq!(rot.samples.len(), 12);
     // a 2-output classifier from the builder: GAP of the block output, Gemm to 2 classes
     let m = Block { cout: 2, ..Default::default() }.model(1);

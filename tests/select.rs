@@ -377,7 +377,7 @@ fn a_proxy_distillation_trains_only_the_rewrite_and_lowers_its_cost() {
         let r = fusec::select::noise(&[3, 3], seed);
         ndarray::Array3::from_shape_fn((3, 8, 8), |(c, h, w)| (r[[c, 0]] * 1.5 * h as f32 + r[[c, 1]] * 1.5 * w as f32 + 3.0 * r[[c, 2]]).sin())
     };
-    let data = fusec::data::Dataset { samples: (0..32).map(|i| fusec::data::Sample::new(format!("{i}"), smooth(100 + i), None)).collect(), classes: vec![] };
+    let data = fusec::tasks::data::Dataset { samples: (0..32).map(|i| fusec::tasks::data::Sample::new(format!("{i}"), smooth(100 + i), None)).collect(), classes: vec![] };
     let inputs: Vec<_> = (0..4).map(|i| smooth(i).insert_axis(ndarray::Axis(0)).into_dyn()).collect();
     let reference = fusec::select::outputs(&m, &g, &inputs).unwrap();
     let (changed, _, _) = fusec::select::rewrite(&g, Variant::Half, Init::Center, &[0]).unwrap();
@@ -478,8 +478,8 @@ fn select_with_fitted_kernels_measures_what_convert_writes() {
     let conv = fusec().args(["convert", m, "--variant", "half", "--init", "lsq", "--assign", "fit", "--calib", l, "--preprocess", "ppocr-cls", "--calib-limit", "8"])
         .args(["--layers", preset.to_str().unwrap(), "-o", out.to_str().unwrap()]).output().unwrap();
     assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
-    let pre = fusec::data::Preprocess::preset("ppocr-cls").unwrap();
-    let data = fusec::data::load(&lines, &pre, None, Some(8)).unwrap();
+    let pre = fusec::tasks::data::Preprocess::preset("ppocr-cls").unwrap();
+    let data = fusec::tasks::data::load(&lines, &pre, None, Some(8)).unwrap();
     let xs: Vec<ndarray::ArrayD<f32>> = data.samples.iter().map(|s| s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()).collect();
     let reference = fusec::select::outputs_of(&fusec::onnx::load(&cls).unwrap().proto, &xs).unwrap();
     let ys = fusec::select::outputs_of(&fusec::onnx::load(&out).unwrap().proto, &xs).unwrap();

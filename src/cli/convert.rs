@@ -103,7 +103,7 @@ pub struct ConvertArgs {
     pub bn_recalib: bool,
     /// Derive more calibration samples from each image (rot180: also the image rotated).
     #[arg(long, value_enum)]
-    pub task: Option<crate::data::Task>,
+    pub task: Option<crate::tasks::Task>,
     /// Also cost the result against the input on a modeled array and print the speedup.
     #[arg(long)]
     pub report: bool,

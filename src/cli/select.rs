@@ -40,7 +40,7 @@ pub struct SelectArgs {
     /// (greedy), textdet box hmean against the original's boxes. Default: top-1
     /// where the first output is [N, classes] scores.
     #[arg(long, value_enum)]
-    pub task: Option<crate::data::Task>,
+    pub task: Option<crate::tasks::Task>,
     /// Distill each rewritten layer for this many steps on the --calib data (only
     /// its 1-D kernels train, against the original) before its cost is measured;
     /// the chosen set too, before it is measured whole. 0: costs of the untrained rewrite.
@@ -212,8 +212,8 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     }
     if a.max_drop.is_some() && table.items.iter().any(|i| i.agreement.is_none()) {
         let how = match a.task {
-            Some(crate::data::Task::Ctc) => "[N, T, classes] CTC scores",
-            Some(crate::data::Task::Textdet) => "an [N, 1, H, W] probability map",
+            Some(crate::tasks::Task::Ctc) => "[N, T, classes] CTC scores",
+            Some(crate::tasks::Task::Textdet) => "an [N, 1, H, W] probability map",
             _ => "[N, classes] scores (for a recognizer or detector give --task ctc or --task textdet)",
         };
         anyhow::bail!("option --max-drop: {}: the first output is not {how}, so there is no {}; use --max-cost", a.model.display(), agreement(&a).unit());
@@ -344,8 +344,8 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         }
         let label = match (a.max_drop, table.items.iter().any(|i| i.cost.is_some())) {
             (Some(_), _) => match a.task {
-                Some(crate::data::Task::Ctc) => "predicted drop in lines read as the original reads them (points, summed)",
-                Some(crate::data::Task::Textdet) => "predicted drop in box hmean against the original (points, summed)",
+                Some(crate::tasks::Task::Ctc) => "predicted drop in lines read as the original reads them (points, summed)",
+                Some(crate::tasks::Task::Textdet) => "predicted drop in box hmean against the original (points, summed)",
                 _ => "predicted top-1 agreement drop (points, summed)",
             },
             (None, true) => "predicted cost (summed normalized output error)",
@@ -432,14 +432,14 @@ fn agreement(a: &SelectArgs) -> crate::select::Agreement {
 }
 
 /// The --calib data (none without --calib).
-fn calib_data(a: &SelectArgs) -> anyhow::Result<Option<crate::data::Dataset>> {
+fn calib_data(a: &SelectArgs) -> anyhow::Result<Option<crate::tasks::data::Dataset>> {
     let CalibImages { calib: Some(d), calib_limit, preprocess } = &a.images else { return Ok(None) };
-    let pre = crate::data::Preprocess::preset(preprocess)?;
-    Ok(Some(crate::data::load(d, &pre, a.task, Some(*calib_limit))?))
+    let pre = crate::tasks::data::Preprocess::preset(preprocess)?;
+    Ok(Some(crate::tasks::data::load(d, &pre, a.task, Some(*calib_limit))?))
 }
 
 /// The --calib images as [1, C, H, W] inputs (none without --calib).
-fn calib_inputs(a: &SelectArgs, data: Option<&crate::data::Dataset>) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
+fn calib_inputs(a: &SelectArgs, data: Option<&crate::tasks::data::Dataset>) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
     let (CalibImages { calib: Some(d), preprocess, .. }, Some(data)) = (&a.images, data) else { return Ok(vec![]) };
     let xs: Vec<ndarray::ArrayD<f32>> = data.samples.iter().map(|s| s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()).collect();
     if let Some(x) = xs.iter().find(|x| x.shape() != xs[0].shape()) {
@@ -450,7 +450,7 @@ fn calib_inputs(a: &SelectArgs, data: Option<&crate::data::Dataset>) -> anyhow::
 
 /// How the rewritten layers get their kernels (--init, --assign); `lsq` fits every
 /// layer on the --calib data once.
-pub(super) fn kernels_for(a: &SelectArgs, model: &crate::onnx::Model, g: &crate::ir::Graph, calib: Option<&crate::data::Dataset>) -> anyhow::Result<crate::select::Kernels> {
+pub(super) fn kernels_for(a: &SelectArgs, model: &crate::onnx::Model, g: &crate::ir::Graph, calib: Option<&crate::tasks::data::Dataset>) -> anyhow::Result<crate::select::Kernels> {
     use crate::passes::fuse_depthwise::{Assign, Init, Variant};
     if a.assign == Assign::Fit && a.variant == Variant::Full {
         anyhow::bail!("option --assign: fit applies to --variant half (Full gives every channel to both branches)");

@@ -5,7 +5,7 @@ use super::*;
 
 pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     let pre = a.pre.resolve(a.task)?;
-    let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
+    let data = crate::tasks::data::load(&a.data, &pre, a.task, a.limit)?;
     if let Some(out) = &a.save_inputs {
         let same = |p: &std::path::Path| std::fs::canonicalize(p).ok().is_some_and(|c| std::fs::canonicalize(out).ok().as_ref() == Some(&c));
         if same(&a.data) || same(&a.model) {
@@ -18,8 +18,8 @@ pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
         Some(t) => Some((t.display().to_string(), load_folded(t)?)),
         None => None,
     };
-    let kind = crate::eval::tasks::Kind::of(a.task);
-    if kind != crate::eval::tasks::Kind::Classify {
+    let kind = crate::tasks::Kind::of(a.task);
+    if kind != crate::tasks::Kind::Classify {
         return eval_task(&a, kind, &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data);
     }
     let r = crate::eval::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
@@ -45,12 +45,12 @@ pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn eval_task(a: &EvalArgs, kind: crate::eval::tasks::Kind, model: &crate::onnx::ModelProto, teacher: Option<(&str, &crate::onnx::ModelProto)>, data: &crate::data::Dataset) -> anyhow::Result<()> {
+fn eval_task(a: &EvalArgs, kind: crate::tasks::Kind, model: &crate::onnx::ModelProto, teacher: Option<(&str, &crate::onnx::ModelProto)>, data: &crate::tasks::data::Dataset) -> anyhow::Result<()> {
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
     let params = a.decode.params(kind, model).map_err(|e| e.in_file(&a.model))?;
-    let r = crate::eval::tasks::evaluate(&a.model.display().to_string(), model, teacher, data, kind, &params, a.batch).map_err(|e| e.in_file(&a.model))?;
+    let r = crate::tasks::evaluate(&a.model.display().to_string(), model, teacher, data, kind, &params, a.batch).map_err(|e| e.in_file(&a.model))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -58,7 +58,7 @@ fn eval_task(a: &EvalArgs, kind: crate::eval::tasks::Kind, model: &crate::onnx::
     println!("{}: {} samples, {:.1} samples/s", r.model, r.samples, r.samples_per_second);
     match &r.score {
         Some(m) => println!("  {}", m.describe()),
-        None => println!("  no ground truth in the data ({})", if kind == crate::eval::tasks::Kind::Ctc { "a `text` column" } else { "a box list: file, x0, y0, x1, y1" }),
+        None => println!("  no ground truth in the data ({})", if kind == crate::tasks::Kind::Ctc { "a `text` column" } else { "a box list: file, x0, y0, x1, y1" }),
     }
     for (truth, read) in &r.misread {
         println!("    read {read:?} for {truth:?}");
@@ -128,9 +128,9 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
     let pre = a.pre.resolve(a.task)?;
     let student = load_folded(&a.model)?;
     let teacher = load_folded(&a.teacher)?;
-    let data = crate::data::load(&a.data, &pre, a.task, a.limit)?;
+    let data = crate::tasks::data::load(&a.data, &pre, a.task, a.limit)?;
     let eval_data = match &a.eval_data {
-        Some(p) => Some(crate::data::load(p, &pre, a.task, None)?),
+        Some(p) => Some(crate::tasks::data::load(p, &pre, a.task, None)?),
         None => None,
     };
     let crop = match &a.crop {
@@ -145,8 +145,8 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
     if a.accumulate == 0 {
         anyhow::bail!("option --accumulate: must be at least 1");
     }
-    let eval_kind = a.task.map(|t| crate::eval::tasks::Kind::of(Some(t)));
-    let decode = a.decode.params(eval_kind.unwrap_or(crate::eval::tasks::Kind::Classify), &student.proto).map_err(|e| e.in_file(&a.model))?;
+    let eval_kind = a.task.map(|t| crate::tasks::Kind::of(Some(t)));
+    let decode = a.decode.params(eval_kind.unwrap_or(crate::tasks::Kind::Classify), &student.proto).map_err(|e| e.in_file(&a.model))?;
     let opts = Options {
         epochs: a.epochs,
         steps: a.steps,
@@ -216,7 +216,7 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
         if let (Some(ed), Some(kind), false) = (eval_data.as_ref(), opts.eval_kind, summary.calibration.is_empty()) {
             let input = crate::train::graph::data_input(&trained)?;
             let batch = crate::train::model::declared_batch(&trained, &input).map_or(opts.batch, |b| b.max(1) as usize);
-            let r = crate::eval::tasks::evaluate("student", &trained, Some(("teacher", &teacher.proto)), ed, kind, &opts.decode, batch).map_err(|e| e.in_file(&a.model))?;
+            let r = crate::tasks::evaluate("student", &trained, Some(("teacher", &teacher.proto)), ed, kind, &opts.decode, batch).map_err(|e| e.in_file(&a.model))?;
             summary.eval_calibrated = Some(crate::train::monitor::Eval { score: r.score, agreement: r.agreement });
         }
     }

@@ -14,7 +14,7 @@ pub struct EvalArgs {
     /// What the outputs mean: rot180 (each image as is = class 0 and rotated = class 1),
     /// ctc (text lines, a `text` column), textdet (pages, a box list file, x0, y0, x1, y1).
     #[arg(long, value_enum)]
-    pub task: Option<crate::data::Task>,
+    pub task: Option<crate::tasks::Task>,
     #[command(flatten)]
     pub pre: PreprocessArgs,
     #[command(flatten)]
@@ -55,7 +55,7 @@ pub struct TaskArgs {
 }
 
 impl TaskArgs {
-    pub fn params(&self, kind: crate::eval::tasks::Kind, model: &crate::onnx::ModelProto) -> crate::Result<crate::eval::tasks::Params> {
+    pub fn params(&self, kind: crate::tasks::Kind, model: &crate::onnx::ModelProto) -> crate::Result<crate::tasks::Params> {
         use crate::Error;
         if !(self.thresh > 0.0 && self.thresh < 1.0) {
             return Err(Error::option("--thresh", format!("must be between 0 and 1, got {}", self.thresh)));
@@ -66,8 +66,8 @@ impl TaskArgs {
         if !(self.unclip >= 0.0 && self.unclip.is_finite()) {
             return Err(Error::option("--unclip", format!("must be a non-negative number, got {}", self.unclip)));
         }
-        let dict = if kind == crate::eval::tasks::Kind::Ctc { crate::tasks::dictionary(model, self.dict.as_deref())? } else { vec![] };
-        Ok(crate::eval::tasks::Params { dict, thresh: self.thresh, unclip: self.unclip, iou: self.iou, ..Default::default() })
+        let dict = if kind == crate::tasks::Kind::Ctc { crate::tasks::dictionary(model, self.dict.as_deref())? } else { vec![] };
+        Ok(crate::tasks::Params { dict, thresh: self.thresh, unclip: self.unclip, iou: self.iou, ..Default::default() })
     }
 }
 
@@ -83,7 +83,7 @@ pub struct PreprocessArgs {
     pub size: Option<String>,
     /// Resizing: pad-right (keep aspect ratio, pad), stretch, center-crop (overrides the preset).
     #[arg(long, value_enum)]
-    pub resize: Option<crate::data::Resize>,
+    pub resize: Option<crate::tasks::data::Resize>,
     /// Pixel scale applied first, e.g. 0.00392 for 1/255 (overrides the preset).
     #[arg(long)]
     pub scale: Option<f32>,
@@ -99,20 +99,20 @@ pub struct PreprocessArgs {
 }
 
 impl PreprocessArgs {
-    pub fn resolve(&self, task: Option<crate::data::Task>) -> crate::Result<crate::data::Preprocess> {
-        use crate::data::Task;
+    pub fn resolve(&self, task: Option<crate::tasks::Task>) -> crate::Result<crate::tasks::data::Preprocess> {
+        use crate::tasks::Task;
         use crate::Error;
         let default = match task {
             Some(Task::Ctc) => "ppocr-rec",
             Some(Task::Textdet) => "ppocr-det",
             _ => "imagenet",
         };
-        let mut p = crate::data::Preprocess::preset(self.preprocess.as_deref().unwrap_or(default))?;
+        let mut p = crate::tasks::data::Preprocess::preset(self.preprocess.as_deref().unwrap_or(default))?;
         if let Some(s) = &self.size {
             let (h, w) = s
                 .split_once(['x', 'X'])
                 .and_then(|(h, w)| Some((h.trim().parse::<u32>().ok()?, w.trim().parse::<u32>().ok()?)))
-                .filter(|&(h, w)| (1..=crate::data::MAX_SIDE).contains(&h) && (1..=crate::data::MAX_SIDE).contains(&w))
+                .filter(|&(h, w)| (1..=crate::tasks::data::MAX_SIDE).contains(&h) && (1..=crate::tasks::data::MAX_SIDE).contains(&w))
                 .ok_or_else(|| Error::option("--size", format!("'{s}' is not HxW (e.g. 48x192)")))?;
             p.height = h;
             p.width = w;
@@ -170,7 +170,7 @@ pub struct FinetuneArgs {
     /// What the data is: rot180 (labels derived: as is = class 0, rotated = class 1), ctc (text
     /// lines), textdet (pages with boxes); sets the held-out metric and the default preprocessing.
     #[arg(long, value_enum)]
-    pub task: Option<crate::data::Task>,
+    pub task: Option<crate::tasks::Task>,
     #[command(flatten)]
     pub pre: PreprocessArgs,
     #[command(flatten)]

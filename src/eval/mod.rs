@@ -2,7 +2,6 @@
 //! outputs, classifier accuracy; quantized models in ONNX Runtime) and, in
 //! [`tasks`], task metrics (CTC text, detection boxes) in ONNX Runtime.
 
-pub mod tasks;
 
 use ndarray::ArrayD;
 use tract_onnx::prelude::*;
@@ -92,7 +91,7 @@ impl Runner {
     }
 
     /// Prepared for single samples of `data` (batch 1).
-    pub fn for_data(model: &ModelProto, data: &crate::data::Dataset) -> Result<Runner> {
+    pub fn for_data(model: &ModelProto, data: &crate::tasks::data::Dataset) -> Result<Runner> {
         let s0 = data.samples.first().ok_or_else(|| Error::option("--data", "no samples"))?;
         let mut shape = vec![1];
         shape.extend_from_slice(s0.x.shape());
@@ -116,7 +115,7 @@ impl Runner {
     }
 
     /// Every output for one sample, as a batch of 1.
-    pub fn run_sample(&self, s: &crate::data::Sample) -> Result<Vec<ArrayD<f32>>> {
+    pub fn run_sample(&self, s: &crate::tasks::data::Sample) -> Result<Vec<ArrayD<f32>>> {
         self.run_all(s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn())
     }
 }
@@ -189,7 +188,7 @@ pub struct EvalReport {
 }
 
 /// Top-1 predictions and score rows of a model over a dataset.
-pub fn predict(model: &ModelProto, data: &crate::data::Dataset) -> Result<(Vec<usize>, Vec<Vec<f32>>, f64)> {
+pub fn predict(model: &ModelProto, data: &crate::tasks::data::Dataset) -> Result<(Vec<usize>, Vec<Vec<f32>>, f64)> {
     if data.samples.is_empty() {
         return Ok((vec![], vec![], 0.0));
     }
@@ -206,7 +205,7 @@ pub fn predict(model: &ModelProto, data: &crate::data::Dataset) -> Result<(Vec<u
     Ok((preds, rows, rate))
 }
 
-pub fn evaluate(name: &str, model: &ModelProto, teacher: Option<(&str, &ModelProto)>, data: &crate::data::Dataset) -> Result<EvalReport> {
+pub fn evaluate(name: &str, model: &ModelProto, teacher: Option<(&str, &ModelProto)>, data: &crate::tasks::data::Dataset) -> Result<EvalReport> {
     let (preds, rows, rate) = predict(model, data)?;
     let n = data.samples.len();
     let labels: Option<Vec<usize>> = data.samples.iter().map(|s| s.label).collect();

@@ -218,11 +218,11 @@ pub enum Agreement {
 
 impl Agreement {
     /// The agreement of a task (`None`: top-1 where the output is class scores).
-    pub fn of(task: Option<crate::data::Task>) -> Agreement {
+    pub fn of(task: Option<crate::tasks::Task>) -> Agreement {
         match task {
-            Some(crate::data::Task::Ctc) => Agreement::CtcLines,
-            Some(crate::data::Task::Textdet) => Agreement::Boxes,
-            Some(crate::data::Task::Rot180) | None => Agreement::Top1,
+            Some(crate::tasks::Task::Ctc) => Agreement::CtcLines,
+            Some(crate::tasks::Task::Textdet) => Agreement::Boxes,
+            Some(crate::tasks::Task::Rot180) | None => Agreement::Top1,
         }
     }
 
@@ -275,7 +275,7 @@ pub fn output_distance_by(original: &[Vec<ArrayD<f32>>], changed: &[Vec<ArrayD<f
                 }
             }
             Agreement::Boxes if y.ndim() == 4 && y.shape()[1] == 1 => {
-                let p = crate::eval::tasks::Params::default();
+                let p = crate::tasks::Params::default();
                 for (a, b) in y.outer_iter().zip(z.outer_iter()) {
                     let (a, b) = (a.index_axis(ndarray::Axis(0), 0), b.index_axis(ndarray::Axis(0), 0));
                     let (a, b) = (a.into_dimensionality::<ndarray::Ix2>(), b.into_dimensionality::<ndarray::Ix2>());
@@ -327,13 +327,13 @@ pub fn score(model: &ModelProto, g: &Graph, table: &mut Table, init: Init, input
 /// with each rewritten block's output matched to the original's, BN frozen,
 /// no augmentation.
 pub struct Proxy<'a> {
-    pub data: &'a crate::data::Dataset,
+    pub data: &'a crate::tasks::data::Dataset,
     pub opts: crate::train::Options,
 }
 
 impl<'a> Proxy<'a> {
     /// `steps` optimizer steps of `batch` samples from `data`.
-    pub fn new(data: &'a crate::data::Dataset, steps: usize, batch: usize, seed: u64) -> Proxy<'a> {
+    pub fn new(data: &'a crate::tasks::data::Dataset, steps: usize, batch: usize, seed: u64) -> Proxy<'a> {
         let opts = crate::train::Options {
             steps: Some(steps),
             batch,

@@ -5,7 +5,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 
-use crate::data::Dataset;
+use crate::tasks::data::Dataset;
 use crate::error::{Error, Result};
 
 pub struct Batcher<'a> {

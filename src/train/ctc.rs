@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::checkpoint::State;
 use super::graph;
 use super::Options;
-use crate::data::Dataset;
+use crate::tasks::data::Dataset;
 use crate::error::{Error, Result};
 use crate::onnx::{self, ModelProto};
 use crate::runtime::{self, Feed};

@@ -33,9 +33,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::data::Dataset;
+use crate::tasks::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::tasks::{Kind, Params};
+use crate::tasks::{Kind, Params};
 use crate::onnx::{self, ModelProto};
 use crate::runtime::{self, Feed};
 use crate::tensor::Tensor;
@@ -75,8 +75,8 @@ fn plan_batches(student: &ModelProto, teacher: &ModelProto, sample: &[usize], op
 fn teacher_agrees_with_labels(teacher: &ModelProto, data: &Dataset, batch: usize, threads: usize) -> Result<bool> {
     let input = graph::data_input(teacher)?;
     let mut sess = runtime::session(teacher, threads)?;
-    let preds = crate::eval::tasks::predict(&mut sess, &input, &[], &data.samples, batch, Kind::Classify, &Params::default())?;
-    let same = preds.iter().zip(&data.samples).filter(|(p, s)| matches!(p, crate::eval::tasks::Pred::Class(c) if Some(*c) == s.label)).count();
+    let preds = crate::tasks::predict(&mut sess, &input, &[], &data.samples, batch, Kind::Classify, &Params::default())?;
+    let same = preds.iter().zip(&data.samples).filter(|(p, s)| matches!(p, crate::tasks::Pred::Class(c) if Some(*c) == s.label)).count();
     let share = same as f64 / data.samples.len().max(1) as f64;
     log::info!("the teacher agrees with {:.1}% of the labels: {}", 100.0 * share, if share >= LABEL_AGREEMENT { "training on them too" } else { "distillation only" });
     Ok(share >= LABEL_AGREEMENT)

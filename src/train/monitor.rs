@@ -4,9 +4,9 @@
 //! against the teacher's predictions (computed once).
 
 use super::graph;
-use crate::data::Dataset;
+use crate::tasks::data::Dataset;
 use crate::error::Result;
-use crate::eval::tasks::{self, Kind, Metric, Params, Pred};
+use crate::tasks::{self, Kind, Metric, Params, Pred};
 use crate::onnx::ModelProto;
 use crate::runtime::{self, Feed};
 

@@ -9,7 +9,7 @@ use super::ctc::CtcTarget;
 use super::graph::{BnMode, Distill, LossSpec};
 use super::loss::Emphasis;
 use super::optimizer::{Optimizer, Schedule};
-use crate::eval::tasks::{Kind, Params};
+use crate::tasks::{Kind, Params};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum TrainSet {

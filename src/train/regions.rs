@@ -7,7 +7,7 @@
 use ndarray::ArrayView2;
 
 use crate::error::{Error, Result};
-use crate::eval::tasks::Params;
+use crate::tasks::Params;
 
 /// Weights for a batch of teacher maps `t` (`[N, 1, H, W]` or `[N, H, W]`,
 /// probabilities) into `w` (same length): every pixel inside a teacher box of

@@ -16,9 +16,9 @@
 use ndarray::ArrayD;
 
 use super::loss::{look_through, LossKind, OutputLoss};
-use crate::data::Dataset;
+use crate::tasks::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::tasks::Params;
+use crate::tasks::Params;
 use crate::onnx::{a_ints, make_node, GraphProto, ModelProto};
 use crate::runtime::{self, Feed};
 use crate::tensor::Tensor;

@@ -5,7 +5,7 @@
 
 use super::*;
 use fusec::calibrate::{calibrate_with, FitOptions};
-use fusec::data::{Dataset, Sample};
+use fusec::tasks::data::{Dataset, Sample};
 use fusec::passes::fuse_depthwise::{Assign, FuseDepthwise, Options};
 use fusec::passes::PassReport;
 

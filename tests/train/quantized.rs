@@ -6,7 +6,7 @@ use super::*;
 
 use std::collections::HashMap;
 
-use fusec::data::Dataset;
+use fusec::tasks::data::Dataset;
 use fusec::onnx::{dtype, TensorProto};
 use fusec::passes::fuse_depthwise::{Init, Variant};
 use fusec::train::quantized;
@@ -97,7 +97,7 @@ fn a_qdq_classifier_fine_tunes_end_to_end() {
     let teacher = qdq_classifier();
     let (student, report) = common::convert(&teacher, Variant::Half, Init::Center);
     assert_eq!(report.rewrites.len(), 11, "every depthwise layer rewritten in QDQ form");
-    let mut all = fusec::data::load(&lines, &fusec::data::Preprocess::ppocr_cls(), Some(fusec::data::Task::Rot180), Some(176)).unwrap();
+    let mut all = fusec::tasks::data::load(&lines, &fusec::tasks::data::Preprocess::ppocr_cls(), Some(fusec::tasks::Task::Rot180), Some(176)).unwrap();
     let held = Dataset { samples: all.samples.split_off(256), classes: all.classes.clone() };
     assert_eq!(held.samples.len(), 96);
     let before = agreement(&student, &teacher, &held);

@@ -6,7 +6,7 @@ use super::*;
 
 use super::training::{check_loss_gradient, trainable_initializers};
 use fusec::builder::Act;
-use fusec::data::{Dataset, Sample};
+use fusec::tasks::data::{Dataset, Sample};
 use fusec::passes::fuse_depthwise::{Init, Variant};
 use fusec::train::graph::{self as tgraph, BnMode, Distill, LossSpec};
 
@@ -219,8 +219,8 @@ fn ctc_alone_teaches_a_recognizer_to_read_its_text() {
     let data = Dataset { samples, classes: vec![] };
     let (student, teacher) = (tiny_recognizer(3), tiny_recognizer(4));
     let dict: Vec<String> = ["", "a", "b", "c"].iter().map(|s| s.to_string()).collect();
-    let decode = fusec::eval::tasks::Params { dict: dict.clone(), ..Default::default() };
-    let read = |m: &ModelProto| fusec::eval::tasks::evaluate("m", m, None, &data, fusec::eval::tasks::Kind::Ctc, &decode, 8).unwrap().score.unwrap().headline().1;
+    let decode = fusec::tasks::Params { dict: dict.clone(), ..Default::default() };
+    let read = |m: &ModelProto| fusec::tasks::evaluate("m", m, None, &data, fusec::tasks::Kind::Ctc, &decode, 8).unwrap().score.unwrap().headline().1;
     assert!(read(&student) < 50.0, "the untrained student already reads {}% of the lines", read(&student));
     let mut o = fusec::train::Options { steps: Some(300), batch: 8, lr: 3e-2, warmup: 0, train: fusec::train::TrainSet::All, bn: BnMode::Frozen, augment: fusec::train::Augment { on: false, ..fusec::train::Augment::ON }, progress: false, decode: decode.clone(), ..Default::default() };
     // the teacher reads nothing useful: only the CTC on the text can teach the student
@@ -294,7 +294,7 @@ fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
     };
     // threshold 0.5; boxes smaller than min_size are dropped, so with min_size beyond the
     // map there are no boxes to compare widths on and only the shift is calibrated
-    let p = fusec::eval::tasks::Params { thresh: 0.5, min_size: 1e9, ..Default::default() };
+    let p = fusec::tasks::Params { thresh: 0.5, min_size: 1e9, ..Default::default() };
     let mut calibrated = student.clone();
     let shifts = fusec::train::threshold::calibrate(&mut calibrated, &teacher, &losses, &data, &p, 8, 1).unwrap();
     assert_eq!((shifts[0].blend, shifts[0].pairs), (0.0, 0));

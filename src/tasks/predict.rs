@@ -7,35 +7,11 @@
 use ndarray::{ArrayD, Axis, Ix2};
 use serde::Serialize;
 
-use crate::data::{Dataset, Sample, Task};
+use super::data::{Dataset, Sample};
+use super::ocr::{ctc_decode, ctc_score, db_boxes, det_score, match_boxes, CtcScore, DetScore};
+use super::Kind;
 use crate::error::{Error, Result};
 use crate::runtime::{self, Feed};
-use crate::tasks::{ctc_decode, ctc_score, db_boxes, det_score, match_boxes, CtcScore, DetScore};
-
-/// What the first output of a model means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// `[N, classes]` scores: top-1.
-    Classify,
-    /// `[N, T, classes]` CTC scores: greedy decoding.
-    Ctc,
-    /// `[N, 1, H, W]` text probability map: DB boxes.
-    Textdet,
-    /// Detector heads `[N, anchors, classes]` (one output per level): the
-    /// top-scoring anchors, compared with a teacher's (no ground truth).
-    Anchors,
-}
-
-impl Kind {
-    pub fn of(task: Option<Task>) -> Kind {
-        match task {
-            Some(Task::Ctc) => Kind::Ctc,
-            Some(Task::Textdet) => Kind::Textdet,
-            Some(Task::Rot180) | None => Kind::Classify,
-        }
-    }
-}
 
 /// Decoding parameters.
 #[derive(Debug, Clone, Serialize)]

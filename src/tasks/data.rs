@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
+use super::Task;
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -147,17 +148,6 @@ impl Preprocess {
         }
         out
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// Classification; each image gives two samples: as is (class 0) and rotated 180° (class 1).
-    Rot180,
-    /// Text recognition with a CTC head: the list's `text` column is the ground truth.
-    Ctc,
-    /// Text detection: a box list (file, x0, y0, x1, y1 per row) is the ground truth.
-    Textdet,
 }
 
 #[derive(Debug, Clone)]
