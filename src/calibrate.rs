@@ -217,7 +217,7 @@ fn probe(model: &ModelProto, values: &[&str], data: &Dataset, mut each: impl FnM
     for v in values {
         gp.output.push(onnx::make_value_info(v, onnx::dtype::FLOAT, None));
     }
-    let runner = crate::eval::Runner::for_data(&probe, data)?;
+    let runner = crate::exec::Runner::for_data(&probe, data)?;
     for s in &data.samples {
         let mut outs = runner.run_sample(s)?;
         if outs.len() != first + values.len() {

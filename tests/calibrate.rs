@@ -69,8 +69,8 @@ fn lsq_kernels_are_used_by_the_pass() {
     let err = |mm: &fusec::onnx::ModelProto| -> f32 {
         data.samples.iter().map(|s| {
             let x = s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn();
-            let a = fusec::eval::run(mm, &[x.clone()]).unwrap().remove(0);
-            let b = fusec::eval::run(&m, &[x]).unwrap().remove(0);
+            let a = fusec::exec::run(mm, &[x.clone()]).unwrap().remove(0);
+            let b = fusec::exec::run(&m, &[x]).unwrap().remove(0);
             (a - b).mapv(|v| v * v).sum()
         }).sum()
     };
@@ -96,7 +96,7 @@ fn eval_reports_accuracy_and_teacher_agreement_on_images() {
     assert_eq!(rot.samples.len(), 12);
     // a 2-output classifier from the builder: GAP of the block output, Gemm to 2 classes
     let m = Block { cout: 2, ..Default::default() }.model(1);
-    let r = fusec::eval::evaluate("m", &m, Some(("m", &m)), &data).unwrap();
+    let r = fusec::exec::evaluate("m", &m, Some(("m", &m)), &data).unwrap();
     assert_eq!(r.samples, 6);
     assert_eq!(r.teacher_agreement, Some(1.0));
     let top1 = r.top1.unwrap();
@@ -139,7 +139,7 @@ fn bn_recalibration_stores_the_activation_statistics() {
     let mut sq = vec![0f64; 6];
     let mut n = 0f64;
     for s in &data.samples {
-        let y = fusec::eval::run(&probe, &[s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap().remove(0);
+        let y = fusec::exec::run(&probe, &[s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap().remove(0);
         for (idx, &v) in y.indexed_iter() {
             sum[idx[1]] += v as f64;
             sq[idx[1]] += (v as f64).powi(2);
@@ -159,7 +159,7 @@ fn bn_recalibration_stores_the_activation_statistics() {
     }
     // the old statistics are gone and the model still runs
     assert!(!g.initializer.iter().any(|t| t.name() == bn.input[3]));
-    fusec::eval::run(&m, &[data.samples[0].x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap();
+    fusec::exec::run(&m, &[data.samples[0].x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap();
 }
 
 /// `--assign fit` with `--init lsq`: both branches are fitted for every channel

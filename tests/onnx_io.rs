@@ -49,7 +49,7 @@ fn external_data_is_read_and_kept_external() {
     // loaded back: data resolved, and the same tensors remembered as external
     assert_eq!(back.external_tensors, model.external_tensors);
     let x = random_input(&[1, 3, 9, 11], 0);
-    assert_close(&fusec::eval::run(&back.proto, &[x.clone()]).unwrap()[0], &fusec::eval::run(&m, &[x]).unwrap()[0], 0.0, 0.0, "external round trip");
+    assert_close(&fusec::exec::run(&back.proto, &[x.clone()]).unwrap()[0], &fusec::exec::run(&m, &[x]).unwrap()[0], 0.0, 0.0, "external round trip");
     // converting keeps external data external
     let out = dir.path().join("conv.onnx");
     let opts = fusec::convert::ConvertOptions { variant: Some(fusec::passes::fuse_depthwise::Variant::Half), ..Default::default() };
@@ -167,5 +167,5 @@ fn models_over_the_size_limit_are_saved_with_external_data() {
     assert!(small < 100_000 && data > 16_000_000, "model {small} bytes, data {data} bytes");
     let back = onnx::load(&p).unwrap();
     let x = random_input(&[1, 3, 224, 224], 0);
-    assert_close(&fusec::eval::run(&back.proto, &[x.clone()]).unwrap()[0], &fusec::eval::run(&m, &[x]).unwrap()[0], 0.0, 0.0, "external");
+    assert_close(&fusec::exec::run(&back.proto, &[x.clone()]).unwrap()[0], &fusec::exec::run(&m, &[x]).unwrap()[0], 0.0, 0.0, "external");
 }

@@ -195,13 +195,13 @@ fn convert_quantized(m: &fusec::onnx::ModelProto, variant: fusec::passes::fuse_d
 /// The largest difference between two classifiers' outputs in ONNX Runtime over
 /// four random 1×3×48×192 inputs.
 fn max_ort_difference(a: &fusec::onnx::ModelProto, b: &fusec::onnx::ModelProto) -> f32 {
-    let mut sa = fusec::runtime::session(a, 1).unwrap();
-    let mut sb = fusec::runtime::session(b, 1).unwrap();
+    let mut sa = fusec::exec::runtime::session(a, 1).unwrap();
+    let mut sb = fusec::exec::runtime::session(b, 1).unwrap();
     let mut worst = 0f32;
     for seed in 0..4 {
         let x = random_input(&[1, 3, 48, 192], seed);
-        let feed = [fusec::runtime::Feed { name: "x", shape: vec![1, 3, 48, 192], data: x.as_slice().unwrap() }];
-        let (ya, yb) = (fusec::runtime::run(&mut sa, &feed, &[]).unwrap(), fusec::runtime::run(&mut sb, &feed, &[]).unwrap());
+        let feed = [fusec::exec::runtime::Feed { name: "x", shape: vec![1, 3, 48, 192], data: x.as_slice().unwrap() }];
+        let (ya, yb) = (fusec::exec::runtime::run(&mut sa, &feed, &[]).unwrap(), fusec::exec::runtime::run(&mut sb, &feed, &[]).unwrap());
         worst = worst.max(ya[0].iter().zip(yb[0].iter()).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max));
     }
     worst
@@ -273,7 +273,7 @@ fn quantized_models_convert_to_half_and_match_the_quantized_original_where_half_
         assert!(worst <= 1e-6, "{fixture}: {worst}");
         // the fixture as ONNX Runtime quantized it converts too, and runs
         let as_is = convert(&model.proto);
-        fusec::runtime::session(&as_is, 1).unwrap();
+        fusec::exec::runtime::session(&as_is, 1).unwrap();
     }
 }
 
@@ -343,19 +343,19 @@ fn int8_reports_gate_in_ci_form() {
 /// preprocessed inputs that calibrate `scripts/quantize.py`.
 #[test]
 fn quantized_models_evaluate_in_onnx_runtime() {
-    fusec::runtime::init().unwrap();
+    fusec::exec::runtime::init().unwrap();
     let x = random_input(&[1, 3, 48, 192], 9);
     for f in ["quant/ppocr_cls.qdq.onnx", "quant/ppocr_cls.qop.onnx"] {
         let m = fusec::onnx::load(&testdata(f)).unwrap().proto;
-        assert!(fusec::eval::is_quantized(&m));
-        let mut s = fusec::runtime::session(&m, 1).unwrap();
-        let want = fusec::runtime::run(&mut s, &[fusec::runtime::Feed { name: "x", shape: vec![1, 3, 48, 192], data: x.as_slice().unwrap() }], &[]).unwrap();
-        let got = fusec::eval::run(&m, &[x.clone()]).unwrap();
+        assert!(fusec::exec::is_quantized(&m));
+        let mut s = fusec::exec::runtime::session(&m, 1).unwrap();
+        let want = fusec::exec::runtime::run(&mut s, &[fusec::exec::runtime::Feed { name: "x", shape: vec![1, 3, 48, 192], data: x.as_slice().unwrap() }], &[]).unwrap();
+        let got = fusec::exec::run(&m, &[x.clone()]).unwrap();
         assert_eq!(got, want, "{f}");
         let row: Vec<f32> = got[0].iter().copied().collect();
         assert!((row[0] + row[1] - 1.0).abs() < 0.02 && row.iter().all(|&p| p < 0.999), "{f}: a softmax, not saturated: {row:?}");
     }
-    assert!(!fusec::eval::is_quantized(&fusec::onnx::load(&testdata("ppocr_mobile_v2_cls.onnx")).unwrap().proto));
+    assert!(!fusec::exec::is_quantized(&fusec::onnx::load(&testdata("ppocr_mobile_v2_cls.onnx")).unwrap().proto));
     let dir = tempfile::tempdir().unwrap();
     let lines = lines_folder(dir.path(), 6);
     let npz = dir.path().join("calib.npz");
@@ -424,6 +424,6 @@ fn quantized_models_convert_to_full_and_match_the_quantized_original_where_full_
         // the fixture as ONNX Runtime quantized it converts and runs
         let (as_is, r) = convert(&model.proto);
         assert_eq!(r.rewrites.len(), 11);
-        fusec::runtime::session(&as_is, 1).unwrap();
+        fusec::exec::runtime::session(&as_is, 1).unwrap();
     }
 }

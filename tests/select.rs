@@ -439,7 +439,7 @@ fn select_finetune_writes_the_fastest_candidate_within_the_drop() {
     let chosen_speedup = v["choice"]["predicted_speedup"].as_f64().unwrap();
     assert!(tuned[0]["predicted_speedup"].as_f64().unwrap() >= chosen_speedup - 1e-9);
     assert!(front.len() > 2);
-    fusec::runtime::session(&fusec::onnx::load(&out).unwrap().proto, 1).unwrap();
+    fusec::exec::runtime::session(&fusec::onnx::load(&out).unwrap().proto, 1).unwrap();
     // no time to start a candidate: an error naming the option, no file written
     std::fs::remove_file(&out).unwrap();
     common(&["--max-drop", "100", "--time-budget", "0"]).assert().code(1).stderr(predicate::str::contains("--time-budget"));

@@ -12,7 +12,7 @@ use fusec::builder::{Act, ModelBuilder};
 use fusec::ir::Graph;
 use fusec::onnx::{a_int, a_ints, a_tensor, dtype, Dim, ModelProto};
 use fusec::passes::fuse_depthwise::{Init, Variant};
-use fusec::runtime::{self, Feed};
+use fusec::exec::runtime::{self, Feed};
 use ndarray::ArrayD;
 
 fn sym(n: &str) -> Dim {

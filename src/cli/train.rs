@@ -22,7 +22,7 @@ pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     if kind != crate::tasks::Kind::Classify {
         return eval_task(&a, kind, &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data);
     }
-    let r = crate::eval::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
+    let r = crate::exec::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
         .map_err(|e| e.in_file(&a.model))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -201,7 +201,7 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
         eval_data.as_ref().map(|d| format!(", {} held out", d.samples.len())).unwrap_or_default(),
         a.teacher.display(),
         a.recipe.as_ref().map(|r| format!(", recipe {r}{}", if a.set.is_empty() { String::new() } else { format!(" with {}", a.set.join(", ")) })).unwrap_or_default(),
-        crate::runtime::init()?.display()
+        crate::exec::runtime::init()?.display()
     );
     let (mut trained, mut summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;
     if a.calibrate_maps && !summary.interrupted && !summary.paused {

@@ -262,7 +262,7 @@ pub fn output_distance_by(original: &[Vec<ArrayD<f32>>], changed: &[Vec<ArrayD<f
         }
         match how {
             Agreement::Top1 if y.ndim() == 2 && y.shape()[1] > 1 => {
-                let (a, b) = (crate::eval::argmax_rows(y), crate::eval::argmax_rows(z));
+                let (a, b) = (crate::exec::argmax_rows(y), crate::exec::argmax_rows(z));
                 agree += a.iter().zip(&b).filter(|(p, q)| p == q).count();
                 rows += a.len();
             }
@@ -309,7 +309,7 @@ pub fn outputs(model: &ModelProto, g: &Graph, inputs: &[ArrayD<f32>]) -> Result<
 /// Run model `m` on every input.
 pub fn outputs_of(m: &ModelProto, inputs: &[ArrayD<f32>]) -> Result<Vec<Vec<ArrayD<f32>>>> {
     let shape = inputs.first().map(|x| x.shape().to_vec()).unwrap_or_default();
-    let runner = crate::eval::Runner::new(m, &shape)?;
+    let runner = crate::exec::Runner::new(m, &shape)?;
     inputs.iter().map(|x| runner.run_all(x.clone())).collect()
 }
 

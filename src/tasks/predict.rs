@@ -11,7 +11,7 @@ use super::data::{Dataset, Sample};
 use super::ocr::{ctc_decode, ctc_score, db_boxes, det_score, match_boxes, CtcScore, DetScore};
 use super::Kind;
 use crate::error::{Error, Result};
-use crate::runtime::{self, Feed};
+use crate::exec::runtime::{self, Feed};
 
 /// Decoding parameters.
 #[derive(Debug, Clone, Serialize)]

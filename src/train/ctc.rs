@@ -13,7 +13,7 @@ use super::Options;
 use crate::tasks::data::Dataset;
 use crate::error::{Error, Result};
 use crate::onnx::{self, ModelProto};
-use crate::runtime::{self, Feed};
+use crate::exec::runtime::{self, Feed};
 
 /// Where the CTC targets come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]

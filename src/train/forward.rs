@@ -184,9 +184,9 @@ pub fn value_shapes(model: &ModelProto, input: &str, shape: &[usize]) -> Result<
         .filter(|o| !o.is_empty() && seen.insert(o.as_str()))
         .map(|o| onnx::ValueInfoProto { name: Some(o.clone()), ..Default::default() })
         .collect();
-    let mut sess = crate::runtime::session(&m, 1)?;
+    let mut sess = crate::exec::runtime::session(&m, 1)?;
     let x = vec![0.0f32; shape.iter().product()];
-    let mut shapes: HashMap<String, Vec<i64>> = crate::runtime::run_any(&mut sess, &[crate::runtime::Feed { name: input, shape: shape.to_vec(), data: &x }])?.into_iter().collect();
+    let mut shapes: HashMap<String, Vec<i64>> = crate::exec::runtime::run_any(&mut sess, &[crate::exec::runtime::Feed { name: input, shape: shape.to_vec(), data: &x }])?.into_iter().collect();
     for t in model.graph.iter().flat_map(|g| g.initializer.iter()) {
         if t.data_type() == dtype::FLOAT {
             shapes.insert(t.name().to_string(), t.dims.clone());

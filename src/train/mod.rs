@@ -37,7 +37,7 @@ use crate::tasks::data::Dataset;
 use crate::error::{Error, Result};
 use crate::tasks::{Kind, Params};
 use crate::onnx::{self, ModelProto};
-use crate::runtime::{self, Feed};
+use crate::exec::runtime::{self, Feed};
 use crate::tensor::Tensor;
 use checkpoint::State;
 pub use curve::write_curve;

@@ -11,7 +11,7 @@ use super::graph::TrainGraph;
 use super::TrainSet;
 use crate::error::{Error, Result};
 use crate::onnx::{self, ModelProto};
-use crate::runtime::{self, Feed};
+use crate::exec::runtime::{self, Feed};
 use crate::tensor::Tensor;
 
 /// Float initializers the optimizer updates.

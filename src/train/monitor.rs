@@ -8,7 +8,7 @@ use crate::tasks::data::Dataset;
 use crate::error::Result;
 use crate::tasks::{self, Kind, Metric, Params, Pred};
 use crate::onnx::ModelProto;
-use crate::runtime::{self, Feed};
+use crate::exec::runtime::{self, Feed};
 
 pub struct Monitor<'a> {
     sess: ort::session::Session,

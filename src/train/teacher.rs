@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use super::graph;
 use crate::error::{Error, Result};
 use crate::onnx::{self, ModelProto};
-use crate::runtime::{self, Feed};
+use crate::exec::runtime::{self, Feed};
 
 /// Values cached per sample at most (bytes).
 const CACHE_BUDGET: usize = 512 << 20;

@@ -20,7 +20,7 @@ use crate::tasks::data::Dataset;
 use crate::error::{Error, Result};
 use crate::tasks::Params;
 use crate::onnx::{a_ints, make_node, GraphProto, ModelProto};
-use crate::runtime::{self, Feed};
+use crate::exec::runtime::{self, Feed};
 use crate::tensor::Tensor;
 
 /// One calibrated output.

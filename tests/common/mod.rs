@@ -189,7 +189,7 @@ pub fn model_of(m: ModelProto) -> Model {
 }
 
 pub fn assert_close(a: &ArrayD<f32>, b: &ArrayD<f32>, rtol: f32, atol: f32, what: &str) {
-    let d = fusec::eval::compare(a, b, rtol, atol).unwrap();
+    let d = fusec::exec::compare(a, b, rtol, atol).unwrap();
     assert!(d.ok(), "{what}: max abs diff {} (worst ratio {})", d.max_abs, d.worst_ratio);
 }
 

@@ -14,7 +14,7 @@ mod structure;
 
 use common::*;
 use fusec::builder::{Act, ModelBuilder};
-use fusec::eval;
+use fusec::exec;
 use fusec::onnx::{a_int, Dim, ModelProto};
 use fusec::passes::fuse_depthwise::{Init, Variant};
 use fusec::passes::{run_pipeline, LayerSelection, PassCx};
@@ -22,7 +22,7 @@ use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 
 fn run1(m: &ModelProto, x: &ArrayD<f32>) -> ArrayD<f32> {
-    eval::run(m, std::slice::from_ref(x)).unwrap().remove(0)
+    exec::run(m, std::slice::from_ref(x)).unwrap().remove(0)
 }
 
 /// Convert and check outputs equal the original's on 3 random inputs.

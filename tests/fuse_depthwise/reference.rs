@@ -72,7 +72,7 @@ fn naive_vs_tract(variant: Variant, c: usize, k: (usize, usize), s: (usize, usiz
         want = out;
     }
     prop_assert_eq!(got.shape(), orig_out.shape());
-    let diff = eval::compare(&got, &want, 1e-4, 1e-5).unwrap();
+    let diff = exec::compare(&got, &want, 1e-4, 1e-5).unwrap();
     prop_assert!(diff.ok(), "max abs diff {}", diff.max_abs);
     Ok(())
 }

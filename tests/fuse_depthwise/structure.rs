@@ -128,7 +128,7 @@ fn fit_assignment_gathers_each_channel_to_the_branch_that_keeps_it() {
         let want = run1(&m, &x);
         assert_close(&run1(&fit, &x), &want, 1e-4, 1e-5, "fit assignment");
         // the paper's split loses the three channels that sit in the wrong half
-        let d = fusec::eval::compare(&run1(&ordered, &x), &want, 1e-4, 1e-5).unwrap();
+        let d = fusec::exec::compare(&run1(&ordered, &x), &want, 1e-4, 1e-5).unwrap();
         assert!(d.max_abs > 1e-2, "ordered split should not be exact here: {}", d.max_abs);
     }
     // an ordered assignment keeps the Split

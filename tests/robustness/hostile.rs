@@ -123,9 +123,9 @@ fn sparse_initializers_are_read_as_the_dense_tensors_they_stand_for() {
     assert!(dense.graph.as_ref().unwrap().sparse_initializer.is_empty());
     let x = random_input(&[1, 3, 6, 7], 3);
     let run_ort = |m: &ModelProto| {
-        let mut s = fusec::runtime::session(m, 1).unwrap();
-        let feed = fusec::runtime::Feed { name: "x", shape: x.shape().to_vec(), data: x.as_slice().unwrap() };
-        fusec::runtime::run(&mut s, &[feed], &[]).unwrap().remove(0)
+        let mut s = fusec::exec::runtime::session(m, 1).unwrap();
+        let feed = fusec::exec::runtime::Feed { name: "x", shape: x.shape().to_vec(), data: x.as_slice().unwrap() };
+        fusec::exec::runtime::run(&mut s, &[feed], &[]).unwrap().remove(0)
     };
     let want = run_ort(&model.proto);
     assert_close(&run_ort(&dense), &want, 1e-6, 1e-6, "densified model");

@@ -17,7 +17,7 @@ use fusec::passes::fuse_depthwise::{Init, Variant};
 use prost::Message;
 
 fn run(m: &ModelProto, xs: &[ndarray::ArrayD<f32>]) -> Vec<ndarray::ArrayD<f32>> {
-    fusec::eval::run(m, xs).unwrap()
+    fusec::exec::run(m, xs).unwrap()
 }
 
 fn d(v: i64) -> Dim {

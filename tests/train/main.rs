@@ -13,7 +13,7 @@ mod training;
 
 use fusec::builder::ModelBuilder;
 use fusec::onnx::{a_float, a_int, a_ints, a_string, Dim, ModelProto};
-use fusec::runtime::{self, Feed};
+use fusec::exec::runtime::{self, Feed};
 use fusec::tensor::Tensor;
 use ndarray::ArrayD;
 use rand::rngs::StdRng;

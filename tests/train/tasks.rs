@@ -253,7 +253,7 @@ fn a_model_exported_for_batch_one_is_rebatched_or_accumulated() {
     assert!(s.rebatched && s.micro_batch == 4 && s.accumulate == 1, "{} {} {}", s.rebatched, s.micro_batch, s.accumulate);
     // the written model keeps its batch of 1
     let x = common::random_input(&[1, 3, 8, 8], 1);
-    let y = fusec::eval::run(&tuned, &[x]).unwrap();
+    let y = fusec::exec::run(&tuned, &[x]).unwrap();
     assert_eq!(y[1].shape(), [1, 16, 4]);
     // a graph that folds the batch into the features cannot be rebatched: batches of 1, accumulated
     let mut flat = student.clone();
@@ -288,7 +288,7 @@ fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
             .iter()
             .map(|s| {
                 let x = s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn();
-                fusec::eval::run(m, &[x]).unwrap()[0].iter().filter(|&&v| v > 0.5).count()
+                fusec::exec::run(m, &[x]).unwrap()[0].iter().filter(|&&v| v > 0.5).count()
             })
             .sum()
     };
@@ -305,7 +305,7 @@ fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
     // one Add before the Sigmoid; the regression head is untouched
     assert_eq!(calibrated.graph.as_ref().unwrap().node.len(), sg.node.len() + 1);
     let x = common::random_input(&[2, 3, 8, 8], 4);
-    let (a, b) = (fusec::eval::run(&student, &[x.clone()]).unwrap(), fusec::eval::run(&calibrated, &[x]).unwrap());
+    let (a, b) = (fusec::exec::run(&student, &[x.clone()]).unwrap(), fusec::exec::run(&calibrated, &[x]).unwrap());
     assert_eq!(a[1], b[1]);
     assert_ne!(a[0], b[0]);
     // calibrating again on more samples adjusts the same shift
@@ -326,7 +326,7 @@ fn calibrated_maps_have_the_teachers_count_above_the_threshold() {
     assert!(v.samples[1].x.sum() < v.samples[0].x.sum() && v.samples[2].x.sum() > v.samples[0].x.sum());
     let mut on_variants = student.clone();
     fusec::train::threshold::calibrate(&mut on_variants, &teacher, &losses, &v, &p, 12, 1).unwrap();
-    let count = |m: &ModelProto| -> usize { v.samples.iter().map(|s| fusec::eval::run(m, &[s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap()[0].iter().filter(|&&p| p > 0.5).count()).sum() };
+    let count = |m: &ModelProto| -> usize { v.samples.iter().map(|s| fusec::exec::run(m, &[s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()]).unwrap()[0].iter().filter(|&&p| p > 0.5).count()).sum() };
     assert_eq!(count(&on_variants), count(&teacher));
 }
 

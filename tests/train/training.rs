@@ -51,7 +51,7 @@ fn balanced(mut teacher: ModelProto, data: &Dataset) -> ModelProto {
     };
     scale(&mut teacher, &gemm.input[1], &|_, v| v * 30.0);
     for _ in 0..3 {
-        let (_, probs, _) = fusec::eval::predict(&teacher, data).unwrap();
+        let (_, probs, _) = fusec::exec::predict(&teacher, data).unwrap();
         let k = probs[0].len();
         let mean: Vec<f32> = (0..k).map(|c| probs.iter().map(|p| p[c].max(1e-12).ln()).sum::<f32>() / probs.len() as f32).collect();
         scale(&mut teacher, &gemm.input[2], &|i, v| v - mean[i]);
@@ -75,7 +75,7 @@ fn images(n: usize, seed: u64) -> Dataset {
 /// Smooth random images; labels are the teacher's own predictions.
 fn teacher_labelled(teacher: &ModelProto, n: usize, seed: u64) -> Dataset {
     let mut data = images(n, seed);
-    let (pred, _, _) = fusec::eval::predict(teacher, &data).unwrap();
+    let (pred, _, _) = fusec::exec::predict(teacher, &data).unwrap();
     for (s, p) in data.samples.iter_mut().zip(pred) {
         s.label = Some(p);
     }
@@ -170,7 +170,7 @@ pub(crate) fn check_loss_gradient(tg: &tgraph::TrainGraph, student: &ModelProto,
 }
 
 fn accuracy(model: &ModelProto, data: &Dataset) -> f64 {
-    let (pred, _, _) = fusec::eval::predict(model, data).unwrap();
+    let (pred, _, _) = fusec::exec::predict(model, data).unwrap();
     pred.iter().zip(&data.samples).filter(|(p, s)| Some(**p) == s.label).count() as f64 / data.samples.len() as f64
 }
 
@@ -202,7 +202,7 @@ fn short_finetune_lowers_the_loss_and_recovers_accuracy() {
     assert_eq!(shapes(gs), shapes(gt));
     // ORT and tract agree on the trained model
     let x = common::random_input(&[2, 3, 12, 16], 3);
-    let a = fusec::eval::run(&tuned, &[x.clone()]).unwrap();
+    let a = fusec::exec::run(&tuned, &[x.clone()]).unwrap();
     let mut s = runtime::session(&tuned, 1).unwrap();
     let b = runtime::run(&mut s, &[Feed { name: "x", shape: vec![2, 3, 12, 16], data: x.as_slice().unwrap() }], &[]).unwrap();
     common::assert_close(&a[0], &b[0], 1e-4, 1e-5, "tract vs ORT");

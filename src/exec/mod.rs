@@ -1,6 +1,9 @@
-//! Running models on data: reference execution through tract (compare
-//! outputs, classifier accuracy; quantized models in ONNX Runtime) and, in
-//! [`tasks`], task metrics (CTC text, detection boxes) in ONNX Runtime.
+//! Running models: reference execution through tract (here: compare outputs,
+//! classifier accuracy; quantized models in ONNX Runtime) and ONNX Runtime
+//! sessions ([`runtime`], loaded dynamically; training and task metrics run
+//! there).
+
+pub mod runtime;
 
 
 use ndarray::ArrayD;
@@ -84,7 +87,7 @@ impl Runner {
                 [one] => one.clone(),
                 other => return Err(Error::Eval(format!("a quantized model runs in ONNX Runtime with one input; this one has {}", other.len()))),
             };
-            let session = std::sync::Mutex::new(crate::runtime::session(model, 1)?);
+            let session = std::sync::Mutex::new(crate::exec::runtime::session(model, 1)?);
             return Ok(Runner { engine: Engine::Ort { session, input, shape: input_shape.to_vec() } });
         }
         Ok(Runner { engine: Engine::Tract(prepare(model, &[input_shape])?) })
@@ -109,7 +112,7 @@ impl Runner {
                 let x = x.as_standard_layout();
                 let data = x.as_slice().ok_or_else(|| Error::Eval("input not contiguous".into()))?;
                 let mut s = session.lock().map_err(|_| Error::Eval("ONNX Runtime session poisoned".into()))?;
-                crate::runtime::run(&mut s, &[crate::runtime::Feed { name: input, shape: shape.clone(), data }], &[])
+                crate::exec::runtime::run(&mut s, &[crate::exec::runtime::Feed { name: input, shape: shape.clone(), data }], &[])
             }
         }
     }
