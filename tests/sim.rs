@@ -333,7 +333,8 @@ fn stepped(g: Gemm, df: Dataflow, r: u64, c: u64, buf: &Buffers) -> (u64, u64, u
         // serve the interfaces for this cycle
         for k in 0..3 {
             credit[k] += bw;
-            while let Some(front) = queue[k].front_mut() {
+            // one transfer at a time per interface and cycle
+            if let Some(front) = queue[k].front_mut() {
                 let take = (credit[k].floor() as u64).min(front.0);
                 front.0 -= take;
                 credit[k] -= take as f64;
@@ -343,7 +344,6 @@ fn stepped(g: Gemm, df: Dataflow, r: u64, c: u64, buf: &Buffers) -> (u64, u64, u
                     done.insert((f, what, k));
                     credit[k] = 0.0;
                 }
-                break;
             }
             if queue[k].is_empty() {
                 credit[k] = 0.0;
