@@ -104,6 +104,7 @@ pub fn run() -> ExitCode {
     let _ = ctrlc::set_handler(move || {
         if graceful && !crate::onnx::was_interrupted() {
             crate::onnx::interrupt();
+            CANCEL.store(true, std::sync::atomic::Ordering::SeqCst);
             eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
             return;
         }
@@ -124,6 +125,45 @@ pub fn run() -> ExitCode {
             eprintln!("error: {e:#}");
             if crate::onnx::was_interrupted() { ExitCode::from(130) } else { ExitCode::from(1) }
         }
+    }
+}
+
+/// Fine-tuning's cancel token: the Ctrl-C handler sets it, the training loop stops
+/// after the step in progress.
+pub(crate) static CANCEL: std::sync::LazyLock<crate::train::Cancel> = std::sync::LazyLock::new(Default::default);
+
+/// Fine-tuning's progress on the terminal: a bar of steps with the running loss
+/// and throughput, messages printed above it.
+pub(crate) struct ProgressBar(indicatif::ProgressBar);
+
+impl ProgressBar {
+    pub(crate) fn new(visible: bool) -> ProgressBar {
+        ProgressBar(if visible { indicatif::ProgressBar::new(0) } else { indicatif::ProgressBar::hidden() })
+    }
+}
+
+impl crate::train::Observer for ProgressBar {
+    fn start(&mut self, total: usize, at: usize) {
+        self.0.set_length(total as u64);
+        self.0.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  ETA {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        self.0.set_position(at as u64);
+    }
+    fn step(&mut self, step: usize, loss: f32, samples_per_sec: f64) {
+        self.0.set_position(step as u64);
+        self.0.set_message(format!("loss {loss:.4}  {samples_per_sec:.1} samples/s"));
+    }
+    fn line(&mut self, line: &str) {
+        if self.0.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.0.println(line);
+        }
+    }
+    fn finish(&mut self) {
+        self.0.finish_and_clear();
     }
 }
 

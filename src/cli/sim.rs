@@ -332,9 +332,10 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
     });
     let t0 = std::time::Instant::now();
     let cache = sweep::Cache::default();
-    let mut points = sweep::run_with(&models, &spec, &base, conv, a.batch, pb.as_ref(), &cache)?;
+    let progress = pb.as_ref().map(|p| p as &dyn sweep::Progress);
+    let mut points = sweep::run_with(&models, &spec, &base, conv, a.batch, progress, &cache)?;
     if let Some(budget) = budget {
-        let auto_points = sweep_auto(&a, &model, &g, &models, &mut points, budget, &spec, &base, conv, &cache, pb.as_ref())?;
+        let auto_points = sweep_auto(&a, &model, &g, &models, &mut points, budget, &spec, &base, conv, &cache, progress)?;
         points.extend(auto_points);
         sweep::mark_pareto(&mut points);
     }
@@ -377,7 +378,7 @@ fn sweep_auto(
     base: &crate::sim::SimConfig,
     conv: crate::sim::Convention,
     cache: &crate::sim::sweep::Cache,
-    pb: Option<&indicatif::ProgressBar>,
+    pb: Option<&dyn crate::sim::sweep::Progress>,
 ) -> anyhow::Result<Vec<crate::sim::sweep::SweepPoint>> {
     use std::collections::HashMap;
     let mut gs = g.clone();
@@ -417,4 +418,14 @@ fn sweep_auto(
     }
     eprintln!("auto: {} configurations, {} distinct layer sets ({} items, costs on {} noise inputs)", out.len(), by_set.len(), table.items.len(), inputs.len());
     Ok(out)
+}
+
+/// The sweep's progress bar.
+impl crate::sim::sweep::Progress for indicatif::ProgressBar {
+    fn add(&self, n: u64) {
+        self.inc_length(n);
+    }
+    fn done(&self) {
+        self.inc(1);
+    }
 }

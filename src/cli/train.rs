@@ -192,7 +192,6 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
         checkpoint_every: a.checkpoint_every,
         resume: a.resume.clone(),
         stop_after: a.stop_after,
-        progress: !a.quiet && !a.json,
     };
     eprintln!(
         "fine-tuning {} ({} training samples{}) from {}{} on ONNX Runtime {}",
@@ -203,7 +202,15 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
         a.recipe.as_ref().map(|r| format!(", recipe {r}{}", if a.set.is_empty() { String::new() } else { format!(" with {}", a.set.join(", ")) })).unwrap_or_default(),
         crate::exec::runtime::init()?.display()
     );
-    let (mut trained, mut summary) = crate::train::finetune(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts).map_err(|e| e.in_file(&a.model))?;
+    let (mut trained, mut summary) = {
+        let bar = super::ProgressBar::new(!a.quiet && !a.json);
+        let mut t = crate::train::Trainer::new(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts)
+            .map_err(|e| e.in_file(&a.model))?
+            .with_observer(Box::new(bar))
+            .with_cancel(super::CANCEL.clone());
+        t.run().map_err(|e| e.in_file(&a.model))?;
+        t.finish().map_err(|e| e.in_file(&a.model))?
+    };
     if a.calibrate_maps && !summary.interrupted && !summary.paused {
         // with --augment-stroke the calibration also sees each page's stroke variants
         let stroked = a.augment_stroke.then(|| crate::train::threshold::with_stroke_variants(&data, CALIBRATION_SAMPLES));

@@ -345,7 +345,6 @@ impl<'a> Proxy<'a> {
             labels: crate::train::LabelUse::Off,
             augment: crate::train::batch::Augment { on: false, ..crate::train::batch::Augment::ON },
             seed,
-            progress: false,
             ..Default::default()
         };
         Proxy { data, opts }

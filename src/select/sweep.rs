@@ -32,13 +32,13 @@ pub enum Budget {
 /// measures the set's outputs). `table` gives the items and their costs
 /// (every item must have one). The variant is the table's.
 #[allow(clippy::too_many_arguments)]
-pub fn auto_points(g: &Graph, table: &Table, budget: Budget, spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, cache: &Cache, progress: Option<&indicatif::ProgressBar>) -> Result<Vec<(SweepPoint, f64)>> {
+pub fn auto_points(g: &Graph, table: &Table, budget: Budget, spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, cache: &Cache, progress: Option<&dyn crate::sim::sweep::Progress>) -> Result<Vec<(SweepPoint, f64)>> {
     let costs: Vec<f64> = table.items.iter().map(|i| i.cost.ok_or_else(|| Error::option("--variants auto", "the item table has no costs"))).collect::<Result<_>>()?;
     // each item rewritten alone (the kernels do not change cycles)
     let items: Vec<Graph> = table.items.iter().map(|it| rewrite(g, table.variant, Init::Center, &it.layers).map(|r| r.0)).collect::<Result<_>>()?;
     let cfgs = configs(spec, base)?;
     if let Some(p) = progress {
-        p.inc_length(cfgs.len() as u64);
+        p.add(cfgs.len() as u64);
     }
     let sim = |g: &Graph, cfg: &SimConfig| simulate_graph(g, cfg, conv, batch, Some(cache)).map_err(|e| Error::option("--variants auto", e.to_string()));
     cfgs.par_iter()
@@ -51,7 +51,7 @@ pub fn auto_points(g: &Graph, table: &Table, budget: Budget, spec: &SweepSpec, b
             let mut p = point("auto", *kb, cfg, &sim(&converted, cfg)?);
             p.layers = Some(rewritten);
             if let Some(pb) = progress {
-                pb.inc(1);
+                pb.done();
             }
             Ok((p, choice.cost))
         })

@@ -153,21 +153,29 @@ pub fn point(variant: &str, kb: Option<f64>, cfg: &SimConfig, s: &crate::sim::Gr
     }
 }
 
+/// Where a sweep reports its progress (the command line: a progress bar).
+pub trait Progress: Sync {
+    /// `n` more jobs to do.
+    fn add(&self, n: u64);
+    /// One job done.
+    fn done(&self);
+}
+
 /// Simulate every (variant, configuration) pair. `base` gives what the sweep
 /// does not vary (DRAM bandwidth, word size, vector unit, clock). `cache` may
 /// be shared with other sweeps of the same layers.
-pub fn run(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, progress: Option<&indicatif::ProgressBar>) -> Result<(Vec<SweepPoint>, (u64, u64))> {
+pub fn run(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, progress: Option<&dyn Progress>) -> Result<(Vec<SweepPoint>, (u64, u64))> {
     let cache = Cache::default();
     let points = run_with(models, spec, base, conv, batch, progress, &cache)?;
     Ok((points, cache.counts()))
 }
 
 /// [`run`] with a given layer cache; the points are not yet marked.
-pub fn run_with(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, progress: Option<&indicatif::ProgressBar>, cache: &Cache) -> Result<Vec<SweepPoint>> {
+pub fn run_with(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, progress: Option<&dyn Progress>, cache: &Cache) -> Result<Vec<SweepPoint>> {
     let cfgs = configs(spec, base)?;
     let jobs: Vec<(usize, &(Option<f64>, SimConfig))> = (0..models.len()).flat_map(|vi| cfgs.iter().map(move |c| (vi, c))).collect();
     if let Some(p) = progress {
-        p.inc_length(jobs.len() as u64);
+        p.add(jobs.len() as u64);
     }
     let mut points: Vec<SweepPoint> = jobs
         .par_iter()
@@ -175,7 +183,7 @@ pub fn run_with(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, 
             let (name, g) = &models[*vi];
             let s = simulate_graph(g, cfg, conv, batch, Some(cache)).map_err(|e| Error::option("sweep", format!("{name}: {e}")))?;
             if let Some(p) = progress {
-                p.inc(1);
+                p.done();
             }
             Ok(point(name, *kb, cfg, &s))
         })

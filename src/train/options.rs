@@ -85,7 +85,6 @@ pub struct Options {
     pub resume: Option<PathBuf>,
     /// Pause (checkpoint saved, `Summary::paused`) once this many steps are done.
     pub stop_after: Option<usize>,
-    pub progress: bool,
 }
 
 impl Default for Options {
@@ -131,7 +130,6 @@ impl Default for Options {
             checkpoint_every: 500,
             resume: None,
             stop_after: None,
-            progress: true,
         }
     }
 }

@@ -101,7 +101,7 @@ fn a_qdq_classifier_fine_tunes_end_to_end() {
     let held = Dataset { samples: all.samples.split_off(256), classes: all.classes.clone() };
     assert_eq!(held.samples.len(), 96);
     let before = agreement(&student, &teacher, &held);
-    let opts = fusec::train::Options { epochs: 2, batch: 16, progress: false, ..Default::default() };
+    let opts = fusec::train::Options { epochs: 2, batch: 16, ..Default::default() };
     let (tuned, summary) = fusec::train::finetune(&student, &teacher, &all, Some(&held), &opts).unwrap();
     let after = agreement(&tuned, &teacher, &held);
     eprintln!("held-out agreement with the quantized original {before:.3} -> {after:.3}");

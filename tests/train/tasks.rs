@@ -122,7 +122,7 @@ fn micro_batches_accumulate_to_the_same_update_as_one_batch() {
     let teacher = two_heads(6, None);
     let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
     let data = images_8(32, 2);
-    let base = fusec::train::Options { steps: Some(2), lr: 1e-2, warmup: 0, bn: BnMode::Frozen, progress: false, ..Default::default() };
+    let base = fusec::train::Options { steps: Some(2), lr: 1e-2, warmup: 0, bn: BnMode::Frozen, ..Default::default() };
     // normalised squared errors are ratios of batch sums, not means: for an exact comparison
     // the regression head gets MSE and the block-output loss is left out
     let mut base = base;
@@ -157,13 +157,13 @@ fn ema_writes_the_moving_average_of_the_weights() {
     // the same steps with and without the average: the parameters follow the same path
     let mut last = vec![v0.clone()];
     for steps in 1..=2 {
-        let plain = fusec::train::Options { steps: Some(steps), batch: 8, lr: 1e-2, warmup: 0, bn: BnMode::Frozen, progress: false, ..Default::default() };
+        let plain = fusec::train::Options { steps: Some(steps), batch: 8, lr: 1e-2, warmup: 0, bn: BnMode::Frozen, ..Default::default() };
         last.push(vals(&fusec::train::finetune(&student, &teacher, &data, None, &plain).unwrap().0));
     }
     let (p1, p2) = (&last[1], &last[2]);
     let moved = p2.iter().zip(&v0).filter(|(x, y)| (*x - *y).abs() > 1e-4).count();
     assert!(moved > v0.len() / 4, "the update is too small to compare ({moved} of {} moved)", v0.len());
-    let with = fusec::train::Options { steps: Some(2), batch: 8, lr: 1e-2, warmup: 0, bn: BnMode::Frozen, progress: false, ema: Some(0.99), ..Default::default() };
+    let with = fusec::train::Options { steps: Some(2), batch: 8, lr: 1e-2, warmup: 0, bn: BnMode::Frozen, ema: Some(0.99), ..Default::default() };
     let avg = vals(&fusec::train::finetune(&student, &teacher, &data, None, &with).unwrap().0);
     // decays min(0.99, (1 + t) / (10 + t)): 0.1 after the first update, 2/11 after the second
     let (d1, d2) = (fusec::train::optimizer::ema_decay(0.99, 0), fusec::train::optimizer::ema_decay(0.99, 1));
@@ -222,7 +222,7 @@ fn ctc_alone_teaches_a_recognizer_to_read_its_text() {
     let decode = fusec::tasks::Params { dict: dict.clone(), ..Default::default() };
     let read = |m: &ModelProto| fusec::tasks::evaluate("m", m, None, &data, fusec::tasks::Kind::Ctc, &decode, 8).unwrap().score.unwrap().headline().1;
     assert!(read(&student) < 50.0, "the untrained student already reads {}% of the lines", read(&student));
-    let mut o = fusec::train::Options { steps: Some(300), batch: 8, lr: 3e-2, warmup: 0, train: fusec::train::TrainSet::All, bn: BnMode::Frozen, augment: fusec::train::Augment { on: false, ..fusec::train::Augment::ON }, progress: false, decode: decode.clone(), ..Default::default() };
+    let mut o = fusec::train::Options { steps: Some(300), batch: 8, lr: 3e-2, warmup: 0, train: fusec::train::TrainSet::All, bn: BnMode::Frozen, augment: fusec::train::Augment { on: false, ..fusec::train::Augment::ON }, decode: decode.clone(), ..Default::default() };
     // the teacher reads nothing useful: only the CTC on the text can teach the student
     o.loss.distill_weight = 0.0;
     o.loss.feature_weight = 0.0;
@@ -248,7 +248,7 @@ fn a_model_exported_for_batch_one_is_rebatched_or_accumulated() {
     let teacher = two_heads(7, Some(1));
     let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
     let data = images_8(16, 3);
-    let opts = fusec::train::Options { steps: Some(2), batch: 4, lr: 5e-3, warmup: 0, bn: BnMode::Frozen, progress: false, ..Default::default() };
+    let opts = fusec::train::Options { steps: Some(2), batch: 4, lr: 5e-3, warmup: 0, bn: BnMode::Frozen, ..Default::default() };
     let (tuned, s) = fusec::train::finetune(&student, &teacher, &data, None, &opts).unwrap();
     assert!(s.rebatched && s.micro_batch == 4 && s.accumulate == 1, "{} {} {}", s.rebatched, s.micro_batch, s.accumulate);
     // the written model keeps its batch of 1

@@ -185,7 +185,7 @@ fn short_finetune_lowers_the_loss_and_recovers_accuracy() {
         assert!(share >= 96 / 6, "class {c} has {share} of 96 samples: the task is too easy to mean anything");
     }
     let before = accuracy(&student, &held_out);
-    let opts = fusec::train::Options { epochs: 12, batch: 16, lr: 1e-2, warmup: 10, progress: false, ..Default::default() };
+    let opts = fusec::train::Options { epochs: 12, batch: 16, lr: 1e-2, warmup: 10, ..Default::default() };
     let (tuned, summary) = fusec::train::finetune(&student, &teacher, &data, Some(&held_out), &opts).unwrap();
     let after = accuracy(&tuned, &held_out);
     let early: f32 = summary.curve[..12].iter().map(|p| p.loss).sum::<f32>() / 12.0;
@@ -259,7 +259,7 @@ fn a_dense_fuse_resnet_recovers_its_teacher_by_distillation() {
     let train_before = accuracy(&student, &data);
     let held_out = teacher_labelled(&teacher, 96, 2);
     let before = accuracy(&student, &held_out);
-    let opts = fusec::train::Options { epochs: 60, batch: 16, lr: 1e-2, warmup: 10, progress: false, ..Default::default() };
+    let opts = fusec::train::Options { epochs: 60, batch: 16, lr: 1e-2, warmup: 10, ..Default::default() };
     let (tuned, summary) = fusec::train::finetune(&student, &teacher, &data, Some(&held_out), &opts).unwrap();
     let after = accuracy(&tuned, &held_out);
     let train_after = accuracy(&tuned, &data);
@@ -282,7 +282,7 @@ fn the_divergence_guard_rolls_a_runaway_run_back() {
     let teacher = balanced(classifier(21, 3), &images(192, 1));
     let (student, _) = common::convert(&teacher, Variant::Half, Init::Center);
     let data = teacher_labelled(&teacher, 192, 1);
-    let opts = fusec::train::Options { epochs: 8, batch: 16, lr: 0.1, warmup: 0, optimizer: fusec::train::Optimizer::Sgd, progress: false, divergence_ratio: None, ..Default::default() };
+    let opts = fusec::train::Options { epochs: 8, batch: 16, lr: 0.1, warmup: 0, optimizer: fusec::train::Optimizer::Sgd, divergence_ratio: None, ..Default::default() };
     let steps = 8 * (192 / 16);
     // without the guard: the loss ends far above its lowest, or becomes NaN
     match fusec::train::finetune(&student, &teacher, &data, None, &opts) {
@@ -328,7 +328,7 @@ fn resuming_from_a_checkpoint_gives_the_same_weights() {
     let data = teacher_labelled(&teacher, 64, 3);
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.npz");
-    let base = fusec::train::Options { steps: Some(8), batch: 16, lr: 5e-3, warmup: 2, augment: fusec::train::Augment::ON, seed: 9, ema: Some(0.9), progress: false, ..Default::default() };
+    let base = fusec::train::Options { steps: Some(8), batch: 16, lr: 5e-3, warmup: 2, augment: fusec::train::Augment::ON, seed: 9, ema: Some(0.9), ..Default::default() };
     let (straight, _) = fusec::train::finetune(&student, &teacher, &data, None, &base).unwrap();
     let first = fusec::train::Options { checkpoint: Some(ck.clone()), stop_after: Some(5), ..base.clone() };
     let (_, s1) = fusec::train::finetune(&student, &teacher, &data, None, &first).unwrap();
@@ -342,4 +342,80 @@ fn resuming_from_a_checkpoint_gives_the_same_weights() {
     let (other_s, _) = common::convert(&other, Variant::Half, Init::Center);
     let err = fusec::train::finetune(&other_s, &other, &data, None, &second).unwrap_err().to_string();
     assert!(err.contains("--resume") && err.contains("another model"), "{err}");
+}
+
+/// The `Trainer` driven step by step is `finetune`: the same weights; its
+/// observer hears every step and every epoch's evaluation; a cancel token set
+/// during a step stops the run after it, with a checkpoint to resume from.
+#[test]
+fn the_trainer_step_by_step_is_finetune_and_stops_when_cancelled() {
+    use std::sync::atomic::Ordering;
+    use std::sync::{Arc, Mutex};
+    let teacher = classifier(5, 3);
+    let (student, _) = common::convert(&teacher, Variant::Half, Init::Sum);
+    let data = teacher_labelled(&teacher, 64, 3);
+    let held = teacher_labelled(&teacher, 16, 4);
+    let opts = fusec::train::Options { epochs: 2, batch: 16, lr: 5e-3, warmup: 2, seed: 3, ..Default::default() };
+    let (straight, s0) = fusec::train::finetune(&student, &teacher, &data, Some(&held), &opts).unwrap();
+    #[derive(Default)]
+    struct Heard {
+        start: Option<(usize, usize)>,
+        steps: Vec<usize>,
+        lines: Vec<String>,
+        finished: bool,
+    }
+    struct Recorder(Arc<Mutex<Heard>>);
+    impl fusec::train::Observer for Recorder {
+        fn start(&mut self, total: usize, at: usize) {
+            self.0.lock().unwrap().start = Some((total, at));
+        }
+        fn step(&mut self, step: usize, _loss: f32, _sps: f64) {
+            self.0.lock().unwrap().steps.push(step);
+        }
+        fn line(&mut self, line: &str) {
+            self.0.lock().unwrap().lines.push(line.to_string());
+        }
+        fn finish(&mut self) {
+            self.0.lock().unwrap().finished = true;
+        }
+    }
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    let mut t = fusec::train::Trainer::new(&student, &teacher, &data, Some(&held), &opts).unwrap().with_observer(Box::new(Recorder(heard.clone())));
+    assert_eq!(t.progress(), (0, 8));
+    let mut epochs = 0;
+    while !t.done() {
+        if let fusec::train::Stepped::Step { epoch_end: true } = t.step().unwrap() {
+            t.end_epoch().unwrap();
+            epochs += 1;
+        }
+    }
+    let (stepped, s1) = t.finish().unwrap();
+    assert_eq!(straight.graph.as_ref().unwrap().initializer, stepped.graph.as_ref().unwrap().initializer);
+    assert_eq!((s1.steps, epochs), (8, 2));
+    assert_eq!(s1.curve.iter().map(|p| p.eval).collect::<Vec<_>>(), s0.curve.iter().map(|p| p.eval).collect::<Vec<_>>());
+    let h = heard.lock().unwrap();
+    assert_eq!(h.start, Some((8, 0)));
+    assert_eq!(h.steps, (1..=8).collect::<Vec<_>>());
+    assert_eq!(h.lines.iter().filter(|l| l.starts_with("epoch ")).count(), 2, "{:?}", h.lines);
+    assert!(h.finished);
+    // cancelled during step 3: the run stops after it, checkpointed, and resumes to the same weights
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.npz");
+    let with_ck = fusec::train::Options { checkpoint: Some(ck.clone()), ..opts.clone() };
+    let cancel = fusec::train::Cancel::default();
+    struct CancelAt(usize, fusec::train::Cancel);
+    impl fusec::train::Observer for CancelAt {
+        fn step(&mut self, step: usize, _loss: f32, _sps: f64) {
+            if step == self.0 {
+                self.1.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+    let mut t = fusec::train::Trainer::new(&student, &teacher, &data, Some(&held), &with_ck).unwrap().with_observer(Box::new(CancelAt(3, cancel.clone()))).with_cancel(cancel);
+    t.run().unwrap();
+    let (_, s2) = t.finish().unwrap();
+    assert!(s2.interrupted && !s2.paused && s2.steps == 3, "{} steps", s2.steps);
+    let (resumed, s3) = fusec::train::finetune(&student, &teacher, &data, Some(&held), &fusec::train::Options { resume: Some(ck), ..opts.clone() }).unwrap();
+    assert_eq!(s3.steps, 8);
+    assert_eq!(straight.graph.as_ref().unwrap().initializer, resumed.graph.as_ref().unwrap().initializer);
 }
