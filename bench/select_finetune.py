@@ -22,22 +22,9 @@ About 2.5 minutes per distinct set at 6 epochs on the 2-core machine.
 import argparse
 import json
 import os
-import subprocess
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FUSEC = os.path.join(ROOT, "target", "release", "fusec")
-CLS = "testdata/ppocr_mobile_v2_cls.onnx"
-DATA = "../shared/data/textlines/labels.tsv"
-HELD = "bench-out/heldout/lines/labels.tsv"
-
-
-def run(*args):
-    r = subprocess.run([FUSEC, *args], cwd=ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"fusec {' '.join(args)} failed:\n{r.stderr}")
-    return r.stdout
+from cls_bench import CLS, DATA, HELD, ROOT, heldout, run
 
 
 def layer_list(layers):
@@ -59,8 +46,7 @@ def main():
     ap.add_argument("--out", default="bench-out/select")
     a = ap.parse_args()
     os.makedirs(os.path.join(ROOT, a.out), exist_ok=True)
-    if not os.path.exists(os.path.join(ROOT, HELD)):
-        subprocess.run(["bash", "scripts/heldout_data.sh"], cwd=ROOT, check=True)
+    heldout()
     select = ["select", CLS, "--calib", DATA, "--preprocess", "ppocr-cls", "--proxy-steps", str(a.proxy_steps)]
     table = json.loads(run(*select, "--json"))["table"]
     n = sum(len(it["layers"]) for it in table["items"])

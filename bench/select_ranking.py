@@ -24,22 +24,9 @@ import argparse
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FUSEC = os.path.join(ROOT, "target", "release", "fusec")
-CLS = "testdata/ppocr_mobile_v2_cls.onnx"
-DATA = "../shared/data/textlines/labels.tsv"
-HELD = "bench-out/heldout/lines/labels.tsv"
-
-
-def run(*args):
-    r = subprocess.run([FUSEC, *args], cwd=ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"fusec {' '.join(args)} failed:\n{r.stderr}")
-    return r.stdout
+from cls_bench import CLS, DATA, HELD, ROOT, heldout, run
 
 
 def ranks(xs):
@@ -76,8 +63,7 @@ def main():
     ap.add_argument("--proxy-steps", default="0,20,60", help="costs measured untrained (0) and after these --proxy-steps")
     a = ap.parse_args()
     os.makedirs(os.path.join(ROOT, a.out), exist_ok=True)
-    if not os.path.exists(os.path.join(ROOT, HELD)):
-        subprocess.run(["bash", "scripts/heldout_data.sh"], cwd=ROOT, check=True)
+    heldout()
     proxies = [int(p) for p in a.proxy_steps.split(",")]
     tables = {}
     for p in proxies:
