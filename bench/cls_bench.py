@@ -1,5 +1,6 @@
 """What the classifier benchmarks of select share: paths and running fusec."""
 
+import json
 import os
 import subprocess
 import sys
@@ -23,3 +24,14 @@ def heldout():
     """Render the held-out lines (other fonts and words) if they are missing."""
     if not os.path.exists(os.path.join(ROOT, HELD)):
         subprocess.run(["bash", "scripts/heldout_data.sh"], cwd=ROOT, check=True)
+
+
+def tuned_accuracy(layers, student, tuned, epochs):
+    """The classifier with `layers` rewritten (Half) to `student`, fine-tuned
+    `epochs` epochs on the shared lines to `tuned` (kept: an existing one is
+    reused), and its top-1 on the held-out lines."""
+    run("convert", CLS, "--variant", "half", "--layers", ",".join(map(str, layers)), "-o", student, "--force")
+    if not os.path.exists(os.path.join(ROOT, tuned)):
+        run("finetune", student, "--teacher", CLS, "--data", DATA, "--task", "rot180", "--preprocess", "ppocr-cls",
+            "--epochs", str(epochs), "--seed", "0", "--quiet", "-o", tuned, "--force")
+    return json.loads(run("eval", tuned, "--data", HELD, "--task", "rot180", "--preprocess", "ppocr-cls", "--json"))["top1"]

@@ -24,7 +24,7 @@ import json
 import os
 import time
 
-from cls_bench import CLS, DATA, HELD, ROOT, heldout, run
+from cls_bench import CLS, DATA, HELD, ROOT, heldout, run, tuned_accuracy
 
 
 def layer_list(layers):
@@ -72,12 +72,8 @@ def main():
             continue
         student = os.path.join(a.out, f"cmp{key}.onnx")
         tuned = os.path.join(a.out, f"cmp{key}.e{a.epochs}.tuned.onnx")
-        run("convert", CLS, "--variant", "half", "--layers", ",".join(map(str, layers)), "-o", student, "--force")
         t0 = time.time()
-        if not os.path.exists(os.path.join(ROOT, tuned)):
-            run("finetune", student, "--teacher", CLS, "--data", DATA, "--task", "rot180", "--preprocess", "ppocr-cls",
-                "--epochs", str(a.epochs), "--seed", "0", "--quiet", "-o", tuned, "--force")
-        acc = json.loads(run("eval", tuned, "--data", HELD, "--task", "rot180", "--preprocess", "ppocr-cls", "--json"))["top1"]
+        acc = tuned_accuracy(layers, student, tuned, a.epochs)
         rep = json.loads(run("report", tuned, "--baseline", CLS, "--input-shape", "1,3,48,192", "--format", "json"))
         params = json.loads(run("inspect", tuned, "--json"))["totals"]["params"]
         results[key] = (rep["speedup"], params, acc)

@@ -26,7 +26,7 @@ import os
 import random
 import time
 
-from cls_bench import CLS, DATA, HELD, ROOT, heldout, run
+from cls_bench import CLS, DATA, HELD, ROOT, heldout, run, tuned_accuracy
 
 
 def ranks(xs):
@@ -88,12 +88,8 @@ def main():
         name = "-".join(map(str, s))
         student = os.path.join(a.out, f"set{name}.onnx")
         tuned = os.path.join(a.out, f"set{name}.tuned.onnx")
-        run("convert", CLS, "--variant", "half", "--layers", ",".join(map(str, s)), "-o", student, "--force")
         t0 = time.time()
-        if not os.path.exists(os.path.join(ROOT, tuned)):
-            run("finetune", student, "--teacher", CLS, "--data", DATA, "--task", "rot180", "--preprocess", "ppocr-cls",
-                "--epochs", str(a.epochs), "--quiet", "-o", tuned, "--force")
-        acc = json.loads(run("eval", tuned, "--data", HELD, "--task", "rot180", "--preprocess", "ppocr-cls", "--json"))["top1"]
+        acc = tuned_accuracy(s, student, tuned, a.epochs)
         rep = json.loads(run("report", tuned, "--baseline", CLS, "--input-shape", "1,3,48,192", "--format", "json"))
         rows.append((s, cost, drop, gain, rep["speedup"], acc))
         print(f"set {list(s)}: predicted cost {cost:.3f}, drop {drop:.1f} pts, speedup {rep['speedup']:.3f}x, "
