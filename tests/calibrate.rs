@@ -107,7 +107,7 @@ fn eval_reports_accuracy_and_teacher_agreement_on_images() {
 #[test]
 fn sequential_calibration_fits_each_layer_on_the_students_inputs() {
     // two depthwise layers: the second is fitted on what the rewritten first one produces
-    let mut b = fusec::builder::ModelBuilder::new(13, 5);
+    let mut b = fusec::models::builder::ModelBuilder::new(13, 5);
     let d = |v| fusec::onnx::Dim::Known(v);
     let x = b.input("x", &[d(1), d(3), d(9), d(11)]);
     let e = b.conv(&x, 3, 6, (1, 1), (1, 1), (0, 0), 1, true);

@@ -200,6 +200,17 @@ fn usage_help_and_version() {
     for cmd in ["convert", "inspect"] {
         fusec().args([cmd, "--help"]).assert().success().stdout(predicate::str::contains("Examples:"));
     }
+    // finetune's help lists the front-door options (the issue's ~18, plus --print-recipe,
+    // --preprocess, -v and -h); preprocessing and decoding details are hidden there, not gone
+    let help = String::from_utf8(fusec().args(["finetune", "-h"]).output().unwrap().stdout).unwrap();
+    let options = help.split("Options:").nth(1).and_then(|o| o.split("\n\n").next()).unwrap();
+    let listed: Vec<&str> = options.lines().map(str::trim_start).filter(|l| l.starts_with('-')).collect();
+    assert!((18..=22).contains(&listed.len()), "{} options listed: {listed:?}", listed.len());
+    for hidden in ["--size", "--resize", "--mean", "--dict", "--thresh", "--iou"] {
+        assert!(!listed.iter().any(|l| l.starts_with(hidden)), "{hidden} listed");
+        fusec().args(["eval", "--help"]).assert().success().stdout(predicate::str::contains(hidden));
+    }
+    fusec().args(["finetune", "--print-recipe", "--task", "ctc", "--size", "48x320", "--thresh", "0.4"]).assert().success();
 }
 
 #[test]
@@ -316,6 +327,16 @@ fn simulate_sweep_and_the_sim_engine() {
     let (se, re): (serde_json::Value, serde_json::Value) = (serde_json::from_slice(&sim_edge.stdout).unwrap(), serde_json::from_slice(&r.stdout).unwrap());
     assert_eq!(re["total_cycles"], se["total_cycles"]);
     assert_ne!(re["total_cycles"].as_u64(), Some(total), "32x32 with 64 KB is not the default 64x64");
+    // one preset table for both engines: the analytical model reads the same preset's array
+    // and clock, and the simulator takes the paper's other sizes
+    let an = fusec().args(["report", h, "--hw-config", "edge-32x32", "--format", "json"]).output().unwrap();
+    assert!(an.status.success(), "{}", String::from_utf8_lossy(&an.stderr));
+    let av: serde_json::Value = serde_json::from_slice(&an.stdout).unwrap();
+    assert_eq!((av["engine"].as_str(), av["array"]["rows"].as_u64(), av["array"]["cols"].as_u64()), (Some("analytical"), Some(32), Some(32)));
+    let an32 = fusec().args(["report", h, "--array", "32x32", "--format", "json"]).output().unwrap();
+    assert_eq!(av["total_cycles"], serde_json::from_slice::<serde_json::Value>(&an32.stdout).unwrap()["total_cycles"]);
+    let s128 = fusec().args(["simulate", h, "--config", "paper-128x128", "--format", "json"]).output().unwrap();
+    assert!(s128.status.success(), "{}", String::from_utf8_lossy(&s128.stderr));
     // formats and gates
     fusec().args(["simulate", h, "--format", "md"]).args(mem).assert().success().stdout(predicate::str::contains("| node |"));
     let csv = fusec().args(["simulate", h, "--format", "csv"]).args(mem).output().unwrap();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use fusec::hw::analytical::{fuse_cycles, gemm_cycles, ConvDims};
+use fusec::cost::hw::analytical::{fuse_cycles, gemm_cycles, ConvDims};
 
 fn conv(h: u64, w: u64, k: (u64, u64), c: u64, s: (u64, u64), m: u64) -> ConvDims {
     ConvDims { ifmap_h: h, ifmap_w: w, filt_h: k.0, filt_w: k.1, channels: c, stride_h: s.0, stride_w: s.1, filters: m, batch: 1 }
@@ -41,18 +41,18 @@ fn fuse_cycles_both_orientations_and_strides() {
 
 #[test]
 fn schedule_costs_a_fuse_block_as_the_reference_does() {
-    use fusec::hw::schedule::{schedule, LayerKind};
-    use fusec::hw::{ArrayConfig, HwKind};
+    use fusec::cost::hw::schedule::{schedule, LayerKind};
+    use fusec::cost::hw::{HwConfig, HwKind};
     use fusec::passes::fuse_depthwise::{Init, Variant};
     // input 1x32x112x112 -> dw 3x3 (stride 1) -> pw 32->16
-    let mut b = fusec::builder::ModelBuilder::new(13, 0);
+    let mut b = fusec::models::builder::ModelBuilder::new(13, 0);
     let x = b.input("x", &[fusec::onnx::Dim::Known(1), fusec::onnx::Dim::Known(32), fusec::onnx::Dim::Known(112), fusec::onnx::Dim::Known(112)]);
     let d = b.conv(&x, 32, 32, (3, 3), (1, 1), (1, 1), 32, false);
     let y = b.conv(&d, 32, 16, (1, 1), (1, 1), (0, 0), 1, false);
     b.output(&y);
     let m = b.build();
-    let systolic = ArrayConfig::new(64, 64, HwKind::Systolic, 1000.0).unwrap();
-    let fuse = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let systolic = HwConfig::array(64, 64, HwKind::Systolic, 1000.0).unwrap();
+    let fuse = HwConfig::array(64, 64, HwKind::Fuse, 1000.0).unwrap();
     let base = schedule(&common::graph_of(&m), &systolic, 1).unwrap();
     let dw = base.iter().find(|l| l.kind == LayerKind::Depthwise).unwrap();
     assert_eq!(dw.cycles, 14308 * 32);
@@ -77,14 +77,14 @@ fn schedule_costs_a_fuse_block_as_the_reference_does() {
 #[test]
 fn paper_models_match_the_reference_implementation_layer_by_layer() {
     let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::testdata("paper/reference_cycles.json")).unwrap()).unwrap();
-    let rows = fusec::paper::table(64).unwrap();
+    let rows = fusec::models::paper::table(64).unwrap();
     assert_eq!(rows.len(), 6);
     assert_eq!(rows[5].network, "resnet-50", "checked against its own golden file below");
     for row in &rows[..5] {
         for m in &row.models {
             let g = &golden["networks"][&row.network][&m.variant];
             let want: Vec<u64> = g["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-            let got: Vec<u64> = m.layers.iter().filter(|l| l.kind != fusec::hw::schedule::LayerKind::Other).map(|l| l.cycles).collect();
+            let got: Vec<u64> = m.layers.iter().filter(|l| l.kind != fusec::cost::hw::schedule::LayerKind::Other).map(|l| l.cycles).collect();
             assert_eq!(got, want, "{} {}: per-layer cycles differ from the reference", row.network, m.variant);
             assert_eq!(m.total_cycles, g["total_cycles"].as_u64().unwrap(), "{} {}", row.network, m.variant);
             // parameters as PyTorch counts them; the reference's MobileNetV2 Half/Full
@@ -107,12 +107,12 @@ fn paper_models_match_the_reference_implementation_layer_by_layer() {
 fn resnet50_variants_match_the_reference_latency_model_on_three_arrays() {
     let golden: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(common::testdata("paper/reference_cycles_resnet50.json")).unwrap()).unwrap();
     for size in [16u64, 64, 256] {
-        let row = fusec::paper::row("resnet-50", size).unwrap();
+        let row = fusec::models::paper::row("resnet-50", size).unwrap();
         assert_eq!(row.models.iter().map(|m| m.variant.as_str()).collect::<Vec<_>>(), ["baseline", "full", "half"]);
         for m in &row.models {
             let g = &golden["arrays"][size.to_string()]["resnet-50"][&m.variant];
             let want: Vec<u64> = g["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
-            let got: Vec<u64> = m.layers.iter().filter(|l| l.kind != fusec::hw::schedule::LayerKind::Other).map(|l| l.cycles).collect();
+            let got: Vec<u64> = m.layers.iter().filter(|l| l.kind != fusec::cost::hw::schedule::LayerKind::Other).map(|l| l.cycles).collect();
             assert_eq!(got, want, "resnet-50 {} on {size}x{size}: per-layer cycles differ from the reference", m.variant);
             assert_eq!(m.total_cycles, g["total_cycles"].as_u64().unwrap());
             assert_eq!(m.params, g["params"].as_u64().unwrap(), "resnet-50 {} params", m.variant);
@@ -120,25 +120,25 @@ fn resnet50_variants_match_the_reference_latency_model_on_three_arrays() {
         assert!(row.speedup[2].is_none() && row.speedup[3].is_none(), "no hybrids for ResNet-50");
     }
     // on 64x64: Half 1.50x, Full 1.17x faster than the dense baseline
-    let r = fusec::paper::row("resnet-50", 64).unwrap();
+    let r = fusec::models::paper::row("resnet-50", 64).unwrap();
     assert_eq!(r.models[0].total_cycles, 1_568_710);
     assert_eq!(format!("{:.3} {:.3}", r.speedup[1].unwrap(), r.speedup[0].unwrap()), "1.497 1.166");
 }
 
 #[test]
 fn fuse_orientations_swap_height_and_width() {
-    use fusec::hw::schedule::{schedule, LayerKind};
-    use fusec::hw::{ArrayConfig, HwKind};
+    use fusec::cost::hw::schedule::{schedule, LayerKind};
+    use fusec::cost::hw::{HwConfig, HwKind};
     use fusec::passes::fuse_depthwise::{Init, Variant};
     // 1x16x20x130 input, 3x3 depthwise stride 2: the branches see different extents
-    let mut b = fusec::builder::ModelBuilder::new(13, 0);
+    let mut b = fusec::models::builder::ModelBuilder::new(13, 0);
     let d = |v| fusec::onnx::Dim::Known(v);
     let x = b.input("x", &[d(1), d(16), d(20), d(130)]);
     let y = b.conv(&x, 16, 16, (3, 3), (2, 2), (1, 1), 16, false);
     let y = b.conv(&y, 16, 8, (1, 1), (1, 1), (0, 0), 1, false);
     b.output(&y);
     let (half, _) = common::convert(&b.build(), Variant::Half, Init::Center);
-    let fuse = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let fuse = HwConfig::array(64, 64, HwKind::Fuse, 1000.0).unwrap();
     let l = schedule(&common::graph_of(&half), &fuse, 1).unwrap();
     let row = l.iter().find(|l| l.kind == LayerKind::FuseRow).unwrap();
     let col = l.iter().find(|l| l.kind == LayerKind::FuseCol).unwrap();
@@ -175,8 +175,8 @@ fn pytorch_exports() -> (std::path::PathBuf, Option<tempfile::TempDir>) {
 /// bottleneck 3×3 convs converted with `dense`.
 #[test]
 fn pytorch_exports_cost_exactly_what_the_reference_computes() {
-    use fusec::hw::schedule::{schedule, LayerKind};
-    use fusec::hw::{ArrayConfig, HwKind};
+    use fusec::cost::hw::schedule::{schedule, LayerKind};
+    use fusec::cost::hw::{HwConfig, HwKind};
     use fusec::passes::fuse_depthwise::{candidates, Assign, Candidate, FuseDepthwise, Init, Options, Variant};
     use fusec::passes::LayerSelection;
     let (dir, _keep) = pytorch_exports();
@@ -188,9 +188,9 @@ fn pytorch_exports_cost_exactly_what_the_reference_computes() {
     let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     let models = manifest["models"].as_object().unwrap();
     assert_eq!(models.len(), 105 + 13);
-    let systolic = ArrayConfig::new(64, 64, HwKind::Systolic, 1000.0).unwrap();
-    let fuse = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
-    let array_layers = |g: &fusec::ir::Graph, hw: &ArrayConfig| -> Vec<u64> {
+    let systolic = HwConfig::array(64, 64, HwKind::Systolic, 1000.0).unwrap();
+    let fuse = HwConfig::array(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let array_layers = |g: &fusec::ir::Graph, hw: &HwConfig| -> Vec<u64> {
         schedule(g, hw, 1).unwrap().iter().filter(|l| l.kind != LayerKind::Other).map(|l| l.cycles).collect()
     };
     let want_layers = |net: &str, var: &str| -> Vec<u64> { golden(net, var)["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect() };
@@ -227,16 +227,16 @@ fn pytorch_exports_cost_exactly_what_the_reference_computes() {
 /// stride-2 padding does not change the baseline model's cycles).
 #[test]
 fn keras_exports_convert_and_report() {
-    use fusec::hw::schedule::schedule;
-    use fusec::hw::{ArrayConfig, HwKind};
+    use fusec::cost::hw::schedule::schedule;
+    use fusec::cost::hw::{HwConfig, HwKind};
     use fusec::passes::fuse_depthwise::{depthwise_convs, Init, Variant};
     let tmp = tempfile::tempdir().unwrap();
     let archive = std::fs::File::open(common::testdata("exports/keras-tf2onnx.tar.gz")).unwrap();
     tar::Archive::new(flate2::read::GzDecoder::new(archive)).unpack(tmp.path()).unwrap();
     std::fs::File::create(tmp.path().join("weights.zeros")).unwrap().set_len(1 << 30).unwrap();
-    let systolic = ArrayConfig::new(64, 64, HwKind::Systolic, 1000.0).unwrap();
-    let fuse = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
-    let total = |g: &fusec::ir::Graph, hw: &ArrayConfig| -> u64 { schedule(g, hw, 1).unwrap().iter().map(|l| l.cycles).sum() };
+    let systolic = HwConfig::array(64, 64, HwKind::Systolic, 1000.0).unwrap();
+    let fuse = HwConfig::array(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let total = |g: &fusec::ir::Graph, hw: &HwConfig| -> u64 { schedule(g, hw, 1).unwrap().iter().map(|l| l.cycles).sum() };
     for (net, layers) in [("mobilenet-v2", 17), ("mobilenet-v3-small", 11), ("mobilenet-v3-large", 15)] {
         let (_, g) = fusec::ir::load_graph(&tmp.path().join(format!("keras-{net}.tf2onnx13.onnx"))).unwrap();
         assert_eq!(depthwise_convs(&g).unwrap().len(), layers, "{net}");

@@ -141,7 +141,7 @@ fn external_data_outside_the_model_folder_is_refused() {
 #[test]
 fn streamed_save_equals_the_protobuf_encoding() {
     // large initializers take the streaming path; fill the fields around raw_data too
-    let mut m = fusec::zoo::build("mobilenet-v1", 0).unwrap();
+    let mut m = fusec::models::zoo::build("mobilenet-v1", 0).unwrap();
     m.doc_string = Some("doc".into());
     m.metadata_props.push(onnx::kv("k", "v"));
     let g = m.graph.as_mut().unwrap();
@@ -158,7 +158,7 @@ fn streamed_save_equals_the_protobuf_encoding() {
 #[test]
 fn models_over_the_size_limit_are_saved_with_external_data() {
     // the 2 GB limit, scaled down: a threshold of 100 kB makes the MobileNetV1 weights go external
-    let m = fusec::zoo::build("mobilenet-v1", 0).unwrap();
+    let m = fusec::models::zoo::build("mobilenet-v1", 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.onnx");
     onnx::save(&model_of(m.clone()), &p, &SaveOptions { overwrite: false, external_threshold: Some(100_000) }).unwrap();

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use fusec::hw::{schedule, ArrayConfig, HwKind};
+use fusec::cost::hw::{schedule, HwConfig, HwKind};
 use fusec::ir::Graph;
 use fusec::passes::fuse_depthwise::Candidate;
 use fusec::onnx::{a_int, a_ints, dtype, make_node, make_value_info, Dim, GraphProto, NodeProto, TensorProto};
@@ -136,7 +136,7 @@ fn load(name: &str) -> Graph {
 }
 
 /// (op kind, cycles) of every layer that runs on the array, in order.
-fn array_layers(g: &Graph, hw: &ArrayConfig) -> Vec<(schedule::LayerKind, u64, u64)> {
+fn array_layers(g: &Graph, hw: &HwConfig) -> Vec<(schedule::LayerKind, u64, u64)> {
     schedule::schedule(g, hw, 1).unwrap().into_iter().filter(|l| l.cycles > 0).map(|l| (l.kind, l.cycles, l.macs)).collect()
 }
 
@@ -147,7 +147,7 @@ fn int8_models_cost_what_the_float_model_costs() {
     let qop = load("quant/ppocr_cls.qop.onnx");
     for kind in [HwKind::Fuse, HwKind::Systolic] {
         for size in [16, 64] {
-            let hw = ArrayConfig::new(size, size, kind, 1000.0).unwrap();
+            let hw = HwConfig::array(size, size, kind, 1000.0).unwrap();
             let want = array_layers(&float, &hw);
             assert_eq!(want.len(), 54, "53 convs and the classifier");
             assert_eq!(array_layers(&qdq, &hw), want, "QDQ on {size}x{size} {kind:?}");
@@ -162,8 +162,8 @@ fn int8_models_cost_what_the_float_model_costs() {
     assert_eq!(stats(&qdq).params, stats(&qop).params);
     assert!(stats(&qdq).params.abs_diff(stats(&float).params) < stats(&float).params / 50, "{} vs {}", stats(&qdq).params, stats(&float).params);
     // the simulator: the same array compute
-    let cfg = fusec::sim::SimConfig::new(64, 64, HwKind::Fuse, fusec::sim::Dataflow::Os).unwrap();
-    let sim = |g: &Graph| fusec::sim::simulate_graph(g, &cfg, fusec::sim::Convention::FUSEC, 1, None).unwrap();
+    let cfg = fusec::cost::hw::HwConfig::new(64, 64, HwKind::Fuse, fusec::cost::hw::Dataflow::Os).unwrap();
+    let sim = |g: &Graph| fusec::cost::sim::simulate_graph(g, &cfg, fusec::cost::sim::Convention::FUSEC, 1, None).unwrap();
     let want = sim(&float).array_compute_cycles;
     assert_eq!(sim(&qdq).array_compute_cycles, want);
     assert_eq!(sim(&qop).array_compute_cycles, want);
@@ -284,13 +284,14 @@ fn quantized_models_convert_to_half_and_match_the_quantized_original_where_half_
 /// fixed word size both move the same.
 #[test]
 fn int8_models_move_a_quarter_of_the_float_bytes_with_typed_words() {
-    use fusec::sim::{config::Memory, simulate_graph, Convention, Dataflow, SimConfig};
+    use fusec::cost::hw::{Dataflow, HwConfig, Memory};
+    use fusec::cost::sim::{simulate_graph, Convention};
     let float = load("ppocr_mobile_v2_cls.onnx");
     let qdq = load("quant/ppocr_cls.qdq.onnx");
     let qop = load("quant/ppocr_cls.qop.onnx");
     let run = |g: &Graph, kb: f64, typed: bool| {
         let memory = Some(Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: typed, dram_bytes_per_cycle: 16.0 });
-        let cfg = SimConfig { memory, ..SimConfig::new(64, 64, HwKind::Fuse, Dataflow::Os).unwrap() };
+        let cfg = HwConfig { memory, ..HwConfig::new(64, 64, HwKind::Fuse, Dataflow::Os).unwrap() };
         let s = simulate_graph(g, &cfg, Convention::FUSEC, 1, None).unwrap();
         let words: u64 = s.nodes.iter().map(|n| n.sim.memory.ifmap.dram + n.sim.memory.filter.dram + n.sim.memory.ofmap.dram).sum();
         let bytes: u64 = s.nodes.iter().map(|n| (n.sim.memory.ifmap.dram + n.sim.memory.filter.dram + n.sim.memory.ofmap.dram) * n.sim.word_bytes).sum();

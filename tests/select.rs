@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use fusec::builder::{Act, ModelBuilder};
-use fusec::hw::{ArrayConfig, HwKind};
+use fusec::models::builder::{Act, ModelBuilder};
+use fusec::cost::hw::{HwConfig, HwKind};
 use fusec::ir::Graph;
 use fusec::onnx::Dim;
 use fusec::passes::fuse_depthwise::{Init, Variant};
@@ -14,7 +14,7 @@ use fusec::select::solve::{self, Goal};
 use predicates::prelude::*;
 
 fn zoo_graph(name: &str) -> (fusec::onnx::ModelProto, Graph) {
-    let m = fusec::zoo::build(name, 0).unwrap();
+    let m = fusec::models::zoo::build(name, 0).unwrap();
     let g = graph_of(&m);
     (m, g)
 }
@@ -22,7 +22,7 @@ fn zoo_graph(name: &str) -> (fusec::onnx::ModelProto, Graph) {
 #[test]
 fn gains_are_what_the_array_model_measures_and_add_up_for_half() {
     let (_, g) = zoo_graph("mobilenet-v2");
-    let hw = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let hw = HwConfig::array(64, 64, HwKind::Fuse, 1000.0).unwrap();
     let t = fusec::select::gains(&g, &hw, Variant::Half, 1).unwrap();
     assert_eq!(t.items.len(), 17, "{:?}", t.skipped);
     // each gain: the model as it is minus the model with that layer alone rewritten
@@ -64,7 +64,7 @@ fn layers_rewritten_together_are_one_item() {
     b.output(&out);
     let m = b.build();
     let g = graph_of(&m);
-    let hw = ArrayConfig::new(16, 16, HwKind::Fuse, 1000.0).unwrap();
+    let hw = HwConfig::array(16, 16, HwKind::Fuse, 1000.0).unwrap();
     let full = fusec::select::gains(&g, &hw, Variant::Full, 1).unwrap();
     assert_eq!(full.items.len(), 1, "{:?} {:?}", full.items, full.skipped);
     assert_eq!(full.items[0].layers, [0, 1]);
@@ -140,7 +140,7 @@ fn a_layer_whose_kernel_is_already_separable_costs_nothing() {
     let exact = Block { kernel: Kernel::HalfExact, ..Default::default() };
     let m = exact.model(3);
     let g = graph_of(&m);
-    let hw = ArrayConfig::new(16, 16, HwKind::Fuse, 1000.0).unwrap();
+    let hw = HwConfig::array(16, 16, HwKind::Fuse, 1000.0).unwrap();
     let mut t = fusec::select::gains(&g, &hw, Variant::Half, 1).unwrap();
     let inputs: Vec<_> = (0..2).map(|i| exact.input(i)).collect();
     fusec::select::score(&m, &g, &mut t, Init::Center, &inputs).unwrap();
@@ -286,7 +286,7 @@ fn a_parameter_budget_moves_the_choice_and_can_rule_every_set_out() {
 /// the front spans hardware and layer choice.
 #[test]
 fn sweep_auto_picks_per_configuration_and_reports_what_it_simulates() {
-    use fusec::sim::{simulate_graph, Convention};
+    use fusec::cost::sim::{simulate_graph, Convention};
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sweep.json");
     let cls = testdata("ppocr_mobile_v2_cls.onnx");
@@ -301,7 +301,7 @@ fn sweep_auto_picks_per_configuration_and_reports_what_it_simulates() {
     assert!(points.iter().all(|p| p["cost"].is_number()), "every point has a measured cost");
     let (model, mut g) = fusec::ir::load_graph(&cls).unwrap();
     "1x3x48x192".parse::<fusec::convert::InputShape>().unwrap().apply(&mut g).unwrap();
-    let hw = ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0).unwrap();
+    let hw = HwConfig::array(64, 64, HwKind::Fuse, 1000.0).unwrap();
     // the costs as the sweep measures them: --samples 2 noise inputs, seeds 0 and 1
     let mut table = fusec::select::gains(&g, &hw, Variant::Half, 1).unwrap();
     let inputs: Vec<_> = (0..2).map(|i| fusec::select::noise(&[1, 3, 48, 192], i)).collect();
@@ -309,15 +309,15 @@ fn sweep_auto_picks_per_configuration_and_reports_what_it_simulates() {
     let costs: Vec<f64> = table.items.iter().map(|i| i.cost.unwrap()).collect();
     let items = table.items;
     let reference = fusec::select::outputs(&model.proto, &g, &inputs).unwrap();
-    let spec = fusec::sim::sweep::SweepSpec { arrays: vec![(16, 16), (64, 64)], kinds: vec![HwKind::Fuse], dataflows: vec![fusec::sim::Dataflow::Os, fusec::sim::Dataflow::Ws], sram_kb: vec![Some(64.0)] };
-    let base = fusec::sim::SimConfig {
-        memory: Some(fusec::sim::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 }),
-        vector: fusec::sim::config::VectorUnit { lanes: 64, ..Default::default() },
-        ..fusec::sim::SimConfig::new(64, 64, HwKind::Fuse, fusec::sim::Dataflow::Os).unwrap()
+    let spec = fusec::cost::sim::sweep::SweepSpec { arrays: vec![(16, 16), (64, 64)], kinds: vec![HwKind::Fuse], dataflows: vec![fusec::cost::hw::Dataflow::Os, fusec::cost::hw::Dataflow::Ws], sram_kb: vec![Some(64.0)] };
+    let base = fusec::cost::hw::HwConfig {
+        memory: Some(fusec::cost::hw::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 }),
+        vector: fusec::cost::hw::config::VectorUnit { lanes: 64, ..Default::default() },
+        ..fusec::cost::hw::HwConfig::new(64, 64, HwKind::Fuse, fusec::cost::hw::Dataflow::Os).unwrap()
     };
-    let sim = |g: &Graph, cfg: &fusec::sim::SimConfig| simulate_graph(g, cfg, Convention::FUSEC, 1, None).unwrap().total_cycles;
+    let sim = |g: &Graph, cfg: &fusec::cost::hw::HwConfig| simulate_graph(g, cfg, Convention::FUSEC, 1, None).unwrap().total_cycles;
     let mut sets = std::collections::BTreeSet::new();
-    for (_, cfg) in fusec::sim::sweep::configs(&spec, &base).unwrap() {
+    for (_, cfg) in fusec::cost::sim::sweep::configs(&spec, &base).unwrap() {
         let p = auto.iter().find(|p| p["rows"] == cfg.rows && p["dataflow"] == cfg.dataflow.to_string()).unwrap();
         let layers: Vec<usize> = p["layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
         let before = sim(&g, &cfg);

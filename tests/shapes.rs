@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use fusec::builder::{Act, ModelBuilder};
+use fusec::models::builder::{Act, ModelBuilder};
 use fusec::ir::Graph;
 use fusec::onnx::{a_int, a_ints, a_tensor, dtype, Dim, ModelProto};
 use fusec::passes::fuse_depthwise::{Init, Variant};
@@ -246,8 +246,8 @@ fn unknown_shapes_name_the_node_that_stopped_inference() {
     let z = b.conv(&y, 4, 4, (3, 3), (1, 1), (1, 1), 4, false);
     b.output(&z);
     let g = graph_of(&b.build());
-    let hw = fusec::hw::ArrayConfig::new(8, 8, fusec::hw::HwKind::Fuse, 1.0).unwrap();
-    let e = fusec::hw::schedule::schedule(&g, &hw, 1).unwrap_err().to_string();
+    let hw = fusec::cost::hw::HwConfig::array(8, 8, fusec::cost::hw::HwKind::Fuse, 1.0).unwrap();
+    let e = fusec::cost::hw::schedule::schedule(&g, &hw, 1).unwrap_err().to_string();
     assert!(e.contains("inference stopped at") && e.contains("(NonZero)"), "{e}");
     assert!(!e.contains("pass --input-shape"), "{e}");
     let r = fusec::inspect::inspect(&model_of(ModelProto::default()), &g).unwrap();

@@ -8,8 +8,8 @@
 
 mod common;
 
-use fusec::sim::compute::{self, Dataflow, Fuse1d, Gemm};
-use fusec::sim::memory::{self, Buffers};
+use fusec::cost::sim::compute::{self, Dataflow, Fuse1d, Gemm};
+use fusec::cost::sim::memory::{self, Buffers};
 use proptest::prelude::*;
 
 // ------------------------------------------------------------ PE-level reference
@@ -236,7 +236,7 @@ proptest! {
 
 // ------------------------------------------------------------ memory, cycle-stepped reference
 
-/// The memory model of `fusec::sim::memory` as a cycle-by-cycle simulation:
+/// The memory model of `fusec::cost::sim::memory` as a cycle-by-cycle simulation:
 /// three interfaces, each a FIFO of transfers served `bw` words per cycle,
 /// a transfer occupying whole cycles (`ceil(words / bw)`, as lines of `bw`
 /// words); a fold's ahead-transfers are queued when the previous fold
@@ -417,14 +417,14 @@ fn without_a_memory_limit_nothing_stalls_and_everything_is_read_once() {
 /// for OS).
 #[test]
 fn scalesim_single_layer_by_hand() {
-    let conv = fusec::sim::workload::ConvLayer { ifmap_h: 10, ifmap_w: 12, filt_h: 3, filt_w: 3, channels: 4, filters: 10, stride_h: 1, stride_w: 1, batch: 1, ceil_windows: true };
-    let cfg = |df| fusec::sim::SimConfig::new(8, 8, fusec::hw::HwKind::Systolic, df).unwrap();
-    let work = fusec::sim::Work::Array { gemm: conv.gemm(), repeat: 1, conv: Some(conv) };
+    let conv = fusec::cost::sim::workload::ConvLayer { ifmap_h: 10, ifmap_w: 12, filt_h: 3, filt_w: 3, channels: 4, filters: 10, stride_h: 1, stride_w: 1, batch: 1, ceil_windows: true };
+    let cfg = |df| fusec::cost::hw::HwConfig::new(8, 8, fusec::cost::hw::HwKind::Systolic, df).unwrap();
+    let work = fusec::cost::sim::Work::Array { gemm: conv.gemm(), repeat: 1, conv: Some(conv) };
     for (df, want) in [(Dataflow::Os, 999), (Dataflow::Ws, 1019), (Dataflow::Is, 1599)] {
-        let l = fusec::sim::simulate_work(&work, &cfg(df), fusec::sim::Convention::SCALESIM);
+        let l = fusec::cost::sim::simulate_work(&work, &cfg(df), fusec::cost::sim::Convention::SCALESIM);
         assert_eq!(l.compute_cycles, want, "{df:?}");
     }
-    let l = fusec::sim::simulate_work(&work, &cfg(Dataflow::Os), fusec::sim::Convention::SCALESIM);
+    let l = fusec::cost::sim::simulate_work(&work, &cfg(Dataflow::Os), fusec::cost::sim::Convention::SCALESIM);
     assert!((l.mapping_efficiency - 0.625).abs() < 1e-12);
     // SRAM reads as SCALE-Sim counts them: ifmap 5760, filter 3600 (its ofmap count adds R+C per fold: 1120)
     assert_eq!((l.memory.ifmap.sram, l.memory.filter.sram, l.memory.ofmap.sram), (5760, 3600, 800));
@@ -435,19 +435,19 @@ fn scalesim_single_layer_by_hand() {
 /// (Half and Full, 64x64 and 16x32 arrays).
 #[test]
 fn fuse_dataflow_equals_the_analytical_model_on_the_reference_networks() {
-    use fusec::hw::schedule::{schedule, LayerKind};
+    use fusec::cost::hw::schedule::{schedule, LayerKind};
     use fusec::passes::fuse_depthwise::{Init, Variant};
     let mut checked = 0;
     for net in ["mobilenet-v1", "mobilenet-v2", "mnasnet-b1", "mobilenet-v3-small", "mobilenet-v3-large"] {
-        let m = fusec::zoo::build(net, 0).unwrap();
+        let m = fusec::models::zoo::build(net, 0).unwrap();
         for variant in [Variant::Half, Variant::Full] {
             let (conv, _) = common::convert(&m, variant, Init::Center);
             let g = common::graph_of(&conv);
             for (rows, cols) in [(64, 64), (16, 32)] {
-                let hw = fusec::hw::ArrayConfig::new(rows, cols, fusec::hw::HwKind::Fuse, 1000.0).unwrap();
+                let hw = fusec::cost::hw::HwConfig::array(rows, cols, fusec::cost::hw::HwKind::Fuse, 1000.0).unwrap();
                 let analytical = schedule(&g, &hw, 1).unwrap();
-                let cfg = fusec::sim::SimConfig::new(rows, cols, fusec::hw::HwKind::Fuse, Dataflow::Os).unwrap();
-                let sim = fusec::sim::simulate_graph(&g, &cfg, fusec::sim::Convention::FUSEC, 1, None).unwrap();
+                let cfg = fusec::cost::hw::HwConfig::new(rows, cols, fusec::cost::hw::HwKind::Fuse, Dataflow::Os).unwrap();
+                let sim = fusec::cost::sim::simulate_graph(&g, &cfg, fusec::cost::sim::Convention::FUSEC, 1, None).unwrap();
                 for (a, s) in analytical.iter().zip(&sim.nodes) {
                     assert_eq!(a.name, s.name);
                     if matches!(a.kind, LayerKind::FuseRow | LayerKind::FuseCol) {
@@ -475,10 +475,10 @@ fn scalesim_calc_mode_layer_by_layer() {
     let models = golden["models"].as_object().unwrap();
     assert_eq!(models.len(), 2);
     for (model, per_df) in models {
-        let rows = fusec::sim::workload::read_topology(std::path::Path::new(&format!("testdata/scalesim/{model}.csv"))).unwrap();
+        let rows = fusec::cost::sim::workload::read_topology(std::path::Path::new(&format!("testdata/scalesim/{model}.csv"))).unwrap();
         for (df_name, df) in [("os", Dataflow::Os), ("ws", Dataflow::Ws), ("is", Dataflow::Is)] {
-            let cfg = fusec::sim::SimConfig::new(64, 64, fusec::hw::HwKind::Systolic, df).unwrap();
-            let gs = fusec::sim::simulate_topology(&rows, &cfg);
+            let cfg = fusec::cost::hw::HwConfig::new(64, 64, fusec::cost::hw::HwKind::Systolic, df).unwrap();
+            let gs = fusec::cost::sim::simulate_topology(&rows, &cfg);
             let want = per_df[df_name]["layers"].as_array().unwrap();
             assert_eq!(want.len(), gs.nodes.len(), "{model} {df_name}");
             for (w, n) in want.iter().zip(&gs.nodes) {
@@ -499,7 +499,7 @@ fn scalesim_calc_mode_layer_by_layer() {
 // ------------------------------------------------------------ sweeps, topology and config files
 
 fn zoo_graph(name: &str) -> fusec::ir::Graph {
-    let m = fusec::zoo::build(name, 3).unwrap();
+    let m = fusec::models::zoo::build(name, 3).unwrap();
     fusec::ir::Graph::from_proto(m.graph.as_ref().unwrap(), fusec::onnx::opset_of(&m)).unwrap()
 }
 
@@ -507,22 +507,22 @@ fn zoo_graph(name: &str) -> fusec::ir::Graph {
 /// single simulation of that configuration.
 #[test]
 fn a_sweep_equals_single_simulations() {
-    use fusec::sim::sweep::{run, SweepSpec};
+    use fusec::cost::sim::sweep::{run, SweepSpec};
     let g = zoo_graph("mobilenet-v2");
     let spec = SweepSpec {
         arrays: vec![(16, 16), (32, 64)],
-        kinds: vec![fusec::hw::HwKind::Systolic, fusec::hw::HwKind::Fuse],
+        kinds: vec![fusec::cost::hw::HwKind::Systolic, fusec::cost::hw::HwKind::Fuse],
         dataflows: vec![Dataflow::Os, Dataflow::Ws, Dataflow::Is],
         sram_kb: vec![Some(32.0), None],
     };
-    let base = fusec::sim::SimConfig::new(64, 64, fusec::hw::HwKind::Fuse, Dataflow::Os).unwrap();
-    let (points, (hits, misses)) = run(&[("baseline".into(), g.clone())], &spec, &base, fusec::sim::Convention::FUSEC, 1, None).unwrap();
+    let base = fusec::cost::hw::HwConfig::new(64, 64, fusec::cost::hw::HwKind::Fuse, Dataflow::Os).unwrap();
+    let (points, (hits, misses)) = run(&[("baseline".into(), g.clone())], &spec, &base, fusec::cost::sim::Convention::FUSEC, 1, None).unwrap();
     assert_eq!(points.len(), 2 * 2 * 3 * 2);
     assert!(hits > misses, "layers repeat: {hits} hits, {misses} misses");
     for p in &points {
-        let memory = p.sram_kb.map(|kb| fusec::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 });
-        let cfg = fusec::sim::SimConfig { memory, ..fusec::sim::SimConfig::new(p.rows, p.cols, p.kind, p.dataflow).unwrap() };
-        let one = fusec::sim::simulate_graph(&g, &cfg, fusec::sim::Convention::FUSEC, 1, None).unwrap();
+        let memory = p.sram_kb.map(|kb| fusec::cost::hw::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 });
+        let cfg = fusec::cost::hw::HwConfig { memory, ..fusec::cost::hw::HwConfig::new(p.rows, p.cols, p.kind, p.dataflow).unwrap() };
+        let one = fusec::cost::sim::simulate_graph(&g, &cfg, fusec::cost::sim::Convention::FUSEC, 1, None).unwrap();
         assert_eq!((p.total_cycles, p.array_compute_cycles, p.stall_cycles, p.vector_cycles), (one.total_cycles, one.array_compute_cycles, one.array_stall_cycles, one.vector_cycles), "{p:?}");
     }
     // the Pareto front: no point is beaten in both PEs and cycles by another
@@ -537,30 +537,30 @@ fn a_sweep_equals_single_simulations() {
 #[test]
 fn topology_export_round_trip_and_scalesim_cfg() {
     let g = zoo_graph("mobilenet-v3-small");
-    let csv = fusec::sim::workload::write_topology(&g, fusec::sim::Padding::ScaleSim, 1).unwrap();
+    let csv = fusec::cost::sim::workload::write_topology(&g, fusec::cost::sim::Padding::ScaleSim, 1).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.csv");
     std::fs::write(&path, &csv).unwrap();
-    let rows = fusec::sim::workload::read_topology(&path).unwrap();
-    let cfg = fusec::sim::SimConfig::new(32, 32, fusec::hw::HwKind::Systolic, Dataflow::Ws).unwrap();
-    let from_csv = fusec::sim::simulate_topology(&rows, &cfg);
-    let from_model = fusec::sim::simulate_graph(&g, &cfg, fusec::sim::Convention::SCALESIM, 1, None).unwrap();
+    let rows = fusec::cost::sim::workload::read_topology(&path).unwrap();
+    let cfg = fusec::cost::hw::HwConfig::new(32, 32, fusec::cost::hw::HwKind::Systolic, Dataflow::Ws).unwrap();
+    let from_csv = fusec::cost::sim::simulate_topology(&rows, &cfg);
+    let from_model = fusec::cost::sim::simulate_graph(&g, &cfg, fusec::cost::sim::Convention::SCALESIM, 1, None).unwrap();
     // the topology holds the convolutions (fully connected layers have no SCALE-Sim form)
-    let array: Vec<u64> = from_model.nodes.iter().filter(|n| matches!(n.work, fusec::sim::Work::Array { conv: Some(_), .. })).map(|n| n.sim.compute_cycles).collect();
+    let array: Vec<u64> = from_model.nodes.iter().filter(|n| matches!(n.work, fusec::cost::sim::Work::Array { conv: Some(_), .. })).map(|n| n.sim.compute_cycles).collect();
     let topo: Vec<u64> = from_csv.nodes.iter().map(|n| n.sim.compute_cycles).collect();
     assert!(rows.len() == 36 && rows.iter().filter(|r| r.depthwise).count() == 11, "{} rows", rows.len());
     assert_eq!(array, topo);
     // SCALE-Sim's configuration format
     let cfg_text = "[general]\nrun_name = x\n\n[architecture_presets]\nArrayHeight: 16\nArrayWidth: 8\nIfmapSramSzkB: 64\nFilterSramSzkB: 32\nOfmapSramSzkB: 16\nBandwidth: 10\nDataflow: is\n\n[run_presets]\nInterfaceBandwidth: USER\n";
-    let c = fusec::sim::config::from_scalesim_cfg(cfg_text).unwrap();
-    assert_eq!((c.rows, c.cols, c.dataflow, c.kind), (16, 8, Dataflow::Is, fusec::hw::HwKind::Systolic));
+    let c = fusec::cost::hw::config::from_scalesim_cfg(cfg_text).unwrap();
+    assert_eq!((c.rows, c.cols, c.dataflow, c.kind), (16, 8, Dataflow::Is, fusec::cost::hw::HwKind::Systolic));
     assert_eq!(c.sram_words(), Some(([65536, 32768, 16384], 10.0)));
-    let calc = fusec::sim::config::from_scalesim_cfg(&cfg_text.replace("USER", "CALC")).unwrap();
+    let calc = fusec::cost::hw::config::from_scalesim_cfg(&cfg_text.replace("USER", "CALC")).unwrap();
     assert!(calc.memory.is_none(), "CALC sizes the interface to never stall: no limit");
-    let err = fusec::sim::config::from_scalesim_cfg(&cfg_text.replace("Dataflow: is", "Dataflow: xs")).unwrap_err();
+    let err = fusec::cost::hw::config::from_scalesim_cfg(&cfg_text.replace("Dataflow: is", "Dataflow: xs")).unwrap_err();
     assert!(err.contains("xs"), "{err}");
     // a topology line that is not one
     std::fs::write(&path, "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\nc1, 8, 8, 3, x, 1, 1, 1,\n").unwrap();
-    let err = fusec::sim::workload::read_topology(&path).unwrap_err().to_string();
+    let err = fusec::cost::sim::workload::read_topology(&path).unwrap_err().to_string();
     assert!(err.contains("t.csv") && err.contains("line 2") && err.contains("'x'"), "{err}");
 }

@@ -167,7 +167,7 @@ pub(super) fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
     let speed = if a.report {
         let base = load_for_report(&a.model, a.input_shape.as_ref())?;
         let conv = load_for_report(&output, a.input_shape.as_ref())?;
-        let r = crate::report::build(&output.display().to_string(), &conv, Some((&a.model.display().to_string(), &base)), &hw, 1)?;
+        let r = crate::cost::report::build(&output.display().to_string(), &conv, Some((&a.model.display().to_string(), &base)), &hw, 1)?;
         Some(r)
     } else {
         None
@@ -296,18 +296,18 @@ pub(super) fn cmd_inspect(a: InspectArgs) -> anyhow::Result<()> {
 
 pub(super) fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
     if a.paper_table {
-        let rows = crate::paper::table(a.array)?;
+        let rows = crate::models::paper::table(a.array)?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
-            print!("{}", crate::paper::render_markdown(&rows, a.array));
+            print!("{}", crate::models::paper::render_markdown(&rows, a.array));
         }
         return Ok(());
     }
     let (Some(name), Some(output)) = (a.name, a.output) else {
         anyhow::bail!("zoo needs a network name and -o OUTPUT (or --paper-table)");
     };
-    let proto = crate::zoo::build(&name, a.seed)?;
+    let proto = crate::models::zoo::build(&name, a.seed)?;
     let model = crate::onnx::Model { proto, ..Default::default() };
     crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
     println!("wrote {} ({name})", output.display());

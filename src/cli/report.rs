@@ -14,33 +14,38 @@ pub struct HwArgs {
     pub array: Option<String>,
     /// Hardware the model runs on [default: fuse]; a baseline always runs on `systolic`.
     #[arg(long, value_enum)]
-    pub hw: Option<crate::hw::HwKind>,
+    pub hw: Option<crate::cost::hw::HwKind>,
     /// Clock for converting cycles to time [default: 1000].
     #[arg(long)]
     pub freq_mhz: Option<f64>,
-    /// A preset (paper-64x64, paper-16x16, paper-32x32, paper-128x128, paper-256x256) or a
-    /// TOML file with rows, cols, kind, freq_mhz; --array/--hw/--freq-mhz override it. With
-    /// --engine sim: a simulator preset (paper-64x64, edge-32x32, scalesim-google) or file.
+    /// A preset (paper-64x64, paper-16x16, paper-32x32, paper-128x128, paper-256x256,
+    /// edge-32x32, scalesim-google), a TOML file (rows, cols, kind, freq_mhz; dataflow,
+    /// memory, vector for the simulator) or a SCALE-Sim .cfg; --array/--hw/--freq-mhz override it.
     #[arg(long)]
     pub hw_config: Option<String>,
 }
 
 impl HwArgs {
-    pub fn config(&self) -> crate::Result<crate::hw::ArrayConfig> {
-        use crate::hw::{ArrayConfig, HwKind};
-        let base = match &self.hw_config {
-            Some(c) => ArrayConfig::load(c)?,
-            None => ArrayConfig::new(64, 64, HwKind::Fuse, 1000.0)?,
+    /// --hw-config (a preset, TOML or SCALE-Sim .cfg) or the paper's 64×64 FuSe
+    /// array, with --array, --hw and --freq-mhz applied.
+    pub fn config(&self) -> crate::Result<crate::cost::hw::HwConfig> {
+        use crate::cost::hw::{Dataflow, HwConfig, HwKind};
+        let mut c = match &self.hw_config {
+            Some(p) => HwConfig::load(p)?,
+            None => HwConfig::new(64, 64, HwKind::Fuse, Dataflow::Os)?,
         };
-        let (rows, cols) = match &self.array {
-            Some(a) => ArrayConfig::parse_size(a)?,
-            None => (base.rows, base.cols),
-        };
-        ArrayConfig::new(rows, cols, self.hw.unwrap_or(base.kind), self.freq_mhz.unwrap_or(base.freq_mhz))
+        if let Some(a) = &self.array {
+            (c.rows, c.cols) = HwConfig::parse_size(a)?;
+        }
+        if let Some(k) = self.hw {
+            c.kind = k;
+        }
+        if let Some(f) = self.freq_mhz {
+            c.freq_mhz = f;
+        }
+        c.validated()
     }
 }
-
-/// The simulator's hardware beyond the array (used with --engine sim, `simulate`, `sweep`).
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
@@ -96,13 +101,11 @@ pub(super) fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
     };
     let name = a.model.display().to_string();
     let bname = a.baseline.as_ref().map(|b| b.display().to_string()).unwrap_or_default();
+    // one hardware description; the analytical model reads its array and clock
+    let cfg = a.sim.config(&a.hw)?;
     let report = match a.engine {
-        // each engine reads --hw-config as its own description (the simulator's has memory)
-        Engine::Analytical => crate::report::build(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &a.hw.config()?, a.batch),
-        Engine::Sim => {
-            let cfg = a.sim.config(&a.hw)?;
-            crate::report::build_sim(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &cfg, a.sim.convention(), a.batch)
-        }
+        Engine::Analytical => crate::cost::report::build(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &cfg, a.batch),
+        Engine::Sim => crate::cost::report::build_sim(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &cfg, a.sim.convention(), a.batch),
     }
     .map_err(|e| e.in_file(&a.model))?;
     let text = match a.format {
@@ -114,7 +117,7 @@ pub(super) fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
     };
     emit(&text, a.output.as_deref())?;
     report.append_github_summary()?;
-    if let Err(reason) = crate::report::check_gates(&report, a.gates.min_speedup, a.gates.max_cycles) {
+    if let Err(reason) = a.gates.gates().check(report.speedup, report.total_cycles) {
         anyhow::bail!("gate failed: {reason}");
     }
     Ok(())

@@ -468,7 +468,7 @@ pub(super) fn kernels_for(a: &SelectArgs, model: &crate::onnx::Model, g: &crate:
 
 /// The per-layer table: from the cache when this model, array, variant, init and
 /// inputs were measured before, else measured (and cached).
-fn table_for(a: &SelectArgs, hw: &crate::hw::ArrayConfig, model: &crate::onnx::Model, g: &crate::ir::Graph, inputs: &[ndarray::ArrayD<f32>], kernels: &crate::select::Kernels, proxy: Option<&crate::select::Proxy>) -> anyhow::Result<(crate::select::Table, bool)> {
+fn table_for(a: &SelectArgs, hw: &crate::cost::hw::HwConfig, model: &crate::onnx::Model, g: &crate::ir::Graph, inputs: &[ndarray::ArrayD<f32>], kernels: &crate::select::Kernels, proxy: Option<&crate::select::Proxy>) -> anyhow::Result<(crate::select::Table, bool)> {
     let cache = if a.no_cache { None } else { crate::select::Cache::default_dir().map(|dir| crate::select::Cache { dir }) };
     let key = cache.as_ref().map(|_| -> anyhow::Result<String> {
         let bytes = std::fs::read(&a.model).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;

@@ -14,7 +14,7 @@ use super::*;
 pub struct SimArgs {
     /// Dataflow of the array [default: os].
     #[arg(long, value_enum)]
-    pub dataflow: Option<crate::sim::Dataflow>,
+    pub dataflow: Option<crate::cost::hw::Dataflow>,
     /// SRAM of each buffer (ifmap, filter, ofmap) in KB; sets a memory limit.
     #[arg(long)]
     pub sram_kb: Option<f64>,
@@ -55,27 +55,15 @@ impl std::str::FromStr for WordBytes {
 }
 
 impl SimArgs {
-    pub fn convention(&self) -> crate::sim::Convention {
-        if self.scalesim_compat { crate::sim::Convention::SCALESIM } else { crate::sim::Convention::FUSEC }
+    pub fn convention(&self) -> crate::cost::sim::Convention {
+        if self.scalesim_compat { crate::cost::sim::Convention::SCALESIM } else { crate::cost::sim::Convention::FUSEC }
     }
 
-    /// The simulated hardware: --hw-config (a preset, TOML or SCALE-Sim .cfg) or
-    /// the defaults, with every option given on the command line applied.
-    pub fn config(&self, hw: &HwArgs) -> crate::Result<crate::sim::SimConfig> {
-        use crate::sim::config::Memory;
-        let mut c = match &hw.hw_config {
-            Some(p) => crate::sim::SimConfig::load(p)?,
-            None => crate::sim::SimConfig::new(64, 64, crate::hw::HwKind::Fuse, crate::sim::Dataflow::Os)?,
-        };
-        if let Some(a) = &hw.array {
-            (c.rows, c.cols) = crate::hw::ArrayConfig::parse_size(a)?;
-        }
-        if let Some(k) = hw.hw {
-            c.kind = k;
-        }
-        if let Some(f) = hw.freq_mhz {
-            c.freq_mhz = f;
-        }
+    /// The hardware with the simulator's options (memory, dataflow, vector unit)
+    /// applied over [`HwArgs::config`].
+    pub fn config(&self, hw: &HwArgs) -> crate::Result<crate::cost::hw::HwConfig> {
+        use crate::cost::hw::Memory;
+        let mut c = hw.config()?;
         if let Some(d) = self.dataflow {
             c.dataflow = d;
         }
@@ -161,10 +149,10 @@ pub struct SweepArgs {
     pub arrays: Vec<String>,
     /// Hardware kinds.
     #[arg(long, value_delimiter = ',', value_enum, default_value = "systolic,fuse")]
-    pub hw: Vec<crate::hw::HwKind>,
+    pub hw: Vec<crate::cost::hw::HwKind>,
     /// Dataflows.
     #[arg(long, value_delimiter = ',', value_enum, default_value = "os")]
-    pub dataflow: Vec<crate::sim::Dataflow>,
+    pub dataflow: Vec<crate::cost::hw::Dataflow>,
     /// SRAM per buffer in KB, or `none` for no memory limit.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     pub sram_kb: Vec<String>,
@@ -213,7 +201,7 @@ pub struct SweepArgs {
 
 
 pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
-    use crate::sim::{report::SimReport, Convention};
+    use crate::cost::sim::{report::SimReport, Convention};
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
@@ -224,10 +212,10 @@ pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
     if let Some(topo) = &a.topology {
         // SCALE-Sim's inputs: its layers, its conventions, its (systolic) hardware
         let mut cfg = a.sim.config(&hw)?;
-        cfg.kind = crate::hw::HwKind::Systolic;
-        let rows = crate::sim::workload::read_topology(topo)?;
+        cfg.kind = crate::cost::hw::HwKind::Systolic;
+        let rows = crate::cost::sim::workload::read_topology(topo)?;
         let conv = Convention::SCALESIM;
-        let gs = crate::sim::simulate_topology(&rows, &cfg);
+        let gs = crate::cost::sim::simulate_topology(&rows, &cfg);
         let report = SimReport::new(&topo.display().to_string(), &gs, &cfg, conv, 1, None);
         return finish_sim(&report, &a);
     }
@@ -236,15 +224,15 @@ pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
     let conv = a.sim.convention();
     let g = load_for_report(model, a.input_shape.as_ref())?;
     if let Some(p) = &a.export_topology {
-        let csv = crate::sim::workload::write_topology(&g, conv.padding, a.batch).map_err(|e| e.in_file(model))?;
+        let csv = crate::cost::sim::workload::write_topology(&g, conv.padding, a.batch).map_err(|e| e.in_file(model))?;
         emit(&csv, Some(p))?;
     }
-    let s = crate::sim::simulate_graph(&g, &cfg, conv, a.batch, None).map_err(|e| e.in_file(model))?;
+    let s = crate::cost::sim::simulate_graph(&g, &cfg, conv, a.batch, None).map_err(|e| e.in_file(model))?;
     let base = match &a.baseline {
         Some(b) => {
             let bg = load_for_report(b, a.input_shape.as_ref())?;
-            let bcfg = crate::sim::SimConfig { kind: crate::hw::HwKind::Systolic, ..cfg.clone() };
-            Some((b.display().to_string(), crate::sim::simulate_graph(&bg, &bcfg, conv, a.batch, None).map_err(|e| e.in_file(b))?))
+            let bcfg = crate::cost::hw::HwConfig { kind: crate::cost::hw::HwKind::Systolic, ..cfg.clone() };
+            Some((b.display().to_string(), crate::cost::sim::simulate_graph(&bg, &bcfg, conv, a.batch, None).map_err(|e| e.in_file(b))?))
         }
         None => None,
     };
@@ -252,7 +240,7 @@ pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
     finish_sim(&report, &a)
 }
 
-pub(super) fn finish_sim(report: &crate::sim::report::SimReport, a: &SimulateArgs) -> anyhow::Result<()> {
+pub(super) fn finish_sim(report: &crate::cost::sim::report::SimReport, a: &SimulateArgs) -> anyhow::Result<()> {
     let text = match a.format {
         ReportFormat::Table => report.to_table(),
         ReportFormat::Md => report.to_markdown(),
@@ -261,18 +249,18 @@ pub(super) fn finish_sim(report: &crate::sim::report::SimReport, a: &SimulateArg
         ReportFormat::Svg => report.to_svg()?,
     };
     emit(&text, a.output.as_deref())?;
-    if let Err(reason) = crate::sim::report::check_gates(report, a.gates.min_speedup, a.gates.max_cycles) {
+    if let Err(reason) = a.gates.gates().check(report.speedup, report.total_cycles) {
         anyhow::bail!("gate failed: {reason}");
     }
     Ok(())
 }
 
 pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
-    use crate::sim::sweep::{self, SweepSpec};
+    use crate::cost::sim::sweep::{self, SweepSpec};
     if matches!(a.format, ReportFormat::Table | ReportFormat::Md | ReportFormat::Svg) {
         anyhow::bail!("option --format: sweep writes csv or json (and an SVG plot beside -o)");
     }
-    let arrays = a.arrays.iter().map(|s| crate::hw::ArrayConfig::parse_size(s).map_err(|e| anyhow::anyhow!("{e}").context("option --arrays"))).collect::<anyhow::Result<Vec<_>>>()?;
+    let arrays = a.arrays.iter().map(|s| crate::cost::hw::HwConfig::parse_size(s).map_err(|e| anyhow::anyhow!("{e}").context("option --arrays"))).collect::<anyhow::Result<Vec<_>>>()?;
     let sram_kb = a
         .sram_kb
         .iter()
@@ -317,14 +305,14 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
         }
         models.push((v.clone(), gv));
     }
-    let base = crate::sim::SimConfig {
-        memory: Some(crate::sim::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: a.dram_bw }),
-        vector: crate::sim::config::VectorUnit { lanes: a.vector_lanes, ..Default::default() },
-        ..crate::sim::SimConfig::new(64, 64, crate::hw::HwKind::Fuse, crate::sim::Dataflow::Os)?
+    let base = crate::cost::hw::HwConfig {
+        memory: Some(crate::cost::hw::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: a.dram_bw }),
+        vector: crate::cost::hw::config::VectorUnit { lanes: a.vector_lanes, ..Default::default() },
+        ..crate::cost::hw::HwConfig::new(64, 64, crate::cost::hw::HwKind::Fuse, crate::cost::hw::Dataflow::Os)?
     }
     .validated()?;
     let spec = SweepSpec { arrays, kinds: a.hw.clone(), dataflows: a.dataflow.clone(), sram_kb };
-    let conv = if a.scalesim_compat { crate::sim::Convention::SCALESIM } else { crate::sim::Convention::FUSEC };
+    let conv = if a.scalesim_compat { crate::cost::sim::Convention::SCALESIM } else { crate::cost::sim::Convention::FUSEC };
     let pb = (!a.quiet).then(|| {
         let pb = indicatif::ProgressBar::new(0);
         pb.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} configurations, {per_sec}, ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
@@ -372,21 +360,21 @@ fn sweep_auto(
     model: &crate::onnx::Model,
     g: &crate::ir::Graph,
     models: &[(String, crate::ir::Graph)],
-    points: &mut [crate::sim::sweep::SweepPoint],
+    points: &mut [crate::cost::sim::sweep::SweepPoint],
     budget: crate::select::sweep::Budget,
-    spec: &crate::sim::sweep::SweepSpec,
-    base: &crate::sim::SimConfig,
-    conv: crate::sim::Convention,
-    cache: &crate::sim::sweep::Cache,
-    pb: Option<&dyn crate::sim::sweep::Progress>,
-) -> anyhow::Result<Vec<crate::sim::sweep::SweepPoint>> {
+    spec: &crate::cost::sim::sweep::SweepSpec,
+    base: &crate::cost::hw::HwConfig,
+    conv: crate::cost::sim::Convention,
+    cache: &crate::cost::sim::sweep::Cache,
+    pb: Option<&dyn crate::cost::sim::sweep::Progress>,
+) -> anyhow::Result<Vec<crate::cost::sim::sweep::SweepPoint>> {
     use std::collections::HashMap;
     let mut gs = g.clone();
     if let Some(s) = &a.input_shape {
         s.apply(&mut gs).map_err(|e| e.in_file(&a.model))?;
     }
     let inputs = crate::select::noise_inputs(&gs, a.samples, a.seed).map_err(|e| e.in_file(&a.model))?;
-    let hw = crate::hw::ArrayConfig::new(64, 64, crate::hw::HwKind::Fuse, 1000.0)?;
+    let hw = crate::cost::hw::HwConfig::array(64, 64, crate::cost::hw::HwKind::Fuse, 1000.0)?;
     let mut table = crate::select::gains(&gs, &hw, Variant::Half, a.batch).map_err(|e| e.in_file(&a.model))?;
     crate::select::score(&model.proto, &gs, &mut table, crate::passes::fuse_depthwise::Init::Center, &inputs).map_err(|e| e.in_file(&a.model))?;
     let auto = crate::select::sweep::auto_points(&gs, &table, budget, spec, base, conv, a.batch, cache, pb)?;
@@ -421,7 +409,7 @@ fn sweep_auto(
 }
 
 /// The sweep's progress bar.
-impl crate::sim::sweep::Progress for indicatif::ProgressBar {
+impl crate::cost::sim::sweep::Progress for indicatif::ProgressBar {
     fn add(&self, n: u64) {
         self.inc_length(n);
     }

@@ -16,7 +16,7 @@ use ndarray::ArrayD;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::hw::ArrayConfig;
+use crate::cost::hw::HwConfig;
 use crate::ir::Graph;
 use crate::onnx::ModelProto;
 use crate::passes::fuse_depthwise::{Assign, Candidate, FuseDepthwise, Init, Options, Variant};
@@ -95,8 +95,8 @@ pub fn rewrite(g: &Graph, variant: Variant, kernels: impl Into<Kernels>, layers:
 }
 
 /// Total cycles of `g` on `hw` (the analytical model).
-pub fn cycles(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<u64> {
-    Ok(crate::hw::schedule::schedule(g, hw, batch)?.iter().map(|l| l.cycles).sum())
+pub fn cycles(g: &Graph, hw: &HwConfig, batch: u64) -> Result<u64> {
+    Ok(crate::cost::hw::schedule::schedule(g, hw, batch)?.iter().map(|l| l.cycles).sum())
 }
 
 /// Groups of convertible depthwise layers whose outputs meet before the next op the
@@ -154,7 +154,7 @@ pub fn coupled(g: &Graph, cands: &[Candidate]) -> Vec<Vec<usize>> {
 }
 
 /// The gain of every layer (and group of layers rewritten together) for `variant`.
-pub fn gains(g: &Graph, hw: &ArrayConfig, variant: Variant, batch: u64) -> Result<Table> {
+pub fn gains(g: &Graph, hw: &HwConfig, variant: Variant, batch: u64) -> Result<Table> {
     let base = cycles(g, hw, batch)?;
     let cands = crate::passes::fuse_depthwise::depthwise_convs(g)?;
     let mut seen: BTreeSet<Vec<usize>> = BTreeSet::new();

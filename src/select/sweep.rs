@@ -14,8 +14,9 @@ use super::{rewrite, Table};
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::passes::fuse_depthwise::Init;
-use crate::sim::sweep::{configs, point, Cache, SweepPoint, SweepSpec};
-use crate::sim::{simulate_graph, Convention, SimConfig};
+use crate::cost::sim::sweep::{configs, point, Cache, SweepPoint, SweepSpec};
+use crate::cost::hw::HwConfig;
+use crate::cost::sim::{simulate_graph, Convention};
 
 /// What the chosen set must satisfy on each configuration.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -32,7 +33,7 @@ pub enum Budget {
 /// measures the set's outputs). `table` gives the items and their costs
 /// (every item must have one). The variant is the table's.
 #[allow(clippy::too_many_arguments)]
-pub fn auto_points(g: &Graph, table: &Table, budget: Budget, spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, cache: &Cache, progress: Option<&dyn crate::sim::sweep::Progress>) -> Result<Vec<(SweepPoint, f64)>> {
+pub fn auto_points(g: &Graph, table: &Table, budget: Budget, spec: &SweepSpec, base: &HwConfig, conv: Convention, batch: u64, cache: &Cache, progress: Option<&dyn crate::cost::sim::sweep::Progress>) -> Result<Vec<(SweepPoint, f64)>> {
     let costs: Vec<f64> = table.items.iter().map(|i| i.cost.ok_or_else(|| Error::option("--variants auto", "the item table has no costs"))).collect::<Result<_>>()?;
     // each item rewritten alone (the kernels do not change cycles)
     let items: Vec<Graph> = table.items.iter().map(|it| rewrite(g, table.variant, Init::Center, &it.layers).map(|r| r.0)).collect::<Result<_>>()?;
@@ -40,7 +41,7 @@ pub fn auto_points(g: &Graph, table: &Table, budget: Budget, spec: &SweepSpec, b
     if let Some(p) = progress {
         p.add(cfgs.len() as u64);
     }
-    let sim = |g: &Graph, cfg: &SimConfig| simulate_graph(g, cfg, conv, batch, Some(cache)).map_err(|e| Error::option("--variants auto", e.to_string()));
+    let sim = |g: &Graph, cfg: &HwConfig| simulate_graph(g, cfg, conv, batch, Some(cache)).map_err(|e| Error::option("--variants auto", e.to_string()));
     cfgs.par_iter()
         .map(|(kb, cfg)| {
             let before = sim(g, cfg)?.total_cycles;

@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
-use fusec::builder::{Act, ModelBuilder};
+use fusec::models::builder::{Act, ModelBuilder};
 use fusec::ir::Graph;
 use fusec::onnx::{Dim, Model, ModelProto};
 use fusec::passes::fuse_depthwise::{Assign, FuseDepthwise, Init, Options, Variant};

@@ -13,7 +13,7 @@ mod selection;
 mod structure;
 
 use common::*;
-use fusec::builder::{Act, ModelBuilder};
+use fusec::models::builder::{Act, ModelBuilder};
 use fusec::exec;
 use fusec::onnx::{a_int, Dim, ModelProto};
 use fusec::passes::fuse_depthwise::{Init, Variant};

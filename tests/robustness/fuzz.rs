@@ -23,8 +23,8 @@ pub(crate) fn load_and_convert(bytes: &[u8]) {
         if fusec::passes::run_pipeline(&mut g, &[fuse_pass(variant, Init::Center)], &Default::default()).is_ok() {
             let _ = g.to_proto();
         }
-        let hw = fusec::hw::ArrayConfig::new(8, 8, fusec::hw::HwKind::Fuse, 1.0).unwrap();
-        let _ = fusec::hw::schedule::schedule(&g, &hw, 1);
+        let hw = fusec::cost::hw::HwConfig::array(8, 8, fusec::cost::hw::HwKind::Fuse, 1.0).unwrap();
+        let _ = fusec::cost::hw::schedule::schedule(&g, &hw, 1);
     }
 }
 

@@ -268,7 +268,7 @@ fn a_reader_that_stops_early_ends_fusec_quietly() {
     // `fusec report m.onnx --format json | head -c 1`: no panic on the closed pipe
     use std::io::Read;
     use std::process::{Command, Stdio};
-    let m = fusec::zoo::build("mobilenet-v3-large", 0).unwrap();
+    let m = fusec::models::zoo::build("mobilenet-v3-large", 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.onnx");
     std::fs::write(&p, m.encode_to_vec()).unwrap();

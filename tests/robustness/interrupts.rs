@@ -15,7 +15,7 @@ fn stray_temporaries(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
 fn sigint_during_a_write_leaves_the_old_file() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.onnx");
-    std::fs::write(&model, fusec::zoo::build("mobilenet-v3-small", 0).unwrap().encode_to_vec()).unwrap();
+    std::fs::write(&model, fusec::models::zoo::build("mobilenet-v3-small", 0).unwrap().encode_to_vec()).unwrap();
     let out = dir.path().join("out.onnx");
     std::fs::write(&out, b"old contents").unwrap();
     let args = ["convert", model.to_str().unwrap(), "--variant", "full", "-o", out.to_str().unwrap(), "--force"];

@@ -11,7 +11,7 @@ mod interrupts;
 
 use common::*;
 use fuzz::load_and_convert;
-use fusec::builder::{Act, ModelBuilder};
+use fusec::models::builder::{Act, ModelBuilder};
 use fusec::onnx::{Dim, ModelProto, NodeProto};
 use fusec::passes::fuse_depthwise::{Init, Variant};
 use prost::Message;

@@ -11,7 +11,7 @@ mod rules;
 mod tasks;
 mod training;
 
-use fusec::builder::ModelBuilder;
+use fusec::models::builder::ModelBuilder;
 use fusec::onnx::{a_float, a_int, a_ints, a_string, Dim, ModelProto};
 use fusec::exec::runtime::{self, Feed};
 use fusec::tensor::Tensor;

@@ -5,7 +5,7 @@
 use super::*;
 
 use super::training::{check_loss_gradient, trainable_initializers};
-use fusec::builder::Act;
+use fusec::models::builder::Act;
 use fusec::tasks::data::{Dataset, Sample};
 use fusec::passes::fuse_depthwise::{Init, Variant};
 use fusec::train::graph::{self as tgraph, BnMode, Distill, LossSpec};

@@ -11,8 +11,8 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::hw::schedule::{schedule, LayerCost, LayerKind};
-use crate::hw::{ArrayConfig, HwKind};
+use crate::cost::hw::schedule::{schedule, LayerCost, LayerKind};
+use crate::cost::hw::{HwConfig, HwKind};
 use crate::ir::Graph;
 use crate::stats::{human, stats};
 
@@ -38,6 +38,15 @@ pub struct Block {
     pub speedup: Option<f64>,
 }
 
+/// The part of the hardware every report records: the array and its clock.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Array {
+    pub rows: u64,
+    pub cols: u64,
+    pub kind: HwKind,
+    pub freq_mhz: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LatencyReport {
     pub schema_version: u32,
@@ -46,7 +55,7 @@ pub struct LatencyReport {
     pub engine: String,
     /// How cycles are counted under this engine.
     pub convention: String,
-    pub array: ArrayConfig,
+    pub array: Array,
     pub batch: u64,
     pub model: ModelSummary,
     /// Same as `model.total_cycles`, at the top level for scripts.
@@ -85,46 +94,20 @@ pub fn blocks_of(layers: &[LayerCost]) -> Vec<(String, u64)> {
     out
 }
 
-fn summary(path: &str, g: &Graph, hw: &ArrayConfig, layers: &[LayerCost]) -> ModelSummary {
+fn summary(path: &str, g: &Graph, hw: &HwConfig, layers: &[LayerCost]) -> ModelSummary {
     let total = layers.iter().map(|l| l.cycles).sum();
     let s = stats(g);
     ModelSummary { model: path.to_string(), hw: hw.kind, total_cycles: total, time_us: hw.micros(total), macs: s.macs, params: s.params }
 }
 
 /// Cost `g` on `hw`, and `baseline` (if any) on the same array as plain `systolic`.
-pub fn build(model_name: &str, g: &Graph, baseline: Option<(&str, &Graph)>, hw: &ArrayConfig, batch: u64) -> Result<LatencyReport> {
-    let layers = schedule(g, hw, batch)?;
-    let model = summary(model_name, g, hw, &layers);
-    let mut blocks: Vec<Block> = blocks_of(&layers).into_iter().map(|(name, cycles)| Block { name, cycles, baseline_cycles: None, speedup: None }).collect();
-    let base = match baseline {
-        Some((name, bg)) => {
-            let bhw = ArrayConfig { kind: HwKind::Systolic, ..hw.clone() };
-            let bl = schedule(bg, &bhw, batch)?;
-            let bblocks = blocks_of(&bl);
-            if bblocks.len() == blocks.len() {
-                for (b, (_, c)) in blocks.iter_mut().zip(bblocks) {
-                    b.baseline_cycles = Some(c);
-                    b.speedup = (b.cycles > 0).then(|| c as f64 / b.cycles as f64);
-                }
-            }
-            Some(summary(name, bg, &bhw, &bl))
-        }
-        None => None,
+pub fn build(model_name: &str, g: &Graph, baseline: Option<(&str, &Graph)>, hw: &HwConfig, batch: u64) -> Result<LatencyReport> {
+    let one = |name: &str, g: &Graph, hw: &HwConfig| -> Result<(Vec<LayerCost>, ModelSummary)> {
+        let layers = schedule(g, hw, batch)?;
+        let model = summary(name, g, hw, &layers);
+        Ok((layers, model))
     };
-    let speedup = base.as_ref().map(|b| b.total_cycles as f64 / model.total_cycles.max(1) as f64);
-    Ok(LatencyReport {
-        schema_version: SCHEMA_VERSION,
-        engine: "analytical".into(),
-        convention: ANALYTICAL.into(),
-        array: hw.clone(),
-        batch,
-        total_cycles: model.total_cycles,
-        model,
-        baseline: base,
-        speedup,
-        blocks,
-        layers,
-    })
+    assemble("analytical", ANALYTICAL.into(), model_name, g, baseline, hw, batch, one)
 }
 
 /// The analytical engine's convention.
@@ -133,13 +116,11 @@ pub const ANALYTICAL: &str = "the paper's analytical model: compute cycles of an
 /// The same report with cycles from the cycle-level simulator: every node's
 /// time on its unit (array compute + memory stalls, or the vector unit) and
 /// its place on the simulated timeline; the total is the timeline's length.
-pub fn build_sim(model_name: &str, g: &Graph, baseline: Option<(&str, &Graph)>, cfg: &crate::sim::SimConfig, conv: crate::sim::Convention, batch: u64) -> Result<LatencyReport> {
-    let hw = ArrayConfig::new(cfg.rows, cfg.cols, cfg.kind, cfg.freq_mhz)?;
-    let one = |name: &str, g: &Graph, cfg: &crate::sim::SimConfig| -> Result<(Vec<LayerCost>, ModelSummary)> {
-        let hw = ArrayConfig::new(cfg.rows, cfg.cols, cfg.kind, cfg.freq_mhz)?;
-        let mut layers = schedule(g, &hw, batch)?;
-        let sim = crate::sim::simulate_graph(g, cfg, conv, batch, None)?;
-        let by_name: std::collections::HashMap<&str, &crate::sim::NodeSim> = sim.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
+pub fn build_sim(model_name: &str, g: &Graph, baseline: Option<(&str, &Graph)>, cfg: &HwConfig, conv: crate::cost::sim::Convention, batch: u64) -> Result<LatencyReport> {
+    let one = |name: &str, g: &Graph, cfg: &HwConfig| -> Result<(Vec<LayerCost>, ModelSummary)> {
+        let mut layers = schedule(g, cfg, batch)?;
+        let sim = crate::cost::sim::simulate_graph(g, cfg, conv, batch, None)?;
+        let by_name: std::collections::HashMap<&str, &crate::cost::sim::NodeSim> = sim.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
         for l in layers.iter_mut() {
             if let Some(n) = by_name.get(l.name.as_str()) {
                 l.cycles = n.sim.total_cycles;
@@ -150,14 +131,31 @@ pub fn build_sim(model_name: &str, g: &Graph, baseline: Option<(&str, &Graph)>, 
         }
         let s = stats(g);
         let total = sim.total_cycles;
-        Ok((layers, ModelSummary { model: name.to_string(), hw: cfg.kind, total_cycles: total, time_us: hw.micros(total), macs: s.macs, params: s.params }))
+        Ok((layers, ModelSummary { model: name.to_string(), hw: cfg.kind, total_cycles: total, time_us: cfg.micros(total), macs: s.macs, params: s.params }))
     };
-    let (layers, model) = one(model_name, g, cfg)?;
+    let memory = if cfg.memory.is_some() { "limited SRAM and DRAM bandwidth" } else { "no memory limit" };
+    let convention = format!("the cycle-level simulator ({} dataflow, {memory}), {}", cfg.dataflow.to_string().to_uppercase(), conv.describe());
+    assemble("sim", convention, model_name, g, baseline, cfg, batch, one)
+}
+
+/// Either engine's report: `cost` gives a model's layers and summary on a
+/// configuration; the baseline runs on the same one as plain `systolic`.
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    engine: &str,
+    convention: String,
+    model_name: &str,
+    g: &Graph,
+    baseline: Option<(&str, &Graph)>,
+    hw: &HwConfig,
+    batch: u64,
+    cost: impl Fn(&str, &Graph, &HwConfig) -> Result<(Vec<LayerCost>, ModelSummary)>,
+) -> Result<LatencyReport> {
+    let (layers, model) = cost(model_name, g, hw)?;
     let mut blocks: Vec<Block> = blocks_of(&layers).into_iter().map(|(name, cycles)| Block { name, cycles, baseline_cycles: None, speedup: None }).collect();
     let base = match baseline {
         Some((name, bg)) => {
-            let bcfg = crate::sim::SimConfig { kind: HwKind::Systolic, ..cfg.clone() };
-            let (bl, bs) = one(name, bg, &bcfg)?;
+            let (bl, bs) = cost(name, bg, &HwConfig { kind: HwKind::Systolic, ..hw.clone() })?;
             let bblocks = blocks_of(&bl);
             if bblocks.len() == blocks.len() {
                 for (b, (_, c)) in blocks.iter_mut().zip(bblocks) {
@@ -172,9 +170,9 @@ pub fn build_sim(model_name: &str, g: &Graph, baseline: Option<(&str, &Graph)>, 
     let speedup = base.as_ref().map(|b| b.total_cycles as f64 / model.total_cycles.max(1) as f64);
     Ok(LatencyReport {
         schema_version: SCHEMA_VERSION,
-        engine: "sim".into(),
-        convention: format!("the cycle-level simulator ({} dataflow, {}), {}", cfg.dataflow.to_string().to_uppercase(), if cfg.memory.is_some() { "limited SRAM and DRAM bandwidth" } else { "no memory limit" }, conv.describe()),
-        array: hw,
+        engine: engine.into(),
+        convention,
+        array: Array { rows: hw.rows, cols: hw.cols, kind: hw.kind, freq_mhz: hw.freq_mhz },
         batch,
         total_cycles: model.total_cycles,
         model,
@@ -184,7 +182,6 @@ pub fn build_sim(model_name: &str, g: &Graph, baseline: Option<(&str, &Graph)>, 
         layers,
     })
 }
-
 
 fn kind_name(k: LayerKind) -> &'static str {
     match k {
@@ -393,25 +390,4 @@ impl LatencyReport {
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
         writeln!(f, "{}", self.to_markdown()).map_err(|e| Error::io(Path::new(&path), e))
     }
-}
-
-/// CI gates: `Err(reason)` when the report misses one.
-pub fn check_gates(r: &LatencyReport, min_speedup: Option<f64>, max_cycles: Option<u64>) -> std::result::Result<(), String> {
-    gates(r.speedup, r.total_cycles, min_speedup, max_cycles)
-}
-
-/// The gates on a speedup and a cycle count, for either engine's report.
-pub fn gates(speedup: Option<f64>, total_cycles: u64, min_speedup: Option<f64>, max_cycles: Option<u64>) -> std::result::Result<(), String> {
-    if let Some(m) = min_speedup {
-        match speedup {
-            None => return Err("--min-speedup needs --baseline".into()),
-            Some(s) if s < m => return Err(format!("speedup {s:.3}x is below --min-speedup {m}")),
-            _ => {}
-        }
-    }
-    if let Some(m) = max_cycles
-        && total_cycles > m {
-            return Err(format!("{total_cycles} cycles exceed --max-cycles {m}"));
-        }
-    Ok(())
 }

@@ -7,7 +7,8 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::sim::{Convention, GraphSim, NodeSim, SimConfig, Unit, Work};
+use crate::cost::hw::HwConfig;
+use crate::cost::sim::{Convention, GraphSim, NodeSim, Unit, Work};
 use crate::stats::human;
 
 /// Version of the JSON below; fields are only added within a version.
@@ -74,7 +75,7 @@ pub struct SimReport {
     pub schema_version: u32,
     pub engine: &'static str,
     pub convention: String,
-    pub config: SimConfig,
+    pub config: HwConfig,
     pub batch: u64,
     pub model: SimSummary,
     /// Same as `model.total_cycles`, at the top level for scripts.
@@ -85,7 +86,7 @@ pub struct SimReport {
     pub layers: Vec<SimLayer>,
 }
 
-fn summary(name: &str, s: &GraphSim, cfg: &SimConfig) -> SimSummary {
+fn summary(name: &str, s: &GraphSim, cfg: &HwConfig) -> SimSummary {
     let mut t = [BufferTotals::default(); 3];
     for n in &s.nodes {
         let m = &n.sim.memory;
@@ -139,9 +140,9 @@ fn row(n: &NodeSim) -> SimLayer {
 }
 
 impl SimReport {
-    pub fn new(name: &str, s: &GraphSim, cfg: &SimConfig, conv: Convention, batch: u64, baseline: Option<(&str, &GraphSim)>) -> SimReport {
+    pub fn new(name: &str, s: &GraphSim, cfg: &HwConfig, conv: Convention, batch: u64, baseline: Option<(&str, &GraphSim)>) -> SimReport {
         let model = summary(name, s, cfg);
-        let base_cfg = SimConfig { kind: crate::hw::HwKind::Systolic, ..cfg.clone() };
+        let base_cfg = HwConfig { kind: crate::cost::hw::HwKind::Systolic, ..cfg.clone() };
         let baseline = baseline.map(|(n, b)| summary(n, b, &base_cfg));
         let speedup = baseline.as_ref().map(|b| b.total_cycles as f64 / model.total_cycles.max(1) as f64);
         SimReport {
@@ -340,9 +341,4 @@ impl SimReport {
         }
         Ok(buf)
     }
-}
-
-/// CI gates on a simulation: `Err(reason)` when it misses one.
-pub fn check_gates(r: &SimReport, min_speedup: Option<f64>, max_cycles: Option<u64>) -> std::result::Result<(), String> {
-    crate::report::gates(r.speedup, r.total_cycles, min_speedup, max_cycles)
 }

@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::hw::analytical::{fuse_cycles, gemm_cycles, ConvDims};
-use crate::hw::{ArrayConfig, HwKind};
+use crate::cost::hw::analytical::{fuse_cycles, gemm_cycles, ConvDims};
+use crate::cost::hw::{HwConfig, HwKind};
 use crate::ir::Graph;
 use crate::onnx::{attr_int, Dim};
 
@@ -129,7 +129,7 @@ pub fn fc_dims(g: &Graph, n: &crate::ir::Node, batch: u64) -> Result<Option<(u64
 }
 
 /// Cost every node; nodes the array does not run cost 0 cycles.
-pub fn schedule(g: &Graph, hw: &ArrayConfig, batch: u64) -> Result<Vec<LayerCost>> {
+pub fn schedule(g: &Graph, hw: &HwConfig, batch: u64) -> Result<Vec<LayerCost>> {
     let (rows, cols) = (hw.rows, hw.cols);
     let mut out = Vec::new();
     let mut clock = 0u64;

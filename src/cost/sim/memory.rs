@@ -44,7 +44,7 @@
 
 use serde::Serialize;
 
-use crate::sim::compute::{fold_cycles, folds, Dataflow, Gemm};
+use crate::cost::sim::compute::{fold_cycles, folds, Dataflow, Gemm};
 
 /// Reads and writes of one buffer.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -120,7 +120,7 @@ fn cycles_for(words: u64, bw: f64) -> u64 {
 }
 
 /// Simulate the memory side of one GEMM in a dataflow on an R×C array.
-/// Returns the stats; the compute cycles are [`crate::sim::compute::gemm`]'s.
+/// Returns the stats; the compute cycles are [`crate::cost::sim::compute::gemm`]'s.
 /// `ifmap_unique`: the distinct ifmap elements (a convolution's windows
 /// overlap); an ifmap that fits in its SRAM is fetched as those, once.
 pub fn gemm(g: Gemm, df: Dataflow, rows: u64, cols: u64, buf: &Buffers, ifmap_unique: Option<u64>) -> MemStats {

@@ -13,14 +13,15 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::hw::HwKind;
+use crate::cost::hw::HwKind;
 use crate::ir::Graph;
-use crate::sim::{simulate_graph, simulate_work, Convention, Dataflow, LayerSim, SimConfig, Work};
+use crate::cost::hw::{Dataflow, HwConfig};
+use crate::cost::sim::{simulate_graph, simulate_work, Convention, LayerSim, Work};
 
 /// The configuration fields a layer's result depends on.
 type CfgKey = [u64; 12];
 
-fn cfg_key(c: &SimConfig) -> CfgKey {
+fn cfg_key(c: &HwConfig) -> CfgKey {
     let m = c.memory.as_ref();
     let f = |v: Option<f64>| v.map_or(u64::MAX, f64::to_bits);
     let vec_costs = c.vector.cycles_per_element.values().fold(0u64, |a, v| a.rotate_left(7) ^ v.to_bits());
@@ -49,9 +50,9 @@ pub struct Cache {
 }
 
 impl Cache {
-    pub fn get_or_insert(&self, work: &Work, cfg: &SimConfig, conv: Convention) -> LayerSim {
+    pub fn get_or_insert(&self, work: &Work, cfg: &HwConfig, conv: Convention) -> LayerSim {
         use std::sync::atomic::Ordering::Relaxed;
-        let key = (cfg_key(cfg), *work, conv.padding == crate::sim::Padding::Onnx, conv.scalesim_cycles);
+        let key = (cfg_key(cfg), *work, conv.padding == crate::cost::sim::Padding::Onnx, conv.scalesim_cycles);
         if let Some(v) = self.map.lock().ok().and_then(|m| m.get(&key).copied()) {
             self.hits.fetch_add(1, Relaxed);
             return v;
@@ -111,7 +112,7 @@ pub struct SweepPoint {
 /// Every hardware configuration of `spec` (with its SRAM KB per buffer, None:
 /// unlimited), in a fixed order; `base` gives what the sweep does not vary
 /// (DRAM bandwidth, word size, vector unit, clock).
-pub fn configs(spec: &SweepSpec, base: &SimConfig) -> Result<Vec<(Option<f64>, SimConfig)>> {
+pub fn configs(spec: &SweepSpec, base: &HwConfig) -> Result<Vec<(Option<f64>, HwConfig)>> {
     let mut out = vec![];
     for &(rows, cols) in &spec.arrays {
         for &kind in &spec.kinds {
@@ -119,10 +120,10 @@ pub fn configs(spec: &SweepSpec, base: &SimConfig) -> Result<Vec<(Option<f64>, S
                 for &kb in &spec.sram_kb {
                     let memory = match (kb, &base.memory) {
                         (None, _) => None,
-                        (Some(kb), Some(m)) => Some(crate::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, ..m.clone() }),
-                        (Some(kb), None) => Some(crate::sim::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 }),
+                        (Some(kb), Some(m)) => Some(crate::cost::hw::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, ..m.clone() }),
+                        (Some(kb), None) => Some(crate::cost::hw::config::Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: 16.0 }),
                     };
-                    out.push((kb, SimConfig { rows, cols, kind, dataflow, memory, ..base.clone() }.validated()?));
+                    out.push((kb, HwConfig { rows, cols, kind, dataflow, memory, ..base.clone() }.validated()?));
                 }
             }
         }
@@ -131,7 +132,7 @@ pub fn configs(spec: &SweepSpec, base: &SimConfig) -> Result<Vec<(Option<f64>, S
 }
 
 /// The point of `variant` simulated on `cfg` as `s`.
-pub fn point(variant: &str, kb: Option<f64>, cfg: &SimConfig, s: &crate::sim::GraphSim) -> SweepPoint {
+pub fn point(variant: &str, kb: Option<f64>, cfg: &HwConfig, s: &crate::cost::sim::GraphSim) -> SweepPoint {
     let pes = cfg.rows * cfg.cols;
     SweepPoint {
         variant: variant.to_string(),
@@ -164,16 +165,16 @@ pub trait Progress: Sync {
 /// Simulate every (variant, configuration) pair. `base` gives what the sweep
 /// does not vary (DRAM bandwidth, word size, vector unit, clock). `cache` may
 /// be shared with other sweeps of the same layers.
-pub fn run(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, progress: Option<&dyn Progress>) -> Result<(Vec<SweepPoint>, (u64, u64))> {
+pub fn run(models: &[(String, Graph)], spec: &SweepSpec, base: &HwConfig, conv: Convention, batch: u64, progress: Option<&dyn Progress>) -> Result<(Vec<SweepPoint>, (u64, u64))> {
     let cache = Cache::default();
     let points = run_with(models, spec, base, conv, batch, progress, &cache)?;
     Ok((points, cache.counts()))
 }
 
 /// [`run`] with a given layer cache; the points are not yet marked.
-pub fn run_with(models: &[(String, Graph)], spec: &SweepSpec, base: &SimConfig, conv: Convention, batch: u64, progress: Option<&dyn Progress>, cache: &Cache) -> Result<Vec<SweepPoint>> {
+pub fn run_with(models: &[(String, Graph)], spec: &SweepSpec, base: &HwConfig, conv: Convention, batch: u64, progress: Option<&dyn Progress>, cache: &Cache) -> Result<Vec<SweepPoint>> {
     let cfgs = configs(spec, base)?;
-    let jobs: Vec<(usize, &(Option<f64>, SimConfig))> = (0..models.len()).flat_map(|vi| cfgs.iter().map(move |c| (vi, c))).collect();
+    let jobs: Vec<(usize, &(Option<f64>, HwConfig))> = (0..models.len()).flat_map(|vi| cfgs.iter().map(move |c| (vi, c))).collect();
     if let Some(p) = progress {
         p.add(jobs.len() as u64);
     }

@@ -63,27 +63,7 @@
 
 use serde::Serialize;
 
-/// A dataflow of the systolic array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Dataflow {
-    /// Output stationary.
-    Os,
-    /// Weight stationary.
-    Ws,
-    /// Input stationary.
-    Is,
-}
-
-impl std::fmt::Display for Dataflow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Dataflow::Os => "os",
-            Dataflow::Ws => "ws",
-            Dataflow::Is => "is",
-        })
-    }
-}
+pub use crate::cost::hw::Dataflow;
 
 /// A GEMM as the array sees it: `m` output pixels × `k` window elements ×
 /// `n` filters.

@@ -6,11 +6,11 @@
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::hw::schedule::{fc_dims, ConvGeom};
+use crate::cost::hw::schedule::{fc_dims, ConvGeom};
 use crate::ir::Graph;
 use crate::onnx::Dim;
-use crate::sim::compute::{Fuse1d, Gemm};
-use crate::sim::config::{HwKind, VectorClass};
+use crate::cost::sim::compute::{Fuse1d, Gemm};
+use crate::cost::hw::{HwKind, VectorClass};
 
 /// A convolution layer in SCALE-Sim's terms (its topology CSV row), with the
 /// padding convention already applied to the ifmap size.

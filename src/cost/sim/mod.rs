@@ -4,7 +4,6 @@
 //! timeline.
 //!
 //! Rooms, as SCALE-Sim has them (without its trace matrices):
-//! - [`config`]: the hardware (TOML, presets, SCALE-Sim `.cfg`);
 //! - [`workload`]: what each node asks of the hardware (and topology CSVs);
 //! - [`compute`]: dataflow mappings, folds, compute cycles, the FuSe 1-D
 //!   broadcast dataflow;
@@ -14,7 +13,7 @@
 //!   [`sweep`]: many configurations in parallel.
 
 pub mod compute;
-pub mod config;
+
 pub mod memory;
 pub mod report;
 pub mod sweep;
@@ -24,8 +23,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::ir::Graph;
-pub use compute::Dataflow;
-pub use config::{SimConfig, VectorClass};
+use crate::cost::hw::HwConfig;
 use memory::{Buffers, MemStats};
 pub use workload::{Padding, Work};
 
@@ -70,7 +68,7 @@ pub struct LayerSim {
 /// The buffers; without a memory limit, buffers that hold everything and an
 /// interface that never stalls (traffic is still counted, as SCALE-Sim's CALC
 /// mode does).
-fn buffers(cfg: &SimConfig) -> Buffers {
+fn buffers(cfg: &HwConfig) -> Buffers {
     match cfg.sram_words() {
         Some(([i, f, o], bw)) => Buffers { ifmap_words: i, filter_words: f, ofmap_words: o, dram_words_per_cycle: bw },
         None => Buffers { ifmap_words: u64::MAX, filter_words: u64::MAX, ofmap_words: u64::MAX, dram_words_per_cycle: f64::INFINITY },
@@ -80,7 +78,7 @@ fn buffers(cfg: &SimConfig) -> Buffers {
 /// SCALE-Sim's inputs as SCALE-Sim runs them: the topology's layers back to
 /// back, in its conventions ([`Convention::SCALESIM`]); a depthwise layer is
 /// `channels` single-channel layers.
-pub fn simulate_topology(rows: &[workload::TopologyRow], cfg: &SimConfig) -> GraphSim {
+pub fn simulate_topology(rows: &[workload::TopologyRow], cfg: &HwConfig) -> GraphSim {
     let mut nodes = vec![];
     let mut clock = 0;
     for r in rows {
@@ -105,7 +103,7 @@ pub fn simulate_topology(rows: &[workload::TopologyRow], cfg: &SimConfig) -> Gra
 }
 
 /// Simulate one node's work on `cfg`.
-pub fn simulate_work(work: &Work, cfg: &SimConfig, conv: Convention) -> LayerSim {
+pub fn simulate_work(work: &Work, cfg: &HwConfig, conv: Convention) -> LayerSim {
     let (rows, cols) = (cfg.rows, cfg.cols);
     let word_bytes = cfg.memory.as_ref().map_or(1, |m| m.word_bytes);
     let mut l = LayerSim { compute_cycles: 0, stall_cycles: 0, total_cycles: 0, folds: 0, mapping_efficiency: 0.0, utilization: 0.0, macs: 0, memory: MemStats::default(), word_bytes };
@@ -210,7 +208,7 @@ pub fn operand_bytes(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> Option
     }
 }
 
-pub fn simulate_graph(g: &Graph, cfg: &SimConfig, conv: Convention, batch: u64, cache: Option<&sweep::Cache>) -> Result<GraphSim> {
+pub fn simulate_graph(g: &Graph, cfg: &HwConfig, conv: Convention, batch: u64, cache: Option<&sweep::Cache>) -> Result<GraphSim> {
     let mut nodes: Vec<NodeSim> = Vec::new();
     let mut ready_at: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut unit_free = [0u64; 2];

@@ -1,13 +1,44 @@
-//! The simulated hardware: the array (size, kind, dataflow), its
-//! double-buffered SRAMs and DRAM interface, the vector unit beside it, and
-//! the clock. Validated once when built; TOML files, presets, and SCALE-Sim
-//! `.cfg` files.
+//! The hardware, one description for both latency models: the array (size,
+//! kind, dataflow), its double-buffered SRAMs and DRAM interface, the vector
+//! unit beside it, and the clock. The analytical model reads the array and
+//! the clock; the simulator reads everything. Validated once when built;
+//! presets, TOML files, and SCALE-Sim `.cfg` files.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-pub use crate::hw::HwKind;
-use crate::sim::compute::Dataflow;
+
+/// Which array: a plain output-stationary systolic array, or the same array
+/// with the FuSeConv 1-D broadcast extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HwKind {
+    Systolic,
+    Fuse,
+}
+
+/// A dataflow of the systolic array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Dataflow {
+    /// Output stationary.
+    Os,
+    /// Weight stationary.
+    Ws,
+    /// Input stationary.
+    Is,
+}
+
+impl std::fmt::Display for Dataflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dataflow::Os => "os",
+            Dataflow::Ws => "ws",
+            Dataflow::Is => "is",
+        })
+    }
+}
+
 
 /// Element-wise work classes of the vector unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
@@ -107,10 +138,10 @@ fn one() -> u64 {
     1
 }
 
-/// Everything the simulator needs to know about the hardware.
+/// Everything the latency models need to know about the hardware.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SimConfig {
+pub struct HwConfig {
     pub rows: u64,
     pub cols: u64,
     #[serde(default = "default_kind")]
@@ -136,15 +167,34 @@ fn default_freq() -> f64 {
     1000.0
 }
 
-/// Named configurations.
-pub const PRESETS: &[&str] = &["paper-64x64", "edge-32x32", "scalesim-google"];
+/// Largest array side we accept (a 1M × 1M array is not hardware).
+pub const MAX_SIDE: u64 = 1 << 16;
 
-impl SimConfig {
+/// Named configurations (`--hw-config NAME`, `--config NAME`), for both latency models.
+pub const PRESETS: &[&str] = &["paper-64x64", "paper-16x16", "paper-32x32", "paper-128x128", "paper-256x256", "edge-32x32", "scalesim-google"];
+
+fn preset(name: &str) -> Option<Result<HwConfig>> {
+    let mem = |kb: f64, bw: f64| Some(Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: bw });
+    let c = match name {
+        // the paper's array (and the sizes around it) with generous buffers
+        "paper-64x64" | "paper-16x16" | "paper-32x32" | "paper-128x128" | "paper-256x256" => {
+            let side = name["paper-".len()..].split('x').next()?.parse().ok()?;
+            HwConfig::new(side, side, HwKind::Fuse, Dataflow::Os).map(|c| HwConfig { memory: mem(512.0, 64.0), ..c })
+        }
+        "edge-32x32" => HwConfig::new(32, 32, HwKind::Fuse, Dataflow::Os).map(|c| HwConfig { memory: mem(64.0, 8.0), vector: VectorUnit { lanes: 16, ..VectorUnit::default() }, ..c }),
+        // SCALE-Sim's configs/google.cfg: a 128x128 weight-stationary TPU-like array, 6 MB of SRAM
+        "scalesim-google" => HwConfig::new(128, 128, HwKind::Systolic, Dataflow::Ws).map(|c| HwConfig { memory: mem(6144.0, 10.0), ..c }),
+        _ => return None,
+    };
+    Some(c.and_then(HwConfig::validated))
+}
+
+impl HwConfig {
     /// Check the values; every constructor ends here.
-    pub fn validated(self) -> Result<SimConfig> {
-        let side = 1..=crate::hw::MAX_SIDE;
+    pub fn validated(self) -> Result<HwConfig> {
+        let side = 1..=MAX_SIDE;
         if !side.contains(&self.rows) || !side.contains(&self.cols) {
-            return Err(Error::option("--array", format!("{}x{}: each side must be between 1 and {}", self.rows, self.cols, crate::hw::MAX_SIDE)));
+            return Err(Error::option("--array", format!("{}x{}: each side must be between 1 and {}", self.rows, self.cols, MAX_SIDE)));
         }
         if !(self.freq_mhz.is_finite() && self.freq_mhz > 0.0) {
             return Err(Error::option("--freq-mhz", format!("{} is not a positive frequency", self.freq_mhz)));
@@ -165,20 +215,32 @@ impl SimConfig {
         Ok(self)
     }
 
-    pub fn new(rows: u64, cols: u64, kind: HwKind, dataflow: Dataflow) -> Result<SimConfig> {
-        SimConfig { rows, cols, kind, dataflow, memory: None, vector: VectorUnit::default(), freq_mhz: default_freq() }.validated()
+    /// An output-stationary array with unlimited memory.
+    pub fn array(rows: u64, cols: u64, kind: HwKind, freq_mhz: f64) -> Result<HwConfig> {
+        HwConfig { freq_mhz, ..HwConfig::new(rows, cols, kind, Dataflow::Os)? }.validated()
+    }
+
+    /// The array with unlimited memory (compute only, no stalls) at 1 GHz.
+    pub fn new(rows: u64, cols: u64, kind: HwKind, dataflow: Dataflow) -> Result<HwConfig> {
+        HwConfig { rows, cols, kind, dataflow, memory: None, vector: VectorUnit::default(), freq_mhz: default_freq() }.validated()
+    }
+
+    /// `64x64` style.
+    pub fn parse_size(s: &str) -> Result<(u64, u64)> {
+        let (r, c) = s.split_once(['x', 'X']).ok_or_else(|| Error::option("--array", format!("'{s}' is not ROWSxCOLS (e.g. 64x64)")))?;
+        let p = |v: &str| v.trim().parse::<u64>().map_err(|_| Error::option("--array", format!("'{s}' is not ROWSxCOLS (e.g. 64x64)")));
+        Ok((p(r)?, p(c)?))
+    }
+
+    /// Micro-seconds for a cycle count.
+    pub fn micros(&self, cycles: u64) -> f64 {
+        cycles as f64 / self.freq_mhz
     }
 
     /// A preset, a TOML file, or a SCALE-Sim `.cfg` file.
-    pub fn load(name_or_path: &str) -> Result<SimConfig> {
-        let mem = |kb: f64, bw: f64| Some(Memory { ifmap_kb: kb, filter_kb: kb, ofmap_kb: kb, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: bw });
-        match name_or_path {
-            // the paper's array with generous buffers
-            "paper-64x64" => return SimConfig { memory: mem(512.0, 64.0), ..SimConfig::new(64, 64, HwKind::Fuse, Dataflow::Os)? }.validated(),
-            "edge-32x32" => return SimConfig { memory: mem(64.0, 8.0), vector: VectorUnit { lanes: 16, ..VectorUnit::default() }, ..SimConfig::new(32, 32, HwKind::Fuse, Dataflow::Os)? }.validated(),
-            // SCALE-Sim's configs/google.cfg: a 128x128 weight-stationary TPU-like array, 6 MB of SRAM
-            "scalesim-google" => return SimConfig { memory: mem(6144.0, 10.0), ..SimConfig::new(128, 128, HwKind::Systolic, Dataflow::Ws)? }.validated(),
-            _ => {}
+    pub fn load(name_or_path: &str) -> Result<HwConfig> {
+        if let Some(c) = preset(name_or_path) {
+            return c;
         }
         let text = std::fs::read_to_string(name_or_path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound && !name_or_path.contains('.') {
@@ -190,7 +252,7 @@ impl SimConfig {
         if name_or_path.ends_with(".cfg") {
             return from_scalesim_cfg(&text).map_err(|e| Error::option("--config", format!("{name_or_path}: {e}")));
         }
-        let c: SimConfig = toml::from_str(&text).map_err(|e| Error::option("--hw-config", format!("{name_or_path}: {e}")))?;
+        let c: HwConfig = toml::from_str(&text).map_err(|e| Error::option("--hw-config", format!("{name_or_path}: {e}")))?;
         c.validated()
     }
 
@@ -209,7 +271,7 @@ impl SimConfig {
 /// `[run_presets]` InterfaceBandwidth USER with `Bandwidth` in words per
 /// cycle, or CALC, which sizes the interface to never stall: no memory
 /// limit here). SCALE-Sim uses one-byte words.
-pub fn from_scalesim_cfg(text: &str) -> std::result::Result<SimConfig, String> {
+pub fn from_scalesim_cfg(text: &str) -> std::result::Result<HwConfig, String> {
     let mut section = String::new();
     let mut kv = std::collections::HashMap::new();
     for line in text.lines() {
@@ -249,5 +311,5 @@ pub fn from_scalesim_cfg(text: &str) -> std::result::Result<SimConfig, String> {
     } else {
         None
     };
-    SimConfig { rows, cols, kind: HwKind::Systolic, dataflow, memory, vector: VectorUnit::default(), freq_mhz: default_freq() }.validated().map_err(|e| e.to_string())
+    HwConfig { rows, cols, kind: HwKind::Systolic, dataflow, memory, vector: VectorUnit::default(), freq_mhz: default_freq() }.validated().map_err(|e| e.to_string())
 }

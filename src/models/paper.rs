@@ -7,8 +7,8 @@
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::hw::schedule::{schedule, LayerCost};
-use crate::hw::{ArrayConfig, HwKind};
+use crate::cost::hw::schedule::{schedule, LayerCost};
+use crate::cost::hw::{HwConfig, HwKind};
 use crate::ir::Graph;
 use crate::passes::fuse_depthwise::{FuseDepthwise, Init, Options, Variant};
 use crate::passes::{run_pipeline, LayerSelection, PassCx};
@@ -59,7 +59,7 @@ pub struct NetworkRow {
 
 /// The baseline network from `fusec zoo` as a graph.
 pub fn baseline_graph(network: &str) -> Result<Graph> {
-    let proto = crate::zoo::build(network, 0)?;
+    let proto = crate::models::zoo::build(network, 0)?;
     Graph::from_proto(proto.graph.as_ref().ok_or_else(|| crate::Error::InvalidGraph("zoo model without graph".into()))?, crate::onnx::opset_of(&proto))
 }
 
@@ -82,7 +82,7 @@ pub fn variant_of(base: &Graph, network: &str, variant: &str) -> Result<Graph> {
 
 fn cost_graph(g: &Graph, variant: &str, size: u64) -> Result<ModelCost> {
     let kind = if variant == "baseline" { HwKind::Systolic } else { HwKind::Fuse };
-    let hw = ArrayConfig::new(size, size, kind, 1000.0)?;
+    let hw = HwConfig::array(size, size, kind, 1000.0)?;
     let layers = schedule(g, &hw, 1)?;
     let s = stats(g);
     Ok(ModelCost { variant: variant.to_string(), total_cycles: layers.iter().map(|l| l.cycles).sum(), macs: s.macs, params: s.params, layers })

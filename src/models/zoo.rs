@@ -1,7 +1,7 @@
 //! Reference architectures as ONNX, layer for layer as the FuSeConv paper's
 //! PyTorch definitions (ResNet-50: `scripts/resnet_reference.py`) (1000 classes, 1×3×224×224, BN unfused, seeded weights).
 
-use crate::builder::{Act, ModelBuilder};
+use crate::models::builder::{Act, ModelBuilder};
 use crate::error::{Error, Result};
 use crate::onnx::{a_int, a_ints, Dim, ModelProto};
 
