@@ -217,9 +217,10 @@ fn probe(model: &ModelProto, values: &[&str], data: &Dataset, mut each: impl FnM
     for v in values {
         gp.output.push(onnx::make_value_info(v, onnx::dtype::FLOAT, None));
     }
-    let runner = crate::exec::Runner::for_data(&probe, data)?;
+    let s0 = data.samples.first().ok_or_else(|| Error::option("--data", "no samples"))?;
+    let runner = crate::exec::Runner::for_samples(&probe, s0.x.shape())?;
     for s in &data.samples {
-        let mut outs = runner.run_sample(s)?;
+        let mut outs = runner.run_one(&s.x)?;
         if outs.len() != first + values.len() {
             return Err(Error::Eval("missing probe output".into()));
         }
@@ -424,7 +425,7 @@ pub fn recalibrate_bn(model: &mut ModelProto, opset: i64, data: &Dataset, rounds
             let var: Vec<f32> = s1.iter().zip(s2).map(|(a, b)| ((b / n) - (a / n) * (a / n)).max(0.0) as f32).collect();
             for (name, vals) in [(mean_name, mean), (var_name, var)] {
                 let new_name = if name.ends_with(".recalib") { name.clone() } else { format!("{name}.recalib") };
-                let t = crate::tensor::Tensor::from_f32(&new_name, &ndarray::Array1::from(vals).into_dyn()).into_proto();
+                let t = crate::onnx::tensor::Tensor::from_f32(&new_name, &ndarray::Array1::from(vals).into_dyn()).into_proto();
                 gp.initializer.retain(|i| i.name() != new_name);
                 gp.initializer.push(t);
                 for n in gp.node.iter_mut().filter(|n| n.op_type() == "BatchNormalization") {

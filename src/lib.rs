@@ -16,7 +16,6 @@ pub mod passes;
 pub mod select;
 pub mod stats;
 pub mod tasks;
-pub mod tensor;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -96,7 +96,7 @@ fn eval_reports_accuracy_and_teacher_agreement_on_images() {
     assert_eq!(rot.samples.len(), 12);
     // a 2-output classifier from the builder: GAP of the block output, Gemm to 2 classes
     let m = Block { cout: 2, ..Default::default() }.model(1);
-    let r = fusec::exec::evaluate("m", &m, Some(("m", &m)), &data).unwrap();
+    let r = fusec::tasks::classify::evaluate("m", &m, Some(("m", &m)), &data).unwrap();
     assert_eq!(r.samples, 6);
     assert_eq!(r.teacher_agreement, Some(1.0));
     let top1 = r.top1.unwrap();
@@ -150,7 +150,7 @@ fn bn_recalibration_stores_the_activation_statistics() {
     assert_eq!(updated, 1);
     let g = m.graph.as_ref().unwrap();
     let bn2 = g.node.iter().find(|x| x.op_type() == "BatchNormalization").unwrap();
-    let get = |name: &str| fusec::tensor::Tensor::from_proto(g.initializer.iter().find(|t| t.name() == name).unwrap().clone()).unwrap().to_f32().unwrap();
+    let get = |name: &str| fusec::onnx::tensor::Tensor::from_proto(g.initializer.iter().find(|t| t.name() == name).unwrap().clone()).unwrap().to_f32().unwrap();
     let (mean, var) = (get(&bn2.input[3]), get(&bn2.input[4]));
     for c in 0..6 {
         let mu = sum[c] / n;
@@ -179,7 +179,7 @@ fn lsq_fit_assignment_finds_each_channels_branch() {
     let mut w = d.weight.clone();
     w.invert_axis(ndarray::Axis(0));
     let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
-    *t = fusec::tensor::Tensor::from_f32(&wname, &w).into_proto();
+    *t = fusec::onnx::tensor::Tensor::from_f32(&wname, &w).into_proto();
     let g = graph_of(&m);
     let data = dataset(6, &[3, b.h, b.w], 1);
     let (_, ordered) = fusec::calibrate::calibrate_with(&m, &g, &data, &FitOptions::new(Variant::Half)).unwrap();

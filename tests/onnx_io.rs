@@ -85,7 +85,7 @@ fn broken_files_give_clear_errors() {
     let noise: Vec<u8> = (0..4096).map(|_| { rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1); (rng >> 33) as u8 }).collect();
     load_err(&noise);
     // a valid protobuf that is not a model (a TensorProto)
-    let t = fusec::tensor::Tensor::from_i64("t", &[2], &[1, 2]).into_proto();
+    let t = fusec::onnx::tensor::Tensor::from_i64("t", &[2], &[1, 2]).into_proto();
     load_err(&t.encode_to_vec());
     // a model without a graph
     let m = onnx::ModelProto { ir_version: Some(8), ..Default::default() };

@@ -10,7 +10,7 @@ use fusec::cost::hw::{schedule, HwConfig, HwKind};
 use fusec::ir::Graph;
 use fusec::passes::fuse_depthwise::Candidate;
 use fusec::onnx::{a_int, a_ints, dtype, make_node, make_value_info, Dim, GraphProto, NodeProto, TensorProto};
-use fusec::tensor::Tensor;
+use fusec::onnx::tensor::Tensor;
 use predicates::prelude::*;
 
 fn k(v: i64) -> Dim {

@@ -390,7 +390,7 @@ fn a_proxy_distillation_trains_only_the_rewrite_and_lowers_its_cost() {
     let mut untrained = m.clone();
     untrained.graph = Some(changed.to_proto().unwrap());
     let inits = |m: &fusec::onnx::ModelProto| -> std::collections::HashMap<String, Vec<f32>> {
-        m.graph.as_ref().unwrap().initializer.iter().map(|t| (t.name().to_string(), fusec::tensor::Tensor::from_proto(t.clone()).unwrap().to_f32().map(|a| a.iter().copied().collect()).unwrap_or_default())).collect()
+        m.graph.as_ref().unwrap().initializer.iter().map(|t| (t.name().to_string(), fusec::onnx::tensor::Tensor::from_proto(t.clone()).unwrap().to_f32().map(|a| a.iter().copied().collect()).unwrap_or_default())).collect()
     };
     let (u, t) = (inits(&untrained), inits(&tuned));
     let mut trained = 0;

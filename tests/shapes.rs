@@ -149,7 +149,7 @@ fn each_shape_op_folds_what_is_known_and_keeps_what_is_not() {
             let s = shape_of(b, x);
             let (st, en, ax) = (b.constant_i64("s", &[1], &[1]), b.constant_i64("e", &[1], &[3]), b.constant_i64("a", &[1], &[0]));
             let sl = b.op("Slice", &[&s, &st, &en, &ax], vec![]);
-            let v = fusec::tensor::Tensor::from_i64("fill", &[1], &[7]).into_proto();
+            let v = fusec::onnx::tensor::Tensor::from_i64("fill", &[1], &[7]).into_proto();
             b.op("ConstantOfShape", &[&sl], vec![a_tensor("value", v)])
         }), true),
         ("Expand", 13, Box::new(|b, x| {

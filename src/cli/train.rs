@@ -22,7 +22,7 @@ pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     if kind != crate::tasks::Kind::Classify {
         return eval_task(&a, kind, &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data);
     }
-    let r = crate::exec::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
+    let r = crate::tasks::classify::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
         .map_err(|e| e.in_file(&a.model))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -221,7 +221,7 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
         summary.calibration = crate::train::threshold::calibrate(&mut trained, &teacher.proto, &summary.outputs, cal, &opts.decode, limit, a.threads).map_err(|e| e.in_file(&a.model))?;
         // the per-epoch evaluations saw the maps before the shift: score the model as written
         if let (Some(ed), Some(kind), false) = (eval_data.as_ref(), opts.eval_kind, summary.calibration.is_empty()) {
-            let input = crate::train::graph::data_input(&trained)?;
+            let input = crate::onnx::data_input(&trained)?;
             let batch = crate::train::model::declared_batch(&trained, &input).map_or(opts.batch, |b| b.max(1) as usize);
             let r = crate::tasks::evaluate("student", &trained, Some(("teacher", &teacher.proto)), ed, kind, &opts.decode, batch).map_err(|e| e.in_file(&a.model))?;
             summary.eval_calibrated = Some(crate::train::monitor::Eval { score: r.score, agreement: r.agreement });

@@ -32,7 +32,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::ir::{values, Graph, Patch};
 use crate::onnx::{a_tensor, make_node};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// What folding did to a graph.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -20,7 +20,7 @@ use petgraph::visit::EdgeRef;
 
 use crate::error::{Error, Result};
 use crate::onnx::{self, Dim, GraphProto, NodeProto, TensorProto, ValueInfoProto};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 pub use patch::Patch;
 pub use shape::ValueFact;

@@ -10,7 +10,7 @@ use petgraph::stable_graph::NodeIndex;
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::NodeProto;
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 #[derive(Debug, Default, Clone)]
 pub struct Patch {

@@ -17,7 +17,7 @@
 use crate::ir::shape::ValueFact;
 use crate::ir::{Graph, Node};
 use crate::onnx::{attr_int, attr_ints, dtype, Dim};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// Largest tensor whose elements are tracked.
 pub const MAX_ELEMS: usize = 1024;

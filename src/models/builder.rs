@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::onnx::{self, a_float, a_int, a_ints, dtype, Dim, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, ValueInfoProto};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 pub struct ModelBuilder {
     pub opset: i64,

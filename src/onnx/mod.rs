@@ -16,6 +16,7 @@ pub mod proto {
 }
 
 mod build;
+pub mod tensor;
 pub use build::*;
 
 pub use proto::{
@@ -117,6 +118,18 @@ pub fn data_inputs(m: &ModelProto) -> Vec<String> {
     let Some(g) = m.graph.as_ref() else { return vec![] };
     let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
     g.input.iter().map(|i| i.name()).filter(|n| !inits.contains(n)).map(str::to_string).collect()
+}
+
+/// The model's one data input: fine-tuning and the task predictions feed one
+/// tensor, so a model with none or several is refused.
+pub fn data_input(model: &ModelProto) -> Result<String> {
+    if model.graph.is_none() {
+        return Err(Error::InvalidGraph("model has no graph".into()));
+    }
+    match data_inputs(model).as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(Error::InvalidGraph(format!("training needs a model with one input, this one has {}", other.len()))),
+    }
 }
 
 pub fn opset_of(m: &ModelProto) -> i64 {
@@ -446,7 +459,7 @@ pub fn save(model: &Model, out: &Path, opts: &SaveOptions) -> Result<()> {
                 let t = &mut g.initializer[i];
                 let raw = match t.raw_data.take() {
                     Some(r) => r,
-                    None => bytes::Bytes::from(crate::tensor::Tensor::from_proto(t.clone())?.raw_bytes()?),
+                    None => bytes::Bytes::from(crate::onnx::tensor::Tensor::from_proto(t.clone())?.raw_bytes()?),
                 };
                 clear_typed(t);
                 // keep 64-byte alignment, as onnx's own writer does for mmap

@@ -2,10 +2,12 @@
 //! its preprocessing ([`data`]: image folders, TSV/CSV lists with labels, text
 //! or boxes), a decoder of the model's outputs ([`ocr`]: greedy CTC, DB boxes;
 //! top-1 for classifiers) and a metric ([`predict`]: predictions in ONNX
-//! Runtime scored against the data's ground truth or a teacher's).
+//! Runtime scored against the data's ground truth or a teacher's;
+//! [`classify`]: classifier accuracy).
 //! [`Task`] names the data format (`--task`), [`Kind`] what the first output
 //! holds.
 
+pub mod classify;
 pub mod data;
 pub mod ocr;
 pub mod predict;

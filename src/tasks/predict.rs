@@ -228,7 +228,7 @@ pub struct TaskReport {
 }
 
 pub fn evaluate(name: &str, model: &crate::onnx::ModelProto, teacher: Option<(&str, &crate::onnx::ModelProto)>, data: &Dataset, kind: Kind, p: &Params, batch: usize) -> Result<TaskReport> {
-    let input = crate::train::graph::data_input(model)?;
+    let input = crate::onnx::data_input(model)?;
     let mut sess = runtime::session(model, 0)?;
     let t = std::time::Instant::now();
     let preds = predict(&mut sess, &input, &[], &data.samples, batch, kind, p)?;
@@ -246,7 +246,7 @@ pub fn evaluate(name: &str, model: &crate::onnx::ModelProto, teacher: Option<(&s
     };
     let (mut teacher_name, mut teacher_score, mut agreement) = (None, None, None);
     if let Some((tn, tm)) = teacher {
-        let tin = crate::train::graph::data_input(tm)?;
+        let tin = crate::onnx::data_input(tm)?;
         let mut ts = runtime::session(tm, 0)?;
         let tp = predict(&mut ts, &tin, &[], &data.samples, batch, kind, p)?;
         teacher_name = Some(tn.to_string());

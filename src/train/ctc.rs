@@ -161,7 +161,7 @@ pub struct Forward {
 
 impl Forward {
     pub fn new(student: &ModelProto, names: &[String], tensor: &str, threads: usize) -> Result<Forward> {
-        let input = graph::data_input(student)?;
+        let input = crate::onnx::data_input(student)?;
         let mut m = super::model::with_inputs(student, names);
         let g = m.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
         g.output = vec![onnx::ValueInfoProto { name: Some(tensor.to_string()), ..Default::default() }];

@@ -9,7 +9,7 @@ use super::graph::{model_proto, BnStat, TRAIN_OPSET};
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::{self, a_int, a_ints, attr_float, attr_int, attr_ints, dtype, Dim, ModelProto, NodeProto, TensorProto};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// Nodes in topological order, constant values and the graph.
 pub(super) fn sorted_nodes(model: &ModelProto) -> Result<(Vec<NodeProto>, Graph)> {

@@ -13,7 +13,7 @@ use super::grad::{differentiate, Emitter};
 use super::loss::{self, Emphasis, LossKind, OutputLoss, OutputLossArg};
 use crate::error::{Error, Result};
 use crate::onnx::{self, a_int, dtype, Dim, ModelProto, NodeProto, TensorProto};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// Opset of the training graph (ScatterElements with reduction needs 16).
 pub const TRAIN_OPSET: i64 = 17;
@@ -135,17 +135,6 @@ pub fn logits_of(nodes: &[NodeProto], output: &str) -> String {
     output.to_string()
 }
 
-/// The model's one data input (graph inputs that are not initializers); training needs exactly one.
-pub fn data_input(model: &ModelProto) -> Result<String> {
-    if model.graph.is_none() {
-        return Err(Error::InvalidGraph("model has no graph".into()));
-    }
-    match onnx::data_inputs(model).as_slice() {
-        [one] => Ok(one.clone()),
-        other => Err(Error::InvalidGraph(format!("training needs a model with one input, this one has {}", other.len()))),
-    }
-}
-
 pub fn model_proto(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<onnx::ValueInfoProto>, outputs: Vec<onnx::ValueInfoProto>) -> ModelProto {
     ModelProto {
         ir_version: Some(8),
@@ -179,7 +168,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     let gp = student.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
     let opset = onnx::opset_of(student);
     let (nodes, _) = sorted_nodes(student)?;
-    let input = data_input(student)?;
+    let input = onnx::data_input(student)?;
     let input_shape = spec.input_shape.clone();
     if gp.output.is_empty() {
         return Err(Error::InvalidGraph("model has no output".into()));

@@ -48,8 +48,8 @@ pub use trainer::{Cancel, Lines, Observer, Stepped, Trainer};
 /// exported for a fixed batch), otherwise their fixed batch with gradients
 /// accumulated to the same number of samples per step.
 fn plan_batches(student: &ModelProto, teacher: &ModelProto, sample: &[usize], opts: &Options) -> Result<(ModelProto, ModelProto, usize, usize, bool)> {
-    let s_in = graph::data_input(student)?;
-    let t_in = graph::data_input(teacher).map_err(|e| Error::option("--teacher", e.to_string()))?;
+    let s_in = crate::onnx::data_input(student)?;
+    let t_in = crate::onnx::data_input(teacher).map_err(|e| Error::option("--teacher", e.to_string()))?;
     let fixed = model::declared_batch(student, &s_in).filter(|&b| b as usize != opts.batch);
     if fixed.is_none() {
         return Ok((student.clone(), teacher.clone(), opts.batch, opts.accumulate, false));
@@ -69,7 +69,7 @@ fn plan_batches(student: &ModelProto, teacher: &ModelProto, sample: &[usize], op
 /// Whether the teacher's top-1 agrees with the labels of `data` on at least [`LABEL_AGREEMENT`]
 /// of the samples (false for outputs that are not `[N, C]` scores).
 fn teacher_agrees_with_labels(teacher: &ModelProto, data: &Dataset, batch: usize, threads: usize) -> Result<bool> {
-    let input = graph::data_input(teacher)?;
+    let input = crate::onnx::data_input(teacher)?;
     let mut sess = runtime::session(teacher, threads)?;
     let preds = crate::tasks::predict(&mut sess, &input, &[], &data.samples, batch, Kind::Classify, &Params::default())?;
     let same = preds.iter().zip(&data.samples).filter(|(p, s)| matches!(p, crate::tasks::Pred::Class(c) if Some(*c) == s.label)).count();

@@ -12,7 +12,7 @@ use super::TrainSet;
 use crate::error::{Error, Result};
 use crate::onnx::{self, ModelProto};
 use crate::exec::runtime::{self, Feed};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// Float initializers the optimizer updates.
 pub fn trainable(student: &ModelProto, set: TrainSet) -> Vec<String> {

@@ -3,7 +3,6 @@
 //! is written), its predictions are scored against the ground truth and
 //! against the teacher's predictions (computed once).
 
-use super::graph;
 use crate::tasks::data::Dataset;
 use crate::error::Result;
 use crate::tasks::{self, Kind, Metric, Params, Pred};
@@ -47,10 +46,10 @@ impl<'a> Monitor<'a> {
     /// (the model's fixed batch if it has one).
     #[allow(clippy::too_many_arguments)]
     pub fn new(student: &ModelProto, teacher: &ModelProto, data: &'a Dataset, kind: Kind, params: Params, names: Vec<String>, shapes: Vec<Vec<usize>>, batch: usize, threads: usize) -> Result<Monitor<'a>> {
-        let input = graph::data_input(student)?;
+        let input = crate::onnx::data_input(student)?;
         let sess = runtime::session(&super::model::with_inputs(student, &names), threads)?;
         let truth = tasks::truth(kind, &data.samples);
-        let tin = graph::data_input(teacher)?;
+        let tin = crate::onnx::data_input(teacher)?;
         let mut ts = runtime::session(teacher, threads)?;
         let teacher = Some(tasks::predict(&mut ts, &tin, &[], &data.samples, batch, kind, &params)?);
         Ok(Monitor { sess, input, data, kind, params, batch, truth, teacher, names, shapes })

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::onnx::{self, attr_int, dtype, ModelProto, NodeProto, TensorProto};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// One integer weight (and its bias) lifted to floats.
 #[derive(Debug, Clone)]

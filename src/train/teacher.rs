@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 
-use super::graph;
 use crate::error::{Error, Result};
 use crate::onnx::{self, ModelProto};
 use crate::exec::runtime::{self, Feed};
@@ -35,7 +34,7 @@ impl Teacher {
     /// run once to learn their shapes (returned with the batch). `cacheable`:
     /// the same sample always gives the same input.
     pub fn new(teacher: &ModelProto, tensors: Vec<String>, input_shape: &[usize], threads: usize, cacheable: bool, samples: usize) -> Result<(Teacher, HashMap<String, Vec<usize>>)> {
-        let input = graph::data_input(teacher).map_err(|e| Error::option("--teacher", e.to_string()))?;
+        let input = crate::onnx::data_input(teacher).map_err(|e| Error::option("--teacher", e.to_string()))?;
         let mut sess = runtime::session(&with_outputs(teacher, &tensors)?, threads)?;
         let x = vec![0.0f32; input_shape.iter().product()];
         let out = runtime::run(&mut sess, &[Feed { name: &input, shape: input_shape.to_vec(), data: &x }], &tensors)?;

@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::tasks::Params;
 use crate::onnx::{a_ints, make_node, GraphProto, ModelProto};
 use crate::exec::runtime::{self, Feed};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// One calibrated output.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -84,7 +84,7 @@ pub fn calibrate(student: &mut ModelProto, teacher: &ModelProto, losses: &[Outpu
         .map(|l| sg.output.iter().position(|o| o.name() == l.output).and_then(|i| tg.output.get(i)).map(|o| o.name().to_string()))
         .collect::<Option<_>>()
         .ok_or_else(|| Error::option("--teacher", "its outputs do not match the model's"))?;
-    let (s_in, t_in) = (super::graph::data_input(student)?, super::graph::data_input(teacher)?);
+    let (s_in, t_in) = (crate::onnx::data_input(student)?, crate::onnx::data_input(teacher)?);
     let mut ss = runtime::session(&super::teacher::with_outputs(student, &s_names)?, threads)?;
     let mut ts = runtime::session(teacher, threads)?;
     let mut per_map: Vec<Samples> = maps.iter().map(|_| Samples { logits: vec![], teacher: vec![], teacher_above: 0 }).collect();

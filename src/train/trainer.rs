@@ -20,7 +20,7 @@ use crate::exec::runtime::{self, Feed};
 use crate::onnx::{self, ModelProto};
 use crate::tasks::data::Dataset;
 use crate::tasks::Kind;
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// What a training run reports as it goes. Every method has a default: lines go
 /// to stderr, steps are not shown.
@@ -137,8 +137,8 @@ impl<'a> Trainer<'a> {
         if params.is_empty() {
             return Err(Error::option("--train", format!("{:?} selects no parameters in this model", opts.train)));
         }
-        let s_input = graph::data_input(student)?;
-        let t_input = graph::data_input(&teacher_m).map_err(|e| Error::option("--teacher", e.to_string()))?;
+        let s_input = crate::onnx::data_input(student)?;
+        let t_input = crate::onnx::data_input(&teacher_m).map_err(|e| Error::option("--teacher", e.to_string()))?;
 
         // the losses: one per output, and the block outputs matched to the teacher
         let mut loss = opts.loss.clone();

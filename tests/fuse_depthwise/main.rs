@@ -102,5 +102,5 @@ fn dw_model(c: usize, k: (usize, usize), stride: (usize, usize), pads: Option<[i
 
 fn tensor(m: &ModelProto, name: &str) -> ArrayD<f32> {
     let t = m.graph.as_ref().unwrap().initializer.iter().find(|t| t.name() == name).unwrap();
-    fusec::tensor::Tensor::from_proto(t.clone()).unwrap().to_f32().unwrap()
+    fusec::onnx::tensor::Tensor::from_proto(t.clone()).unwrap().to_f32().unwrap()
 }

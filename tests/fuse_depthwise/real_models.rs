@@ -69,7 +69,7 @@ fn real_models_convert_exactly_on_representable_kernels() {
                 };
                 let masked = d.weight.indexed_iter().map(|(i, v)| if keep(&[i[0], i[1], i[2], i[3]]) { *v } else { 0.0 }).collect::<Vec<f32>>();
                 let a = ArrayD::from_shape_vec(d.weight.raw_dim(), masked).unwrap();
-                let t = fusec::tensor::Tensor::from_f32(&w, &a).into_proto();
+                let t = fusec::onnx::tensor::Tensor::from_f32(&w, &a).into_proto();
                 if let Some(init) = gp.initializer.iter_mut().find(|t| t.name() == w) {
                     *init = t;
                 } else {

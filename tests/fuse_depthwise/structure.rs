@@ -106,7 +106,7 @@ fn fit_assignment_gathers_each_channel_to_the_branch_that_keeps_it() {
     let rows = [1usize, 3, 4];
     let masked = ArrayD::from_shape_fn(w.raw_dim(), |i| if rows.contains(&i[0]) == (i[2] == 1) && (i[2] == 1 || i[3] == 1) { w[&i] } else { 0.0 });
     let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == wname).unwrap();
-    *t = fusec::tensor::Tensor::from_f32(&wname, &masked).into_proto();
+    *t = fusec::onnx::tensor::Tensor::from_f32(&wname, &masked).into_proto();
     let (fit, report) = convert_assigned(&m, Variant::Half, Init::Center, Assign::Fit);
     assert!(report.rewrites[0].detail.contains("(4 of 6 channels in the other branch"), "{}", report.rewrites[0].detail);
     let g = fit.graph.as_ref().unwrap();
@@ -116,7 +116,7 @@ fn fit_assignment_gathers_each_channel_to_the_branch_that_keeps_it() {
     let ints = |suffix: &str| -> Vec<i64> {
         let n = g.node.iter().find(|n| n.name().ends_with(suffix)).unwrap();
         let t = g.initializer.iter().find(|t| t.name() == n.input[1]).unwrap();
-        fusec::tensor::Tensor::from_proto(t.clone()).unwrap().to_i64().unwrap()
+        fusec::onnx::tensor::Tensor::from_proto(t.clone()).unwrap().to_i64().unwrap()
     };
     assert_eq!(ints(".fuse.row_gather"), vec![1, 3, 4]);
     assert_eq!(ints(".fuse.col_gather"), vec![0, 2, 5]);

@@ -20,7 +20,7 @@ fn block_with_dw_weight(c: usize, w: Vec<usize>) -> ModelProto {
     let dw = g.node.iter().find(|n| n.op_type() == "Conv" && fusec::onnx::attr_int(n, "group").unwrap_or(1) > 1).unwrap();
     let wname = dw.input[1].clone();
     let t = g.initializer.iter_mut().find(|t| t.name() == wname).unwrap();
-    *t = fusec::tensor::Tensor::from_f32(&wname, &ndarray::ArrayD::from_elem(ndarray::IxDyn(&w), 0.1f32)).into_proto();
+    *t = fusec::onnx::tensor::Tensor::from_f32(&wname, &ndarray::ArrayD::from_elem(ndarray::IxDyn(&w), 0.1f32)).into_proto();
     m
 }
 
@@ -139,9 +139,9 @@ fn sparse_initializers_are_read_as_the_dense_tensors_they_stand_for() {
     let sp = &mut bad.graph.as_mut().unwrap().sparse_initializer[0];
     let name = sp.values.as_ref().unwrap().name().to_string();
     let idx = sp.indices.as_mut().unwrap();
-    let mut v = fusec::tensor::Tensor::from_proto(idx.clone()).unwrap().to_i64().unwrap();
+    let mut v = fusec::onnx::tensor::Tensor::from_proto(idx.clone()).unwrap().to_i64().unwrap();
     v[0] = 10_000;
-    *idx = fusec::tensor::Tensor::from_i64(idx.name(), &[v.len() as i64], &v).into_proto();
+    *idx = fusec::onnx::tensor::Tensor::from_i64(idx.name(), &[v.len() as i64], &v).into_proto();
     let e = fusec::ir::Graph::from_proto(bad.graph.as_ref().unwrap(), 13).unwrap_err().to_string();
     assert!(e.contains(&name) && e.contains("outside dims"), "{e}");
 }

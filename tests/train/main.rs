@@ -14,7 +14,7 @@ mod training;
 use fusec::models::builder::ModelBuilder;
 use fusec::onnx::{a_float, a_int, a_ints, a_string, Dim, ModelProto};
 use fusec::exec::runtime::{self, Feed};
-use fusec::tensor::Tensor;
+use fusec::onnx::tensor::Tensor;
 use ndarray::ArrayD;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -79,8 +79,8 @@ fn integer_weights_lift_to_fake_quantized_floats_and_lower_back_exactly() {
 }
 
 fn agreement(student: &ModelProto, teacher: &ModelProto, data: &Dataset) -> f64 {
-    let (s, _, _) = fusec::exec::predict(student, data).unwrap();
-    let (t, _, _) = fusec::exec::predict(teacher, data).unwrap();
+    let (s, _, _) = fusec::tasks::classify::predict(student, data).unwrap();
+    let (t, _, _) = fusec::tasks::classify::predict(teacher, data).unwrap();
     s.iter().zip(&t).filter(|(a, b)| a == b).count() as f64 / s.len() as f64
 }
 
@@ -118,5 +118,5 @@ fn a_qdq_classifier_fine_tunes_end_to_end() {
     let int8_changed = si.iter().filter(|(k, t)| t.data_type() == dtype::INT8 && ti[*k] != **t).count();
     assert!(int8_changed >= 20, "{int8_changed} int8 weights changed");
     let eval_after = summary.eval_after.expect("held-out data was given");
-    assert!((eval_after - 100.0 * fusec::exec::evaluate("t", &tuned, None, &held).unwrap().top1.unwrap()).abs() < 1e-9, "the written model is the model trained: {eval_after}");
+    assert!((eval_after - 100.0 * fusec::tasks::classify::evaluate("t", &tuned, None, &held).unwrap().top1.unwrap()).abs() < 1e-9, "the written model is the model trained: {eval_after}");
 }

@@ -51,7 +51,7 @@ fn balanced(mut teacher: ModelProto, data: &Dataset) -> ModelProto {
     };
     scale(&mut teacher, &gemm.input[1], &|_, v| v * 30.0);
     for _ in 0..3 {
-        let (_, probs, _) = fusec::exec::predict(&teacher, data).unwrap();
+        let (_, probs, _) = fusec::tasks::classify::predict(&teacher, data).unwrap();
         let k = probs[0].len();
         let mean: Vec<f32> = (0..k).map(|c| probs.iter().map(|p| p[c].max(1e-12).ln()).sum::<f32>() / probs.len() as f32).collect();
         scale(&mut teacher, &gemm.input[2], &|i, v| v - mean[i]);
@@ -75,7 +75,7 @@ fn images(n: usize, seed: u64) -> Dataset {
 /// Smooth random images; labels are the teacher's own predictions.
 fn teacher_labelled(teacher: &ModelProto, n: usize, seed: u64) -> Dataset {
     let mut data = images(n, seed);
-    let (pred, _, _) = fusec::exec::predict(teacher, &data).unwrap();
+    let (pred, _, _) = fusec::tasks::classify::predict(teacher, &data).unwrap();
     for (s, p) in data.samples.iter_mut().zip(pred) {
         s.label = Some(p);
     }
@@ -170,7 +170,7 @@ pub(crate) fn check_loss_gradient(tg: &tgraph::TrainGraph, student: &ModelProto,
 }
 
 fn accuracy(model: &ModelProto, data: &Dataset) -> f64 {
-    let (pred, _, _) = fusec::exec::predict(model, data).unwrap();
+    let (pred, _, _) = fusec::tasks::classify::predict(model, data).unwrap();
     pred.iter().zip(&data.samples).filter(|(p, s)| Some(**p) == s.label).count() as f64 / data.samples.len() as f64
 }
 

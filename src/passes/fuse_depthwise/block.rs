@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::ir::{Graph, Patch};
 use crate::onnx::{a_int, a_ints, a_string, NodeProto};
 use crate::passes::fuse_depthwise::{qdq, DepthwiseConv, FuseKernels, Variant};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// Fresh names for what a rewrite adds. A planner reserves names after a
 /// [`mark`](Names::mark) and gives them back with [`rollback`](Names::rollback)

@@ -28,7 +28,7 @@ use ndarray::{ArrayD, Axis, IxDyn};
 use crate::ir::{Graph, Node, Patch};
 use crate::onnx::{self, a_int, dtype, NodeProto};
 use crate::passes::fuse_depthwise::Names;
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// The quantization around a quantized depthwise conv: the scale and
 /// zero-point initializers of its input (its DequantizeLinear, or the

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::error::{Error, Result};
 use crate::onnx::{self, a_int, a_ints, attr_int, attr_ints, NodeProto, TensorProto};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// Ops whose outputs never carry a gradient (integer or boolean results, shapes).
 const NON_DIFFERENTIABLE: &[&str] = &[

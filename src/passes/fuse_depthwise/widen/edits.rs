@@ -11,7 +11,7 @@ use super::quantized::QWeight;
 use super::{dup_axis, is_squeeze_excite, Plan, Planner, Wide};
 use crate::passes::fuse_depthwise::Layout;
 use crate::onnx::{a_int, attr_int, dtype, Dim};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// A weight or bias input: a float constant, or integers behind a DequantizeLinear.
 pub(super) enum Weight {

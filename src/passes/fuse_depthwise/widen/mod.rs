@@ -37,7 +37,7 @@ use petgraph::stable_graph::NodeIndex;
 use crate::ir::{Graph, IMPLICIT_SLOT};
 use crate::onnx::{a_int, attr_int, attr_ints, make_node, Dim, NodeProto};
 use crate::passes::fuse_depthwise::{Layout, Names};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 mod edits;
 mod quantized;

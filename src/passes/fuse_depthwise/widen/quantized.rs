@@ -11,7 +11,7 @@ use ndarray::{concatenate, ArrayD, Axis};
 use super::{Plan, Planner};
 use crate::ir::{Graph, Node};
 use crate::onnx::{a_int, attr_int, dtype, make_node};
-use crate::tensor::Tensor;
+use crate::onnx::tensor::Tensor;
 
 /// An integer constant behind a DequantizeLinear: (q − zero) · scale, per
 /// tensor or along `axis`.
