@@ -3,7 +3,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod calibrate;
-pub mod cli;
+pub mod choice;
 pub mod convert;
 pub mod cost;
 pub mod error;

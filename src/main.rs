@@ -1,3 +1,9 @@
+//! The `fusec` command line (clap, anyhow, indicatif and the Ctrl-C handler live
+//! here); the library (`fusec`) does the work.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod cli;
+
 fn main() -> std::process::ExitCode {
     // `fusec report m.onnx | head`: a closed pipe ends fusec quietly, as it ends other
     // Unix tools, instead of a panic in println! (Rust ignores SIGPIPE by default)
@@ -6,5 +12,5 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    fusec::cli::run()
+    cli::run()
 }

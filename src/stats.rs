@@ -36,7 +36,7 @@ pub fn node_params(g: &Graph, ix: petgraph::stable_graph::NodeIndex) -> u64 {
         let numel = |v: &str| g.is_weight(v).then(|| g.shape_of(v).and_then(|s| s.iter().map(Dim::known).collect::<Option<Vec<_>>>())).flatten().map_or(0, |s| s.iter().map(|&d| d.max(0) as u64).product());
         return numel(a.w) + a.bias.map_or(0, numel);
     }
-    if crate::ir::op::is_quantization(n) || crate::ir::shape::float_view(n).is_some() {
+    if crate::ir::op::is_quantization(n) || crate::ir::op::float_view(n).is_some() {
         return 0;
     }
     n.proto.input.iter().skip(1).filter_map(|i| g.const_tensor(i)).map(|t| t.len()).sum()
@@ -78,7 +78,7 @@ pub fn stats(g: &Graph) -> Stats {
             vec![0]
         } else if n.op() == "QLinearConcat" {
             (2..n.proto.input.len()).step_by(3).collect()
-        } else if let Some((_, slots)) = crate::ir::shape::float_view(n) {
+        } else if let Some((_, slots)) = crate::ir::op::float_view(n) {
             slots.to_vec()
         } else if n.op() == "QLinearGlobalAveragePool" {
             vec![0]

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::convert::{self, ConvertOptions, ConvertSummary, InputShape};
-use crate::passes::fuse_depthwise::{Assign, Init, Variant};
-use crate::passes::LayerSelection;
-use crate::stats::human;
+use fusec::convert::{self, ConvertOptions, ConvertSummary, InputShape};
+use fusec::passes::fuse_depthwise::{Assign, Init, Variant};
+use fusec::passes::LayerSelection;
+use fusec::stats::human;
 use super::*;
 
 #[derive(Args, Debug)]
@@ -42,19 +42,19 @@ pub struct ConvertArgs {
     /// Input ONNX model.
     pub model: PathBuf,
     /// FuSe variant: runs the built-in pipeline passes/half.toml or passes/full.toml.
-    #[arg(long, value_enum, required_unless_present = "pipeline")]
+    #[arg(long, value_parser = choice::<Variant>(), required_unless_present = "pipeline")]
     pub variant: Option<Variant>,
     /// Output path (default: MODEL.fuse-VARIANT.onnx beside the input).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Initial 1-D kernels: center, sum (from the K×K kernel) or lsq (fitted on --calib data)
     /// [default: the pipeline's, center for the built-in ones].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Init>())]
     pub init: Option<Init>,
     /// Half: which channels go to 1×K and which to K×1: ordered (the paper's: the first
     /// half to 1×K) or fit (each channel to the branch that reproduces it best; the
     /// block gathers the channels and restores their order) [default: the pipeline's, ordered].
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<Assign>())]
     pub assign: Option<Assign>,
     /// Layers to convert: `all`, a preset from passes/ (e.g. paper-50-mobilenet-v2),
     /// a preset .toml file, or a comma list of indices, ranges (3-7) and name patterns
@@ -102,8 +102,8 @@ pub struct ConvertArgs {
     #[arg(long, requires = "calib")]
     pub bn_recalib: bool,
     /// Derive more calibration samples from each image (rot180: also the image rotated).
-    #[arg(long, value_enum)]
-    pub task: Option<crate::tasks::Task>,
+    #[arg(long, value_parser = choice::<fusec::tasks::Task>())]
+    pub task: Option<fusec::tasks::Task>,
     /// Also cost the result against the input on a modeled array and print the speedup.
     #[arg(long)]
     pub report: bool,
@@ -167,7 +167,7 @@ pub(super) fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
     let speed = if a.report {
         let base = load_for_report(&a.model, a.input_shape.as_ref())?;
         let conv = load_for_report(&output, a.input_shape.as_ref())?;
-        let r = crate::cost::report::build(&output.display().to_string(), &conv, Some((&a.model.display().to_string(), &base)), &hw, 1)?;
+        let r = fusec::cost::report::build(&output.display().to_string(), &conv, Some((&a.model.display().to_string(), &base)), &hw, 1)?;
         Some(r)
     } else {
         None
@@ -240,11 +240,11 @@ pub fn print_summary(s: &ConvertSummary, output: &std::path::Path) {
 }
 
 pub(super) fn cmd_inspect(a: InspectArgs) -> anyhow::Result<()> {
-    let (model, mut g) = crate::ir::load_graph(&a.model)?;
+    let (model, mut g) = fusec::ir::load_graph(&a.model)?;
     if let Some(s) = &a.input_shape {
         s.apply(&mut g).map_err(|e| e.in_file(&a.model))?;
     }
-    let r = crate::inspect::inspect(&model, &g)?;
+    let r = fusec::inspect::inspect(&model, &g)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -296,20 +296,20 @@ pub(super) fn cmd_inspect(a: InspectArgs) -> anyhow::Result<()> {
 
 pub(super) fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
     if a.paper_table {
-        let rows = crate::models::paper::table(a.array)?;
+        let rows = fusec::models::paper::table(a.array)?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
-            print!("{}", crate::models::paper::render_markdown(&rows, a.array));
+            print!("{}", fusec::models::paper::render_markdown(&rows, a.array));
         }
         return Ok(());
     }
     let (Some(name), Some(output)) = (a.name, a.output) else {
         anyhow::bail!("zoo needs a network name and -o OUTPUT (or --paper-table)");
     };
-    let proto = crate::models::zoo::build(&name, a.seed)?;
-    let model = crate::onnx::Model { proto, ..Default::default() };
-    crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
+    let proto = fusec::models::zoo::build(&name, a.seed)?;
+    let model = fusec::onnx::Model { proto, ..Default::default() };
+    fusec::onnx::save(&model, &output, &fusec::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
     println!("wrote {} ({name})", output.display());
     Ok(())
 }

@@ -9,10 +9,10 @@ mod sim;
 mod train;
 mod train_args;
 
-pub use convert::{print_summary, ConvertArgs, InspectArgs, ZooArgs};
+pub use convert::{ConvertArgs, InspectArgs, ZooArgs};
 pub use report::{HwArgs, ReportArgs, ReportFormat};
 pub use sim::{Engine, SimArgs, SimulateArgs, SweepArgs};
-pub use train_args::{EvalArgs, FinetuneArgs, PreprocessArgs};
+pub use train_args::{EvalArgs, FinetuneArgs};
 use convert::{cmd_convert, cmd_inspect, cmd_zoo};
 use report::cmd_report;
 mod recipe;
@@ -26,7 +26,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use crate::convert::InputShape;
+use fusec::choice::Choice;
+use fusec::convert::InputShape;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -107,13 +108,13 @@ pub fn run() -> ExitCode {
     // the current step and saves a checkpoint itself; a second Ctrl-C exits at once.
     let graceful = matches!(cli.cmd, Command::Finetune(_));
     let _ = ctrlc::set_handler(move || {
-        if graceful && !crate::onnx::was_interrupted() {
-            crate::onnx::interrupt();
+        if graceful && !fusec::onnx::was_interrupted() {
+            fusec::onnx::interrupt();
             CANCEL.store(true, std::sync::atomic::Ordering::SeqCst);
             eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
             return;
         }
-        crate::onnx::interrupt();
+        fusec::onnx::interrupt();
         eprintln!("interrupted");
         std::thread::sleep(std::time::Duration::from_secs(2));
         std::process::exit(130);
@@ -128,14 +129,14 @@ pub fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if crate::onnx::was_interrupted() { ExitCode::from(130) } else { ExitCode::from(1) }
+            if fusec::onnx::was_interrupted() { ExitCode::from(130) } else { ExitCode::from(1) }
         }
     }
 }
 
 /// Fine-tuning's cancel token: the Ctrl-C handler sets it, the training loop stops
 /// after the step in progress.
-pub(crate) static CANCEL: std::sync::LazyLock<crate::train::Cancel> = std::sync::LazyLock::new(Default::default);
+pub(crate) static CANCEL: std::sync::LazyLock<fusec::train::Cancel> = std::sync::LazyLock::new(Default::default);
 
 /// Fine-tuning's progress on the terminal: a bar of steps with the running loss
 /// and throughput, messages printed above it.
@@ -147,7 +148,7 @@ impl ProgressBar {
     }
 }
 
-impl crate::train::Observer for ProgressBar {
+impl fusec::train::Observer for ProgressBar {
     fn start(&mut self, total: usize, at: usize) {
         self.0.set_length(total as u64);
         self.0.set_style(
@@ -187,9 +188,9 @@ fn dispatch(cmd: Command) -> anyhow::Result<()> {
 }
 
 /// A model loaded as every command loads it: shape computations folded.
-fn load_folded(path: &std::path::Path) -> anyhow::Result<crate::onnx::Model> {
-    let mut m = crate::onnx::load(path)?;
-    crate::ir::fold_model(&mut m.proto).map_err(|e| e.in_file(path))?;
+fn load_folded(path: &std::path::Path) -> anyhow::Result<fusec::onnx::Model> {
+    let mut m = fusec::onnx::load(path)?;
+    fusec::ir::fold_model(&mut m.proto).map_err(|e| e.in_file(path))?;
     Ok(m)
 }
 
@@ -208,8 +209,8 @@ fn emit(text: &str, output: Option<&std::path::Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_for_report(path: &std::path::Path, shape: Option<&InputShape>) -> anyhow::Result<crate::ir::Graph> {
-    let (_, mut g) = crate::ir::load_graph(path)?;
+fn load_for_report(path: &std::path::Path, shape: Option<&InputShape>) -> anyhow::Result<fusec::ir::Graph> {
+    let (_, mut g) = fusec::ir::load_graph(path)?;
     if let Some(s) = shape {
         s.apply(&mut g).map_err(|e| e.in_file(path))?;
     }
@@ -229,7 +230,20 @@ pub struct GateArgs {
 }
 
 impl GateArgs {
-    pub fn gates(&self) -> crate::cost::hw::Gates {
-        crate::cost::hw::Gates { min_speedup: self.min_speedup, max_cycles: self.max_cycles }
+    pub fn gates(&self) -> fusec::cost::hw::Gates {
+        fusec::cost::hw::Gates { min_speedup: self.min_speedup, max_cycles: self.max_cycles }
     }
+}
+
+/// clap's parser for a library enum: its names as the possible values (each with
+/// its doc comment as help), parsed into the value.
+pub(crate) fn choice<T: Choice + Send + Sync + Clone>() -> impl clap::builder::TypedValueParser<Value = T> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let values = T::ALL.iter().map(|&(_, name, help)| {
+        let v = PossibleValue::new(name);
+        // as clap shows a doc comment: trimmed, without its final period
+        let help = help.trim();
+        if help.is_empty() { v } else { v.help(help.strip_suffix('.').unwrap_or(help)) }
+    });
+    PossibleValuesParser::new(values).try_map(|s| T::from_name(&s).ok_or_else(|| format!("'{s}' is not one of {}", T::names())))
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::convert::InputShape;
+use fusec::convert::InputShape;
 use super::*;
 
 #[derive(Args, Debug)]
@@ -13,8 +13,8 @@ pub struct HwArgs {
     #[arg(long)]
     pub array: Option<String>,
     /// Hardware the model runs on [default: fuse]; a baseline always runs on `systolic`.
-    #[arg(long, value_enum)]
-    pub hw: Option<crate::cost::hw::HwKind>,
+    #[arg(long, value_parser = choice::<fusec::cost::hw::HwKind>())]
+    pub hw: Option<fusec::cost::hw::HwKind>,
     /// Clock for converting cycles to time [default: 1000].
     #[arg(long)]
     pub freq_mhz: Option<f64>,
@@ -28,8 +28,8 @@ pub struct HwArgs {
 impl HwArgs {
     /// --hw-config (a preset, TOML or SCALE-Sim .cfg) or the paper's 64×64 FuSe
     /// array, with --array, --hw and --freq-mhz applied.
-    pub fn config(&self) -> crate::Result<crate::cost::hw::HwConfig> {
-        use crate::cost::hw::{Dataflow, HwConfig, HwKind};
+    pub fn config(&self) -> fusec::Result<fusec::cost::hw::HwConfig> {
+        use fusec::cost::hw::{Dataflow, HwConfig, HwKind};
         let mut c = match &self.hw_config {
             Some(p) => HwConfig::load(p)?,
             None => HwConfig::new(64, 64, HwKind::Fuse, Dataflow::Os)?,
@@ -104,8 +104,8 @@ pub(super) fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
     // one hardware description; the analytical model reads its array and clock
     let cfg = a.sim.config(&a.hw)?;
     let report = match a.engine {
-        Engine::Analytical => crate::cost::report::build(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &cfg, a.batch),
-        Engine::Sim => crate::cost::report::build_sim(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &cfg, a.sim.convention(), a.batch),
+        Engine::Analytical => fusec::cost::report::build(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &cfg, a.batch),
+        Engine::Sim => fusec::cost::report::build_sim(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &cfg, a.sim.convention(), a.batch),
     }
     .map_err(|e| e.in_file(&a.model))?;
     let text = match a.format {

@@ -1,5 +1,5 @@
 //! `fusec select`: which depthwise layers to rewrite for an array, a speedup
-//! target or a cost budget (the library side is `crate::select`).
+//! target or a cost budget (the library side is `fusec::select`).
 
 use std::path::PathBuf;
 
@@ -8,16 +8,16 @@ use clap::Args;
 use super::convert::CalibImages;
 use super::report::HwArgs;
 use super::*;
-use crate::convert::InputShape;
-use crate::select::solve::{self, Goal};
+use fusec::convert::InputShape;
+use fusec::select::solve::{self, Goal};
 
 #[derive(Args, Debug)]
 pub struct SelectArgs {
     /// Model to choose layers of.
     pub model: PathBuf,
     /// The rewrite whose gains and costs are weighed.
-    #[arg(long, value_enum, default_value_t = crate::passes::fuse_depthwise::Variant::Half)]
-    pub variant: crate::passes::fuse_depthwise::Variant,
+    #[arg(long, value_parser = choice::<fusec::passes::fuse_depthwise::Variant>(), default_value_t = fusec::passes::fuse_depthwise::Variant::Half)]
+    pub variant: fusec::passes::fuse_depthwise::Variant,
     #[command(flatten)]
     pub hw: HwArgs,
     /// Concrete input shape (`1x3x224x224` or `NAME=1x3x224x224`).
@@ -39,8 +39,8 @@ pub struct SelectArgs {
     /// (for --max-drop and the table): rot180 top-1, ctc lines read the same
     /// (greedy), textdet box hmean against the original's boxes. Default: top-1
     /// where the first output is [N, classes] scores.
-    #[arg(long, value_enum)]
-    pub task: Option<crate::tasks::Task>,
+    #[arg(long, value_parser = choice::<fusec::tasks::Task>())]
+    pub task: Option<fusec::tasks::Task>,
     /// Distill each rewritten layer for this many steps on the --calib data (only
     /// its 1-D kernels train, against the original) before its cost is measured;
     /// the chosen set too, before it is measured whole. 0: costs of the untrained rewrite.
@@ -76,12 +76,12 @@ pub struct SelectArgs {
     /// Initial 1-D kernels of the rewritten layers when costs are measured and candidates
     /// fine-tuned: center, sum (from the K×K kernel) or lsq (fitted on the --calib data,
     /// every layer on the original's activations).
-    #[arg(long, value_enum, default_value_t = crate::passes::fuse_depthwise::Init::Center)]
-    pub init: crate::passes::fuse_depthwise::Init,
+    #[arg(long, value_parser = choice::<fusec::passes::fuse_depthwise::Init>(), default_value_t = fusec::passes::fuse_depthwise::Init::Center)]
+    pub init: fusec::passes::fuse_depthwise::Init,
     /// Half: which channels get the 1×K branch: ordered (the first half, as the paper) or fit
     /// (each channel to the branch that keeps more of its kernel; as `convert --assign`).
-    #[arg(long, value_enum, default_value_t = crate::passes::fuse_depthwise::Assign::Ordered)]
-    pub assign: crate::passes::fuse_depthwise::Assign,
+    #[arg(long, value_parser = choice::<fusec::passes::fuse_depthwise::Assign>(), default_value_t = fusec::passes::fuse_depthwise::Assign::Ordered)]
+    pub assign: fusec::passes::fuse_depthwise::Assign,
     /// Print JSON (the table, the front and the choice) instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -129,7 +129,7 @@ pub struct SelectArgs {
 
 #[derive(serde::Serialize)]
 struct Outcome<'a> {
-    table: &'a crate::select::Table,
+    table: &'a fusec::select::Table,
     /// Whether the table was read from the cache.
     cached: bool,
     front: Vec<solve::Choice>,
@@ -189,22 +189,22 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     if a.proxy_steps > 0 && calib_set.is_none() {
         anyhow::bail!("option --proxy-steps: distills on images: give --calib DATA (and --preprocess)");
     }
-    let proxy = calib_set.as_ref().filter(|_| a.proxy_steps > 0).map(|d| crate::select::Proxy::new(d, a.proxy_steps, a.proxy_batch, a.seed));
+    let proxy = calib_set.as_ref().filter(|_| a.proxy_steps > 0).map(|d| fusec::select::Proxy::new(d, a.proxy_steps, a.proxy_batch, a.seed));
     // --calib images give the input shape when --input-shape does not
     let shape = a.input_shape.clone().or_else(|| calib.first().map(|x| InputShape { name: None, dims: x.shape().iter().map(|&d| d as i64).collect() }));
     let g = load_for_report(&a.model, shape.as_ref())?;
-    let cands = crate::passes::fuse_depthwise::depthwise_convs(&g)?;
+    let cands = fusec::passes::fuse_depthwise::depthwise_convs(&g)?;
     let layer_set = |opt: &str, v: &Option<String>| -> anyhow::Result<Vec<usize>> {
         match v {
             None => Ok(vec![]),
-            Some(l) => crate::passes::LayerSelection::parse(l).resolve(&cands).map_err(|e| anyhow::anyhow!("option {opt}: {l}: {e}")),
+            Some(l) => fusec::passes::LayerSelection::parse(l).resolve(&cands).map_err(|e| anyhow::anyhow!("option {opt}: {l}: {e}")),
         }
     };
     let (include, exclude) = (layer_set("--include", &a.include)?, layer_set("--exclude", &a.exclude)?);
     if let Some(l) = include.iter().find(|l| exclude.contains(l)) {
         anyhow::bail!("option --include: layer {l} is also in --exclude");
     }
-    let inputs = if a.images.calib.is_some() { calib } else { crate::select::noise_inputs(&g, a.samples, a.seed).map_err(|e| e.in_file(&a.model))? };
+    let inputs = if a.images.calib.is_some() { calib } else { fusec::select::noise_inputs(&g, a.samples, a.seed).map_err(|e| e.in_file(&a.model))? };
     let kernels = kernels_for(&a, &model, &g, calib_set.as_ref())?;
     let (table, cached) = table_for(&a, &hw, &model, &g, &inputs, &kernels, proxy.as_ref())?;
     if let Some(l) = include.iter().find(|l| !table.items.iter().any(|i| i.layers.contains(l))) {
@@ -212,8 +212,8 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     }
     if a.max_drop.is_some() && table.items.iter().any(|i| i.agreement.is_none()) {
         let how = match a.task {
-            Some(crate::tasks::Task::Ctc) => "[N, T, classes] CTC scores",
-            Some(crate::tasks::Task::Textdet) => "an [N, 1, H, W] probability map",
+            Some(fusec::tasks::Task::Ctc) => "[N, T, classes] CTC scores",
+            Some(fusec::tasks::Task::Textdet) => "an [N, 1, H, W] probability map",
             _ => "[N, classes] scores (for a recognizer or detector give --task ctc or --task textdet)",
         };
         anyhow::bail!("option --max-drop: {}: the first output is not {how}, so there is no {}; use --max-cost", a.model.display(), agreement(&a).unit());
@@ -221,14 +221,14 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     let gains: Vec<u64> = table.items.iter().map(|i| i.gain).collect();
     // without costs every item costs the same: the fewest layers reaching the target
     // (with --max-drop: the agreement points an item loses)
-    let cost_of = |i: &crate::select::Item| if a.max_drop.is_some() { i.drop_points().unwrap_or(0.0) } else { i.cost.unwrap_or(1.0) };
+    let cost_of = |i: &fusec::select::Item| if a.max_drop.is_some() { i.drop_points().unwrap_or(0.0) } else { i.cost.unwrap_or(1.0) };
     let costs: Vec<f64> = table.items.iter().map(cost_of).collect();
     let forced: Vec<usize> = (0..table.items.len()).filter(|&i| table.items[i].layers.iter().any(|l| include.contains(l))).collect();
     let free: Vec<usize> = (0..table.items.len()).filter(|&i| !forced.contains(&i) && !table.items[i].layers.iter().any(|l| exclude.contains(l))).collect();
     // parameter and MAC budgets: the model's own plus what the chosen items add
-    let stats = crate::stats::stats(&g);
+    let stats = fusec::stats::stats(&g);
     let within = |items: &[usize]| {
-        let add = |f: fn(&crate::select::Item) -> i64| items.iter().map(|&i| f(&table.items[i])).sum::<i64>();
+        let add = |f: fn(&fusec::select::Item) -> i64| items.iter().map(|&i| f(&table.items[i])).sum::<i64>();
         a.budget_params.is_none_or(|b| stats.params as i64 + add(|i| i.params_delta) <= b as i64) && a.budget_macs.is_none_or(|b| stats.macs as i64 + add(|i| i.macs_delta) <= b as i64)
     };
     let constrained = Constrained { gains: &gains, costs: &costs, forced: &forced, free: &free, ok: &within };
@@ -238,20 +238,20 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     let reference = std::cell::OnceCell::new();
     let measure = |c: &solve::Choice, tightened: Vec<(f64, f64)>| -> anyhow::Result<Chosen> {
         let layers: Vec<usize> = c.items.iter().flat_map(|&i| table.items[i].layers.clone()).collect();
-        let (converted, _, _) = crate::select::rewrite(&g, a.variant, &kernels, &layers)?;
-        let measured = crate::select::cycles(&converted, &hw, 1)?;
+        let (converted, _, _) = fusec::select::rewrite(&g, a.variant, &kernels, &layers)?;
+        let measured = fusec::select::cycles(&converted, &hw, 1)?;
         let (measured_cost, measured_agreement) = if inputs.is_empty() {
             (None, None)
         } else {
             if reference.get().is_none() {
-                let _ = reference.set(crate::select::outputs(&model.proto, &g, &inputs)?);
+                let _ = reference.set(fusec::select::outputs(&model.proto, &g, &inputs)?);
             }
             let reference = reference.get().ok_or_else(|| anyhow::anyhow!("the original's outputs"))?;
             let ys = match &proxy {
-                Some(p) if !layers.is_empty() => crate::select::outputs_of(&p.tune(&model.proto, &converted)?, &inputs)?,
-                _ => crate::select::outputs(&model.proto, &converted, &inputs)?,
+                Some(p) if !layers.is_empty() => fusec::select::outputs_of(&p.tune(&model.proto, &converted)?, &inputs)?,
+                _ => fusec::select::outputs(&model.proto, &converted, &inputs)?,
             };
-            let (e, ag) = crate::select::output_distance_by(reference, &ys, agreement(&a));
+            let (e, ag) = fusec::select::output_distance_by(reference, &ys, agreement(&a));
             (Some(e), ag)
         };
         Ok(Chosen {
@@ -309,7 +309,7 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
             }
             // the original's outputs, as the measurement of the chosen set ran them
             if reference.get().is_none() {
-                let _ = reference.set(crate::select::outputs(&model.proto, &g, &inputs)?);
+                let _ = reference.set(fusec::select::outputs(&model.proto, &g, &inputs)?);
             }
             let reference = reference.get().ok_or_else(|| anyhow::anyhow!("the original's outputs"))?;
             let cands = super::select_finetune::candidates(&front, c.predicted_gain, a.candidates);
@@ -332,8 +332,8 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
     // marked selections: their predicted speedup and cost from the items they cover
     let mut marks = vec![];
     for m in &a.mark {
-        let layers = crate::passes::LayerSelection::parse(m).resolve(&cands).map_err(|e| anyhow::anyhow!("option --mark: {m}: {e}"))?;
-        let items: Vec<&crate::select::Item> = table.items.iter().filter(|i| i.layers.iter().any(|l| layers.contains(l))).collect();
+        let layers = fusec::passes::LayerSelection::parse(m).resolve(&cands).map_err(|e| anyhow::anyhow!("option --mark: {m}: {e}"))?;
+        let items: Vec<&fusec::select::Item> = table.items.iter().filter(|i| i.layers.iter().any(|l| layers.contains(l))).collect();
         let gain: u64 = items.iter().map(|i| i.gain).sum();
         let cost: f64 = items.iter().map(|i| cost_of(i)).sum::<f64>();
         marks.push(Mark { name: m.clone(), layers, predicted_speedup: speedup(base, gain), predicted_cost: cost });
@@ -344,15 +344,15 @@ pub(super) fn cmd_select(a: SelectArgs) -> anyhow::Result<()> {
         }
         let label = match (a.max_drop, table.items.iter().any(|i| i.cost.is_some())) {
             (Some(_), _) => match a.task {
-                Some(crate::tasks::Task::Ctc) => "predicted drop in lines read as the original reads them (points, summed)",
-                Some(crate::tasks::Task::Textdet) => "predicted drop in box hmean against the original (points, summed)",
+                Some(fusec::tasks::Task::Ctc) => "predicted drop in lines read as the original reads them (points, summed)",
+                Some(fusec::tasks::Task::Textdet) => "predicted drop in box hmean against the original (points, summed)",
                 _ => "predicted top-1 agreement drop (points, summed)",
             },
             (None, true) => "predicted cost (summed normalized output error)",
             (None, false) => "layers rewritten",
         };
         let ms: Vec<(String, f64, f64)> = marks.iter().map(|m| (m.name.clone(), m.predicted_speedup, m.predicted_cost)).collect();
-        let svg = crate::select::front_svg(base, &front, chosen.as_ref().map(|c| (c.predicted_speedup, c.predicted_cost)), &ms, label)?;
+        let svg = fusec::select::front_svg(base, &front, chosen.as_ref().map(|c| (c.predicted_speedup, c.predicted_cost)), &ms, label)?;
         std::fs::write(p, svg).map_err(|e| anyhow::anyhow!("option --svg: {}: {e}", p.display()))?;
     }
     if a.json {
@@ -427,19 +427,19 @@ impl Constrained<'_> {
     }
 }
 
-fn agreement(a: &SelectArgs) -> crate::select::Agreement {
-    crate::select::Agreement::of(a.task)
+fn agreement(a: &SelectArgs) -> fusec::select::Agreement {
+    fusec::select::Agreement::of(a.task)
 }
 
 /// The --calib data (none without --calib).
-fn calib_data(a: &SelectArgs) -> anyhow::Result<Option<crate::tasks::data::Dataset>> {
+fn calib_data(a: &SelectArgs) -> anyhow::Result<Option<fusec::tasks::data::Dataset>> {
     let CalibImages { calib: Some(d), calib_limit, preprocess } = &a.images else { return Ok(None) };
-    let pre = crate::tasks::data::Preprocess::preset(preprocess)?;
-    Ok(Some(crate::tasks::data::load(d, &pre, a.task, Some(*calib_limit))?))
+    let pre = fusec::tasks::data::Preprocess::preset(preprocess)?;
+    Ok(Some(fusec::tasks::data::load(d, &pre, a.task, Some(*calib_limit))?))
 }
 
 /// The --calib images as [1, C, H, W] inputs (none without --calib).
-fn calib_inputs(a: &SelectArgs, data: Option<&crate::tasks::data::Dataset>) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
+fn calib_inputs(a: &SelectArgs, data: Option<&fusec::tasks::data::Dataset>) -> anyhow::Result<Vec<ndarray::ArrayD<f32>>> {
     let (CalibImages { calib: Some(d), preprocess, .. }, Some(data)) = (&a.images, data) else { return Ok(vec![]) };
     let xs: Vec<ndarray::ArrayD<f32>> = data.samples.iter().map(|s| s.x.clone().insert_axis(ndarray::Axis(0)).into_dyn()).collect();
     if let Some(x) = xs.iter().find(|x| x.shape() != xs[0].shape()) {
@@ -450,31 +450,31 @@ fn calib_inputs(a: &SelectArgs, data: Option<&crate::tasks::data::Dataset>) -> a
 
 /// How the rewritten layers get their kernels (--init, --assign); `lsq` fits every
 /// layer on the --calib data once.
-pub(super) fn kernels_for(a: &SelectArgs, model: &crate::onnx::Model, g: &crate::ir::Graph, calib: Option<&crate::tasks::data::Dataset>) -> anyhow::Result<crate::select::Kernels> {
-    use crate::passes::fuse_depthwise::{Assign, Init, Variant};
+pub(super) fn kernels_for(a: &SelectArgs, model: &fusec::onnx::Model, g: &fusec::ir::Graph, calib: Option<&fusec::tasks::data::Dataset>) -> anyhow::Result<fusec::select::Kernels> {
+    use fusec::passes::fuse_depthwise::{Assign, Init, Variant};
     if a.assign == Assign::Fit && a.variant == Variant::Full {
         anyhow::bail!("option --assign: fit applies to --variant half (Full gives every channel to both branches)");
     }
     let fitted = match (a.init, calib) {
         (Init::Lsq, None) => anyhow::bail!("option --init: lsq fits the kernels on images: give --calib DATA (and --preprocess)"),
         (Init::Lsq, Some(data)) => {
-            let o = crate::calibrate::FitOptions { assign: a.assign, ..crate::calibrate::FitOptions::new(a.variant) };
-            Some(crate::calibrate::calibrate_with(&model.proto, g, data, &o).map_err(|e| e.in_file(&a.model))?.0)
+            let o = fusec::calibrate::FitOptions { assign: a.assign, ..fusec::calibrate::FitOptions::new(a.variant) };
+            Some(fusec::calibrate::calibrate_with(&model.proto, g, data, &o).map_err(|e| e.in_file(&a.model))?.0)
         }
         _ => None,
     };
-    Ok(crate::select::Kernels { init: a.init, assign: a.assign, fitted })
+    Ok(fusec::select::Kernels { init: a.init, assign: a.assign, fitted })
 }
 
 /// The per-layer table: from the cache when this model, array, variant, init and
 /// inputs were measured before, else measured (and cached).
-fn table_for(a: &SelectArgs, hw: &crate::cost::hw::HwConfig, model: &crate::onnx::Model, g: &crate::ir::Graph, inputs: &[ndarray::ArrayD<f32>], kernels: &crate::select::Kernels, proxy: Option<&crate::select::Proxy>) -> anyhow::Result<(crate::select::Table, bool)> {
-    let cache = if a.no_cache { None } else { crate::select::Cache::default_dir().map(|dir| crate::select::Cache { dir }) };
+fn table_for(a: &SelectArgs, hw: &fusec::cost::hw::HwConfig, model: &fusec::onnx::Model, g: &fusec::ir::Graph, inputs: &[ndarray::ArrayD<f32>], kernels: &fusec::select::Kernels, proxy: Option<&fusec::select::Proxy>) -> anyhow::Result<(fusec::select::Table, bool)> {
+    let cache = if a.no_cache { None } else { fusec::select::Cache::default_dir().map(|dir| fusec::select::Cache { dir }) };
     let key = cache.as_ref().map(|_| -> anyhow::Result<String> {
         let bytes = std::fs::read(&a.model).map_err(|e| anyhow::anyhow!("{}: {e}", a.model.display()))?;
         let desc = format!("{hw:?}|{}|{}|{}|{:?}|{:?}|proxy {} x {} seed {}", a.variant, a.init, a.assign, a.input_shape, a.task, a.proxy_steps, a.proxy_batch, a.seed);
         let xs: Vec<u8> = inputs.iter().flat_map(|x| x.shape().iter().map(|&d| d as u32).chain(x.iter().map(|v| v.to_bits())).flat_map(u32::to_le_bytes)).collect();
-        Ok(crate::select::Cache::key(&[&bytes, desc.as_bytes(), &xs]))
+        Ok(fusec::select::Cache::key(&[&bytes, desc.as_bytes(), &xs]))
     });
     let key = key.transpose()?;
     if let (Some(c), Some(k)) = (&cache, &key)
@@ -482,9 +482,9 @@ fn table_for(a: &SelectArgs, hw: &crate::cost::hw::HwConfig, model: &crate::onnx
     {
         return Ok((t, true));
     }
-    let mut table = crate::select::gains(g, hw, a.variant, 1).map_err(|e| e.in_file(&a.model))?;
+    let mut table = fusec::select::gains(g, hw, a.variant, 1).map_err(|e| e.in_file(&a.model))?;
     if !inputs.is_empty() {
-        crate::select::score_by(&model.proto, g, &mut table, kernels, inputs, agreement(a), proxy).map_err(|e| e.in_file(&a.model))?;
+        fusec::select::score_by(&model.proto, g, &mut table, kernels, inputs, agreement(a), proxy).map_err(|e| e.in_file(&a.model))?;
     }
     if let (Some(c), Some(k)) = (&cache, &key)
         && let Err(e) = c.put(k, &table)
@@ -502,7 +502,7 @@ struct Mark {
     predicted_cost: f64,
 }
 
-fn preset_toml(a: &SelectArgs, table: &crate::select::Table, c: &Chosen) -> String {
+fn preset_toml(a: &SelectArgs, table: &fusec::select::Table, c: &Chosen) -> String {
     let n = table.items.iter().map(|i| i.layers.len()).sum::<usize>() + table.skipped.len();
     let goal = match (a.target_speedup, a.max_cost) {
         (Some(x), _) => format!("a {x}x speedup"),
@@ -520,13 +520,13 @@ fn preset_toml(a: &SelectArgs, table: &crate::select::Table, c: &Chosen) -> Stri
     )
 }
 
-fn print_tables(a: &SelectArgs, table: &crate::select::Table, front: &[solve::Choice], chosen: Option<&Chosen>) {
+fn print_tables(a: &SelectArgs, table: &fusec::select::Table, front: &[solve::Choice], chosen: Option<&Chosen>) {
     let base = table.baseline_cycles;
     println!("{}: {base} cycles as it is; {:?} rewrite, layer by layer", a.model.display(), table.variant);
     let agree_col = match agreement(a) {
-        crate::select::Agreement::Top1 => "top-1",
-        crate::select::Agreement::CtcLines => "lines",
-        crate::select::Agreement::Boxes => "hmean",
+        fusec::select::Agreement::Top1 => "top-1",
+        fusec::select::Agreement::CtcLines => "lines",
+        fusec::select::Agreement::Boxes => "hmean",
     };
     println!("  {:<12} {:<34} {:>10} {:>8} {:>10} {:>9} {:>11}", "layers", "node", "gain", "speedup", "cost", agree_col, "gain/cost");
     for it in &table.items {
@@ -543,7 +543,7 @@ fn print_tables(a: &SelectArgs, table: &crate::select::Table, front: &[solve::Ch
     let step = front.len().div_ceil(SHOWN).max(1);
     let shown: Vec<&solve::Choice> = front.iter().enumerate().filter(|(i, _)| i % step == 0 || *i + 1 == front.len()).map(|(_, c)| c).collect();
     let costs = match (a.max_drop, table.items.iter().any(|i| i.cost.is_some())) {
-        (Some(_), _) if agreement(a) == crate::select::Agreement::Top1 => " (cost: top-1 agreement points lost, summed over the layers)".to_string(),
+        (Some(_), _) if agreement(a) == fusec::select::Agreement::Top1 => " (cost: top-1 agreement points lost, summed over the layers)".to_string(),
         (Some(_), _) => format!(" (cost: points of {} lost, summed over the layers)", agreement(a).unit()),
         (None, true) => String::new(),
         (None, false) => " (no costs measured: each layer counts 1)".to_string(),

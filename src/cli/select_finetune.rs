@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::select::SelectArgs;
-use crate::select::solve::Choice;
-use crate::select::Table;
+use fusec::select::solve::Choice;
+use fusec::select::Table;
 
 /// One fine-tuned candidate.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -48,10 +48,10 @@ pub(super) fn candidates(front: &[Choice], chosen_gain: u64, k: usize) -> Vec<&C
 #[allow(clippy::too_many_arguments)]
 pub(super) fn search(
     a: &SelectArgs,
-    g: &crate::ir::Graph,
-    model: &crate::onnx::Model,
+    g: &fusec::ir::Graph,
+    model: &fusec::onnx::Model,
     table: &Table,
-    kernels: &crate::select::Kernels,
+    kernels: &fusec::select::Kernels,
     cands: &[&Choice],
     inputs: &[ndarray::ArrayD<f32>],
     reference: &[Vec<ndarray::ArrayD<f32>>],
@@ -74,20 +74,20 @@ pub(super) fn search(
             break;
         }
         let layers: Vec<usize> = c.items.iter().flat_map(|&j| table.items[j].layers.iter().copied()).collect();
-        let (converted, _, _) = crate::select::rewrite(g, a.variant, kernels, &layers)?;
+        let (converted, _, _) = fusec::select::rewrite(g, a.variant, kernels, &layers)?;
         let student = scratch.path().join(format!("candidate-{i}.onnx"));
         let tuned = scratch.path().join(format!("candidate-{i}.tuned.onnx"));
         let mut m = model.clone();
         m.proto.graph = Some(converted.to_proto()?);
         m.path = None;
-        crate::onnx::save(&m, &student, &crate::onnx::SaveOptions { overwrite: true, ..Default::default() })?;
+        fusec::onnx::save(&m, &student, &fusec::onnx::SaveOptions { overwrite: true, ..Default::default() })?;
         let started = Instant::now();
         finetune(a, &student, data, &tuned)?;
         let seconds = started.elapsed().as_secs_f64();
         longest = longest.max(seconds);
-        let tm = crate::onnx::load(&tuned)?;
-        let ys = crate::select::outputs_of(&tm.proto, inputs)?;
-        let (_, agreement) = crate::select::output_distance_by(reference, &ys, crate::select::Agreement::of(a.task));
+        let tm = fusec::onnx::load(&tuned)?;
+        let ys = fusec::select::outputs_of(&tm.proto, inputs)?;
+        let (_, agreement) = fusec::select::output_distance_by(reference, &ys, fusec::select::Agreement::of(a.task));
         let drop = 100.0 * (1.0 - agreement.unwrap_or(0.0));
         let meets = drop <= max_drop + 1e-9;
         let speedup = base as f64 / base.saturating_sub(c.gain).max(1) as f64;
@@ -108,7 +108,7 @@ fn finetune(a: &SelectArgs, student: &Path, data: &Path, tuned: &Path) -> anyhow
     let mut argv: Vec<std::ffi::OsString> = vec!["fusec".into(), "finetune".into(), student.into(), "--teacher".into(), a.model.clone().into(), "--data".into(), data.into()];
     argv.extend(["--preprocess".into(), a.images.preprocess.clone().into(), "--quiet".into(), "--force".into(), "-o".into(), tuned.into()]);
     if let Some(t) = a.task {
-        argv.extend(["--task".into(), clap::ValueEnum::to_possible_value(&t).map(|v| v.get_name().to_string()).unwrap_or_default().into()]);
+        argv.extend(["--task".into(), t.to_string().into()]);
     }
     if let Some(e) = a.finetune_epochs {
         argv.extend(["--epochs".into(), e.to_string().into()]);

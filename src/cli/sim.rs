@@ -5,16 +5,16 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::convert::{self, ConvertOptions, InputShape};
-use crate::passes::fuse_depthwise::Variant;
-use crate::passes::LayerSelection;
+use fusec::convert::{self, ConvertOptions, InputShape};
+use fusec::passes::fuse_depthwise::Variant;
+use fusec::passes::LayerSelection;
 use super::*;
 
 #[derive(Args, Debug, Clone)]
 pub struct SimArgs {
     /// Dataflow of the array [default: os].
-    #[arg(long, value_enum)]
-    pub dataflow: Option<crate::cost::hw::Dataflow>,
+    #[arg(long, value_parser = choice::<fusec::cost::hw::Dataflow>())]
+    pub dataflow: Option<fusec::cost::hw::Dataflow>,
     /// SRAM of each buffer (ifmap, filter, ofmap) in KB; sets a memory limit.
     #[arg(long)]
     pub sram_kb: Option<f64>,
@@ -55,14 +55,14 @@ impl std::str::FromStr for WordBytes {
 }
 
 impl SimArgs {
-    pub fn convention(&self) -> crate::cost::sim::Convention {
-        if self.scalesim_compat { crate::cost::sim::Convention::SCALESIM } else { crate::cost::sim::Convention::FUSEC }
+    pub fn convention(&self) -> fusec::cost::sim::Convention {
+        if self.scalesim_compat { fusec::cost::sim::Convention::SCALESIM } else { fusec::cost::sim::Convention::FUSEC }
     }
 
     /// The hardware with the simulator's options (memory, dataflow, vector unit)
     /// applied over [`HwArgs::config`].
-    pub fn config(&self, hw: &HwArgs) -> crate::Result<crate::cost::hw::HwConfig> {
-        use crate::cost::hw::Memory;
+    pub fn config(&self, hw: &HwArgs) -> fusec::Result<fusec::cost::hw::HwConfig> {
+        use fusec::cost::hw::Memory;
         let mut c = hw.config()?;
         if let Some(d) = self.dataflow {
             c.dataflow = d;
@@ -148,11 +148,11 @@ pub struct SweepArgs {
     #[arg(long, value_delimiter = ',', default_value = "8x8,16x16,32x32,64x64,128x128,256x256")]
     pub arrays: Vec<String>,
     /// Hardware kinds.
-    #[arg(long, value_delimiter = ',', value_enum, default_value = "systolic,fuse")]
-    pub hw: Vec<crate::cost::hw::HwKind>,
+    #[arg(long, value_delimiter = ',', value_parser = choice::<fusec::cost::hw::HwKind>(), default_value = "systolic,fuse")]
+    pub hw: Vec<fusec::cost::hw::HwKind>,
     /// Dataflows.
-    #[arg(long, value_delimiter = ',', value_enum, default_value = "os")]
-    pub dataflow: Vec<crate::cost::hw::Dataflow>,
+    #[arg(long, value_delimiter = ',', value_parser = choice::<fusec::cost::hw::Dataflow>(), default_value = "os")]
+    pub dataflow: Vec<fusec::cost::hw::Dataflow>,
     /// SRAM per buffer in KB, or `none` for no memory limit.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     pub sram_kb: Vec<String>,
@@ -201,7 +201,7 @@ pub struct SweepArgs {
 
 
 pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
-    use crate::cost::sim::{report::SimReport, Convention};
+    use fusec::cost::sim::{report::SimReport, Convention};
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
@@ -212,10 +212,10 @@ pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
     if let Some(topo) = &a.topology {
         // SCALE-Sim's inputs: its layers, its conventions, its (systolic) hardware
         let mut cfg = a.sim.config(&hw)?;
-        cfg.kind = crate::cost::hw::HwKind::Systolic;
-        let rows = crate::cost::sim::workload::read_topology(topo)?;
+        cfg.kind = fusec::cost::hw::HwKind::Systolic;
+        let rows = fusec::cost::sim::workload::read_topology(topo)?;
         let conv = Convention::SCALESIM;
-        let gs = crate::cost::sim::simulate_topology(&rows, &cfg);
+        let gs = fusec::cost::sim::simulate_topology(&rows, &cfg);
         let report = SimReport::new(&topo.display().to_string(), &gs, &cfg, conv, 1, None);
         return finish_sim(&report, &a);
     }
@@ -224,15 +224,15 @@ pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
     let conv = a.sim.convention();
     let g = load_for_report(model, a.input_shape.as_ref())?;
     if let Some(p) = &a.export_topology {
-        let csv = crate::cost::sim::workload::write_topology(&g, conv.padding, a.batch).map_err(|e| e.in_file(model))?;
+        let csv = fusec::cost::sim::workload::write_topology(&g, conv.padding, a.batch).map_err(|e| e.in_file(model))?;
         emit(&csv, Some(p))?;
     }
-    let s = crate::cost::sim::simulate_graph(&g, &cfg, conv, a.batch, None).map_err(|e| e.in_file(model))?;
+    let s = fusec::cost::sim::simulate_graph(&g, &cfg, conv, a.batch, None).map_err(|e| e.in_file(model))?;
     let base = match &a.baseline {
         Some(b) => {
             let bg = load_for_report(b, a.input_shape.as_ref())?;
-            let bcfg = crate::cost::hw::HwConfig { kind: crate::cost::hw::HwKind::Systolic, ..cfg.clone() };
-            Some((b.display().to_string(), crate::cost::sim::simulate_graph(&bg, &bcfg, conv, a.batch, None).map_err(|e| e.in_file(b))?))
+            let bcfg = fusec::cost::hw::HwConfig { kind: fusec::cost::hw::HwKind::Systolic, ..cfg.clone() };
+            Some((b.display().to_string(), fusec::cost::sim::simulate_graph(&bg, &bcfg, conv, a.batch, None).map_err(|e| e.in_file(b))?))
         }
         None => None,
     };
@@ -240,7 +240,7 @@ pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
     finish_sim(&report, &a)
 }
 
-pub(super) fn finish_sim(report: &crate::cost::sim::report::SimReport, a: &SimulateArgs) -> anyhow::Result<()> {
+pub(super) fn finish_sim(report: &fusec::cost::sim::report::SimReport, a: &SimulateArgs) -> anyhow::Result<()> {
     let text = match a.format {
         ReportFormat::Table => report.to_table(),
         ReportFormat::Md => report.to_markdown(),
@@ -256,11 +256,11 @@ pub(super) fn finish_sim(report: &crate::cost::sim::report::SimReport, a: &Simul
 }
 
 pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
-    use crate::cost::sim::sweep::{self, SweepSpec};
+    use fusec::cost::sim::sweep::{self, SweepSpec};
     if matches!(a.format, ReportFormat::Table | ReportFormat::Md | ReportFormat::Svg) {
         anyhow::bail!("option --format: sweep writes csv or json (and an SVG plot beside -o)");
     }
-    let arrays = a.arrays.iter().map(|s| crate::cost::hw::HwConfig::parse_size(s).map_err(|e| anyhow::anyhow!("{e}").context("option --arrays"))).collect::<anyhow::Result<Vec<_>>>()?;
+    let arrays = a.arrays.iter().map(|s| fusec::cost::hw::HwConfig::parse_size(s).map_err(|e| anyhow::anyhow!("{e}").context("option --arrays"))).collect::<anyhow::Result<Vec<_>>>()?;
     let sram_kb = a
         .sram_kb
         .iter()
@@ -270,8 +270,8 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
     let budget = match (a.max_cost, a.target_speedup) {
         (Some(d), _) if !(d >= 0.0 && d.is_finite()) => anyhow::bail!("option --max-cost: must be a number of at least 0, got {d}"),
         (_, Some(x)) if !(x >= 1.0 && x.is_finite()) => anyhow::bail!("option --target-speedup: must be at least 1, got {x}"),
-        (Some(d), _) => Some(crate::select::sweep::Budget::MaxCost(d)),
-        (_, Some(x)) => Some(crate::select::sweep::Budget::TargetSpeedup(x)),
+        (Some(d), _) => Some(fusec::select::sweep::Budget::MaxCost(d)),
+        (_, Some(x)) => Some(fusec::select::sweep::Budget::TargetSpeedup(x)),
         (None, None) => None,
     };
     if auto && budget.is_none() {
@@ -283,7 +283,7 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
     if auto && a.samples == 0 {
         anyhow::bail!("option --samples: auto measures costs on at least 1 input");
     }
-    let (model, g) = crate::ir::load_graph(&a.model)?;
+    let (model, g) = fusec::ir::load_graph(&a.model)?;
     let mut models = vec![];
     for v in a.variants.iter().filter(|v| *v != "auto") {
         let mut gv = g.clone();
@@ -305,18 +305,18 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
         }
         models.push((v.clone(), gv));
     }
-    let base = crate::cost::hw::HwConfig {
-        memory: Some(crate::cost::hw::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: a.dram_bw }),
-        vector: crate::cost::hw::config::VectorUnit { lanes: a.vector_lanes, ..Default::default() },
-        ..crate::cost::hw::HwConfig::new(64, 64, crate::cost::hw::HwKind::Fuse, crate::cost::hw::Dataflow::Os)?
+    let base = fusec::cost::hw::HwConfig {
+        memory: Some(fusec::cost::hw::config::Memory { ifmap_kb: 256.0, filter_kb: 256.0, ofmap_kb: 256.0, word_bytes: 1, word_bytes_from_types: false, dram_bytes_per_cycle: a.dram_bw }),
+        vector: fusec::cost::hw::config::VectorUnit { lanes: a.vector_lanes, ..Default::default() },
+        ..fusec::cost::hw::HwConfig::new(64, 64, fusec::cost::hw::HwKind::Fuse, fusec::cost::hw::Dataflow::Os)?
     }
     .validated()?;
     let spec = SweepSpec { arrays, kinds: a.hw.clone(), dataflows: a.dataflow.clone(), sram_kb };
-    let conv = if a.scalesim_compat { crate::cost::sim::Convention::SCALESIM } else { crate::cost::sim::Convention::FUSEC };
+    let conv = if a.scalesim_compat { fusec::cost::sim::Convention::SCALESIM } else { fusec::cost::sim::Convention::FUSEC };
     let pb = (!a.quiet).then(|| {
         let pb = indicatif::ProgressBar::new(0);
         pb.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} configurations, {per_sec}, ETA {eta}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
-        pb
+        SweepBar(pb)
     });
     let t0 = std::time::Instant::now();
     let cache = sweep::Cache::default();
@@ -329,7 +329,7 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
     }
     let (hits, misses) = cache.counts();
     if let Some(pb) = &pb {
-        pb.finish_and_clear();
+        pb.0.finish_and_clear();
     }
     let text = match a.format {
         ReportFormat::Json => serde_json::to_string_pretty(&points)?,
@@ -357,32 +357,32 @@ pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn sweep_auto(
     a: &SweepArgs,
-    model: &crate::onnx::Model,
-    g: &crate::ir::Graph,
-    models: &[(String, crate::ir::Graph)],
-    points: &mut [crate::cost::sim::sweep::SweepPoint],
-    budget: crate::select::sweep::Budget,
-    spec: &crate::cost::sim::sweep::SweepSpec,
-    base: &crate::cost::hw::HwConfig,
-    conv: crate::cost::sim::Convention,
-    cache: &crate::cost::sim::sweep::Cache,
-    pb: Option<&dyn crate::cost::sim::sweep::Progress>,
-) -> anyhow::Result<Vec<crate::cost::sim::sweep::SweepPoint>> {
+    model: &fusec::onnx::Model,
+    g: &fusec::ir::Graph,
+    models: &[(String, fusec::ir::Graph)],
+    points: &mut [fusec::cost::sim::sweep::SweepPoint],
+    budget: fusec::select::sweep::Budget,
+    spec: &fusec::cost::sim::sweep::SweepSpec,
+    base: &fusec::cost::hw::HwConfig,
+    conv: fusec::cost::sim::Convention,
+    cache: &fusec::cost::sim::sweep::Cache,
+    pb: Option<&dyn fusec::cost::sim::sweep::Progress>,
+) -> anyhow::Result<Vec<fusec::cost::sim::sweep::SweepPoint>> {
     use std::collections::HashMap;
     let mut gs = g.clone();
     if let Some(s) = &a.input_shape {
         s.apply(&mut gs).map_err(|e| e.in_file(&a.model))?;
     }
-    let inputs = crate::select::noise_inputs(&gs, a.samples, a.seed).map_err(|e| e.in_file(&a.model))?;
-    let hw = crate::cost::hw::HwConfig::array(64, 64, crate::cost::hw::HwKind::Fuse, 1000.0)?;
-    let mut table = crate::select::gains(&gs, &hw, Variant::Half, a.batch).map_err(|e| e.in_file(&a.model))?;
-    crate::select::score(&model.proto, &gs, &mut table, crate::passes::fuse_depthwise::Init::Center, &inputs).map_err(|e| e.in_file(&a.model))?;
-    let auto = crate::select::sweep::auto_points(&gs, &table, budget, spec, base, conv, a.batch, cache, pb)?;
+    let inputs = fusec::select::noise_inputs(&gs, a.samples, a.seed).map_err(|e| e.in_file(&a.model))?;
+    let hw = fusec::cost::hw::HwConfig::array(64, 64, fusec::cost::hw::HwKind::Fuse, 1000.0)?;
+    let mut table = fusec::select::gains(&gs, &hw, Variant::Half, a.batch).map_err(|e| e.in_file(&a.model))?;
+    fusec::select::score(&model.proto, &gs, &mut table, fusec::passes::fuse_depthwise::Init::Center, &inputs).map_err(|e| e.in_file(&a.model))?;
+    let auto = fusec::select::sweep::auto_points(&gs, &table, budget, spec, base, conv, a.batch, cache, pb)?;
     // measured costs: each model once, each distinct auto set once
-    let reference = crate::select::outputs(&model.proto, &gs, &inputs)?;
+    let reference = fusec::select::outputs(&model.proto, &gs, &inputs)?;
     let mut measured: HashMap<String, f64> = HashMap::new();
     for (name, gv) in models {
-        let cost = if name == "baseline" { 0.0 } else { crate::select::output_distance(&reference, &crate::select::outputs(&model.proto, gv, &inputs)?).0 };
+        let cost = if name == "baseline" { 0.0 } else { fusec::select::output_distance(&reference, &fusec::select::outputs(&model.proto, gv, &inputs)?).0 };
         measured.insert(name.clone(), cost);
     }
     for p in points.iter_mut() {
@@ -395,8 +395,8 @@ fn sweep_auto(
         let cost = match by_set.get(&layers) {
             Some(&c) => c,
             None => {
-                let (converted, _, _) = crate::select::rewrite(&gs, Variant::Half, crate::passes::fuse_depthwise::Init::Center, &layers)?;
-                let c = crate::select::output_distance(&reference, &crate::select::outputs(&model.proto, &converted, &inputs)?).0;
+                let (converted, _, _) = fusec::select::rewrite(&gs, Variant::Half, fusec::passes::fuse_depthwise::Init::Center, &layers)?;
+                let c = fusec::select::output_distance(&reference, &fusec::select::outputs(&model.proto, &converted, &inputs)?).0;
                 by_set.insert(layers.clone(), c);
                 c
             }
@@ -409,11 +409,13 @@ fn sweep_auto(
 }
 
 /// The sweep's progress bar.
-impl crate::cost::sim::sweep::Progress for indicatif::ProgressBar {
+struct SweepBar(indicatif::ProgressBar);
+
+impl fusec::cost::sim::sweep::Progress for SweepBar {
     fn add(&self, n: u64) {
-        self.inc_length(n);
+        self.0.inc_length(n);
     }
     fn done(&self) {
-        self.inc(1);
+        self.0.inc(1);
     }
 }

@@ -5,7 +5,7 @@ use super::*;
 
 pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     let pre = a.pre.resolve(a.task)?;
-    let data = crate::tasks::data::load(&a.data, &pre, a.task, a.limit)?;
+    let data = fusec::tasks::data::load(&a.data, &pre, a.task, a.limit)?;
     if let Some(out) = &a.save_inputs {
         let same = |p: &std::path::Path| std::fs::canonicalize(p).ok().is_some_and(|c| std::fs::canonicalize(out).ok().as_ref() == Some(&c));
         if same(&a.data) || same(&a.model) {
@@ -18,11 +18,11 @@ pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
         Some(t) => Some((t.display().to_string(), load_folded(t)?)),
         None => None,
     };
-    let kind = crate::tasks::Kind::of(a.task);
-    if kind != crate::tasks::Kind::Classify {
+    let kind = fusec::tasks::Kind::of(a.task);
+    if kind != fusec::tasks::Kind::Classify {
         return eval_task(&a, kind, &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data);
     }
-    let r = crate::tasks::classify::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
+    let r = fusec::tasks::classify::evaluate(&a.model.display().to_string(), &model.proto, teacher.as_ref().map(|(n, m)| (n.as_str(), &m.proto)), &data)
         .map_err(|e| e.in_file(&a.model))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -45,12 +45,12 @@ pub(super) fn cmd_eval(a: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn eval_task(a: &EvalArgs, kind: crate::tasks::Kind, model: &crate::onnx::ModelProto, teacher: Option<(&str, &crate::onnx::ModelProto)>, data: &crate::tasks::data::Dataset) -> anyhow::Result<()> {
+fn eval_task(a: &EvalArgs, kind: fusec::tasks::Kind, model: &fusec::onnx::ModelProto, teacher: Option<(&str, &fusec::onnx::ModelProto)>, data: &fusec::tasks::data::Dataset) -> anyhow::Result<()> {
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
     let params = a.decode.params(kind, model).map_err(|e| e.in_file(&a.model))?;
-    let r = crate::tasks::evaluate(&a.model.display().to_string(), model, teacher, data, kind, &params, a.batch).map_err(|e| e.in_file(&a.model))?;
+    let r = fusec::tasks::evaluate(&a.model.display().to_string(), model, teacher, data, kind, &params, a.batch).map_err(|e| e.in_file(&a.model))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -58,7 +58,7 @@ fn eval_task(a: &EvalArgs, kind: crate::tasks::Kind, model: &crate::onnx::ModelP
     println!("{}: {} samples, {:.1} samples/s", r.model, r.samples, r.samples_per_second);
     match &r.score {
         Some(m) => println!("  {}", m.describe()),
-        None => println!("  no ground truth in the data ({})", if kind == crate::tasks::Kind::Ctc { "a `text` column" } else { "a box list: file, x0, y0, x1, y1" }),
+        None => println!("  no ground truth in the data ({})", if kind == fusec::tasks::Kind::Ctc { "a `text` column" } else { "a box list: file, x0, y0, x1, y1" }),
     }
     for (truth, read) in &r.misread {
         println!("    read {read:?} for {truth:?}");
@@ -84,7 +84,7 @@ pub(super) fn cmd_finetune_quietly(a: FinetuneArgs) -> anyhow::Result<()> {
 
 /// A finished fine-tune: the model is on disk.
 struct Done {
-    summary: crate::train::Summary,
+    summary: fusec::train::Summary,
     output: std::path::PathBuf,
     curve: std::path::PathBuf,
     svg: std::path::PathBuf,
@@ -95,7 +95,7 @@ struct Done {
 
 /// Train and write the model (None: paused, with a checkpoint).
 fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
-    use crate::train::{Distill, LossSpec, Options};
+    use fusec::train::{Distill, LossSpec, Options};
     let output = a.output.clone().unwrap_or_else(|| a.model.with_extension("tuned.onnx"));
     for p in [&a.model, &a.teacher] {
         if std::fs::canonicalize(p).ok().is_some_and(|c| std::fs::canonicalize(&output).ok().as_ref() == Some(&c)) {
@@ -128,9 +128,9 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
     let pre = a.pre.resolve(a.task)?;
     let student = load_folded(&a.model)?;
     let teacher = load_folded(&a.teacher)?;
-    let data = crate::tasks::data::load(&a.data, &pre, a.task, a.limit)?;
+    let data = fusec::tasks::data::load(&a.data, &pre, a.task, a.limit)?;
     let eval_data = match &a.eval_data {
-        Some(p) => Some(crate::tasks::data::load(p, &pre, a.task, None)?),
+        Some(p) => Some(fusec::tasks::data::load(p, &pre, a.task, None)?),
         None => None,
     };
     let crop = match &a.crop {
@@ -138,15 +138,15 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
             c.split_once(['x', 'X'])
                 .and_then(|(h, w)| Some((h.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)))
                 .filter(|&(h, w)| h > 0 && w > 0)
-                .ok_or_else(|| crate::Error::option("--crop", format!("'{c}' is not HxW (e.g. 320x320)")))?,
+                .ok_or_else(|| fusec::Error::option("--crop", format!("'{c}' is not HxW (e.g. 320x320)")))?,
         ),
         None => None,
     };
     if a.accumulate == 0 {
         anyhow::bail!("option --accumulate: must be at least 1");
     }
-    let eval_kind = a.task.map(|t| crate::tasks::Kind::of(Some(t)));
-    let decode = a.decode.params(eval_kind.unwrap_or(crate::tasks::Kind::Classify), &student.proto).map_err(|e| e.in_file(&a.model))?;
+    let eval_kind = a.task.map(|t| fusec::tasks::Kind::of(Some(t)));
+    let decode = a.decode.params(eval_kind.unwrap_or(fusec::tasks::Kind::Classify), &student.proto).map_err(|e| e.in_file(&a.model))?;
     let opts = Options {
         epochs: a.epochs,
         steps: a.steps,
@@ -170,7 +170,7 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
         loss: LossSpec {
             distill: a.distill,
             temperature,
-            emphasis: crate::train::Emphasis { edge: a.edge_weight, peak: a.peak_weight, miss: a.miss_weight, hard: a.hard_maps, hard_thresh: a.decode.thresh, region: a.region_weight },
+            emphasis: fusec::train::Emphasis { edge: a.edge_weight, peak: a.peak_weight, miss: a.miss_weight, hard: a.hard_maps, hard_thresh: a.decode.thresh, region: a.region_weight },
             distill_weight: 1.0,
             overrides: a.output_loss.clone(),
             outputs: vec![],
@@ -180,11 +180,11 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
             ctc_weight: a.ctc_weight,
         },
         auto_features: true,
-        augment: crate::train::Augment { on: !a.no_augment, xscale: a.augment_xscale.unwrap_or((1.0, 1.0)), scale: a.augment_scale.unwrap_or((1.0, 1.0)), stroke: a.augment_stroke, strips: a.augment_strips, elastic: a.augment_elastic.unwrap_or(0.0) },
+        augment: fusec::train::Augment { on: !a.no_augment, xscale: a.augment_xscale.unwrap_or((1.0, 1.0)), scale: a.augment_scale.unwrap_or((1.0, 1.0)), stroke: a.augment_stroke, strips: a.augment_strips, elastic: a.augment_elastic.unwrap_or(0.0) },
         labels: match (a.labels, a.no_labels, a.label_weight) {
-            (_, true, _) | (_, _, Some(0.0)) => crate::train::LabelUse::Off,
-            (true, _, _) | (_, _, Some(_)) => crate::train::LabelUse::On,
-            _ => crate::train::LabelUse::Auto,
+            (_, true, _) | (_, _, Some(0.0)) => fusec::train::LabelUse::Off,
+            (true, _, _) | (_, _, Some(_)) => fusec::train::LabelUse::On,
+            _ => fusec::train::LabelUse::Auto,
         },
         seed: a.seed,
         threads: a.threads,
@@ -200,11 +200,11 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
         eval_data.as_ref().map(|d| format!(", {} held out", d.samples.len())).unwrap_or_default(),
         a.teacher.display(),
         a.recipe.as_ref().map(|r| format!(", recipe {r}{}", if a.set.is_empty() { String::new() } else { format!(" with {}", a.set.join(", ")) })).unwrap_or_default(),
-        crate::exec::runtime::init()?.display()
+        fusec::exec::runtime::init()?.display()
     );
     let (mut trained, mut summary) = {
         let bar = super::ProgressBar::new(!a.quiet && !a.json);
-        let mut t = crate::train::Trainer::new(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts)
+        let mut t = fusec::train::Trainer::new(&student.proto, &teacher.proto, &data, eval_data.as_ref(), &opts)
             .map_err(|e| e.in_file(&a.model))?
             .with_observer(Box::new(bar))
             .with_cancel(super::CANCEL.clone());
@@ -213,32 +213,32 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
     };
     if a.calibrate_maps && !summary.interrupted && !summary.paused {
         // with --augment-stroke the calibration also sees each page's stroke variants
-        let stroked = a.augment_stroke.then(|| crate::train::threshold::with_stroke_variants(&data, CALIBRATION_SAMPLES));
+        let stroked = a.augment_stroke.then(|| fusec::train::threshold::with_stroke_variants(&data, CALIBRATION_SAMPLES));
         let (cal, limit) = match &stroked {
             Some(d) => (d, d.samples.len()),
             None => (&data, CALIBRATION_SAMPLES),
         };
-        summary.calibration = crate::train::threshold::calibrate(&mut trained, &teacher.proto, &summary.outputs, cal, &opts.decode, limit, a.threads).map_err(|e| e.in_file(&a.model))?;
+        summary.calibration = fusec::train::threshold::calibrate(&mut trained, &teacher.proto, &summary.outputs, cal, &opts.decode, limit, a.threads).map_err(|e| e.in_file(&a.model))?;
         // the per-epoch evaluations saw the maps before the shift: score the model as written
         if let (Some(ed), Some(kind), false) = (eval_data.as_ref(), opts.eval_kind, summary.calibration.is_empty()) {
-            let input = crate::onnx::data_input(&trained)?;
-            let batch = crate::train::model::declared_batch(&trained, &input).map_or(opts.batch, |b| b.max(1) as usize);
-            let r = crate::tasks::evaluate("student", &trained, Some(("teacher", &teacher.proto)), ed, kind, &opts.decode, batch).map_err(|e| e.in_file(&a.model))?;
-            summary.eval_calibrated = Some(crate::train::monitor::Eval { score: r.score, agreement: r.agreement });
+            let input = fusec::onnx::data_input(&trained)?;
+            let batch = fusec::train::model::declared_batch(&trained, &input).map_or(opts.batch, |b| b.max(1) as usize);
+            let r = fusec::tasks::evaluate("student", &trained, Some(("teacher", &teacher.proto)), ed, kind, &opts.decode, batch).map_err(|e| e.in_file(&a.model))?;
+            summary.eval_calibrated = Some(fusec::train::monitor::Eval { score: r.score, agreement: r.agreement });
         }
     }
     if summary.interrupted || summary.paused {
-        crate::train::write_curve(&summary, &curve)?;
+        fusec::train::write_curve(&summary, &curve)?;
         eprintln!("stopped at step {}; checkpoint {}; continue with --resume {}", summary.steps, checkpoint.display(), checkpoint.display());
         if summary.interrupted {
-            return Err(crate::Error::Eval("interrupted".into()).into());
+            return Err(fusec::Error::Eval("interrupted".into()).into());
         }
         return Ok(None);
     }
-    let model = crate::onnx::Model { proto: trained, path: None, external_tensors: Default::default() };
-    crate::onnx::save(&model, &output, &crate::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
+    let model = fusec::onnx::Model { proto: trained, path: None, external_tensors: Default::default() };
+    fusec::onnx::save(&model, &output, &fusec::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
     // the model is on disk before the side outputs: a curve that cannot be written loses nothing
-    let svg = crate::train::write_curve(&summary, &curve).map_err(|e| anyhow::anyhow!("{e} (the model was written to {})", output.display()))?;
+    let svg = fusec::train::write_curve(&summary, &curve).map_err(|e| anyhow::anyhow!("{e} (the model was written to {})", output.display()))?;
     Ok(Some(Done { summary, output, curve, svg, checkpoint, lr, temperature }))
 }
 
@@ -271,7 +271,7 @@ fn print_finetune(a: &FinetuneArgs, done: &Done) -> anyhow::Result<()> {
         );
     }
     for o in &summary.outputs {
-        let tau = if o.kind == crate::train::LossKind::Kl { format!(", τ {temperature}") } else { String::new() };
+        let tau = if o.kind == fusec::train::LossKind::Kl { format!(", τ {temperature}") } else { String::new() };
         println!("  output {}: {:?} on '{}' (weight {}{tau}; {})", o.output, o.kind, o.tensor, o.weight, o.reason);
     }
     if let Some(c) = &summary.ctc {
@@ -329,7 +329,7 @@ const CALIBRATION_SAMPLES: usize = 32;
 #[cfg(test)]
 mod tests {
     use crate::cli::{Cli, Command};
-    use crate::train::Options;
+    use fusec::train::Options;
     use clap::Parser;
 
     /// One source of defaults: `fusec finetune` without options trains as the library does.

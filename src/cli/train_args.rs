@@ -13,8 +13,8 @@ pub struct EvalArgs {
     pub data: PathBuf,
     /// What the outputs mean: rot180 (each image as is = class 0 and rotated = class 1),
     /// ctc (text lines, a `text` column), textdet (pages, a box list file, x0, y0, x1, y1).
-    #[arg(long, value_enum)]
-    pub task: Option<crate::tasks::Task>,
+    #[arg(long, value_parser = super::choice::<fusec::tasks::Task>())]
+    pub task: Option<fusec::tasks::Task>,
     #[command(flatten)]
     pub pre: PreprocessArgs,
     #[command(flatten)]
@@ -55,8 +55,8 @@ pub struct TaskArgs {
 }
 
 impl TaskArgs {
-    pub fn params(&self, kind: crate::tasks::Kind, model: &crate::onnx::ModelProto) -> crate::Result<crate::tasks::Params> {
-        use crate::Error;
+    pub fn params(&self, kind: fusec::tasks::Kind, model: &fusec::onnx::ModelProto) -> fusec::Result<fusec::tasks::Params> {
+        use fusec::Error;
         if !(self.thresh > 0.0 && self.thresh < 1.0) {
             return Err(Error::option("--thresh", format!("must be between 0 and 1, got {}", self.thresh)));
         }
@@ -66,8 +66,8 @@ impl TaskArgs {
         if !(self.unclip >= 0.0 && self.unclip.is_finite()) {
             return Err(Error::option("--unclip", format!("must be a non-negative number, got {}", self.unclip)));
         }
-        let dict = if kind == crate::tasks::Kind::Ctc { crate::tasks::dictionary(model, self.dict.as_deref())? } else { vec![] };
-        Ok(crate::tasks::Params { dict, thresh: self.thresh, unclip: self.unclip, iou: self.iou, ..Default::default() })
+        let dict = if kind == fusec::tasks::Kind::Ctc { fusec::tasks::dictionary(model, self.dict.as_deref())? } else { vec![] };
+        Ok(fusec::tasks::Params { dict, thresh: self.thresh, unclip: self.unclip, iou: self.iou, ..Default::default() })
     }
 }
 
@@ -82,8 +82,8 @@ pub struct PreprocessArgs {
     #[arg(long, value_name = "HxW")]
     pub size: Option<String>,
     /// Resizing: pad-right (keep aspect ratio, pad), stretch, center-crop (overrides the preset).
-    #[arg(long, value_enum)]
-    pub resize: Option<crate::tasks::data::Resize>,
+    #[arg(long, value_parser = super::choice::<fusec::tasks::data::Resize>())]
+    pub resize: Option<fusec::tasks::data::Resize>,
     /// Pixel scale applied first, e.g. 0.00392 for 1/255 (overrides the preset).
     #[arg(long)]
     pub scale: Option<f32>,
@@ -99,20 +99,20 @@ pub struct PreprocessArgs {
 }
 
 impl PreprocessArgs {
-    pub fn resolve(&self, task: Option<crate::tasks::Task>) -> crate::Result<crate::tasks::data::Preprocess> {
-        use crate::tasks::Task;
-        use crate::Error;
+    pub fn resolve(&self, task: Option<fusec::tasks::Task>) -> fusec::Result<fusec::tasks::data::Preprocess> {
+        use fusec::tasks::Task;
+        use fusec::Error;
         let default = match task {
             Some(Task::Ctc) => "ppocr-rec",
             Some(Task::Textdet) => "ppocr-det",
             _ => "imagenet",
         };
-        let mut p = crate::tasks::data::Preprocess::preset(self.preprocess.as_deref().unwrap_or(default))?;
+        let mut p = fusec::tasks::data::Preprocess::preset(self.preprocess.as_deref().unwrap_or(default))?;
         if let Some(s) = &self.size {
             let (h, w) = s
                 .split_once(['x', 'X'])
                 .and_then(|(h, w)| Some((h.trim().parse::<u32>().ok()?, w.trim().parse::<u32>().ok()?)))
-                .filter(|&(h, w)| (1..=crate::tasks::data::MAX_SIDE).contains(&h) && (1..=crate::tasks::data::MAX_SIDE).contains(&w))
+                .filter(|&(h, w)| (1..=fusec::tasks::data::MAX_SIDE).contains(&h) && (1..=fusec::tasks::data::MAX_SIDE).contains(&w))
                 .ok_or_else(|| Error::option("--size", format!("'{s}' is not HxW (e.g. 48x192)")))?;
             p.height = h;
             p.width = w;
@@ -123,7 +123,7 @@ impl PreprocessArgs {
         if let Some(v) = self.scale {
             p.scale = v;
         }
-        let triple = |opt: &str, v: &str| -> crate::Result<[f32; 3]> {
+        let triple = |opt: &str, v: &str| -> fusec::Result<[f32; 3]> {
             let parts: Vec<f32> = v.split(',').map(|x| x.trim().parse::<f32>()).collect::<std::result::Result<_, _>>().map_err(|_| Error::option(opt, format!("'{v}' is not three numbers")))?;
             <[f32; 3]>::try_from(parts).map_err(|_| Error::option(opt, format!("'{v}' is not three numbers R,G,B")))
         };
@@ -169,8 +169,8 @@ pub struct FinetuneArgs {
     pub eval_data: Option<PathBuf>,
     /// What the data is: rot180 (labels derived: as is = class 0, rotated = class 1), ctc (text
     /// lines), textdet (pages with boxes); sets the held-out metric and the default preprocessing.
-    #[arg(long, value_enum)]
-    pub task: Option<crate::tasks::Task>,
+    #[arg(long, value_parser = super::choice::<fusec::tasks::Task>())]
+    pub task: Option<fusec::tasks::Task>,
     #[command(flatten)]
     pub pre: PreprocessArgs,
     #[command(flatten)]
@@ -185,17 +185,17 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub force: bool,
     /// Passes over the training data.
-    #[arg(long, default_value_t = crate::train::Options::default().epochs)]
+    #[arg(long, default_value_t = fusec::train::Options::default().epochs)]
     pub epochs: usize,
     /// Train for exactly this many steps (overrides --epochs); 0 trains nothing and writes the
     /// model as given (with --calibrate-maps: calibrates a model trained before).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Samples per step (the training graph is built for this batch size; a last partial batch is skipped).
-    #[arg(long, default_value_t = crate::train::Options::default().batch)]
+    #[arg(long, default_value_t = fusec::train::Options::default().batch)]
     pub batch: usize,
     /// Run each step as N micro-batches of --batch samples and average their gradients.
-    #[arg(long, hide = true, default_value_t = crate::train::Options::default().accumulate)]
+    #[arg(long, hide = true, default_value_t = fusec::train::Options::default().accumulate)]
     pub accumulate: usize,
     /// Train on random HxW crops of the samples (pages of a text detector).
     #[arg(long, hide = true, value_name = "HxW")]
@@ -204,19 +204,19 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub lr: Option<f32>,
     /// Optimizer: adamw, or sgd (with --momentum).
-    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().optimizer)]
-    pub optimizer: crate::train::Optimizer,
+    #[arg(long, hide = true, value_parser = super::choice::<fusec::train::Optimizer>(), default_value_t = fusec::train::Options::default().optimizer)]
+    pub optimizer: fusec::train::Optimizer,
     /// SGD momentum.
-    #[arg(long, hide = true, default_value_t = crate::train::Options::default().momentum)]
+    #[arg(long, hide = true, default_value_t = fusec::train::Options::default().momentum)]
     pub momentum: f32,
     /// Decoupled weight decay (AdamW) or L2 (SGD), not applied to biases and BN parameters.
-    #[arg(long, hide = true, default_value_t = crate::train::Options::default().weight_decay)]
+    #[arg(long, hide = true, default_value_t = fusec::train::Options::default().weight_decay)]
     pub weight_decay: f32,
     /// Learning-rate schedule after the warm-up.
-    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().schedule)]
-    pub schedule: crate::train::Schedule,
+    #[arg(long, hide = true, value_parser = super::choice::<fusec::train::Schedule>(), default_value_t = fusec::train::Options::default().schedule)]
+    pub schedule: fusec::train::Schedule,
     /// Linear warm-up steps.
-    #[arg(long, hide = true, default_value_t = crate::train::Options::default().warmup)]
+    #[arg(long, hide = true, default_value_t = fusec::train::Options::default().warmup)]
     pub warmup: usize,
     /// Scale the gradients down to this global L2 norm when they exceed it (the curve's
     /// grad_norm column shows their norms) [default: no clipping].
@@ -233,20 +233,20 @@ pub struct FinetuneArgs {
     #[arg(long, hide = true, value_name = "R", default_value_t = 10.0, value_parser = divergence_ratio)]
     pub divergence_ratio: f32,
     /// Which parameters to train.
-    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().train)]
-    pub train: crate::train::TrainSet,
+    #[arg(long, hide = true, value_parser = super::choice::<fusec::train::TrainSet>(), default_value_t = fusec::train::Options::default().train)]
+    pub train: fusec::train::TrainSet,
     /// BatchNormalization: batch statistics with running averages (train) or stored statistics (frozen).
-    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().bn)]
-    pub bn: crate::train::BnMode,
+    #[arg(long, hide = true, value_parser = super::choice::<fusec::train::BnMode>(), default_value_t = fusec::train::Options::default().bn)]
+    pub bn: fusec::train::BnMode,
     /// Distillation loss on class scores (Softmax outputs or [N, C] logits).
-    #[arg(long, hide = true, value_enum, default_value_t = crate::train::Options::default().loss.distill)]
-    pub distill: crate::train::Distill,
+    #[arg(long, hide = true, value_parser = super::choice::<fusec::train::Distill>(), default_value_t = fusec::train::Options::default().loss.distill)]
+    pub distill: fusec::train::Distill,
     /// The loss on one output, NAME=KIND[:ARG][@WEIGHT] with KIND kl (ARG: class axis), mse, bce, nse
     /// or none (ARG: weight); NAME may be a kind of output, [scores], [map] (a Sigmoid probability
     /// map) or [other]; repeat for several outputs; the last for an output wins [default: chosen
     /// per output, see the summary].
     #[arg(long, hide = true, value_name = "NAME=KIND")]
-    pub output_loss: Vec<crate::train::OutputLossArg>,
+    pub output_loss: Vec<fusec::train::OutputLossArg>,
     /// Softmax temperature of the KL distillation [default: 4; 1 for --task ctc, whose
     /// thousands of classes would put most of the softened teacher's mass in the tail].
     #[arg(long, hide = true)]
@@ -279,8 +279,8 @@ pub struct FinetuneArgs {
     pub ctc_weight: f32,
     /// The CTC targets: the data's `text` column, or the teacher's greedy reading (no labels
     /// needed); auto: the text when every sample has one.
-    #[arg(long, hide = true, value_enum, default_value = "auto")]
-    pub ctc_target: crate::train::CtcTarget,
+    #[arg(long, hide = true, value_parser = super::choice::<fusec::train::CtcTarget>(), default_value = "auto")]
+    pub ctc_target: fusec::train::CtcTarget,
     /// How much of the probability maps' BCE target is the teacher's map thresholded at
     /// --thresh (0: its soft map; 1: its regions as 0/1): the student learns the regions'
     /// edges rather than the soft slope around them [default: 0].

@@ -23,7 +23,7 @@ use crate::onnx::{self, Dim, GraphProto, NodeProto, TensorProto, ValueInfoProto}
 use crate::onnx::tensor::Tensor;
 
 pub use patch::Patch;
-pub use shape::ValueFact;
+pub use values::ValueFact;
 
 /// Limits that keep hostile models from making us hang or allocate wildly.
 pub const MAX_NODES: usize = 1_000_000;
@@ -372,8 +372,8 @@ impl Graph {
                 }
             }
         }
-        if shape.iter().any(|&d| !(1..=shape::MAX_DIM).contains(&d)) {
-            return Err(Error::option("--input-shape", format!("dimensions must be between 1 and {}", shape::MAX_DIM)));
+        if shape.iter().any(|&d| !(1..=op::MAX_DIM).contains(&d)) {
+            return Err(Error::option("--input-shape", format!("dimensions must be between 1 and {}", op::MAX_DIM)));
         }
         self.input_overrides.insert(target, shape.iter().map(|&d| Dim::Known(d)).collect());
         shape::infer(self)

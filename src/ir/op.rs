@@ -6,7 +6,6 @@
 
 use crate::error::{Error, Result};
 use crate::onnx::{self, attr_int, attr_ints, attr_string, Dim, NodeProto};
-use crate::ir::shape::MAX_DIM;
 
 fn unknown() -> Dim {
     Dim::Sym(String::new())
@@ -216,7 +215,7 @@ pub fn array_op(n: &crate::ir::Node) -> Option<ArrayOp<'_>> {
         };
         (op, &[0, 1, 2], false)
     } else {
-        let (op, slots) = crate::ir::shape::float_view(n)?;
+        let (op, slots) = float_view(n)?;
         if !matches!(op, "Conv" | "Gemm" | "MatMul") {
             return None;
         }
@@ -230,3 +229,30 @@ pub fn array_op(n: &crate::ir::Node) -> Option<ArrayOp<'_>> {
 pub fn is_quantization(n: &crate::ir::Node) -> bool {
     n.is_default_domain() && matches!(n.op(), "QuantizeLinear" | "DequantizeLinear" | "DynamicQuantizeLinear")
 }
+
+/// Largest dimension we accept from a model's declared or inferred shapes.
+pub const MAX_DIM: i64 = 1 << 31;
+
+/// The float op a quantized op computes, and which of its inputs are that op's
+/// inputs (the rest are scales and zero points).
+pub fn float_view(n: &crate::ir::Node) -> Option<(&'static str, &'static [usize])> {
+    let domain = match n.proto.domain() {
+        "ai.onnx" => "",
+        d => d,
+    };
+    Some(match (domain, n.op()) {
+        ("", "QLinearConv") => ("Conv", &[0, 3, 8]),
+        ("", "ConvInteger") => ("Conv", &[0, 1]),
+        ("", "QLinearMatMul") => ("MatMul", &[0, 3]),
+        ("", "MatMulInteger") => ("MatMul", &[0, 1]),
+        ("com.microsoft", "QGemm") => ("Gemm", &[0, 3, 6]),
+        ("com.microsoft", "QLinearAdd") => ("Add", &[0, 3]),
+        ("com.microsoft", "QLinearMul") => ("Mul", &[0, 3]),
+        ("com.microsoft", "QLinearAveragePool") => ("AveragePool", &[0]),
+        ("com.microsoft", "QLinearSoftmax") => ("Softmax", &[0]),
+        ("com.microsoft", "QLinearSigmoid") => ("Sigmoid", &[0]),
+        ("com.microsoft", "QLinearLeakyRelu") => ("LeakyRelu", &[0]),
+        _ => return None,
+    })
+}
+

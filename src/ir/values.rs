@@ -14,10 +14,33 @@
 //! cast sizes to float to scale them and back), and an element that would not
 //! be an integer becomes unknown. Integer division truncates, as ONNX Runtime.
 
-use crate::ir::shape::ValueFact;
 use crate::ir::{Graph, Node};
 use crate::onnx::{attr_int, attr_ints, dtype, Dim};
 use crate::onnx::tensor::Tensor;
+
+/// What shape inference knows of a value: its element type, its shape, and
+/// (for small integer tensors) its elements.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ValueFact {
+    pub dtype: Option<i32>,
+    pub shape: Option<Vec<Dim>>,
+    /// The elements, for small integer tensors computed from shapes and
+    /// constants (this module); `None` when not tracked.
+    pub value: Option<Vec<Dim>>,
+}
+
+impl ValueFact {
+    pub fn new(dtype: Option<i32>, shape: Option<Vec<Dim>>) -> Self {
+        ValueFact { dtype, shape, value: None }
+    }
+    /// Every dimension known or a named symbol (no anonymous unknown).
+    pub fn is_complete(&self) -> bool {
+        self.shape.as_ref().is_some_and(|s| s.iter().all(|d| !matches!(d, Dim::Sym(n) if n.is_empty())))
+    }
+    pub fn rank(&self) -> Option<usize> {
+        self.shape.as_ref().map(Vec::len)
+    }
+}
 
 /// Largest tensor whose elements are tracked.
 pub const MAX_ELEMS: usize = 1024;

@@ -13,18 +13,20 @@ use serde::{Deserialize, Serialize};
 use super::Task;
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Resize {
-    /// Scale to the target height keeping the aspect ratio (width capped), pad right with zeros.
-    PadRight,
-    /// Scale both sides to the target size.
-    Stretch,
-    /// Scale the short side to the target, then crop the centre.
-    CenterCrop,
-    /// Keep the aspect ratio: the longer side at most max(height, width), both
-    /// sides rounded to a multiple of 32 (text detectors; sizes vary per image).
-    Page,
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Resize {
+        /// Scale to the target height keeping the aspect ratio (width capped), pad right with zeros.
+        PadRight = "pad-right",
+        /// Scale both sides to the target size.
+        Stretch = "stretch",
+        /// Scale the short side to the target, then crop the centre.
+        CenterCrop = "center-crop",
+        /// Keep the aspect ratio: the longer side at most max(height, width), both
+        /// sides rounded to a multiple of 32 (text detectors; sizes vary per image).
+        Page = "page",
+    }
 }
 
 /// Largest image side a preprocessing accepts (`--size`, a TOML's `height`/`width`).

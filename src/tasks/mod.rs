@@ -17,15 +17,17 @@ use serde::Serialize;
 pub use ocr::{ctc_decode, ctc_score, db_boxes, det_score, dictionary, edit_distance, iou, match_boxes, match_pairs, CtcScore, DetScore};
 pub use predict::{compare, decode, evaluate, predict, top_anchors, truth, Metric, Params, Pred, TaskReport};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Task {
-    /// Classification; each image gives two samples: as is (class 0) and rotated 180° (class 1).
-    Rot180,
-    /// Text recognition with a CTC head: the list's `text` column is the ground truth.
-    Ctc,
-    /// Text detection: a box list (file, x0, y0, x1, y1 per row) is the ground truth.
-    Textdet,
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Task {
+        /// Classification; each image gives two samples: as is (class 0) and rotated 180° (class 1).
+        Rot180 = "rot180",
+        /// Text recognition with a CTC head: the list's `text` column is the ground truth.
+        Ctc = "ctc",
+        /// Text detection: a box list (file, x0, y0, x1, y1 per row) is the ground truth.
+        Textdet = "textdet",
+    }
 }
 
 /// What the first output of a model means.

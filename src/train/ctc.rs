@@ -15,17 +15,24 @@ use crate::error::{Error, Result};
 use crate::onnx::{self, ModelProto};
 use crate::exec::runtime::{self, Feed};
 
-/// Where the CTC targets come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CtcTarget {
-    /// The `text` column when every sample has one, else the teacher's reading.
-    #[default]
-    Auto,
-    /// The `text` column of the data.
-    Text,
-    /// The teacher's greedy reading of each input (no labels needed).
-    Teacher,
+crate::choice_enum! {
+    /// Where the CTC targets come from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum CtcTarget {
+        /// The `text` column when every sample has one, else the teacher's reading.
+        Auto = "auto",
+        /// The `text` column of the data.
+        Text = "text",
+        /// The teacher's greedy reading of each input (no labels needed).
+        Teacher = "teacher",
+    }
+}
+
+impl Default for CtcTarget {
+    fn default() -> Self {
+        CtcTarget::Auto
+    }
 }
 
 const NEG: f64 = f64::NEG_INFINITY;

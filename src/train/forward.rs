@@ -5,11 +5,38 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::graph::{model_proto, BnStat, TRAIN_OPSET};
 use crate::error::{Error, Result};
 use crate::ir::Graph;
 use crate::onnx::{self, a_int, a_ints, attr_float, attr_int, attr_ints, dtype, Dim, ModelProto, NodeProto, TensorProto};
 use crate::onnx::tensor::Tensor;
+
+/// Opset of the training graph (ScatterElements with reduction needs 16).
+pub const TRAIN_OPSET: i64 = 17;
+
+/// A BatchNormalization trained with batch statistics: its running averages and
+/// the batch statistics the training graph outputs.
+#[derive(Debug, Clone)]
+pub struct BnStat {
+    pub node: String,
+    pub mean: String,
+    pub var: String,
+    pub batch_mean: String,
+    pub batch_var: String,
+    pub momentum: f32,
+    /// Elements per channel in a batch (for the unbiased variance).
+    pub count: usize,
+}
+
+/// A model around training-graph nodes.
+pub fn model_proto(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<onnx::ValueInfoProto>, outputs: Vec<onnx::ValueInfoProto>) -> ModelProto {
+    ModelProto {
+        ir_version: Some(8),
+        producer_name: Some("fusec-train".into()),
+        opset_import: vec![onnx::OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
+        graph: Some(onnx::GraphProto { name: Some("train".into()), node: nodes, initializer: inits, input: inputs, output: outputs, ..Default::default() }),
+        ..Default::default()
+    }
+}
 
 /// Nodes in topological order, constant values and the graph.
 pub(super) fn sorted_nodes(model: &ModelProto) -> Result<(Vec<NodeProto>, Graph)> {

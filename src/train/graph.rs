@@ -7,33 +7,35 @@
 
 use std::collections::{HashMap, HashSet};
 
-pub use super::forward::value_shapes;
+pub use super::forward::{model_proto, value_shapes, BnStat, TRAIN_OPSET};
 use super::forward::{batch_bn, forward_for_training, probe_shapes, sorted_nodes};
 use super::grad::{differentiate, Emitter};
 use super::loss::{self, Emphasis, LossKind, OutputLoss, OutputLossArg};
 use crate::error::{Error, Result};
-use crate::onnx::{self, a_int, dtype, Dim, ModelProto, NodeProto, TensorProto};
+use crate::onnx::{self, a_int, dtype, Dim, ModelProto, NodeProto};
 use crate::onnx::tensor::Tensor;
 
-/// Opset of the training graph (ScatterElements with reduction needs 16).
-pub const TRAIN_OPSET: i64 = 17;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum BnMode {
-    /// Normalise with batch statistics and update the running averages (like PyTorch's train()).
-    Train,
-    /// Keep the stored statistics; train only scale and bias.
-    Frozen,
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    pub enum BnMode {
+        /// Normalise with batch statistics and update the running averages (like PyTorch's train()).
+        Train = "train",
+        /// Keep the stored statistics; train only scale and bias.
+        Frozen = "frozen",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum Distill {
-    /// KL divergence between softened teacher and student distributions (× τ²).
-    Kl,
-    /// Mean squared error between logits.
-    Mse,
-    /// No distillation on the outputs (labels and/or features only).
-    None,
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    pub enum Distill {
+        /// KL divergence between softened teacher and student distributions (× τ²).
+        Kl = "kl",
+        /// Mean squared error between logits.
+        Mse = "mse",
+        /// No distillation on the outputs (labels and/or features only).
+        None = "none",
+    }
 }
 
 impl Distill {
@@ -71,17 +73,6 @@ pub struct LossSpec {
     pub ctc_weight: f32,
 }
 
-#[derive(Debug, Clone)]
-pub struct BnStat {
-    pub node: String,
-    pub mean: String,
-    pub var: String,
-    pub batch_mean: String,
-    pub batch_var: String,
-    pub momentum: f32,
-    /// Elements per channel in a batch (for the unbiased variance).
-    pub count: usize,
-}
 
 #[derive(Debug, Clone)]
 pub struct TrainGraph {
@@ -135,15 +126,6 @@ pub fn logits_of(nodes: &[NodeProto], output: &str) -> String {
     output.to_string()
 }
 
-pub fn model_proto(opset: i64, nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<onnx::ValueInfoProto>, outputs: Vec<onnx::ValueInfoProto>) -> ModelProto {
-    ModelProto {
-        ir_version: Some(8),
-        producer_name: Some("fusec-train".into()),
-        opset_import: vec![onnx::OperatorSetIdProto { domain: Some(String::new()), version: Some(opset) }],
-        graph: Some(onnx::GraphProto { name: Some("train".into()), node: nodes, initializer: inits, input: inputs, output: outputs, ..Default::default() }),
-        ..Default::default()
-    }
-}
 
 fn f32_info(name: &str, shape: &[i64]) -> onnx::ValueInfoProto {
     let dims: Vec<Dim> = shape.iter().map(|&d| Dim::Known(d)).collect();

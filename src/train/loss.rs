@@ -21,20 +21,22 @@ use super::grad::Emitter;
 use crate::error::{Error, Result};
 use crate::onnx::{a_int, attr_int, GraphProto, NodeProto, ValueInfoProto};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LossKind {
-    /// KL divergence between softened distributions (× τ²), per position.
-    Kl,
-    /// Mean squared error.
-    Mse,
-    /// Binary cross-entropy against the teacher's probabilities (reported less the
-    /// teacher's entropy: 0 when the maps agree).
-    Bce,
-    /// Normalised squared error Σ(s − t)² / Σt².
-    Nse,
-    /// No loss on this output.
-    None,
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum LossKind {
+        /// KL divergence between softened distributions (× τ²), per position.
+        Kl = "kl",
+        /// Mean squared error.
+        Mse = "mse",
+        /// Binary cross-entropy against the teacher's probabilities (reported less the
+        /// teacher's entropy: 0 when the maps agree).
+        Bce = "bce",
+        /// Normalised squared error Σ(s − t)² / Σt².
+        Nse = "nse",
+        /// No loss on this output.
+        None = "none",
+    }
 }
 
 /// A `--output-loss NAME=KIND[:ARG][@WEIGHT]` override: ARG is the class axis
@@ -90,7 +92,7 @@ impl std::str::FromStr for OutputLossArg {
             Some((k, a)) => (k, Some(a)),
             None => (spec, None),
         };
-        let kind = <LossKind as clap::ValueEnum>::from_str(kind.trim(), true).map_err(|_| format!("'{kind}' is not a loss (kl, mse, bce, nse, none)"))?;
+        let kind = kind.trim().parse::<LossKind>().map_err(|_| format!("'{kind}' is not a loss (kl, mse, bce, nse, none)"))?;
         let (mut axis, mut weight) = (None, at_weight);
         if let Some(a) = arg {
             if kind == LossKind::Kl {

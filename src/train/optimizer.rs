@@ -5,19 +5,23 @@ use super::checkpoint::State;
 use super::graph::BnStat;
 use super::Options;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum Optimizer {
-    Adamw,
-    Sgd,
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    pub enum Optimizer {
+        Adamw = "adamw",
+        Sgd = "sgd",
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum Schedule {
-    /// Linear warm-up, then cosine decay to zero.
-    Cosine,
-    /// Linear warm-up, then ×0.1 at half and at three quarters of the run.
-    Step,
-    Constant,
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    pub enum Schedule {
+        /// Linear warm-up, then cosine decay to zero.
+        Cosine = "cosine",
+        /// Linear warm-up, then ×0.1 at half and at three quarters of the run.
+        Step = "step",
+        Constant = "constant",
+    }
 }
 
 /// The learning rate at `step` of `total`.

@@ -11,19 +11,20 @@ use super::loss::Emphasis;
 use super::optimizer::{Optimizer, Schedule};
 use crate::tasks::{Kind, Params};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum TrainSet {
-    /// Every weight, bias and BN scale/bias from the first rewritten block on (the layers
-    /// before it still compute what they computed for the teacher); all of them in a
-    /// model without rewritten blocks.
-    Downstream,
-    /// Every weight, bias and BN scale/bias.
-    All,
-    /// Only what the rewrite created or reshaped (the FuSe kernels, widened consumers).
-    Fuse,
-    /// The FuSe parameters and every BatchNormalization scale and bias.
-    #[value(name = "fuse+bn")]
-    FuseBn,
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    pub enum TrainSet {
+        /// Every weight, bias and BN scale/bias from the first rewritten block on (the layers
+        /// before it still compute what they computed for the teacher); all of them in a
+        /// model without rewritten blocks.
+        Downstream = "downstream",
+        /// Every weight, bias and BN scale/bias.
+        All = "all",
+        /// Only what the rewrite created or reshaped (the FuSe kernels, widened consumers).
+        Fuse = "fuse",
+        /// The FuSe parameters and every BatchNormalization scale and bias.
+        FuseBn = "fuse+bn",
+    }
 }
 
 /// Whether the labels of the data train the model too (cross-entropy beside the distillation).

@@ -8,36 +8,31 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Which array: a plain output-stationary systolic array, or the same array
-/// with the FuSeConv 1-D broadcast extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum HwKind {
-    Systolic,
-    Fuse,
-}
-
-/// A dataflow of the systolic array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Dataflow {
-    /// Output stationary.
-    Os,
-    /// Weight stationary.
-    Ws,
-    /// Input stationary.
-    Is,
-}
-
-impl std::fmt::Display for Dataflow {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Dataflow::Os => "os",
-            Dataflow::Ws => "ws",
-            Dataflow::Is => "is",
-        })
+crate::choice_enum! {
+    /// Which array: a plain output-stationary systolic array, or the same array
+    /// with the FuSeConv 1-D broadcast extension.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum HwKind {
+        Systolic = "systolic",
+        Fuse = "fuse",
     }
 }
+
+crate::choice_enum! {
+    /// A dataflow of the systolic array.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Dataflow {
+        /// Output stationary.
+        Os = "os",
+        /// Weight stationary.
+        Ws = "ws",
+        /// Input stationary.
+        Is = "is",
+    }
+}
+
 
 
 /// Element-wise work classes of the vector unit.

@@ -109,7 +109,7 @@ pub fn node_work(g: &Graph, ix: petgraph::stable_graph::NodeIndex, hw: HwKind, p
     let op = match n.op() {
         "QLinearGlobalAveragePool" => "GlobalAveragePool",
         "QLinearConcat" => "Concat",
-        other => crate::ir::shape::float_view(n).map_or(other, |(op, _)| op),
+        other => crate::ir::op::float_view(n).map_or(other, |(op, _)| op),
     };
     match op {
         "Relu" | "Clip" | "LeakyRelu" | "PRelu" | "Relu6" | "Abs" | "Neg" | "Floor" | "Ceil" | "Round" | "Sign" | "Cast" => vector(VectorClass::Activation, out_elems()?),

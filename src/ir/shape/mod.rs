@@ -5,22 +5,14 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
+use crate::ir::op::MAX_DIM;
+pub use crate::ir::values::ValueFact;
 use crate::ir::{values, Graph, Node};
 use crate::onnx::{self, Dim};
 
 mod quant;
 mod rules;
-pub use quant::float_view;
 use rules::{infer_node, KNOWN_OPS};
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ValueFact {
-    pub dtype: Option<i32>,
-    pub shape: Option<Vec<Dim>>,
-    /// The elements, for small integer tensors computed from shapes and
-    /// constants ([`values`](crate::ir::values)); `None` when not tracked.
-    pub value: Option<Vec<Dim>>,
-}
 
 /// Where shape inference stopped for a value whose shape is not fully known:
 /// the first node on its way that could not work out a dimension, and why.
@@ -37,21 +29,7 @@ impl std::fmt::Display for ShapeStop {
     }
 }
 
-impl ValueFact {
-    pub fn new(dtype: Option<i32>, shape: Option<Vec<Dim>>) -> Self {
-        ValueFact { dtype, shape, value: None }
-    }
-    /// Every dimension known or a named symbol (no anonymous unknown).
-    pub fn is_complete(&self) -> bool {
-        self.shape.as_ref().is_some_and(|s| s.iter().all(|d| !matches!(d, Dim::Sym(n) if n.is_empty())))
-    }
-    pub fn rank(&self) -> Option<usize> {
-        self.shape.as_ref().map(Vec::len)
-    }
-}
 
-/// Largest dimension we accept from a model's declared or inferred shapes.
-pub const MAX_DIM: i64 = 1 << 31;
 
 pub(super) fn unknown() -> Dim {
     Dim::Sym(String::new())

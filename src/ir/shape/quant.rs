@@ -3,11 +3,12 @@
 //! (QLinearConv, ConvInteger, QLinearMatMul, MatMulInteger, and ONNX Runtime's
 //! `com.microsoft` QGemm, QLinearAdd/Mul, QLinearGlobalAveragePool,
 //! QLinearConcat, ...). A QOperator op computes what its float op computes:
-//! its shape comes from that op's rule on the data inputs ([`float_view`]),
+//! its shape comes from that op's rule on the data inputs ([`float_view`](crate::ir::op::float_view)),
 //! its element type from its output zero point (or the op's fixed type).
 
 use super::ValueFact;
 use crate::error::Result;
+use crate::ir::op::float_view;
 use crate::ir::Node;
 use crate::onnx::{attr_int, dtype, Dim};
 
@@ -40,25 +41,6 @@ fn domain(n: &Node) -> &str {
 
 pub(super) fn is_quant_op(n: &Node) -> bool {
     QUANT_OPS.iter().any(|&(d, op)| d == domain(n) && op == n.op())
-}
-
-/// The float op a quantized op computes, and which of its inputs are that op's
-/// inputs (the rest are scales and zero points).
-pub fn float_view(n: &Node) -> Option<(&'static str, &'static [usize])> {
-    Some(match (domain(n), n.op()) {
-        ("", "QLinearConv") => ("Conv", &[0, 3, 8]),
-        ("", "ConvInteger") => ("Conv", &[0, 1]),
-        ("", "QLinearMatMul") => ("MatMul", &[0, 3]),
-        ("", "MatMulInteger") => ("MatMul", &[0, 1]),
-        ("com.microsoft", "QGemm") => ("Gemm", &[0, 3, 6]),
-        ("com.microsoft", "QLinearAdd") => ("Add", &[0, 3]),
-        ("com.microsoft", "QLinearMul") => ("Mul", &[0, 3]),
-        ("com.microsoft", "QLinearAveragePool") => ("AveragePool", &[0]),
-        ("com.microsoft", "QLinearSoftmax") => ("Softmax", &[0]),
-        ("com.microsoft", "QLinearSigmoid") => ("Sigmoid", &[0]),
-        ("com.microsoft", "QLinearLeakyRelu") => ("LeakyRelu", &[0]),
-        _ => return None,
-    })
 }
 
 /// The element type of a quantized output: its zero point's, else `default`.

@@ -7,50 +7,47 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::passes::fuse_depthwise::{DepthwiseConv, Variant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Init {
-    /// Centre row (1×K) and centre column (K×1) of the original kernel.
-    #[default]
-    Center,
-    /// Rows (1×K) or columns (K×1) of the original kernel summed.
-    Sum,
-    /// Least squares on calibration activations (needs `--calib DATA`).
-    Lsq,
-}
-
-impl std::fmt::Display for Init {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Init::Center => "center",
-            Init::Sum => "sum",
-            Init::Lsq => "lsq",
-        })
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Init {
+        /// Centre row (1×K) and centre column (K×1) of the original kernel.
+        Center = "center",
+        /// Rows (1×K) or columns (K×1) of the original kernel summed.
+        Sum = "sum",
+        /// Least squares on calibration activations (needs `--calib DATA`).
+        Lsq = "lsq",
     }
 }
 
-/// Which channels Half gives to which branch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Assign {
-    /// The paper's: the first ⌈C/2⌉ channels to 1×K, the rest to K×1.
-    #[default]
-    Ordered,
-    /// Each channel to the branch that reproduces its K×K conv best (with
-    /// `--init lsq`: the smaller fitted output error; otherwise: the larger
-    /// kernel energy kept), still ⌈C/2⌉ / ⌊C/2⌋. The block gathers each
-    /// branch's channels and puts the outputs back in the original order.
-    Fit,
-}
-
-impl std::fmt::Display for Assign {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Assign::Ordered => "ordered",
-            Assign::Fit => "fit",
-        })
+impl Default for Init {
+    fn default() -> Self {
+        Init::Center
     }
 }
+
+
+crate::choice_enum! {
+    /// Which channels Half gives to which branch.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Assign {
+        /// The paper's: the first ⌈C/2⌉ channels to 1×K, the rest to K×1.
+        Ordered = "ordered",
+        /// Each channel to the branch that reproduces its K×K conv best (with
+        /// `--init lsq`: the smaller fitted output error; otherwise: the larger
+        /// kernel energy kept), still ⌈C/2⌉ / ⌊C/2⌋. The block gathers each
+        /// branch's channels and puts the outputs back in the original order.
+        Fit = "fit",
+    }
+}
+
+impl Default for Assign {
+    fn default() -> Self {
+        Assign::Ordered
+    }
+}
+
 
 /// The channels of each Half branch, ascending.
 #[derive(Debug, Clone, PartialEq, Eq)]

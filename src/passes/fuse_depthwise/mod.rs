@@ -77,23 +77,17 @@ pub use kernels::{split_kernels, Assign, Channels, FuseKernels, Init, KernelInit
 pub use matcher::{candidates, depthwise_convs, find, find_dense, reaches_mixing, subgraph_depthwise, Candidate, DepthwiseConv};
 pub use widen::{plan_widen, WidenPlan};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Variant {
-    /// Split channels in two: 1×K on the first half, K×1 on the second.
-    Half,
-    /// 1×K and K×1 on all channels, concatenated to 2C; consumers widened.
-    Full,
-}
-
-impl std::fmt::Display for Variant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Variant::Half => "half",
-            Variant::Full => "full",
-        })
+crate::choice_enum! {
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Variant {
+        /// Split channels in two: 1×K on the first half, K×1 on the second.
+        Half = "half",
+        /// 1×K and K×1 on all channels, concatenated to 2C; consumers widened.
+        Full = "full",
     }
 }
+
 
 /// Options of the pass, shared by the CLI and pipeline TOML files.
 #[derive(Debug, Clone, Serialize, Deserialize)]
