@@ -147,6 +147,51 @@ pub struct Spec<'a> {
 
 /// Build the training graph of `student` (an inference model with a single float input).
 pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
+    let Forward { nodes, inits, mut em, bn, input, train_opset } = forward(student, spec)?;
+    let mut heads = Heads { inputs: vec![f32_info(&input, &spec.input_shape.iter().map(|&d| d as i64).collect::<Vec<_>>())], ..Heads::default() };
+    output_heads(&mut em, spec, &mut heads)?;
+    let (labels_input, classes) = match label_head(&mut em, spec, &mut heads)? {
+        Some((y, c)) => (Some(y), c),
+        None => (None, 0),
+    };
+    let ctc = ctc_head(&mut em, spec, &mut heads)?;
+    feature_head(&mut em, spec, &mut heads)?;
+    if heads.seeds.is_empty() {
+        return Err(Error::option("--distill", "no loss: enable distillation (--distill, --output-loss), labels (--label-weight) or --feature-weight"));
+    }
+    let (teacher_inputs, region_inputs) = (std::mem::take(&mut heads.teacher_inputs), std::mem::take(&mut heads.region_inputs));
+    let b = backward(em, nodes, inits, heads, &bn, &spec.trainable, train_opset)?;
+    Ok(TrainGraph {
+        model: b.model,
+        input,
+        input_shape: spec.input_shape.clone(),
+        outputs: spec.loss.outputs.clone(),
+        classes,
+        params: b.params,
+        param_shapes: b.param_shapes,
+        grads: b.grads,
+        bn,
+        teacher_inputs,
+        region_inputs,
+        labels_input,
+        ctc,
+        loss_outputs: b.loss_outputs,
+        unreachable: b.unreachable,
+    })
+}
+
+/// The student's forward nodes prepared for training (training opset, batch-statistics
+/// BN), with an emitter that knows every value's shape and the constants.
+struct Forward {
+    nodes: Vec<NodeProto>,
+    inits: Vec<onnx::TensorProto>,
+    em: Emitter,
+    bn: Vec<BnStat>,
+    input: String,
+    train_opset: i64,
+}
+
+fn forward(student: &ModelProto, spec: &Spec) -> Result<Forward> {
     let gp = student.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
     let opset = onnx::opset_of(student);
     let (nodes, _) = sorted_nodes(student)?;
@@ -193,14 +238,22 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     }
     let mut em = Emitter::new(shapes, consts, train_opset, "g/");
     em.batch_bn = bn.iter().map(|b| b.node.clone()).collect();
+    Ok(Forward { nodes, inits, em, bn, input, train_opset })
+}
 
-    // ----- loss and seeds
-    let b = spec.batch as f32;
-    let mut inputs = vec![f32_info(&input, &input_shape.iter().map(|&d| d as i64).collect::<Vec<_>>())];
-    let mut teacher_inputs = vec![];
-    let mut region_inputs = vec![];
-    let mut seeds: Vec<(String, String)> = vec![];
-    let mut loss_parts: Vec<(String, String)> = vec![];
+/// What the loss heads add: graph inputs (the teacher's values, weights, labels, CTC
+/// terms), each head's loss value and the gradient seeds (value, d loss / d value).
+#[derive(Default)]
+struct Heads {
+    inputs: Vec<onnx::ValueInfoProto>,
+    teacher_inputs: Vec<(String, String, Vec<usize>)>,
+    region_inputs: Vec<(usize, String)>,
+    seeds: Vec<(String, String)>,
+    loss_parts: Vec<(String, String)>,
+}
+
+/// Distillation on the outputs: one loss per output against the teacher's.
+fn output_heads(em: &mut Emitter, spec: &Spec, h: &mut Heads) -> Result<()> {
     let ls = spec.loss;
     for l in &ls.outputs {
         let ts = em.shape(&l.tensor)?;
@@ -209,91 +262,119 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         if let Some(have) = spec.teacher_shapes.get(&l.teacher_tensor).filter(|h| **h != want) {
             return Err(Error::option("--teacher", format!("output '{}': the teacher's '{}' has shape {have:?}, the model's '{}' {want:?}", l.output, l.teacher_tensor, l.tensor)));
         }
-        inputs.push(f32_info(&t_in, &ts));
+        h.inputs.push(f32_info(&t_in, &ts));
         em.shapes.insert(t_in.clone(), ts.clone());
         let pixel_w = (l.kind == LossKind::Bce && ls.emphasis.region > 0.0).then(|| format!("weight/{}", l.teacher_tensor));
         if let Some(pw) = &pixel_w {
-            inputs.push(f32_info(pw, &ts));
+            h.inputs.push(f32_info(pw, &ts));
             em.shapes.insert(pw.clone(), ts.clone());
-            region_inputs.push((teacher_inputs.len(), pw.clone()));
+            h.region_inputs.push((h.teacher_inputs.len(), pw.clone()));
         }
-        teacher_inputs.push((l.teacher_tensor.clone(), t_in.clone(), want));
+        h.teacher_inputs.push((l.teacher_tensor.clone(), t_in.clone(), want));
         let mut scaled = l.clone();
         scaled.weight *= ls.distill_weight;
-        let (value, seed) = loss::emit(&mut em, &scaled, &t_in, ls.temperature, ls.emphasis, pixel_w.as_deref())?;
+        let (value, seed) = loss::emit(em, &scaled, &t_in, ls.temperature, ls.emphasis, pixel_w.as_deref())?;
         // one output: "loss/kl"; several: "loss/kl:<output>"
         let name = if ls.outputs.len() == 1 { format!("loss/{}", kind_name(l.kind)) } else { format!("loss/{}:{}", kind_name(l.kind), l.output) };
-        loss_parts.push((name, value));
-        seeds.push((l.tensor.clone(), seed));
+        h.loss_parts.push((name, value));
+        h.seeds.push((l.tensor.clone(), seed));
     }
-    // labels: cross-entropy on the first [N, C] class-score output
-    let mut classes = 0;
-    let labels_input = if spec.labels && ls.label_weight > 0.0 {
-        let logits = ls
-            .outputs
-            .iter()
-            .find(|l| l.kind == LossKind::Kl && em.shape(&l.tensor).is_ok_and(|s| s.len() == 2))
-            .map(|l| l.tensor.clone())
-            .ok_or_else(|| Error::option("--label-weight", "labels need a classifier output ([N, C] class scores with the KL loss)"))?;
-        let shape = em.shape(&logits)?;
-        classes = shape[1] as usize;
-        let y = "labels/onehot".to_string();
-        inputs.push(f32_info(&y, &shape));
-        em.shapes.insert(y.clone(), shape.clone());
-        let lps = em.op("LogSoftmax", &[&logits], vec![a_int("axis", 1)], shape.clone());
-        let ps = em.op("Softmax", &[&logits], vec![a_int("axis", 1)], shape.clone());
-        let p = em.bin("Mul", &y, &lps)?;
-        let tot = em.reduce("ReduceSum", &p, &[0, 1], false)?;
-        let k = em.c_f32(-ls.label_weight / b);
-        loss_parts.push(("loss/ce".into(), em.bin("Mul", &tot, &k)?));
-        let diff = em.bin("Sub", &ps, &y)?;
-        let gk = em.c_f32(ls.label_weight / b);
-        let g = em.bin("Mul", &diff, &gk)?;
-        seeds.push((logits, g));
-        Some(y)
-    } else {
-        None
-    };
-    let ctc = if ls.ctc_weight > 0.0 {
-        let (output, l) = ls
-            .outputs
-            .iter()
-            .enumerate()
-            .find(|(_, l)| l.kind == LossKind::Kl && em.shape(&l.tensor).is_ok_and(|s| s.len() == 3) && (l.axis == -1 || l.axis == 2))
-            .ok_or_else(|| Error::option("--ctc-weight", "CTC needs a recognizer output: [N, T, C] class scores on the last axis with the KL loss"))?;
-        let shape = em.shape(&l.tensor)?;
-        let (loss_input, grad_input) = ("ctc/loss".to_string(), "ctc/grad".to_string());
-        inputs.push(f32_info(&loss_input, &[]));
-        inputs.push(f32_info(&grad_input, &shape));
-        em.shapes.insert(grad_input.clone(), shape.clone());
-        em.shapes.insert(loss_input.clone(), vec![]);
-        loss_parts.push(("loss/ctc".into(), loss_input.clone()));
-        seeds.push((l.tensor.clone(), grad_input.clone()));
-        Some(CtcInputs { output, tensor: l.tensor.clone(), shape: shape.iter().map(|&d| d as usize).collect(), loss_input, grad_input })
-    } else {
-        None
-    };
-    if ls.feature_weight > 0.0 && !ls.features.is_empty() {
-        let wf = ls.feature_weight / ls.features.len() as f32;
-        let mut parts = vec![];
-        for f in &ls.features {
-            let fs = em.shape(f)?;
-            let t_in = format!("teacher/{f}");
-            inputs.push(f32_info(&t_in, &fs));
-            em.shapes.insert(t_in.clone(), fs.clone());
-            teacher_inputs.push((f.clone(), t_in.clone(), fs.iter().map(|&d| d as usize).collect()));
-            let (l, g) = loss::nse(&mut em, f, &t_in, wf)?;
-            parts.push(l);
-            seeds.push((f.to_string(), g));
-        }
-        loss_parts.push(("loss/feature".into(), em.sum(&parts)?));
-    }
-    if seeds.is_empty() {
-        return Err(Error::option("--distill", "no loss: enable distillation (--distill, --output-loss), labels (--label-weight) or --feature-weight"));
-    }
+    Ok(())
+}
 
-    // ----- backward
-    let params: Vec<String> = spec.trainable.to_vec();
+/// Labels: cross-entropy on the first `[N, C]` class-score output; the one-hot input
+/// and the number of classes.
+fn label_head(em: &mut Emitter, spec: &Spec, h: &mut Heads) -> Result<Option<(String, usize)>> {
+    let ls = spec.loss;
+    if !(spec.labels && ls.label_weight > 0.0) {
+        return Ok(None);
+    }
+    let b = spec.batch as f32;
+    let logits = ls
+        .outputs
+        .iter()
+        .find(|l| l.kind == LossKind::Kl && em.shape(&l.tensor).is_ok_and(|s| s.len() == 2))
+        .map(|l| l.tensor.clone())
+        .ok_or_else(|| Error::option("--label-weight", "labels need a classifier output ([N, C] class scores with the KL loss)"))?;
+    let shape = em.shape(&logits)?;
+    let classes = shape[1] as usize;
+    let y = "labels/onehot".to_string();
+    h.inputs.push(f32_info(&y, &shape));
+    em.shapes.insert(y.clone(), shape.clone());
+    let lps = em.op("LogSoftmax", &[&logits], vec![a_int("axis", 1)], shape.clone());
+    let ps = em.op("Softmax", &[&logits], vec![a_int("axis", 1)], shape.clone());
+    let p = em.bin("Mul", &y, &lps)?;
+    let tot = em.reduce("ReduceSum", &p, &[0, 1], false)?;
+    let k = em.c_f32(-ls.label_weight / b);
+    h.loss_parts.push(("loss/ce".into(), em.bin("Mul", &tot, &k)?));
+    let diff = em.bin("Sub", &ps, &y)?;
+    let gk = em.c_f32(ls.label_weight / b);
+    let g = em.bin("Mul", &diff, &gk)?;
+    h.seeds.push((logits, g));
+    Ok(Some((y, classes)))
+}
+
+/// CTC on the first `[N, T, C]` class-score output: its loss and gradient are computed
+/// on the host (`ctc.rs`) and enter as inputs.
+fn ctc_head(em: &mut Emitter, spec: &Spec, h: &mut Heads) -> Result<Option<CtcInputs>> {
+    let ls = spec.loss;
+    if ls.ctc_weight <= 0.0 {
+        return Ok(None);
+    }
+    let (output, l) = ls
+        .outputs
+        .iter()
+        .enumerate()
+        .find(|(_, l)| l.kind == LossKind::Kl && em.shape(&l.tensor).is_ok_and(|s| s.len() == 3) && (l.axis == -1 || l.axis == 2))
+        .ok_or_else(|| Error::option("--ctc-weight", "CTC needs a recognizer output: [N, T, C] class scores on the last axis with the KL loss"))?;
+    let shape = em.shape(&l.tensor)?;
+    let (loss_input, grad_input) = ("ctc/loss".to_string(), "ctc/grad".to_string());
+    h.inputs.push(f32_info(&loss_input, &[]));
+    h.inputs.push(f32_info(&grad_input, &shape));
+    em.shapes.insert(grad_input.clone(), shape.clone());
+    em.shapes.insert(loss_input.clone(), vec![]);
+    h.loss_parts.push(("loss/ctc".into(), loss_input.clone()));
+    h.seeds.push((l.tensor.clone(), grad_input.clone()));
+    Ok(Some(CtcInputs { output, tensor: l.tensor.clone(), shape: shape.iter().map(|&d| d as usize).collect(), loss_input, grad_input }))
+}
+
+/// Feature matching: a normalised squared error per matched intermediate value.
+fn feature_head(em: &mut Emitter, spec: &Spec, h: &mut Heads) -> Result<()> {
+    let ls = spec.loss;
+    if ls.feature_weight <= 0.0 || ls.features.is_empty() {
+        return Ok(());
+    }
+    let wf = ls.feature_weight / ls.features.len() as f32;
+    let mut parts = vec![];
+    for f in &ls.features {
+        let fs = em.shape(f)?;
+        let t_in = format!("teacher/{f}");
+        h.inputs.push(f32_info(&t_in, &fs));
+        em.shapes.insert(t_in.clone(), fs.clone());
+        h.teacher_inputs.push((f.clone(), t_in.clone(), fs.iter().map(|&d| d as usize).collect()));
+        let (l, g) = loss::nse(em, f, &t_in, wf)?;
+        parts.push(l);
+        h.seeds.push((f.to_string(), g));
+    }
+    h.loss_parts.push(("loss/feature".into(), em.sum(&parts)?));
+    Ok(())
+}
+
+/// The training model and what `build` reports of its backward side.
+struct Backward {
+    model: ModelProto,
+    params: Vec<String>,
+    param_shapes: Vec<Vec<usize>>,
+    grads: Vec<String>,
+    loss_outputs: Vec<String>,
+    unreachable: Vec<String>,
+}
+
+/// The backward graph from the heads' seeds, the loss outputs, a gradient output per
+/// parameter and the BN batch statistics, assembled with the forward nodes into one model.
+fn backward(mut em: Emitter, nodes: Vec<NodeProto>, mut inits: Vec<onnx::TensorProto>, heads: Heads, bn: &[BnStat], trainable: &[String], train_opset: i64) -> Result<Backward> {
+    let Heads { mut inputs, seeds, loss_parts, .. } = heads;
+    let params: Vec<String> = trainable.to_vec();
     let grads = differentiate(&mut em, &nodes, &params, &seeds)?;
     let mut outputs = vec![];
     let mut extra = vec![];
@@ -327,7 +408,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
         param_shapes.push(shape.iter().map(|&d| d as usize).collect());
         param_inputs.push(f32_info(p, &shape));
     }
-    for s in &bn {
+    for s in bn {
         let c = em.shape(&s.batch_mean)?;
         outputs.push(f32_info(&s.batch_mean, &c));
         outputs.push(f32_info(&s.batch_var, &c));
@@ -341,23 +422,7 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     all_nodes.append(&mut em.nodes);
     all_nodes.extend(extra);
     let model = model_proto(train_opset, all_nodes, inits, inputs, outputs);
-    Ok(TrainGraph {
-        model,
-        input,
-        input_shape,
-        outputs: ls.outputs.clone(),
-        classes,
-        params,
-        param_shapes,
-        grads: grad_names,
-        bn,
-        teacher_inputs,
-        region_inputs,
-        labels_input,
-        ctc,
-        loss_outputs,
-        unreachable,
-    })
+    Ok(Backward { model, params, param_shapes, grads: grad_names, loss_outputs, unreachable })
 }
 
 fn kind_name(k: LossKind) -> &'static str {
