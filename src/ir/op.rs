@@ -256,3 +256,26 @@ pub fn float_view(n: &crate::ir::Node) -> Option<(&'static str, &'static [usize]
     })
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(domain: &str, op: &str) -> crate::ir::Node {
+        let mut proto = onnx::make_node("n", op, &["x"], &["y"], vec![]);
+        proto.domain = Some(domain.to_string());
+        crate::ir::Node { proto, pos: 0 }
+    }
+
+    /// The float op behind each quantized op, and which inputs are its data.
+    #[test]
+    fn float_view_names_the_op_and_its_data_inputs() {
+        assert_eq!(float_view(&node("", "QLinearConv")), Some(("Conv", &[0usize, 3, 8][..])));
+        assert_eq!(float_view(&node("ai.onnx", "QLinearMatMul")), Some(("MatMul", &[0usize, 3][..])));
+        assert_eq!(float_view(&node("com.microsoft", "QLinearAdd")), Some(("Add", &[0usize, 3][..])));
+        // a contrib op under the default domain, and a float op, are not quantized ops
+        assert_eq!(float_view(&node("", "QLinearAdd")), None);
+        assert_eq!(float_view(&node("", "Conv")), None);
+        assert!(is_quantization(&node("", "DequantizeLinear")) && !is_quantization(&node("", "Conv")));
+    }
+}

@@ -192,3 +192,20 @@ pub fn load_preset(name: &str) -> Result<Option<Preset>> {
     toml::from_str(&text).map(Some).map_err(|e| Error::option("--layers", format!("preset '{name}': {e}")))
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_parse_and_match() {
+        assert_eq!(Selector::parse(" 3 ").unwrap(), Selector::Index(3));
+        assert_eq!(Selector::parse("2-5").unwrap(), Selector::Range(2, 5));
+        assert!(Selector::parse("5-2").unwrap_err().to_string().contains("empty"));
+        assert!(Selector::parse("").is_err());
+        let p = Selector::parse("*block3*").unwrap();
+        assert!(p.matches(0, "features.block3.conv") && !p.matches(0, "features.block4.conv"));
+        assert!(Selector::Range(2, 5).matches(5, "") && !Selector::Range(2, 5).matches(6, ""));
+        assert!(glob_match("a?c*", "abcdef") && !glob_match("a?c", "abcd") && glob_match("*", ""));
+    }
+}

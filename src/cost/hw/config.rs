@@ -308,3 +308,38 @@ pub fn from_scalesim_cfg(text: &str) -> std::result::Result<HwConfig, String> {
     };
     HwConfig { rows, cols, kind: HwKind::Systolic, dataflow, memory, vector: VectorUnit::default(), freq_mhz: default_freq() }.validated().map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_loads_for_both_engines() {
+        for name in PRESETS {
+            let c = HwConfig::load(name).unwrap();
+            assert!(c.rows >= 16 && c.rows == c.cols, "{name}");
+            assert!(c.memory.is_some(), "{name}: a preset has buffers");
+        }
+        assert_eq!(HwConfig::load("paper-128x128").unwrap().rows, 128);
+        let g = HwConfig::load("scalesim-google").unwrap();
+        assert_eq!((g.kind, g.dataflow), (HwKind::Systolic, Dataflow::Ws));
+        let e = HwConfig::load("paper-7x7").unwrap_err().to_string();
+        assert!(e.contains("--hw-config") && e.contains("edge-32x32"), "{e}");
+    }
+
+    #[test]
+    fn scalesim_cfg_and_sizes() {
+        let cfg = "[general]\nrun_name = x\n[architecture_presets]\nArrayHeight: 32\nArrayWidth: 16\nIfmapSramSzkB: 64\nFilterSramSzkB: 32\nOfmapSramSzkB: 16\nDataflow: is\nBandwidth: 10\n[run_presets]\nInterfaceBandwidth: USER\n";
+        let c = from_scalesim_cfg(cfg).unwrap();
+        assert_eq!((c.rows, c.cols, c.dataflow), (32, 16, Dataflow::Is));
+        let m = c.memory.unwrap();
+        assert_eq!((m.ifmap_kb, m.filter_kb, m.ofmap_kb, m.dram_bytes_per_cycle, m.word_bytes), (64.0, 32.0, 16.0, 10.0, 1));
+        // CALC: an interface that never stalls, so no memory limit
+        assert!(from_scalesim_cfg(&cfg.replace("USER", "CALC")).unwrap().memory.is_none());
+        assert!(from_scalesim_cfg(&cfg.replace("Dataflow: is", "Dataflow: xs")).unwrap_err().contains("xs"));
+        assert_eq!(HwConfig::parse_size("64x32").unwrap(), (64, 32));
+        assert!(HwConfig::parse_size("64").is_err());
+        assert!(HwConfig::array(0, 8, HwKind::Fuse, 1000.0).is_err());
+        assert!(HwConfig::array(8, 8, HwKind::Fuse, 0.0).is_err());
+    }
+}

@@ -192,3 +192,30 @@ pub fn fuse1d(f: Fuse1d, rows: u64, cols: u64) -> ComputeStats {
     let utilization = if cycles == 0 { 0.0 } else { macs as f64 / (cycles as f64 * (rows * cols) as f64) };
     ComputeStats { folds, cycles, mapping_efficiency: mapping_efficiency.min(1.0), utilization, macs }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 100×9×70 GEMM on an 8×8 array: OS maps m×n = 100×70 (13 × 9 folds of k = 9
+    /// steps), WS k×n = 9×70 (2 × 9 folds of m = 100), IS k×m = 9×100 (2 × 13 of n = 70).
+    #[test]
+    fn folds_and_cycles_by_hand() {
+        let g = Gemm { m: 100, k: 9, n: 70 };
+        let os = gemm(g, Dataflow::Os, 8, 8);
+        assert_eq!((os.folds, os.cycles), (13 * 9, 13 * 9 * (9 + 8 + 8 - 2)));
+        let ws = gemm(g, Dataflow::Ws, 8, 8);
+        assert_eq!((ws.folds, ws.cycles), (2 * 9, 2 * 9 * (2 * 8 + 8 + 100 - 2)));
+        let is = gemm(g, Dataflow::Is, 8, 8);
+        assert_eq!((is.folds, is.cycles), (2 * 13, 2 * 13 * (2 * 8 + 8 + 70 - 2)));
+        assert_eq!(os.macs, 100 * 9 * 70);
+        // mapping efficiency: 100×70 mapped PEs over 117 folds of 64
+        assert!((os.mapping_efficiency - 7000.0 / (117.0 * 64.0)).abs() < 1e-12);
+        // the folds cover the mapped matrix exactly once, column fold outer
+        let f: Vec<Fold> = folds(g.mapping(Dataflow::Os), 8, 8).collect();
+        assert_eq!(f.len(), 117);
+        assert_eq!(f.iter().map(|x| x.rows * x.cols).sum::<u64>(), 7000);
+        assert_eq!((f[1].row0, f[1].col0), (8, 0));
+        assert_eq!((f[12].rows, f[12].cols), (4, 8));
+    }
+}
