@@ -1,5 +1,5 @@
 //! Closed sets of named values (`--variant half`, `task = "ctc"` in a recipe):
-//! [`choice_enum!`] defines the enum, its names (parsed and printed) and one
+//! [`choice_enum!`](crate::choice_enum) defines the enum, its names (parsed and printed) and one
 //! line of help per value (the variant's doc comment) from one declaration,
 //! without the library depending on clap; the CLI turns [`Choice::ALL`] into
 //! clap's possible values.

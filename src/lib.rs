@@ -14,6 +14,8 @@
 //!
 //! The entry points most programs need are re-exported here.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+// module docs name the crate-private rooms they are built from (`cargo doc --document-private-items`)
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod calibrate;
 pub mod choice;

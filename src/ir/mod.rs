@@ -7,10 +7,10 @@
 //! the saved node list keeps the input's order.
 
 pub mod fold;
-pub mod op;
-pub mod patch;
+pub(crate) mod op;
+pub(crate) mod patch;
 pub mod shape;
-pub mod values;
+pub(crate) mod values;
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 

@@ -175,18 +175,10 @@ impl ConvAttrs {
     pub fn kernel(&self) -> &[i64] {
         &self.window.kernel
     }
-    pub fn strides(&self) -> &[i64] {
-        &self.window.strides
-    }
 
     /// Depthwise with channel multiplier 1: group = C_in = C_out > 1.
     pub fn is_depthwise(&self, c_in: i64, c_out: i64) -> bool {
         self.group > 1 && self.group == c_in && self.group == c_out
-    }
-
-    /// A 1×1 convolution without stride or padding (a per-pixel GEMM).
-    pub fn is_pointwise(&self) -> bool {
-        self.window.kernel.iter().all(|&k| k == 1) && self.window.strides.iter().all(|&s| s == 1) && self.window.pads.iter().all(|&p| p == 0)
     }
 }
 

@@ -3,11 +3,11 @@
 //! selection and presets ([`selection`]), and one module per pass, named
 //! after it.
 
-pub mod fold_shapes;
+pub(crate) mod fold_shapes;
 pub mod fuse_depthwise;
-pub mod manager;
-pub mod pipeline;
-pub mod selection;
+pub(crate) mod manager;
+pub(crate) mod pipeline;
+pub(crate) mod selection;
 
 use serde::Serialize;
 

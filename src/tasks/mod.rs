@@ -9,8 +9,8 @@
 
 pub mod classify;
 pub mod data;
-pub mod ocr;
-pub mod predict;
+pub(crate) mod ocr;
+pub(crate) mod predict;
 
 use serde::Serialize;
 

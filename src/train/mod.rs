@@ -8,24 +8,24 @@
 //! ([`curve`]); [`finetune`] runs one to the end.
 
 pub mod batch;
-pub mod checkpoint;
-pub mod ctc;
-pub mod curve;
-pub mod forward;
+pub(crate) mod checkpoint;
+pub(crate) mod ctc;
+pub(crate) mod curve;
+pub(crate) mod forward;
 pub mod grad;
 pub mod graph;
-pub mod guard;
+pub(crate) mod guard;
 pub mod loss;
 pub mod model;
 pub mod monitor;
 pub mod optimizer;
-pub mod options;
+pub(crate) mod options;
 pub mod quantized;
-pub mod regions;
-pub mod summary;
-pub mod teacher;
+pub(crate) mod regions;
+pub(crate) mod summary;
+pub(crate) mod teacher;
 pub mod threshold;
-pub mod trainer;
+pub(crate) mod trainer;
 
 pub use batch::Augment;
 pub use ctc::{CtcSummary, CtcTarget};

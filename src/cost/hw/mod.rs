@@ -3,7 +3,7 @@
 
 pub mod analytical;
 pub mod config;
-pub mod gate;
+pub(crate) mod gate;
 pub mod schedule;
 
 pub use config::{Dataflow, HwConfig, HwKind, Memory, VectorClass, VectorUnit, MAX_SIDE, PRESETS};

@@ -57,11 +57,11 @@
 //! Layout: [`matcher`] (which convs, and why not), [`kernels`] (the 1-D
 //! kernels), [`block`] (the Split / 1-D convs / Concat), [`widen`] (Full).
 
-pub mod block;
-pub mod kernels;
-pub mod matcher;
-pub mod qdq;
-pub mod widen;
+pub(crate) mod block;
+pub(crate) mod kernels;
+pub(crate) mod matcher;
+pub(crate) mod qdq;
+pub(crate) mod widen;
 
 use std::collections::{HashMap, HashSet};
 
