@@ -34,6 +34,8 @@ pub struct ConvertOptions {
     pub calib: Option<Calib>,
     /// Write the model after this pass to this file.
     pub dump_after: Option<(String, PathBuf)>,
+    /// Once set (Ctrl-C), saving the result leaves the output untouched.
+    pub cancel: Option<crate::cancel::Cancel>,
 }
 
 #[derive(Debug, Clone)]
@@ -236,7 +238,7 @@ pub fn convert_file(input: &Path, output: &Path, opts: &ConvertOptions, force: b
         s.apply(&mut g)?;
     }
     let summary = convert_model(&mut model, &mut g, opts).map_err(|e| e.in_file(input))?;
-    onnx::save(&model, output, &onnx::SaveOptions { overwrite: true, ..Default::default() })?;
+    onnx::save(&model, output, &onnx::SaveOptions { overwrite: true, cancel: opts.cancel.clone(), ..Default::default() })?;
     Ok((model, summary))
 }
 

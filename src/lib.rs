@@ -18,6 +18,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 pub mod calibrate;
+pub mod cancel;
 pub mod choice;
 pub mod convert;
 pub mod cost;

@@ -161,7 +161,7 @@ fn models_over_the_size_limit_are_saved_with_external_data() {
     let m = fusec::models::zoo::build("mobilenet-v1", 0).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.onnx");
-    onnx::save(&model_of(m.clone()), &p, &SaveOptions { overwrite: false, external_threshold: Some(100_000) }).unwrap();
+    onnx::save(&model_of(m.clone()), &p, &SaveOptions { overwrite: false, external_threshold: Some(100_000), ..Default::default() }).unwrap();
     let small = std::fs::metadata(&p).unwrap().len();
     let data = std::fs::metadata(dir.path().join("m.onnx.data")).unwrap().len();
     assert!(small < 100_000 && data > 16_000_000, "model {small} bytes, data {data} bytes");

@@ -152,6 +152,7 @@ pub(super) fn cmd_convert(a: ConvertArgs) -> anyhow::Result<()> {
         input_shape: a.input_shape.clone(),
         calib: a.images.calib.as_ref().map(|d| convert::Calib { data: d.clone(), preprocess: a.images.preprocess.clone(), task: a.task, limit: Some(a.images.calib_limit), sequential: a.calib_sequential, bn_recalib: a.bn_recalib }),
         dump_after: None,
+        cancel: Some(super::CANCEL.clone()),
     };
     let variant = convert::fuse_options(&convert::resolve_pipeline(&opts)?)?.variant;
     let output = a.output.clone().unwrap_or_else(|| convert::default_output(&a.model, variant));
@@ -309,7 +310,7 @@ pub(super) fn cmd_zoo(a: ZooArgs) -> anyhow::Result<()> {
     };
     let proto = fusec::models::zoo::build(&name, a.seed)?;
     let model = fusec::onnx::Model { proto, ..Default::default() };
-    fusec::onnx::save(&model, &output, &fusec::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
+    fusec::onnx::save(&model, &output, &super::save_options(a.force))?;
     println!("wrote {} ({name})", output.display());
     Ok(())
 }

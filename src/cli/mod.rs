@@ -104,17 +104,17 @@ pub fn run() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    // Ctrl-C: let a save in progress clean up, then exit 130. Fine-tuning stops at the end of
-    // the current step and saves a checkpoint itself; a second Ctrl-C exits at once.
+    // Ctrl-C sets the cancel token: a save in progress cleans up, then the process exits 130.
+    // Fine-tuning stops at the end of the current step and saves a checkpoint itself; a
+    // second Ctrl-C exits at once.
     let graceful = matches!(cli.cmd, Command::Finetune(_));
     let _ = ctrlc::set_handler(move || {
-        if graceful && !fusec::onnx::was_interrupted() {
-            fusec::onnx::interrupt();
-            CANCEL.store(true, std::sync::atomic::Ordering::SeqCst);
+        let first = !cancelled();
+        CANCEL.store(true, std::sync::atomic::Ordering::SeqCst);
+        if graceful && first {
             eprintln!("\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit now)");
             return;
         }
-        fusec::onnx::interrupt();
         eprintln!("interrupted");
         std::thread::sleep(std::time::Duration::from_secs(2));
         std::process::exit(130);
@@ -129,14 +129,23 @@ pub fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if fusec::onnx::was_interrupted() { ExitCode::from(130) } else { ExitCode::from(1) }
+            if cancelled() { ExitCode::from(130) } else { ExitCode::from(1) }
         }
     }
 }
 
-/// Fine-tuning's cancel token: the Ctrl-C handler sets it, the training loop stops
-/// after the step in progress.
-pub(crate) static CANCEL: std::sync::LazyLock<fusec::train::Cancel> = std::sync::LazyLock::new(Default::default);
+/// The process's cancel token: the Ctrl-C handler sets it; fine-tuning stops after
+/// the step in progress and a save in progress discards its temporary files.
+pub(crate) static CANCEL: std::sync::LazyLock<fusec::cancel::Cancel> = std::sync::LazyLock::new(Default::default);
+
+fn cancelled() -> bool {
+    fusec::cancel::is_set(Some(&CANCEL))
+}
+
+/// How the command line saves a model: atomically, cancelled by Ctrl-C.
+pub(crate) fn save_options(overwrite: bool) -> fusec::onnx::SaveOptions {
+    fusec::onnx::SaveOptions { overwrite, cancel: Some(CANCEL.clone()), ..Default::default() }
+}
 
 /// Fine-tuning's progress on the terminal: a bar of steps with the running loss
 /// and throughput, messages printed above it.

@@ -80,7 +80,7 @@ pub(super) fn search(
         let mut m = model.clone();
         m.proto.graph = Some(converted.to_proto()?);
         m.path = None;
-        fusec::onnx::save(&m, &student, &fusec::onnx::SaveOptions { overwrite: true, ..Default::default() })?;
+        fusec::onnx::save(&m, &student, &super::save_options(true))?;
         let started = Instant::now();
         finetune(a, &student, data, &tuned)?;
         let seconds = started.elapsed().as_secs_f64();

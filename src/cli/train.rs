@@ -236,7 +236,7 @@ fn run_finetune(a: &FinetuneArgs) -> anyhow::Result<Option<Done>> {
         return Ok(None);
     }
     let model = fusec::onnx::Model { proto: trained, path: None, external_tensors: Default::default() };
-    fusec::onnx::save(&model, &output, &fusec::onnx::SaveOptions { overwrite: a.force, ..Default::default() })?;
+    fusec::onnx::save(&model, &output, &super::save_options(a.force))?;
     // the model is on disk before the side outputs: a curve that cannot be written loses nothing
     let svg = fusec::train::write_curve(&summary, &curve).map_err(|e| anyhow::anyhow!("{e} (the model was written to {})", output.display()))?;
     Ok(Some(Done { summary, output, curve, svg, checkpoint, lr, temperature }))

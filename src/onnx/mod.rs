@@ -363,49 +363,8 @@ fn resolve_external(model: &mut Model, dir: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Called from the Ctrl-C handler: a save in progress discards its temporary
-/// files instead of renaming them into place.
-pub fn interrupt() {
-    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-pub fn was_interrupted() -> bool {
-    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
-}
-
-/// The environment variable of [`interrupt_point`].
-pub const INTERRUPT_AT_VAR: &str = "FUSEC_INTERRUPT_AT";
-
-/// A test hook that makes Ctrl-C land at a known point instead of at a time:
-/// with `FUSEC_INTERRUPT_AT=<point>` set, the process sends itself SIGINT when it
-/// reaches `point` and waits until the handler has seen it. Points: `save` (a
-/// model's temporary files written, not yet renamed into place) and `step:N`
-/// (fine-tuning step N done). Does nothing when the variable is unset.
-pub fn interrupt_point(point: &str) {
-    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    if AT.get_or_init(|| std::env::var(INTERRUPT_AT_VAR).ok()).as_deref() != Some(point) {
-        return;
-    }
-    #[cfg(unix)]
-    {
-        // SAFETY: raise has no memory-safety preconditions
-        unsafe { libc::raise(libc::SIGINT) };
-        // the handler runs on its own thread: wait for it (bounded, in case none is installed)
-        for _ in 0..10_000 {
-            if was_interrupted() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
-    #[cfg(not(unix))]
-    interrupt();
-}
-
-fn interrupted(out: &Path) -> Result<()> {
-    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+fn interrupted(out: &Path, cancel: Option<&crate::cancel::Cancel>) -> Result<()> {
+    if crate::cancel::is_set(cancel) {
         return Err(Error::io(out, std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted; nothing was written")));
     }
     Ok(())
@@ -419,6 +378,9 @@ pub struct SaveOptions {
     /// Total initializer size above which every tensor of 1 KiB or more goes to
     /// external data (None: just under protobuf's 2 GiB limit).
     pub external_threshold: Option<u64>,
+    /// Once set (Ctrl-C), the save discards its temporary files and leaves the
+    /// target untouched.
+    pub cancel: Option<crate::cancel::Cancel>,
 }
 
 /// Write the model atomically (temporary file in the target folder, then
@@ -483,11 +445,11 @@ pub fn save(model: &Model, out: &Path, opts: &SaveOptions) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
     set_permissions_like(tmp.as_file(), out);
     write_encoded(&proto, tmp.as_file_mut(), out)?;
-    interrupt_point("save");
+    crate::cancel::interrupt_point("save", opts.cancel.as_ref());
     // No fsync: the rename makes the write atomic for other processes and for a
     // crash of fusec itself; durability across power loss is the caller's call.
     // On Ctrl-C the temporaries are dropped (deleted) and the target is untouched.
-    interrupted(out)?;
+    interrupted(out, opts.cancel.as_ref())?;
     if let Some(d) = data_tmp {
         d.persist(dir.join(&data_name)).map_err(|e| Error::io(dir.join(&data_name), e.error))?;
     }

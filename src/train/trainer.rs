@@ -8,8 +8,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::checkpoint::{self, State};
@@ -44,7 +42,7 @@ impl Observer for Lines {}
 
 /// Set it (from a signal handler, another thread) and the run stops after the
 /// step in progress, saving a checkpoint if it has one (`Summary::interrupted`).
-pub type Cancel = Arc<AtomicBool>;
+pub use crate::cancel::Cancel;
 
 /// What one call of [`Trainer::step`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,8 +453,8 @@ impl<'a> Trainer<'a> {
         {
             checkpoint::save(c, st, &self.tg, self.fingerprint)?;
         }
-        onnx::interrupt_point(&format!("step:{}", st.step));
-        self.interrupted = self.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst));
+        crate::cancel::interrupt_point(&format!("step:{}", st.step), self.cancel.as_ref());
+        self.interrupted = crate::cancel::is_set(self.cancel.as_ref());
         self.paused = opts.stop_after.is_some_and(|n| st.step >= n && st.step < self.total);
         if self.interrupted || self.paused {
             if let Some(c) = &opts.checkpoint {

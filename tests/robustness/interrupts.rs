@@ -4,7 +4,7 @@
 //! stays; fine-tuning stops after the step it was in and resumes from there.
 
 use super::*;
-use fusec::onnx::INTERRUPT_AT_VAR;
+use fusec::cancel::INTERRUPT_AT_VAR;
 
 fn stray_temporaries(dir: &std::path::Path) -> Vec<std::ffi::OsString> {
     std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().starts_with(".tmp")).collect()
