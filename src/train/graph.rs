@@ -159,8 +159,8 @@ pub fn build(student: &ModelProto, spec: &Spec) -> Result<TrainGraph> {
     if heads.seeds.is_empty() {
         return Err(Error::option("--distill", "no loss: enable distillation (--distill, --output-loss), labels (--label-weight) or --feature-weight"));
     }
-    let (teacher_inputs, region_inputs) = (std::mem::take(&mut heads.teacher_inputs), std::mem::take(&mut heads.region_inputs));
-    let b = backward(em, nodes, inits, heads, &bn, &spec.trainable, train_opset)?;
+    let Heads { inputs, teacher_inputs, region_inputs, seeds, loss_parts } = heads;
+    let b = backward(em, nodes, inits, inputs, &seeds, &loss_parts, &bn, &spec.trainable, train_opset)?;
     Ok(TrainGraph {
         model: b.model,
         input,
@@ -370,12 +370,13 @@ struct Backward {
     unreachable: Vec<String>,
 }
 
-/// The backward graph from the heads' seeds, the loss outputs, a gradient output per
-/// parameter and the BN batch statistics, assembled with the forward nodes into one model.
-fn backward(mut em: Emitter, nodes: Vec<NodeProto>, mut inits: Vec<onnx::TensorProto>, heads: Heads, bn: &[BnStat], trainable: &[String], train_opset: i64) -> Result<Backward> {
-    let Heads { mut inputs, seeds, loss_parts, .. } = heads;
+/// The backward graph from the heads' gradient seeds, the loss outputs (`loss_parts`
+/// summed into "loss"), a gradient output per parameter and the BN batch statistics,
+/// assembled with the forward nodes and the heads' graph `inputs` into one model.
+#[allow(clippy::too_many_arguments)]
+fn backward(mut em: Emitter, nodes: Vec<NodeProto>, mut inits: Vec<onnx::TensorProto>, mut inputs: Vec<onnx::ValueInfoProto>, seeds: &[(String, String)], loss_parts: &[(String, String)], bn: &[BnStat], trainable: &[String], train_opset: i64) -> Result<Backward> {
     let params: Vec<String> = trainable.to_vec();
-    let grads = differentiate(&mut em, &nodes, &params, &seeds)?;
+    let grads = differentiate(&mut em, &nodes, &params, seeds)?;
     let mut outputs = vec![];
     let mut extra = vec![];
     let comps: Vec<String> = loss_parts.iter().map(|(_, v)| v.clone()).collect();
@@ -383,7 +384,7 @@ fn backward(mut em: Emitter, nodes: Vec<NodeProto>, mut inits: Vec<onnx::TensorP
     let mut loss_outputs = vec!["loss".to_string()];
     extra.push(identity(&total, "loss"));
     outputs.push(f32_info("loss", &[]));
-    for (name, v) in &loss_parts {
+    for (name, v) in loss_parts {
         extra.push(identity(v, name));
         outputs.push(f32_info(name, &[]));
         loss_outputs.push(name.clone());
