@@ -427,6 +427,24 @@ impl Graph {
         s
     }
 
+    /// Walk back from `value` through ops that only move elements
+    /// ([`op::ELEMENT_MOVES`]): the producer of the first value that is not
+    /// moved (if a node produces it), and that value.
+    pub fn look_through(&self, value: &str) -> (Option<NodeIndex>, String) {
+        let mut v = value.to_string();
+        for _ in 0..64 {
+            match self.producer(&v) {
+                Some((ix, _)) if op::ELEMENT_MOVES.contains(&self.g[ix].op()) => match self.g[ix].input(0) {
+                    Some(i) => v = i.to_string(),
+                    None => return (Some(ix), v),
+                },
+                Some((ix, _)) => return (Some(ix), v),
+                None => return (None, v),
+            }
+        }
+        (None, v)
+    }
+
     pub fn fact(&self, value: &str) -> Option<&ValueFact> {
         self.facts.get(value)
     }

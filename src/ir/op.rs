@@ -225,6 +225,10 @@ pub fn is_quantization(n: &crate::ir::Node) -> bool {
 /// Largest dimension we accept from a model's declared or inferred shapes.
 pub const MAX_DIM: i64 = 1 << 31;
 
+/// Ops that only move elements: a value after them holds the same numbers
+/// (a loss summed over elements, a Sigmoid's output looked at through a Reshape).
+pub const ELEMENT_MOVES: &[&str] = &["Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"];
+
 /// The float op a quantized op computes, and which of its inputs are that op's
 /// inputs (the rest are scales and zero points).
 pub fn float_view(n: &crate::ir::Node) -> Option<(&'static str, &'static [usize])> {

@@ -1,5 +1,6 @@
 //! A `Patch` is the only way a pass mutates the graph: nodes to remove,
-//! nodes to replace in place, nodes to add, new initializers. `apply`
+//! nodes to replace in place, nodes to add, new initializers, new values of
+//! existing ones, new declarations of graph inputs and outputs. `apply`
 //! rewires, checks for cycles and dangling inputs, sweeps what the patch made
 //! dead (constants and side-effect-free nodes), and re-runs shape inference.
 
@@ -9,7 +10,7 @@ use petgraph::stable_graph::NodeIndex;
 
 use crate::error::{Error, Result};
 use crate::ir::Graph;
-use crate::onnx::NodeProto;
+use crate::onnx::{NodeProto, ValueInfoProto};
 use crate::onnx::tensor::Tensor;
 
 #[derive(Debug, Default, Clone)]
@@ -19,11 +20,17 @@ pub struct Patch {
     /// New nodes, each placed just after the given position key.
     pub add: Vec<(NodeProto, u64)>,
     pub initializers: Vec<Tensor>,
+    /// New values of existing initializers (same name; dtype and shape may change).
+    pub update: Vec<Tensor>,
+    /// New declarations of graph inputs or outputs, by name. The value_info the
+    /// model recorded for intermediate values was worked out from the old
+    /// declarations: it is dropped, and inference recomputes what it can.
+    pub declare: Vec<ValueInfoProto>,
 }
 
 impl Patch {
     pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.replace.is_empty() && self.add.is_empty() && self.initializers.is_empty()
+        self.remove.is_empty() && self.replace.is_empty() && self.add.is_empty() && self.initializers.is_empty() && self.update.is_empty() && self.declare.is_empty()
     }
 
     pub fn apply(self, g: &mut Graph) -> Result<()> {
@@ -38,6 +45,19 @@ impl Patch {
                 return Err(Error::tensor(name, "patch adds an initializer whose name is taken"));
             }
             g.initializers.insert(name, t);
+        }
+        for t in self.update {
+            let slot = g.initializers.get_mut(t.name()).ok_or_else(|| Error::tensor(t.name(), "patch updates an initializer that does not exist"))?;
+            *slot = t;
+        }
+        if !self.declare.is_empty() {
+            for vi in self.declare {
+                let Some(slot) = g.inputs.iter_mut().chain(g.outputs.iter_mut()).find(|v| v.name() == vi.name()) else {
+                    return Err(Error::InvalidGraph(format!("patch declares '{}', which is not a graph input or output", vi.name())));
+                };
+                *slot = vi;
+            }
+            g.recorded.clear();
         }
         for (ix, proto) in self.replace {
             if let Some(n) = g.g.node_weight_mut(ix) {

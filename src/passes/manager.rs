@@ -40,3 +40,14 @@ pub fn run_pipeline(g: &mut Graph, passes: &[Box<dyn Pass>], cx: &PassCx) -> Res
     }
     Ok(out)
 }
+
+/// Run passes over a model in memory, as over a loaded one: its graph built,
+/// each pass validated, the model returned with the new graph.
+pub fn run_on_model(model: &ModelProto, passes: &[Box<dyn Pass>]) -> Result<(ModelProto, Vec<(String, PassReport)>)> {
+    let gp = model.graph.as_ref().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
+    let mut g = Graph::from_proto(gp, onnx::opset_of(model))?;
+    let reports = run_pipeline(&mut g, passes, &PassCx::default())?;
+    let mut m = model.clone();
+    m.graph = Some(g.to_proto()?);
+    Ok((m, reports))
+}

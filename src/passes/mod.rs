@@ -1,10 +1,15 @@
 //! Passes: the `Pass` trait and what a pass reports. The pass manager
 //! ([`manager`]), pipelines as data and the registry ([`pipeline`]), layer
 //! selection and presets ([`selection`]), and one module per pass, named
-//! after it.
+//! after it: the conversion's (`fold_shapes`, `fuse_depthwise`) and the ones
+//! fine-tuning runs on the models it trains (`lift_constants`, `rebatch`,
+//! `calibrate_map`) through [`run_on_model`].
 
+pub mod calibrate_map;
 pub(crate) mod fold_shapes;
 pub mod fuse_depthwise;
+pub mod lift_constants;
+pub mod rebatch;
 pub(crate) mod manager;
 pub(crate) mod pipeline;
 pub(crate) mod selection;
@@ -14,7 +19,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::ir::Graph;
 
-pub use manager::{run_pipeline, Dump};
+pub use manager::{run_on_model, run_pipeline, Dump};
 pub use pipeline::{build_pass, embedded_files, parse_pipeline, pipeline_names, registry, PassSpec, Pipeline};
 pub use selection::{glob_match, load_preset, preset_names, LayerSelection, ListItem, Preset, Selector};
 

@@ -128,7 +128,7 @@ pub struct OutputLoss {
 }
 
 /// Ops that only move elements (a loss summed over elements is the same before and after).
-const MOVES: &[&str] = &["Identity", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"];
+use crate::ir::op::ELEMENT_MOVES as MOVES;
 
 /// Walk back from `value` through element-moving ops; returns the producing node (if any)
 /// of the first value that is not moved, and that value.

@@ -10,6 +10,7 @@ use super::checkpoint::State;
 use super::graph::TrainGraph;
 use super::TrainSet;
 use crate::error::{Error, Result};
+use crate::passes::{self, lift_constants::LiftConstants, rebatch::Rebatch};
 use crate::onnx::{self, ModelProto};
 use crate::exec::runtime::{self, Feed};
 use crate::onnx::tensor::Tensor;
@@ -112,25 +113,10 @@ pub fn block_outputs(student: &ModelProto, teacher: &ModelProto, shapes_s: &Hash
 }
 
 /// Float Constant nodes (Paddle and some PyTorch exports keep weights there) as initializers,
-/// so that they can be trained; `write_back` puts the values back where they came from.
-pub fn lift_constants(model: &ModelProto) -> ModelProto {
-    let mut m = model.clone();
-    if let Some(g) = m.graph.as_mut() {
-        let mut lifted = vec![];
-        g.node.retain(|n| {
-            if n.op_type() == "Constant" && n.output.len() == 1 {
-                if let Some(t) = crate::ir::constant_node_value(n).filter(|t| t.dtype() == onnx::dtype::FLOAT) {
-                    let mut t = t;
-                    t.set_name(&n.output[0]);
-                    lifted.push(t.into_proto());
-                    return false;
-                }
-            }
-            true
-        });
-        g.initializer.extend(lifted);
-    }
-    m
+/// so that they can be trained (the `lift_constants` pass); `write_back` puts the values
+/// back where they came from.
+pub fn lift_constants(model: &ModelProto) -> Result<ModelProto> {
+    Ok(passes::run_on_model(model, &[Box::new(LiftConstants)])?.0)
 }
 
 /// The model with some initializers turned into graph inputs (fed at run time).
@@ -192,10 +178,9 @@ pub fn declared_batch(model: &ModelProto, input: &str) -> Option<i64> {
     onnx::value_info_type(vi).1?.first()?.known()
 }
 
-/// The model for batches of `b` when it was exported for a fixed batch `b0`:
-/// the input declares `b`, and every shape constant that carries the batch
-/// (the first element of a Reshape or Expand shape, of Resize sizes, of a
-/// ConstantOfShape shape) equal to `b0` becomes `b`. The result is checked:
+/// The model for batches of `b` when it was exported for a fixed batch `b0`
+/// (the `rebatch` pass: the input declares `b`, and every shape constant that
+/// carries the batch equal to `b0` becomes `b`). The result is checked:
 /// each sample of a random batch must give the outputs the original gives it
 /// alone. `None` when the graph does not allow it (the caller then trains
 /// with batches of `b0` and accumulates gradients).
@@ -204,51 +189,15 @@ pub fn rebatch(model: &ModelProto, input: &str, sample: &[usize], b: usize) -> R
     if b0 as usize == b {
         return Ok(Some(model.clone()));
     }
-    let mut m = model.clone();
-    let g = m.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
-    for vi in g.input.iter_mut().filter(|i| i.name() == input) {
-        let (ty, dims) = onnx::value_info_type(vi);
-        if let Some(mut d) = dims {
-            d[0] = onnx::Dim::Known(b as i64);
-            *vi = onnx::make_value_info(input, ty.unwrap_or(onnx::dtype::FLOAT), Some(&d));
+    let pass = Rebatch { input: input.to_string(), from: b0, to: b as i64 };
+    let (m, reports) = match passes::run_on_model(model, &[Box::new(pass)]) {
+        Ok(r) => r,
+        Err(e) => {
+            log::info!("rebatching to {b} fails ({e}); accumulating batches of {b0}");
+            return Ok(None);
         }
-    }
-    for vi in g.output.iter_mut() {
-        let (ty, dims) = onnx::value_info_type(vi);
-        if let Some(mut d) = dims.filter(|d| d.first().and_then(onnx::Dim::known) == Some(b0)) {
-            d[0] = onnx::Dim::Known(b as i64);
-            *vi = onnx::make_value_info(vi.name(), ty.unwrap_or(onnx::dtype::FLOAT), Some(&d));
-        }
-    }
-    // intermediate shapes recorded for batch b0 no longer hold
-    g.value_info.clear();
-    // shape constants: initializers or Constant nodes
-    let consts: HashMap<String, Vec<i64>> = g
-        .initializer
-        .iter()
-        .filter(|t| t.data_type() == onnx::dtype::INT64 && t.dims.len() == 1)
-        .filter_map(|t| Tensor::from_proto(t.clone()).ok().and_then(|v| v.to_i64().ok()).map(|v| (t.name().to_string(), v)))
-        .chain(g.node.iter().filter(|n| n.op_type() == "Constant").filter_map(|n| crate::ir::constant_node_value(n).and_then(|t| t.to_i64().ok()).map(|v| (n.output[0].clone(), v))))
-        .collect();
-    let mut added = vec![];
-    let mut changed = 0;
-    for (i, n) in g.node.iter_mut().enumerate() {
-        let slot = match n.op_type() {
-            "Reshape" | "Expand" => 1,
-            "Resize" => 3,
-            "ConstantOfShape" => 0,
-            _ => continue,
-        };
-        let Some(name) = n.input.get(slot).filter(|s| !s.is_empty()) else { continue };
-        let Some(v) = consts.get(name).filter(|v| v.first() == Some(&b0) && v.len() > 1) else { continue };
-        let mut v = v.clone();
-        v[0] = b as i64;
-        let new = format!("{name}/batch{b}/{i}");
-        added.push(Tensor::from_i64(&new, &[v.len() as i64], &v).into_proto());
-        n.input[slot] = new;
-        changed += 1;
-    }
-    g.initializer.extend(added);
+    };
+    let changed = reports.first().and_then(|(_, r)| r.rewrites.first()).map(|r| r.detail.clone()).unwrap_or_default();
     // check numerically against the original, one sample at a time
     let len: usize = sample.iter().product();
     let mut rng_state = 0x2545_f491_4f6c_dd1du64;
@@ -293,6 +242,6 @@ pub fn rebatch(model: &ModelProto, input: &str, sample: &[usize], b: usize) -> R
             }
         }
     }
-    log::info!("rebatched from {b0} to {b} ({changed} shape constants)");
+    log::info!("rebatched ({changed})");
     Ok(Some(m))
 }

@@ -19,9 +19,9 @@ use super::loss::{look_through, LossKind, OutputLoss};
 use crate::tasks::data::Dataset;
 use crate::error::{Error, Result};
 use crate::tasks::Params;
-use crate::onnx::{a_ints, make_node, GraphProto, ModelProto};
+use crate::onnx::{GraphProto, ModelProto};
+use crate::passes::calibrate_map::CalibrateMap;
 use crate::exec::runtime::{self, Feed};
-use crate::onnx::tensor::Tensor;
 
 /// One calibrated output.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -129,11 +129,8 @@ pub fn calibrate(student: &mut ModelProto, teacher: &ModelProto, losses: &[Outpu
         let lo = below.iter().copied().fold(f32::MIN, f32::max);
         let matched_z = 0.5 * (lo + hi);
         let shift = cut - matched_z;
-        shift_logits(student, &l.output, shift)?;
         let (blend, width_before, width_after, pairs) = fit_width(m, shift, decode);
-        if blend != 0.0 {
-            blend_logits(student, &l.output, blend)?;
-        }
+        calibrate_map(student, CalibrateMap { output: l.output.clone(), shift: Some(shift), blend })?;
         shifts.push(Shift { output: l.output.clone(), matched: 1.0 / (1.0 + (-matched_z).exp()), shift, ratio_before: before as f64 / n as f64, blend, width_before, width_after, pairs });
     }
     Ok(shifts)
@@ -219,53 +216,15 @@ pub fn with_stroke_variants(data: &Dataset, limit: usize) -> Dataset {
     Dataset { samples, classes: data.classes.clone() }
 }
 
-/// Insert `z + shift` before the Sigmoid that computes `output` (or add to the
-/// shift of an earlier calibration).
-fn shift_logits(model: &mut ModelProto, output: &str, shift: f32) -> Result<()> {
-    let g = model.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
-    let (pos, z) = sigmoid_of(g, output)?;
-    if let Some(base) = z.strip_suffix(".calibrated") {
-        let c = format!("{base}.calibration_shift");
-        if let Some(t) = g.initializer.iter_mut().find(|t| t.name() == c) {
-            let old = Tensor::from_proto(t.clone())?.to_f32()?;
-            *t = Tensor::from_f32(&c, &old.mapv(|v| v + shift)).into_proto();
-            return Ok(());
-        }
-    }
-    let (c, zc) = (format!("{z}.calibration_shift"), format!("{z}.calibrated"));
-    g.node[pos].input[0] = zc.clone();
-    g.node.insert(pos, make_node(&format!("{z}.calibration"), "Add", &[&z, &c], &[&zc], vec![]));
-    g.initializer.push(Tensor::from_f32(&c, &ArrayD::from_elem(ndarray::IxDyn(&[]), shift)).into_proto());
+fn calibrate_map(model: &mut ModelProto, pass: CalibrateMap) -> Result<()> {
+    *model = crate::passes::run_on_model(model, &[Box::new(pass)])?.0;
     Ok(())
 }
 
 /// Insert the horizontal blend `z + |λ|·(pool(z) − z)` before the Sigmoid that
-/// computes `output`: pool a 1×3 MaxPool of −z negated (the minimum, λ > 0) or of z.
+/// computes `output` (the `calibrate_map` pass without a shift).
 pub fn blend_logits(model: &mut ModelProto, output: &str, lam: f32) -> Result<()> {
-    let g = model.graph.as_mut().ok_or_else(|| Error::InvalidGraph("model has no graph".into()))?;
-    let (pos, z) = sigmoid_of(g, output)?;
-    let b = format!("{z}.blend");
-    let pool = |input: &str, out: &str| make_node(&format!("{out}.node"), "MaxPool", &[input], &[out], vec![a_ints("kernel_shape", &[1, 3]), a_ints("pads", &[0, 1, 0, 1])]);
-    let mut nodes = vec![];
-    let pooled = if lam > 0.0 {
-        nodes.push(make_node(&format!("{b}/neg"), "Neg", &[&z], &[&format!("{b}/neg")], vec![]));
-        nodes.push(pool(&format!("{b}/neg"), &format!("{b}/max_neg")));
-        nodes.push(make_node(&format!("{b}/min"), "Neg", &[&format!("{b}/max_neg")], &[&format!("{b}/min")], vec![]));
-        format!("{b}/min")
-    } else {
-        nodes.push(pool(&z, &format!("{b}/max")));
-        format!("{b}/max")
-    };
-    let (c, zb) = (format!("{b}/lambda"), format!("{z}.blended"));
-    nodes.push(make_node(&format!("{b}/diff"), "Sub", &[&pooled, &z], &[&format!("{b}/diff")], vec![]));
-    nodes.push(make_node(&format!("{b}/scaled"), "Mul", &[&format!("{b}/diff"), &c], &[&format!("{b}/scaled")], vec![]));
-    nodes.push(make_node(&format!("{b}/add"), "Add", &[&z, &format!("{b}/scaled")], &[&zb], vec![]));
-    g.node[pos].input[0] = zb;
-    for (k, n) in nodes.into_iter().enumerate() {
-        g.node.insert(pos + k, n);
-    }
-    g.initializer.push(Tensor::from_f32(&c, &ArrayD::from_elem(ndarray::IxDyn(&[]), lam.abs())).into_proto());
-    Ok(())
+    calibrate_map(model, CalibrateMap { output: output.to_string(), shift: None, blend: lam })
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl<'a> Trainer<'a> {
         if !q_lifted.is_empty() {
             log::info!("{} integer weights trained as floats behind their quantization", q_lifted.len());
         }
-        let lifted = model::lift_constants(&q_student);
+        let lifted = model::lift_constants(&q_student)?;
         if opts.batch == 0 || opts.accumulate == 0 {
             return Err(Error::option("--batch", "the batch and --accumulate must be at least 1"));
         }
