@@ -318,6 +318,13 @@ fn simulate_sweep_and_the_sim_engine() {
     assert_eq!(rv["total_cycles"].as_u64(), Some(total));
     assert_eq!(rv["engine"], "sim");
     assert!(rv["convention"].as_str().unwrap().contains("ONNX padding"), "{}", rv["convention"]);
+    // one report: simulate and report --engine sim write the same one, byte for byte
+    let r = fusec().args(["report", h, "--baseline", b, "--engine", "sim", "--format", "json"]).args(mem).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&out.stdout));
+    // every row the simulator ran carries its details, the others are idle
+    let detail = |l: &serde_json::Value| (l["unit"].as_str().unwrap().to_string(), l["total_cycles"].as_u64().unwrap(), l["cycles"].as_u64().unwrap());
+    assert!(layers.iter().map(detail).all(|(unit, t, c)| t == c && (unit != "none" || c == 0)));
+    assert!(v["blocks"].as_array().unwrap().iter().filter(|b| b["speedup"].is_number()).count() > 3, "per-block speedups against the baseline");
     // a simulator preset through report's --hw-config: read as the simulator's (it has
     // memory and a vector unit), the same total as simulate --config
     let sim_edge = fusec().args(["simulate", h, "--config", "edge-32x32", "--format", "json"]).output().unwrap();

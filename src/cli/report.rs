@@ -108,16 +108,22 @@ pub(super) fn cmd_report(a: ReportArgs) -> anyhow::Result<()> {
         Engine::Sim => fusec::cost::report::build_sim(&name, &g, base.as_ref().map(|bg| (bname.as_str(), bg)), &cfg, a.sim.convention(), a.batch),
     }
     .map_err(|e| e.in_file(&a.model))?;
-    let text = match a.format {
+    finish_report(&report, a.format, a.output.as_deref(), &a.gates)
+}
+
+/// Write a report in `format` (to `output` or standard output), append its Markdown to
+/// `$GITHUB_STEP_SUMMARY` when that is set, and apply the gates.
+pub(super) fn finish_report(report: &fusec::LatencyReport, format: ReportFormat, output: Option<&std::path::Path>, gates: &GateArgs) -> anyhow::Result<()> {
+    let text = match format {
         ReportFormat::Table => report.to_table(),
         ReportFormat::Md => report.to_markdown(),
         ReportFormat::Json => report.to_json()?,
         ReportFormat::Csv => report.to_csv()?,
         ReportFormat::Svg => report.to_svg()?,
     };
-    emit(&text, a.output.as_deref())?;
+    emit(&text, output)?;
     report.append_github_summary()?;
-    if let Err(reason) = a.gates.gates().check(report.speedup, report.total_cycles) {
+    if let Err(reason) = gates.gates().check(report.speedup, report.total_cycles) {
         anyhow::bail!("gate failed: {reason}");
     }
     Ok(())

@@ -201,7 +201,7 @@ pub struct SweepArgs {
 
 
 pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
-    use fusec::cost::sim::{report::SimReport, Convention};
+    use fusec::cost::sim::Convention;
     if a.batch == 0 {
         anyhow::bail!("option --batch: must be at least 1");
     }
@@ -216,8 +216,8 @@ pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
         let rows = fusec::cost::sim::workload::read_topology(topo)?;
         let conv = Convention::SCALESIM;
         let gs = fusec::cost::sim::simulate_topology(&rows, &cfg);
-        let report = SimReport::new(&topo.display().to_string(), &gs, &cfg, conv, 1, None);
-        return finish_sim(&report, &a);
+        let report = fusec::cost::report::from_topology(&topo.display().to_string(), &gs, &cfg, conv);
+        return super::report::finish_report(&report, a.format, a.output.as_deref(), &a.gates);
     }
     let Some(model) = &a.model else { anyhow::bail!("give a model or --topology") };
     let cfg = a.sim.config(&hw)?;
@@ -227,32 +227,12 @@ pub(super) fn cmd_simulate(a: SimulateArgs) -> anyhow::Result<()> {
         let csv = fusec::cost::sim::workload::write_topology(&g, conv.padding, a.batch).map_err(|e| e.in_file(model))?;
         emit(&csv, Some(p))?;
     }
-    let s = fusec::cost::sim::simulate_graph(&g, &cfg, conv, a.batch, None).map_err(|e| e.in_file(model))?;
     let base = match &a.baseline {
-        Some(b) => {
-            let bg = load_for_report(b, a.input_shape.as_ref())?;
-            let bcfg = fusec::cost::hw::HwConfig { kind: fusec::cost::hw::HwKind::Systolic, ..cfg.clone() };
-            Some((b.display().to_string(), fusec::cost::sim::simulate_graph(&bg, &bcfg, conv, a.batch, None).map_err(|e| e.in_file(b))?))
-        }
+        Some(b) => Some((b.display().to_string(), load_for_report(b, a.input_shape.as_ref())?)),
         None => None,
     };
-    let report = SimReport::new(&model.display().to_string(), &s, &cfg, conv, a.batch, base.as_ref().map(|(n, b)| (n.as_str(), b)));
-    finish_sim(&report, &a)
-}
-
-pub(super) fn finish_sim(report: &fusec::cost::sim::report::SimReport, a: &SimulateArgs) -> anyhow::Result<()> {
-    let text = match a.format {
-        ReportFormat::Table => report.to_table(),
-        ReportFormat::Md => report.to_markdown(),
-        ReportFormat::Json => report.to_json()?,
-        ReportFormat::Csv => report.to_csv()?,
-        ReportFormat::Svg => report.to_svg()?,
-    };
-    emit(&text, a.output.as_deref())?;
-    if let Err(reason) = a.gates.gates().check(report.speedup, report.total_cycles) {
-        anyhow::bail!("gate failed: {reason}");
-    }
-    Ok(())
+    let report = fusec::cost::report::build_sim(&model.display().to_string(), &g, base.as_ref().map(|(n, bg)| (n.as_str(), bg)), &cfg, conv, a.batch).map_err(|e| e.in_file(model))?;
+    super::report::finish_report(&report, a.format, a.output.as_deref(), &a.gates)
 }
 
 pub(super) fn cmd_sweep(a: SweepArgs) -> anyhow::Result<()> {

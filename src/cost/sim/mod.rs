@@ -9,13 +9,11 @@
 //!   broadcast dataflow;
 //! - [`memory`]: buffers, DRAM traffic and stalls;
 //! - this module: a layer (compute + memory, or the vector unit) and the
-//!   graph's timeline; [`report`]: the per-layer report in five formats;
-//!   [`sweep`]: many configurations in parallel.
+//!   graph's timeline (its report is `cost::report`'s, with the simulator's
+//!   details); [`sweep`]: many configurations in parallel.
 
 pub mod compute;
-
 pub mod memory;
-pub mod report;
 pub mod sweep;
 pub mod workload;
 
