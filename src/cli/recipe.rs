@@ -1,7 +1,7 @@
 //! Task recipes for `fusec finetune`: the measured best settings of each kind of
 //! model, as TOML files in `recipes/` compiled in. A recipe is a table of
 //! finetune options; `--task` picks one (rot180 → classify, ctc → ppocr-rec,
-//! textdet → ppocr-det), `--recipe NAME|FILE.toml` another, `--set key=value`
+//! textdet → ppocr-det, layout → layout), `--recipe NAME|FILE.toml` another, `--set key=value`
 //! changes a value, and any option given on the command line wins over both.
 //! `--print-recipe` shows the resolved recipe.
 //!
@@ -19,6 +19,7 @@ const BUILT_IN: &[(&str, &[&str], &str)] = &[
     ("classify", &["rot180"], include_str!("../../recipes/classify.toml")),
     ("ppocr-rec", &["ctc"], include_str!("../../recipes/ppocr-rec.toml")),
     ("ppocr-det", &["textdet"], include_str!("../../recipes/ppocr-det.toml")),
+    ("layout", &["layout"], include_str!("../../recipes/layout.toml")),
 ];
 
 /// What the command line asks for once recipes are expanded.
@@ -232,6 +233,11 @@ mod tests {
         assert!(recipe_epochs < user_epochs, "{s:?}");
         assert!(s.windows(2).any(|w| w[0] == "--recipe" && w[1] == "ppocr-det"), "{s:?}");
         assert!(s.windows(2).any(|w| w[0] == "--output-loss" && w[1] == "[map]=bce:20"), "{s:?}");
+        // every task has its recipe
+        for (task, recipe) in [("rot180", "classify"), ("ctc", "ppocr-rec"), ("textdet", "ppocr-det"), ("layout", "layout")] {
+            let Expanded::Args(a) = expand(args(&format!("fusec finetune s.onnx --task {task}"))).unwrap() else { panic!() };
+            assert!(a.windows(2).any(|w| w[0] == "--recipe" && w[1] == recipe), "{task}: {a:?}");
+        }
     }
 
     #[test]

@@ -58,7 +58,14 @@ fn eval_task(a: &EvalArgs, kind: fusec::tasks::Kind, model: &fusec::onnx::ModelP
     println!("{}: {} samples, {:.1} samples/s", r.model, r.samples, r.samples_per_second);
     match &r.score {
         Some(m) => println!("  {}", m.describe()),
-        None => println!("  no ground truth in the data ({})", if kind == fusec::tasks::Kind::Ctc { "a `text` column" } else { "a box list: file, x0, y0, x1, y1" }),
+        None => println!(
+            "  no ground truth in the data ({})",
+            match kind {
+                fusec::tasks::Kind::Ctc => "a `text` column",
+                fusec::tasks::Kind::Layout | fusec::tasks::Kind::Anchors => "layout has none: scored against the teacher",
+                _ => "a box list: file, x0, y0, x1, y1",
+            }
+        ),
     }
     for (truth, read) in &r.misread {
         println!("    read {read:?} for {truth:?}");

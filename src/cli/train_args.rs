@@ -74,7 +74,7 @@ impl TaskArgs {
 /// Image preprocessing: a preset or TOML file, with flags that override single fields.
 #[derive(Args, Debug)]
 pub struct PreprocessArgs {
-    /// Preprocessing: ppocr-cls, ppocr-rec, ppocr-det, imagenet, or a TOML file (height, width, resize,
+    /// Preprocessing: ppocr-cls, ppocr-rec, ppocr-det, imagenet, picodet-layout, or a TOML file (height, width, resize,
     /// scale, mean, std, bgr) [default: ppocr-rec for --task ctc, ppocr-det for textdet, else imagenet].
     #[arg(long)]
     pub preprocess: Option<String>,
@@ -105,6 +105,7 @@ impl PreprocessArgs {
         let default = match task {
             Some(Task::Ctc) => "ppocr-rec",
             Some(Task::Textdet) => "ppocr-det",
+            Some(Task::Layout) => "picodet-layout",
             _ => "imagenet",
         };
         let mut p = fusec::tasks::data::Preprocess::preset(self.preprocess.as_deref().unwrap_or(default))?;
@@ -147,7 +148,7 @@ impl PreprocessArgs {
 pub struct FinetuneArgs {
     /// The converted model to train (the student).
     pub model: PathBuf,
-    /// The settings to start from: a recipe of `recipes/` (classify, ppocr-rec, ppocr-det) or a
+    /// The settings to start from: a recipe of `recipes/` (classify, ppocr-rec, ppocr-det, layout) or a
     /// .toml file [default: the --task's: rot180 → classify, ctc → ppocr-rec, textdet → ppocr-det].
     /// Options given on the command line win over the recipe's.
     #[arg(long, value_name = "NAME|FILE.toml")]
@@ -168,7 +169,8 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub eval_data: Option<PathBuf>,
     /// What the data is: rot180 (labels derived: as is = class 0, rotated = class 1), ctc (text
-    /// lines), textdet (pages with boxes); sets the held-out metric and the default preprocessing.
+    /// lines), textdet (pages with boxes), layout (pages); sets the held-out metric and the
+    /// default preprocessing.
     #[arg(long, value_parser = super::choice::<fusec::tasks::Task>())]
     pub task: Option<fusec::tasks::Task>,
     #[command(flatten)]

@@ -222,7 +222,8 @@ impl Agreement {
         match task {
             Some(crate::tasks::Task::Ctc) => Agreement::CtcLines,
             Some(crate::tasks::Task::Textdet) => Agreement::Boxes,
-            Some(crate::tasks::Task::Rot180) | None => Agreement::Top1,
+            // layout heads have no per-output agreement here: the output distance alone
+            Some(crate::tasks::Task::Rot180) | Some(crate::tasks::Task::Layout) | None => Agreement::Top1,
         }
     }
 

@@ -60,6 +60,11 @@ impl Preprocess {
     pub fn ppocr_det() -> Self {
         Preprocess { height: 960, width: 960, resize: Resize::Page, scale: 1.0 / 255.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], bgr: false }
     }
+    /// PaddleDetection's PP-PicoDet layout models: 800×608 (height × width) stretched,
+    /// ImageNet mean/std, RGB.
+    pub fn picodet_layout() -> Self {
+        Preprocess { height: 800, width: 608, resize: Resize::Stretch, scale: 1.0 / 255.0, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], bgr: false }
+    }
     /// PP-OCR's text recognizers: height 48, width up to 320 keeping the aspect
     /// ratio, right-padded, (x/255 − 0.5)/0.5.
     pub fn ppocr_rec() -> Self {
@@ -71,13 +76,14 @@ impl Preprocess {
             "ppocr-det" => Ok(Self::ppocr_det()),
             "ppocr-rec" => Ok(Self::ppocr_rec()),
             "imagenet" => Ok(Self::imagenet()),
+            "picodet-layout" => Ok(Self::picodet_layout()),
             other if other.ends_with(".toml") => {
                 let text = std::fs::read_to_string(other).map_err(|e| Error::io(other, e))?;
                 let p: Preprocess = toml::from_str(&text).map_err(|e| Error::option("--preprocess", format!("{other}: {e}")))?;
                 p.check().map_err(|e| Error::option("--preprocess", format!("{other}: {e}")))?;
                 Ok(p)
             }
-            other => Err(Error::option("--preprocess", format!("'{other}' is not a preset (ppocr-cls, ppocr-det, ppocr-rec, imagenet) or a .toml file"))),
+            other => Err(Error::option("--preprocess", format!("'{other}' is not a preset (ppocr-cls, ppocr-det, ppocr-rec, imagenet, picodet-layout) or a .toml file"))),
         }
     }
 
@@ -325,7 +331,8 @@ pub fn load(path: &Path, pre: &Preprocess, task: Option<Task>, limit: Option<usi
         return load_arrays(path, limit);
     }
     match task {
-        Some(Task::Textdet) => return load_textdet(path, pre, limit),
+        // layout pages: a folder or a list as for textdet (the boxes are not layout ground truth)
+        Some(Task::Textdet) | Some(Task::Layout) => return load_textdet(path, pre, limit),
         Some(Task::Ctc) => return load_lines(path, pre, limit),
         Some(Task::Rot180) | None => {}
     }

@@ -1,7 +1,7 @@
 //! Tasks: what a model's inputs and outputs mean. A task is a data format and
 //! its preprocessing ([`data`]: image folders, TSV/CSV lists with labels, text
 //! or boxes), a decoder of the model's outputs ([`ocr`]: greedy CTC, DB boxes;
-//! top-1 for classifiers) and a metric ([`predict`]: predictions in ONNX
+//! [`layout`]: PP-PicoDet regions; top-1 for classifiers) and a metric ([`predict`]: predictions in ONNX
 //! Runtime scored against the data's ground truth or a teacher's;
 //! [`classify`]: classifier accuracy).
 //! [`Task`] names the data format (`--task`), [`Kind`] what the first output
@@ -9,6 +9,7 @@
 
 pub mod classify;
 pub mod data;
+pub mod layout;
 pub(crate) mod ocr;
 pub(crate) mod predict;
 
@@ -27,6 +28,9 @@ crate::choice_enum! {
         Ctc = "ctc",
         /// Text detection: a box list (file, x0, y0, x1, y1 per row) is the ground truth.
         Textdet = "textdet",
+        /// Layout detection (PP-PicoDet heads: class scores and box distributions per level):
+        /// pages in a folder or a list; scored against a teacher's regions.
+        Layout = "layout",
     }
 }
 
@@ -43,6 +47,8 @@ pub enum Kind {
     /// Detector heads `[N, anchors, classes]` (one output per level): the
     /// top-scoring anchors, compared with a teacher's (no ground truth).
     Anchors,
+    /// PP-PicoDet layout heads: regions per class ([`layout`]), compared with a teacher's.
+    Layout,
 }
 
 impl Kind {
@@ -50,6 +56,7 @@ impl Kind {
         match task {
             Some(Task::Ctc) => Kind::Ctc,
             Some(Task::Textdet) => Kind::Textdet,
+            Some(Task::Layout) => Kind::Layout,
             Some(Task::Rot180) | None => Kind::Classify,
         }
     }

@@ -1,5 +1,5 @@
 //! Task evaluation in ONNX Runtime: run a model over a dataset, decode each
-//! sample's output for the task (class, CTC text, DB boxes) and score the
+//! sample's output for the task (class, CTC text, DB boxes, layout regions) and score the
 //! predictions against the data's ground truth and against a teacher's
 //! predictions. `fusec eval --task ctc|textdet` and the per-epoch evaluation of
 //! `fusec finetune` both use it.
@@ -27,11 +27,13 @@ pub struct Params {
     pub min_size: f32,
     /// IoU at which a box matches.
     pub iou: f32,
+    /// Class score above which a layout region is kept (`--task layout`).
+    pub min_score: f32,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { dict: vec![], thresh: 0.3, unclip: 1.5, min_size: 3.0, iou: 0.5 }
+        Params { dict: vec![], thresh: 0.3, unclip: 1.5, min_size: 3.0, iou: 0.5, min_score: 0.5 }
     }
 }
 
@@ -43,6 +45,8 @@ pub enum Pred {
     Boxes(Vec<[f32; 4]>),
     /// The highest-scoring anchors (indices over all levels), sorted.
     Top(Vec<usize>),
+    /// Layout regions.
+    Regions(Vec<super::layout::Region>),
 }
 
 /// How many anchors `Kind::Anchors` compares.
@@ -66,6 +70,7 @@ pub fn decode(kind: Kind, y: ndarray::ArrayViewD<f32>, p: &Params) -> Result<Pre
             Ok(Pred::Boxes(db_boxes(m, p.thresh, p.unclip, p.min_size)))
         }
         Kind::Anchors => top_anchors(&[y]),
+        Kind::Layout => Err(Error::Eval("--task layout decodes all of a detector's outputs together, not one".into())),
     }
 }
 
@@ -130,6 +135,10 @@ pub fn compare(preds: &[Pred], refs: &[Pred], p: &Params) -> Metric {
             let counts: Vec<(usize, usize, usize)> = preds.iter().zip(refs).filter_map(|(a, b)| match (a, b) { (Pred::Boxes(a), Pred::Boxes(b)) => Some(match_boxes(a, b, p.iou)), _ => None }).collect();
             Metric::Det(det_score(&counts))
         }
+        Some(Pred::Regions(_)) => {
+            let counts: Vec<(usize, usize, usize)> = preds.iter().zip(refs).filter_map(|(a, b)| match (a, b) { (Pred::Regions(a), Pred::Regions(b)) => Some(super::layout::match_regions(a, b, p.iou)), _ => None }).collect();
+            Metric::Det(det_score(&counts))
+        }
         Some(Pred::Top(_)) => {
             let shares: Vec<f64> = preds
                 .iter()
@@ -159,7 +168,7 @@ pub fn truth(kind: Kind, samples: &[Sample]) -> Option<Vec<Pred>> {
             // a page without boxes in the list has no text: an empty truth is still a truth,
             // but a set without any box has none
             Kind::Textdet => Some(Pred::Boxes(s.boxes.clone())),
-            Kind::Anchors => None,
+            Kind::Anchors | Kind::Layout => None,
         })
         .collect::<Option<Vec<_>>>()
         .filter(|t| kind != Kind::Textdet || t.iter().any(|p| matches!(p, Pred::Boxes(b) if !b.is_empty())))
@@ -186,7 +195,8 @@ pub fn predict(sess: &mut ort::session::Session, input: &str, extra: &[Feed], sa
         let mut feeds = vec![Feed { name: input, shape: full, data: &x }];
         feeds.extend(extra.iter().map(|f| Feed { name: f.name, shape: f.shape.clone(), data: f.data }));
         let names: Vec<String> = sess.outputs().iter().map(|o| o.name().to_string()).collect();
-        let wanted = if kind == Kind::Anchors { &names[..] } else { &names[..names.len().min(1)] };
+        let all = matches!(kind, Kind::Anchors | Kind::Layout);
+        let wanted = if all { &names[..] } else { &names[..names.len().min(1)] };
         let ys: Vec<ArrayD<f32>> = runtime::run(sess, &feeds, wanted)?;
         if ys.is_empty() {
             return Err(Error::Eval("model has no outputs".into()));
@@ -197,8 +207,15 @@ pub fn predict(sess: &mut ort::session::Session, input: &str, extra: &[Feed], sa
             }
         }
         for k in 0..j - i {
+            let sample: Vec<ndarray::ArrayViewD<f32>> = if all { ys.iter().map(|y| y.index_axis(Axis(0), k)).collect() } else { vec![] };
             out.push(if kind == Kind::Anchors {
-                top_anchors(&ys.iter().map(|y| y.index_axis(Axis(0), k)).collect::<Vec<_>>())?
+                top_anchors(&sample)?
+            } else if kind == Kind::Layout {
+                let hw = match shape {
+                    [.., h, w] => (*h, *w),
+                    _ => return Err(Error::Eval(format!("--task layout expects [C, H, W] images, got samples of shape {shape:?}"))),
+                };
+                Pred::Regions(super::layout::regions(&sample, hw, p.min_score, p.iou)?)
             } else {
                 decode(kind, ys[0].index_axis(Axis(0), k), p)?
             });
@@ -227,11 +244,18 @@ pub struct TaskReport {
     pub misread: Vec<(String, String)>,
 }
 
+/// The batch a model runs: `batch`, or fewer when its input declares a fixed batch
+/// (a detector exported for batches of 1).
+fn batch_for(model: &crate::onnx::ModelProto, input: &str, batch: usize) -> usize {
+    let fixed = model.graph.as_ref().and_then(|g| g.input.iter().find(|i| i.name() == input)).and_then(|vi| crate::onnx::value_info_type(vi).1?.first()?.known());
+    fixed.filter(|&b| b >= 1).map_or(batch, |b| batch.min(b as usize))
+}
+
 pub fn evaluate(name: &str, model: &crate::onnx::ModelProto, teacher: Option<(&str, &crate::onnx::ModelProto)>, data: &Dataset, kind: Kind, p: &Params, batch: usize) -> Result<TaskReport> {
     let input = crate::onnx::data_input(model)?;
     let mut sess = runtime::session(model, 0)?;
     let t = std::time::Instant::now();
-    let preds = predict(&mut sess, &input, &[], &data.samples, batch, kind, p)?;
+    let preds = predict(&mut sess, &input, &[], &data.samples, batch_for(model, &input, batch), kind, p)?;
     let rate = data.samples.len() as f64 / t.elapsed().as_secs_f64().max(1e-9);
     let gt = truth(kind, &data.samples);
     let score = gt.as_ref().map(|g| compare(&preds, g, p));
@@ -248,7 +272,7 @@ pub fn evaluate(name: &str, model: &crate::onnx::ModelProto, teacher: Option<(&s
     if let Some((tn, tm)) = teacher {
         let tin = crate::onnx::data_input(tm)?;
         let mut ts = runtime::session(tm, 0)?;
-        let tp = predict(&mut ts, &tin, &[], &data.samples, batch, kind, p)?;
+        let tp = predict(&mut ts, &tin, &[], &data.samples, batch_for(tm, &tin, batch), kind, p)?;
         teacher_name = Some(tn.to_string());
         teacher_score = gt.as_ref().map(|g| compare(&tp, g, p));
         agreement = Some(compare(&preds, &tp, p));
