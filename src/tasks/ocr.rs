@@ -174,6 +174,10 @@ pub struct DetScore {
     pub precision: f64,
     pub recall: f64,
     pub hmean: f64,
+    /// Boxes matched, predicted, and in the reference, over all images.
+    pub matched: usize,
+    pub predicted: usize,
+    pub reference: usize,
 }
 
 pub fn det_score(counts: &[(usize, usize, usize)]) -> DetScore {
@@ -181,7 +185,7 @@ pub fn det_score(counts: &[(usize, usize, usize)]) -> DetScore {
     let precision = if p == 0 { 0.0 } else { m as f64 / p as f64 };
     let recall = if g == 0 { 0.0 } else { m as f64 / g as f64 };
     let hmean = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-    DetScore { images: counts.len(), precision, recall, hmean }
+    DetScore { images: counts.len(), precision, recall, hmean, matched: m, predicted: p, reference: g }
 }
 
 #[cfg(test)]
