@@ -13,8 +13,10 @@ use crate::error::{Error, Result};
 
 /// Strides a level may have.
 const STRIDES: [usize; 5] = [8, 16, 32, 64, 128];
-/// Candidates kept per level before suppression, and boxes per class after it.
+/// Candidates kept per level, per class entering suppression, and per class after it
+/// (PaddleDetection's `nms_top_k`, `candidate_size`, `keep_top_k`).
 const TOP_K: usize = 1000;
+const CANDIDATES_PER_CLASS: usize = 200;
 const KEEP_PER_CLASS: usize = 100;
 
 /// A detected region: class, box (x0, y0, x1, y1 in input pixels), score.
@@ -82,7 +84,7 @@ pub fn regions(outputs: &[ArrayViewD<f32>], (h, w): (usize, usize), min_score: f
         let c = cands[start].class;
         let end = start + cands[start..].iter().take_while(|r| r.class == c).count();
         let mut mine: Vec<Region> = vec![];
-        for r in &cands[start..end] {
+        for r in cands[start..end].iter().take(CANDIDATES_PER_CLASS) {
             if mine.len() < KEEP_PER_CLASS && mine.iter().all(|k| iou(&k.bbox, &r.bbox) <= nms_iou) {
                 mine.push(*r);
             }
