@@ -90,7 +90,7 @@ impl Pass for CalibrateMap {
         // each placed after the last (`Patch::apply` gives them rising positions)
         patch.add.extend(nodes.into_iter().map(|n| (n, after)));
         if !patch.is_empty() {
-            report.rewrites.push(Rewrite { node: sig_node.label(), index: 0, rule: "calibrate_map".into(), detail: detail.join(", "), params_delta: 0 });
+            report.rewrites.push(Rewrite::summary(sig_node.label(), "calibrate_map", detail.join(", ")));
             patch.apply(g)?;
         }
         Ok(report)

@@ -19,13 +19,7 @@ impl Pass for FoldShapes {
         let r = fold::fold(g)?;
         let mut report = PassReport::default();
         if r.folded > 0 {
-            report.rewrites.push(Rewrite {
-                node: format!("{} shape computations", r.folded),
-                index: 0,
-                rule: "fold_shapes.constant".into(),
-                detail: format!("replaced by constants, {} nodes removed", r.removed_nodes),
-                params_delta: 0,
-            });
+            report.rewrites.push(Rewrite::summary(format!("{} shape computations", r.folded), "fold_shapes.constant", format!("replaced by constants, {} nodes removed", r.removed_nodes)));
         }
         Ok(report)
     }

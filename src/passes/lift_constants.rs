@@ -31,13 +31,7 @@ impl Pass for LiftConstants {
         }
         let mut report = PassReport::default();
         if !patch.is_empty() {
-            report.rewrites.push(Rewrite {
-                node: format!("{} Constant nodes", patch.remove.len()),
-                index: 0,
-                rule: "lift_constants.initializer".into(),
-                detail: "float Constant nodes as initializers of the same name".into(),
-                params_delta: 0,
-            });
+            report.rewrites.push(Rewrite::summary(format!("{} Constant nodes", patch.remove.len()), "lift_constants.initializer", "float Constant nodes as initializers of the same name"));
             patch.apply(g)?;
         }
         Ok(report)

@@ -54,6 +54,13 @@ pub struct Rewrite {
     pub params_delta: i64,
 }
 
+impl Rewrite {
+    /// A rewrite that sums up a whole pass (no node index, no parameter change).
+    pub fn summary(node: impl Into<String>, rule: &str, detail: impl Into<String>) -> Rewrite {
+        Rewrite { node: node.into(), index: 0, rule: rule.into(), detail: detail.into(), params_delta: 0 }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PassReport {
     pub rewrites: Vec<Rewrite>,

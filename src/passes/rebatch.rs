@@ -68,13 +68,7 @@ impl Pass for Rebatch {
             patch.replace.push((ix, proto));
         }
         let mut report = PassReport::default();
-        report.rewrites.push(Rewrite {
-            node: self.input.clone(),
-            index: 0,
-            rule: "rebatch.declare".into(),
-            detail: format!("batch {from} → {to}: {} declarations, {} shape constants", patch.declare.len(), patch.replace.len()),
-            params_delta: 0,
-        });
+        report.rewrites.push(Rewrite::summary(&self.input, "rebatch.declare", format!("batch {from} → {to}: {} declarations, {} shape constants", patch.declare.len(), patch.replace.len())));
         patch.apply(g)?;
         Ok(report)
     }

@@ -48,8 +48,9 @@ impl LatencyReport {
         self.layers.iter().filter_map(|l| l.sim.as_ref().filter(|d| d.unit != Unit::None).map(|d| (l, d)))
     }
 
+    /// A report of the simulator: its totals (and every layer's details) are there.
     fn is_sim(&self) -> bool {
-        self.layers.iter().any(|l| l.sim.is_some()) || self.model.sim.is_some()
+        self.model.sim.is_some()
     }
 
     fn headline(&self) -> String {
