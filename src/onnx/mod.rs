@@ -132,6 +132,13 @@ pub fn data_input(model: &ModelProto) -> Result<String> {
     }
 }
 
+/// The batch size `input` declares, when it is a number (a model exported for a fixed batch).
+pub fn declared_batch(model: &ModelProto, input: &str) -> Option<i64> {
+    let g = model.graph.as_ref()?;
+    let vi = g.input.iter().find(|i| i.name() == input)?;
+    value_info_type(vi).1?.first()?.known()
+}
+
 pub fn opset_of(m: &ModelProto) -> i64 {
     m.opset_import
         .iter()

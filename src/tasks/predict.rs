@@ -247,8 +247,7 @@ pub struct TaskReport {
 /// The batch a model runs: `batch`, or fewer when its input declares a fixed batch
 /// (a detector exported for batches of 1).
 fn batch_for(model: &crate::onnx::ModelProto, input: &str, batch: usize) -> usize {
-    let fixed = model.graph.as_ref().and_then(|g| g.input.iter().find(|i| i.name() == input)).and_then(|vi| crate::onnx::value_info_type(vi).1?.first()?.known());
-    fixed.filter(|&b| b >= 1).map_or(batch, |b| batch.min(b as usize))
+    crate::onnx::declared_batch(model, input).filter(|&b| b >= 1).map_or(batch, |b| batch.min(b as usize))
 }
 
 pub fn evaluate(name: &str, model: &crate::onnx::ModelProto, teacher: Option<(&str, &crate::onnx::ModelProto)>, data: &Dataset, kind: Kind, p: &Params, batch: usize) -> Result<TaskReport> {

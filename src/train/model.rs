@@ -171,12 +171,7 @@ pub fn write_back(student: &ModelProto, tg: &TrainGraph, st: &State) -> Result<M
     Ok(m)
 }
 
-/// The batch size the model's input declares, when it is a number.
-pub fn declared_batch(model: &ModelProto, input: &str) -> Option<i64> {
-    let g = model.graph.as_ref()?;
-    let vi = g.input.iter().find(|i| i.name() == input)?;
-    onnx::value_info_type(vi).1?.first()?.known()
-}
+pub use crate::onnx::declared_batch;
 
 /// The model for batches of `b` when it was exported for a fixed batch `b0`
 /// (the `rebatch` pass: the input declares `b`, and every shape constant that
